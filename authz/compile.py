@@ -1,0 +1,446 @@
+"""Policies to a ``PolicySet``: every CEL expression compiled once, imports resolved, scope chains
+checked, and rules flattened into ``Row``s (one per action, role and derived role, as Cerbos's
+rule table does) indexed for lookup. Every problem is collected; any problem rejects the set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import globs
+from .cel.compiler import Scope, Variable
+from .cel.values import from_json
+from .conditions import (
+    CompiledOutput,
+    ConditionFn,
+    compile_cel,
+    compile_match,
+    compile_output,
+    negate,
+)
+from .errors import PolicyErrors, PolicyProblem
+from .loader import LoadedPolicy, load_policies
+from .policy import (
+    ALLOW,
+    DENY,
+    OVERRIDE_PARENT,
+    REQUIRE_PARENTAL_CONSENT,
+    Definitions,
+    DerivedRoles,
+    ExportConstants,
+    ExportVariables,
+    PrincipalPolicy,
+    ResourcePolicy,
+    RolePolicy,
+    SchemaRef,
+)
+from .yamlsrc import Position
+
+PRINCIPAL = "principal"
+RESOURCE = "resource"
+
+_VAR_REF = re.compile(r"\b(?:V|variables)\s*\.\s*([A-Za-z_]\w*)")
+
+
+@dataclass(eq=False)
+class CompiledDerivedRole:
+    name: str
+    parent_roles: list[str]
+    condition: ConditionFn | None
+    origin: str  # e.g. derived_roles.common_roles
+
+
+@dataclass(eq=False)
+class Row:
+    """One (action, role) of one rule: the unit the evaluator matches and evaluates."""
+
+    kind: str
+    version: str
+    scope: str
+    resource: str
+    role: str
+    action: str
+    effect: str
+    condition: ConditionFn | None
+    output: CompiledOutput | None
+    src: str  # policy key # rule name, as Cerbos names output sources
+    policy_key: str
+    evaluation_key: str
+    principal: str = ""
+    derived_role: CompiledDerivedRole | None = None
+    from_role_policy: bool = False
+    no_match_for_scope_permissions: bool = False
+
+
+@dataclass(eq=False)
+class RolePolicyRule:
+    resource: str
+    allow_actions: list[str]
+    condition: ConditionFn | None
+    policy_key: str
+    evaluation_key: str
+
+
+@dataclass
+class ResourceSchemas:
+    principal: SchemaRef | None
+    resource: SchemaRef | None
+
+
+@dataclass
+class PolicySet:
+    """An immutable, compiled set of policies, ready for any number of checks from any thread."""
+
+    rows: dict[tuple[str, str, str], list[Row]] = field(default_factory=dict)  # (kind, version, scope)
+    scopes: dict[str, set[str]] = field(default_factory=lambda: {PRINCIPAL: set(), RESOURCE: set()})
+    scope_permissions: dict[str, str] = field(default_factory=dict)
+    derived_roles: dict[tuple[str, str, str], list[CompiledDerivedRole]] = field(default_factory=dict)
+    role_parents: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # scope -> role -> parents
+    role_rules: dict[str, dict[str, list[RolePolicyRule]]] = field(default_factory=dict)  # scope -> role
+    schemas: dict[tuple[str, str, str], ResourceSchemas] = field(default_factory=dict)
+    schema_root: Path | None = None
+    policy_count: int = 0
+    sources: dict[str, str] = field(default_factory=dict)  # policy key -> file
+
+    def __post_init__(self) -> None:
+        self.query = lru_cache(maxsize=65536)(self._query)  # type: ignore[method-assign]
+
+    def resource_policy_key(self, kind: str, version: str, scope: str) -> str:
+        return f"resource.{kind}.v{version}" + (f"/{scope}" if scope else "")
+
+    def _query(self, kind: str, version: str, scope: str, resource: str, action: str,
+               roles: tuple[str, ...], principal: str) -> tuple[Row, ...]:
+        """The rows of one scope that apply to this resource kind, action and roles, in rule order."""
+        out: list[Row] = []
+        if kind == RESOURCE:
+            out.extend(self._role_policy_rows(version, scope, resource, action, roles))
+        for row in self.rows.get((kind, version, scope), ()):
+            if kind == PRINCIPAL and row.principal != principal:
+                continue
+            if not globs.matches(row.action, action) or not globs.matches(row.resource, resource):
+                continue
+            if row.role != "*" and not any(globs.matches(row.role, r) for r in roles):
+                continue
+            out.append(row)
+        return tuple(out)
+
+    def _role_policy_rows(self, version: str, scope: str, resource: str, action: str,
+                          roles: tuple[str, ...]) -> list[Row]:
+        """Role policies narrow: an action they do not list is denied, a conditional one is denied
+        when its condition fails."""
+        out: list[Row] = []
+        by_role = self.role_rules.get(scope, {})
+        for role in roles:
+            rules = by_role.get(role)
+            if rules is None:
+                continue
+            matched = [r for r in rules if globs.matches(r.resource, resource)
+                       and any(globs.matches(a, action) for a in r.allow_actions)]
+            policy_key = f"role.{role}" + (f"/{scope}" if scope else "")
+            if not matched:
+                out.append(Row(RESOURCE, version, scope, resource, role, action, DENY, None, None,
+                               f"{policy_key}#implicit-deny", policy_key, f"{policy_key}#implicit-deny",
+                               from_role_policy=True, no_match_for_scope_permissions=True))
+                continue
+            for r in matched:
+                if r.condition is not None:
+                    out.append(Row(RESOURCE, version, scope, resource, role, action, DENY,
+                                   negate(r.condition), None, r.evaluation_key, r.policy_key,
+                                   r.evaluation_key, from_role_policy=True))
+        return out
+
+    def scope_exists(self, kind: str, scope: str) -> bool:
+        return scope in self.scopes[kind]
+
+    def parent_roles(self, scope: str, roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The roles plus every ancestor role that role policies in ``scope`` give them."""
+        out = list(roles)
+        mapping = self.role_parents.get(scope)
+        if not mapping:
+            return tuple(out)
+        seen = set(out)
+        stack = list(roles)
+        while stack:
+            for parent in mapping.get(stack.pop(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    out.append(parent)
+                    stack.append(parent)
+        return tuple(out)
+
+
+def scope_chain(scope: str) -> list[str]:
+    """``a.b.c`` -> ``[a.b.c, a.b, a, ""]``."""
+    if not scope:
+        return [""]
+    parts = scope.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)] + [""]
+
+
+class _Builder:
+    def __init__(self, loaded: list[LoadedPolicy]) -> None:
+        self.problems: list[PolicyProblem] = []
+        self.loaded = loaded
+        self.export_variables: dict[str, tuple[ExportVariables, str]] = {}
+        self.export_constants: dict[str, tuple[ExportConstants, str]] = {}
+        self.derived_roles: dict[str, tuple[DerivedRoles, str]] = {}
+        self.compiled_derived_roles: dict[str, list[CompiledDerivedRole]] = {}
+        self.set = PolicySet()
+
+    def problem(self, position: Position, message: str, kind: str) -> None:
+        self.problems.append(PolicyProblem(position, message, kind))
+
+    def build(self) -> PolicySet:
+        self._index()
+        for name, (dr, _file) in self.derived_roles.items():
+            self.compiled_derived_roles[name] = self._compile_derived_roles(dr)
+        resource_policies = [lp for lp in self.loaded if isinstance(lp.policy, ResourcePolicy)]
+        for lp in resource_policies:
+            self._add_resource_policy(lp.policy, lp.file)  # type: ignore[arg-type]
+        for lp in self.loaded:
+            if isinstance(lp.policy, PrincipalPolicy):
+                self._add_principal_policy(lp.policy, lp.file)
+            elif isinstance(lp.policy, RolePolicy):
+                self._add_role_policy(lp.policy, lp.file)
+        self._check_scope_chains()
+        self.set.policy_count = len(self.loaded)
+        return self.set
+
+    # -- indexing and imports --------------------------------------------------------
+
+    def _index(self) -> None:
+        seen: dict[str, Position] = {}
+        for lp in self.loaded:
+            p = lp.policy
+            key = p.key
+            if key in seen:
+                self.problem(p.position, f"duplicate policy {key} (also defined at {seen[key]})",
+                             "duplicate definition")
+                continue
+            seen[key] = p.position
+            self.set.sources[key] = lp.file
+            if isinstance(p, ExportVariables):
+                self.export_variables[p.name] = (p, lp.file)
+            elif isinstance(p, ExportConstants):
+                self.export_constants[p.name] = (p, lp.file)
+            elif isinstance(p, DerivedRoles):
+                self.derived_roles[p.name] = (p, lp.file)
+
+    def _constants(self, defs: Definitions) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, where in defs.imports:
+            found = self.export_constants.get(name)
+            if found is None:
+                self.problem(where, f'constants import "{name}" cannot be found', "missing import")
+                continue
+            for cname, value in found[0].definitions.items():
+                if cname in out:
+                    self.problem(where, f'constant "{cname}" is defined more than once', "duplicate definition")
+                out[cname] = from_json(_plain(value))
+        for cname, value in defs.local.items():
+            out[cname] = from_json(_plain(value))
+        return out
+
+    def _scope(self, variables: Definitions, constants: Definitions) -> Scope:
+        """The variables and constants a policy's expressions may name, compiled in order."""
+        scope = Scope(constants=self._constants(constants))
+        sources: dict[str, Any] = {}
+        for name, where in variables.imports:
+            found = self.export_variables.get(name)
+            if found is None:
+                self.problem(where, f'variables import "{name}" cannot be found', "missing import")
+                continue
+            for vname, expr in found[0].definitions.items():
+                if vname in sources:
+                    self.problem(where, f'variable "{vname}" is defined more than once', "duplicate definition")
+                sources[vname] = expr
+        sources.update(variables.local)
+        for name in sources:
+            scope.variables[name] = Variable(name, _undefined_variable)
+        if self._has_cycle(sources):
+            return scope
+        for name, expr in sources.items():
+            fn = compile_cel(expr, scope, self.problems)
+            if fn is not None:
+                scope.variables[name].fn = fn
+        return scope
+
+    def _has_cycle(self, sources: dict[str, Any]) -> bool:
+        deps = {n: set(_VAR_REF.findall(e.text)) & sources.keys() for n, e in sources.items()}
+        state: dict[str, int] = {}
+
+        def visit(n: str, trail: list[str]) -> bool:
+            if state.get(n) == 1:
+                cycle = " -> ".join([*trail[trail.index(n):], n])
+                self.problem(sources[n].position, f"variables form a cycle: {cycle}", "cyclical variables")
+                return True
+            if state.get(n) == 2:
+                return False
+            state[n] = 1
+            found = any(visit(d, [*trail, n]) for d in sorted(deps[n]))
+            state[n] = 2
+            return found
+
+        return any(visit(n, []) for n in sources)
+
+    def _compile_derived_roles(self, dr: DerivedRoles) -> list[CompiledDerivedRole]:
+        scope = self._scope(dr.variables, dr.constants)
+        out = []
+        for d in dr.definitions:
+            cond = compile_match(d.condition, scope, self.problems) if d.condition else None
+            out.append(CompiledDerivedRole(d.name, d.parent_roles, cond, dr.key))
+        return out
+
+    # -- resource policies -------------------------------------------------------------
+
+    def _imported_derived_roles(self, p: ResourcePolicy) -> dict[str, CompiledDerivedRole]:
+        out: dict[str, CompiledDerivedRole] = {}
+        origin: dict[str, str] = {}
+        for name, where in p.import_derived_roles:
+            if name not in self.derived_roles:
+                self.problem(where, f'derived roles import "{name}" cannot be found', "missing import")
+                continue
+            for d in self.compiled_derived_roles.get(name, []):
+                if d.name in out:
+                    self.problem(where, f'derived role "{d.name}" is defined in both {origin[d.name]} and {name}',
+                                 "ambiguous derived role")
+                out[d.name] = d
+                origin[d.name] = name
+        return out
+
+    def _add_resource_policy(self, p: ResourcePolicy, file: str) -> None:
+        scope = self._scope(p.variables, p.constants)
+        derived = self._imported_derived_roles(p)
+        self.set.derived_roles[(p.resource, p.version, p.scope)] = list(derived.values())
+        self.set.schemas[(p.resource, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
+        if p.scope_permissions:
+            self._scope_permissions(p.scope, p.scope_permissions, p.position)
+        if p.scope == "" and p.scope_permissions == REQUIRE_PARENTAL_CONSENT:
+            self.problem(p.position, "a policy without a scope cannot require parental consent",
+                         "invalid scope permissions")
+        rows = self.set.rows.setdefault((RESOURCE, p.version, p.scope), [])
+        requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
+        for i, rule in enumerate(p.rules, start=1):
+            name = rule.name or f"rule-{i:03d}"
+            src = f"{p.key}#{name}"
+            cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
+            output = compile_output(rule.output, scope, self.problems)
+            effect = rule.effect
+            if requires_consent and effect == ALLOW and cond is not None:
+                cond, effect = negate(cond), DENY
+            for action in rule.actions:
+                for role in rule.roles:
+                    rows.append(Row(RESOURCE, p.version, p.scope, p.resource, role, action, effect, cond, output,
+                                    src, p.key, src))
+                for dr_name in rule.derived_roles:
+                    dr = derived.get(dr_name)
+                    if dr is None:
+                        self.problem(rule.position, f'unknown derived role "{dr_name}"', "unknown derived role")
+                        continue
+                    for parent in dr.parent_roles:
+                        rows.append(Row(RESOURCE, p.version, p.scope, p.resource, parent, action, effect, cond,
+                                        output, src, p.key, f"{dr.origin}.{dr_name}#{src}", derived_role=dr))
+        if rows:
+            self.set.scopes[RESOURCE].add(p.scope)
+
+    def _scope_permissions(self, scope: str, value: str, where: Position) -> None:
+        current = self.set.scope_permissions.get(scope)
+        if current is not None and current != value:
+            self.problem(where, f'scope "{scope}" has policies with different scopePermissions',
+                         "inconsistent scope permissions")
+        self.set.scope_permissions[scope] = value
+
+    # -- principal and role policies ---------------------------------------------------
+
+    def _add_principal_policy(self, p: PrincipalPolicy, file: str) -> None:
+        scope = self._scope(p.variables, p.constants)
+        if p.scope_permissions:
+            self._scope_permissions(p.scope, p.scope_permissions, p.position)
+        rows = self.set.rows.setdefault((PRINCIPAL, p.version, p.scope), [])
+        requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
+        for i, rule in enumerate(p.rules, start=1):
+            name = rule.name or f"rule-{i:03d}"
+            src = f"{p.key}#{name}"
+            cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
+            effect = rule.effect
+            if requires_consent and effect == ALLOW and cond is not None:
+                cond, effect = negate(cond), DENY
+            rows.append(Row(PRINCIPAL, p.version, p.scope, rule.resource, "*", rule.action, effect, cond,
+                            compile_output(rule.output, scope, self.problems), src, p.key, src,
+                            principal=p.principal))
+        if rows:
+            self.set.scopes[PRINCIPAL].add(p.scope)
+
+    def _add_role_policy(self, p: RolePolicy, file: str) -> None:
+        scope = Scope()
+        rules = self.set.role_rules.setdefault(p.scope, {}).setdefault(p.role, [])
+        for i, rule in enumerate(p.rules):
+            cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
+            rules.append(RolePolicyRule(rule.resource, rule.allow_actions, cond, p.key,
+                                        f"{p.key}#{p.role}_rule-{i:03d}"))
+        self.set.role_parents.setdefault(p.scope, {})[p.role] = p.parent_roles
+        self.set.scopes[RESOURCE].add(p.scope)
+
+    # -- scope chains ------------------------------------------------------------------
+
+    def _check_scope_chains(self) -> None:
+        by_key: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        where: dict[tuple[str, str, str, str], Position] = {}
+        for lp in self.loaded:
+            p = lp.policy
+            if isinstance(p, ResourcePolicy):
+                ident = ("resource", p.resource, p.version)
+            elif isinstance(p, PrincipalPolicy):
+                ident = ("principal", p.principal, p.version)
+            else:
+                continue
+            by_key[ident].add(p.scope)
+            where[(*ident, p.scope)] = p.position
+        for ident, scopes in by_key.items():
+            for scope in scopes:
+                for parent in scope_chain(scope)[1:]:
+                    if parent not in scopes:
+                        kind, name, version = ident
+                        self.problem(where[(*ident, scope)],
+                                     f'missing ancestor: no {kind} policy for "{name}" version {version} '
+                                     f'in scope "{parent}" (needed by scope "{scope}")',
+                                     "missing scope")
+                        break
+
+
+def _undefined_variable(act: Any) -> Any:
+    from .cel.values import CelError
+
+    raise CelError("variable could not be compiled")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def compile_policy_dir(root: Path) -> PolicySet:
+    """Loads and compiles every policy below ``root``; raises ``PolicyErrors`` listing all problems."""
+    problems: list[PolicyProblem] = []
+    if not root.is_dir():
+        raise PolicyErrors([PolicyProblem(Position(str(root), 1, 1), "policy directory does not exist",
+                                          "missing directory")])
+    loaded = load_policies(root, problems)
+    builder = _Builder(loaded)
+    policy_set = builder.build()
+    problems.extend(builder.problems)
+    if problems:
+        raise PolicyErrors(problems)
+    policy_set.schema_root = root / "_schemas"
+    return policy_set
+
+
+__all__ = ["OVERRIDE_PARENT", "PolicySet", "Row", "compile_policy_dir", "scope_chain"]

@@ -1,0 +1,300 @@
+"""Deciding one check: a principal, a resource and its actions against a ``PolicySet``, with
+Cerbos 0.55's semantics.
+
+For each action, principal policies decide first, then resource policies. Within a policy kind,
+each of the principal's roles is tried in turn: the scope chain is walked from the most specific
+scope up, and in a scope every matching rule is evaluated in order; a satisfied DENY ends the walk
+for that role, a satisfied ALLOW ends it unless the scope requires parental consent. An ALLOW from
+any one role decides the action; otherwise the first role's result stands. No match is DENY.
+
+With strict evaluation (our default) a condition that errors denies the action for that role,
+like a satisfied DENY; without it the erroring expression just counts as false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import globs
+from .cel.compiler import Activation
+from .cel.values import Message, from_json
+from .compile import PRINCIPAL, RESOURCE, PolicySet, Row, scope_chain
+from .conditions import ConditionError, EvaluationError, output_value
+from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
+
+NO_MATCH = "NO_MATCH"
+NO_MATCH_FOR_SCOPE_PERMISSIONS = "NO_MATCH_FOR_SCOPE_PERMISSIONS"
+_UNDECIDED = "EFFECT_NO_MATCH"
+
+
+@dataclass
+class EvalParams:
+    """Engine settings, as Cerbos's ``engine`` configuration names them."""
+
+    strict_evaluation: bool = True
+    default_policy_version: str = "default"
+    default_scope: str = ""
+    lenient_scope_search: bool = False
+    globals: dict[str, Any] = field(default_factory=dict)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    schema_enforcement: str = "none"  # none | warn | reject
+
+
+@dataclass
+class Principal:
+    id: str
+    roles: list[str]
+    attr: dict[str, Any] = field(default_factory=dict)
+    policy_version: str = ""
+    scope: str = ""
+
+
+@dataclass
+class Resource:
+    kind: str
+    id: str
+    attr: dict[str, Any] = field(default_factory=dict)
+    policy_version: str = ""
+    scope: str = ""
+
+
+@dataclass
+class CheckInput:
+    principal: Principal
+    resource: Resource
+    actions: list[str]
+    aux_data: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass
+class ActionEffect:
+    effect: str
+    policy: str = NO_MATCH
+    scope: str = ""
+    # Strict evaluation met an error: this DENY stands whatever other roles or policies say.
+    final: bool = field(default=False, compare=False, repr=False)
+
+
+@dataclass
+class OutputEntry:
+    src: str
+    val: Any
+    action: str
+    error: str | None = None
+
+
+@dataclass
+class CheckOutput:
+    """The decision for one resource: an effect per action, outputs, and why."""
+
+    request_id: str
+    resource_id: str
+    actions: dict[str, ActionEffect]
+    outputs: list[OutputEntry] = field(default_factory=list)
+    effective_derived_roles: list[str] = field(default_factory=list)
+    validation_errors: list[dict[str, str]] = field(default_factory=list)
+    evaluation_errors: list[EvaluationError] = field(default_factory=list)
+
+
+def _scope_value(scope: str, default: str) -> str:
+    scope = scope or default
+    return "" if scope == "." else scope
+
+
+def request_message(inp: CheckInput, pscope: str, rscope: str) -> Message:
+    p, r = inp.principal, inp.resource
+    principal = Message("cerbos.engine.v1.Request.Principal", {
+        "id": p.id, "roles": list(p.roles), "attr": from_json(p.attr),
+        "policyVersion": p.policy_version, "scope": pscope,
+    })
+    resource = Message("cerbos.engine.v1.Request.Resource", {
+        "kind": r.kind, "id": r.id, "attr": from_json(r.attr),
+        "policyVersion": r.policy_version, "scope": rscope,
+    })
+    aux = Message("cerbos.engine.v1.AuxData", {"jwt": from_json(inp.aux_data.get("jwt", {})), "jwts": {}})
+    return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
+
+
+class _Decision:
+    """The state of deciding one CheckInput."""
+
+    def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime) -> None:
+        self.ps = ps
+        self.inp = inp
+        self.params = params
+        self.strict = params.strict_evaluation
+        self.pscope = _scope_value(inp.principal.scope, params.default_scope)
+        self.rscope = _scope_value(inp.resource.scope, params.default_scope)
+        self.pversion = inp.principal.policy_version or params.default_policy_version
+        self.rversion = inp.resource.policy_version or params.default_policy_version
+        self.act = Activation(request_message(inp, self.pscope, self.rscope), now,
+                              from_json(params.globals))
+        self.errors: list[EvaluationError] = []
+        self.outputs: list[OutputEntry] = []
+        self.condition_cache: dict[str, bool] = {}
+        self.processed_scopes: set[str] = set()
+        self.effective_derived_roles: set[str] = set()
+
+    def scopes(self, kind: str, scope: str) -> list[str]:
+        chain = scope_chain(scope)
+        if not self.params.lenient_scope_search and not self.ps.scope_exists(kind, scope):
+            return []
+        return [s for s in chain if self.ps.scope_exists(kind, s)]
+
+    def decide(self) -> CheckOutput:
+        inp = self.inp
+        out = CheckOutput(inp.request_id, inp.resource.id,
+                          {a: ActionEffect(DENY) for a in inp.actions})
+        pscopes = self.scopes(PRINCIPAL, self.pscope)
+        rscopes = self.scopes(RESOURCE, self.rscope)
+        if not pscopes and not rscopes:
+            return out
+        principal_exists = any(
+            any(r.principal == inp.principal.id for r in self.ps.rows.get((PRINCIPAL, self.pversion, s), ()))
+            for s in pscopes
+        )
+        resource_exists = any(
+            any(globs.matches(r.resource, inp.resource.kind) for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
+            or bool(self.ps.role_rules.get(s))
+            for s in rscopes
+        )
+        if not principal_exists and not resource_exists:
+            return out
+        self.including_parent_roles = self.ps.parent_roles(self.rscope, inp.principal.roles)
+        main_keys = {
+            PRINCIPAL: (f"principal.{inp.principal.id}.v{self.pversion}" + _suffix(pscopes), pscopes,
+                        principal_exists),
+            RESOURCE: (self.ps.resource_policy_key(inp.resource.kind, self.rversion, rscopes[0] if rscopes else ""),
+                       rscopes, resource_exists),
+        }
+        for action in dict.fromkeys(inp.actions):
+            out.actions[action] = self.decide_action(action, main_keys)
+        out.outputs = self.outputs
+        out.evaluation_errors = self.errors
+        out.effective_derived_roles = sorted(self.effective_derived_roles)
+        return out
+
+    def decide_action(self, action: str, main_keys: dict[str, tuple[str, list[str], bool]]) -> ActionEffect:
+        result = ActionEffect(_UNDECIDED)
+        for kind in (PRINCIPAL, RESOURCE):
+            key, scopes, exists = main_keys[kind]
+            result = ActionEffect(_UNDECIDED)
+            roles = self.inp.principal.roles[:1] if kind == PRINCIPAL else self.inp.principal.roles
+            for role in roles:
+                role_result = self.decide_role(kind, action, role, scopes, key if exists else NO_MATCH)
+                if role_result.final:
+                    return role_result
+                if result.effect == _UNDECIDED:
+                    result = role_result
+                if role_result.effect == ALLOW:
+                    result = role_result
+                    break
+                if (role_result.effect == DENY and result.policy == NO_MATCH_FOR_SCOPE_PERMISSIONS
+                        and role_result.policy != NO_MATCH_FOR_SCOPE_PERMISSIONS):
+                    result = role_result
+            if result.effect in (ALLOW, DENY):
+                break
+        if result.effect == _UNDECIDED:
+            result.effect = DENY
+        return result
+
+    def decide_role(self, kind: str, action: str, role: str, scopes: list[str], policy_key: str) -> ActionEffect:
+        result = ActionEffect(_UNDECIDED, policy_key)
+        parent_roles = self.ps.parent_roles(self.rscope, [role])
+        version = self.pversion if kind == PRINCIPAL else self.rversion
+        pid = self.inp.principal.id if kind == PRINCIPAL else ""
+        for scope in scopes:
+            if kind == RESOURCE:
+                self.derive_roles(scope)
+            if result.effect != _UNDECIDED:
+                break
+            rows = self.ps.query(kind, version, scope, self.inp.resource.kind, action, parent_roles, pid)
+            has_allow = False
+            for row in rows:
+                try:
+                    satisfied = self.satisfied(row)
+                except ConditionError:
+                    return ActionEffect(DENY, row.policy_key, scope, final=True)
+                if satisfied:
+                    self.emit(row, action, activated=True)
+                    if row.effect == ALLOW:
+                        has_allow = True
+                    elif row.effect == DENY:
+                        result.effect = DENY
+                        result.scope = scope
+                        if row.from_role_policy:
+                            result.policy = row.policy_key
+                        return result
+                    elif row.no_match_for_scope_permissions:
+                        result.policy = NO_MATCH_FOR_SCOPE_PERMISSIONS
+                        result.scope = scope
+                elif satisfied is False:
+                    self.emit(row, action, activated=False)
+            if has_allow:
+                if self.ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT:
+                    continue
+                result.effect = ALLOW
+                result.scope = scope
+                return result
+        return result
+
+    def satisfied(self, row: Row) -> bool | None:
+        """True or False, or None when the rule was skipped (its derived role erred)."""
+        cached = self.condition_cache.get(row.evaluation_key)
+        if cached is not None:
+            return cached
+        dr = row.derived_role
+        if dr is not None and dr.condition is not None and not dr.condition(self.act, self.strict, self.errors):
+            self.condition_cache[row.evaluation_key] = False
+            return None
+        if row.condition is None:
+            ok = True
+        else:
+            ok = row.condition(self.act, self.strict, self.errors)
+        self.condition_cache[row.evaluation_key] = ok
+        return ok
+
+    def emit(self, row: Row, action: str, activated: bool) -> None:
+        if row.output is None:
+            return
+        fn = row.output.rule_activated if activated else row.output.condition_not_met
+        if fn is None:
+            return
+        val, error = output_value(fn, self.act)
+        if error is not None:
+            self.errors.append(EvaluationError(f"output of {row.src}", error))
+        self.outputs.append(OutputEntry(row.src, val, action, error))
+
+    def derive_roles(self, scope: str) -> None:
+        """Works out, once per scope, which derived roles apply (``runtime.effectiveDerivedRoles``)."""
+        if scope in self.processed_scopes:
+            return
+        self.processed_scopes.add(scope)
+        effective: set[str] = set()
+        for dr in self.ps.derived_roles.get((self.inp.resource.kind, self.rversion, scope), ()):
+            if not any(globs.matches(p, r) for p in dr.parent_roles for r in self.including_parent_roles):
+                continue
+            if dr.condition is None:
+                ok = True
+            else:
+                try:
+                    ok = dr.condition(self.act, False, [])
+                except ConditionError:
+                    ok = False
+            if ok:
+                effective.add(dr.name)
+        self.effective_derived_roles |= effective
+        self.act.runtime = Message("cerbos.engine.v1.Runtime", {"effectiveDerivedRoles": sorted(effective)})
+
+
+def _suffix(scopes: list[str]) -> str:
+    return f"/{scopes[0]}" if scopes and scopes[0] else ""
+
+
+def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None) -> CheckOutput:
+    """Decides one CheckInput. Never raises for anything the request or the policies contain."""
+    return _Decision(ps, inp, params, now or params.now()).decide()

@@ -1,0 +1,71 @@
+"""Validating request attributes against the JSON schemas a resource policy names
+(``cerbos:///principal.json`` is ``_schemas/principal.json``), as Cerbos's schema enforcement does:
+``none`` skips it, ``warn`` reports problems and decides anyway, ``reject`` denies every action.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jsonschema
+
+from . import globs
+from .compile import scope_chain
+
+if TYPE_CHECKING:
+    from .compile import PolicySet, ResourceSchemas
+    from .evaluate import CheckInput
+
+
+class SchemaValidator:
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self.root = policy_set.schema_root
+        self._validator = lru_cache(maxsize=64)(self._load)
+
+    def _load(self, ref: str) -> jsonschema.protocols.Validator | None:
+        if self.root is None or not ref.startswith("cerbos:///"):
+            return None
+        path = self.root / ref[len("cerbos:///"):]
+        try:
+            schema = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        cls = jsonschema.validators.validator_for(schema)
+        return cls(schema)
+
+    def schemas_for(self, inp: CheckInput, default_version: str) -> ResourceSchemas | None:
+        version = inp.resource.policy_version or default_version
+        for scope in scope_chain(inp.resource.scope if inp.resource.scope != "." else ""):
+            found = self.policy_set.schemas.get((inp.resource.kind, version, scope))
+            if found is not None:
+                return found
+        return None
+
+    def validate(self, inp: CheckInput, enforcement: str, default_version: str = "default") -> tuple[list[dict[str, str]], bool]:
+        """Validation errors for the request, and whether they reject it."""
+        if enforcement == "none":
+            return [], False
+        schemas = self.schemas_for(inp, default_version)
+        if schemas is None:
+            return [], False
+        errors: list[dict[str, str]] = []
+        for ref, attrs, source in ((schemas.principal, inp.principal.attr, "SOURCE_PRINCIPAL"),
+                                   (schemas.resource, inp.resource.attr, "SOURCE_RESOURCE")):
+            if ref is None:
+                continue
+            if ref.ignore_actions and all(any(globs.matches(a, act) for a in ref.ignore_actions)
+                                          for act in inp.actions):
+                continue
+            validator = self._validator(ref.ref)
+            if validator is None:
+                errors.append({"path": "/", "message": f"schema {ref.ref} cannot be loaded", "source": source})
+                continue
+            for err in sorted(validator.iter_errors(attrs), key=lambda e: list(e.absolute_path)):
+                path = "/" + "/".join(str(p) for p in err.absolute_path)
+                errors.append({"path": path, "message": err.message, "source": source})
+        return errors, bool(errors) and enforcement == "reject"
+
