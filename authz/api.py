@@ -99,7 +99,7 @@ def render_result(inp: CheckInput, out: CheckOutput, include_meta: bool = False)
         resource["scope"] = inp.resource.scope
     result: dict[str, Any] = {
         "resource": resource,
-        "actions": {a: e.effect for a, e in out.actions.items()},
+        "actions": {a: out.actions[a].effect for a in sorted(out.actions)},
     }
     if out.validation_errors:
         result["validationErrors"] = out.validation_errors

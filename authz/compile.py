@@ -139,8 +139,10 @@ class PolicySet:
             rules = by_role.get(role)
             if rules is None:
                 continue
-            matched = [r for r in rules if globs.matches(r.resource, resource)
-                       and any(globs.matches(a, action) for a in r.allow_actions)]
+            for_resource = [r for r in rules if globs.matches(r.resource, resource)]
+            if not for_resource:
+                continue  # a role policy says nothing about resource kinds it does not name
+            matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
             policy_key = f"role.{role}" + (f"/{scope}" if scope else "")
             if not matched:
                 out.append(Row(RESOURCE, version, scope, resource, role, action, DENY, None, None,
@@ -316,7 +318,9 @@ class _Builder:
     def _add_resource_policy(self, p: ResourcePolicy, file: str) -> None:
         scope = self._scope(p.variables, p.constants)
         derived = self._imported_derived_roles(p)
-        self.set.derived_roles[(p.resource, p.version, p.scope)] = list(derived.values())
+        # Like Cerbos, only the derived roles some rule uses count (runtime.effectiveDerivedRoles).
+        used = {name for rule in p.rules for name in rule.derived_roles}
+        self.set.derived_roles[(p.resource, p.version, p.scope)] = [d for d in derived.values() if d.name in used]
         self.set.schemas[(p.resource, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
         if p.scope_permissions:
             self._scope_permissions(p.scope, p.scope_permissions, p.position)
@@ -363,8 +367,8 @@ class _Builder:
             self._scope_permissions(p.scope, p.scope_permissions, p.position)
         rows = self.set.rows.setdefault((PRINCIPAL, p.version, p.scope), [])
         requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
-        for i, rule in enumerate(p.rules, start=1):
-            name = rule.name or f"rule-{i:03d}"
+        for rule in p.rules:
+            name = rule.name or f"{rule.resource}_rule-{rule.index:03d}"
             src = f"{p.key}#{name}"
             cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
             effect = rule.effect

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import globs
 from .cel.compiler import Activation
-from .cel.values import Message, from_json
+from .cel.values import CelError, Message, from_json
 from .compile import PRINCIPAL, RESOURCE, PolicySet, Row, scope_chain
 from .conditions import ConditionError, EvaluationError, output_value
 from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
@@ -136,7 +136,7 @@ class _Decision:
         self.errors: list[EvaluationError] = []
         self.outputs: list[OutputEntry] = []
         self.condition_cache: dict[str, bool] = {}
-        self.processed_scopes: set[str] = set()
+        self.runtimes: dict[str, Message] = {}
         self.effective_derived_roles: set[str] = set()
 
     def scopes(self, kind: str, scope: str) -> list[str]:
@@ -158,7 +158,8 @@ class _Decision:
             for s in pscopes
         )
         resource_exists = any(
-            any(globs.matches(r.resource, inp.resource.kind) for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
+            any(globs.matches(r.resource, inp.resource.kind)
+                for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
             or bool(self.ps.role_rules.get(s))
             for s in rscopes
         )
@@ -205,7 +206,7 @@ class _Decision:
     def decide_role(self, kind: str, action: str, role: str, scopes: list[str], policy_key: str) -> ActionEffect:
         result = ActionEffect(_UNDECIDED, policy_key)
         parent_roles = self.ps.parent_roles(self.rscope, [role])
-        version = self.pversion if kind == PRINCIPAL else self.rversion
+        version = self.rversion  # Cerbos looks principal rules up by the resource's version too
         pid = self.inp.principal.id if kind == PRINCIPAL else ""
         for scope in scopes:
             if kind == RESOURCE:
@@ -270,25 +271,39 @@ class _Decision:
         self.outputs.append(OutputEntry(row.src, val, action, error))
 
     def derive_roles(self, scope: str) -> None:
-        """Works out, once per scope, which derived roles apply (``runtime.effectiveDerivedRoles``)."""
-        if scope in self.processed_scopes:
+        """Works out, once per scope, which of the derived roles that scope's policy uses apply, and
+        makes them ``runtime.effectiveDerivedRoles`` for the rules of that scope."""
+        if scope in self.runtimes:
+            self.act.runtime = self.runtimes[scope]
             return
-        self.processed_scopes.add(scope)
         effective: set[str] = set()
+        failed: list[str] = []
         for dr in self.ps.derived_roles.get((self.inp.resource.kind, self.rversion, scope), ()):
             if not any(globs.matches(p, r) for p in dr.parent_roles for r in self.including_parent_roles):
                 continue
-            if dr.condition is None:
-                ok = True
-            else:
-                try:
-                    ok = dr.condition(self.act, False, [])
-                except ConditionError:
-                    ok = False
+            errors: list[EvaluationError] = []
+            ok = dr.condition is None or dr.condition(self.act, False, errors)
+            if errors:
+                failed.append(dr.name)
             if ok:
                 effective.add(dr.name)
         self.effective_derived_roles |= effective
-        self.act.runtime = Message("cerbos.engine.v1.Runtime", {"effectiveDerivedRoles": sorted(effective)})
+        fields: dict[str, Any] = {"effectiveDerivedRoles": sorted(effective)}
+        if failed and self.strict:
+            # A derived role could not be decided, so the list is not known: reading it is an error.
+            fields = _UnknownFields(fields, f"failed to compute effective derived roles [{' '.join(sorted(failed))}]")
+        self.act.runtime = self.runtimes[scope] = Message("cerbos.engine.v1.Runtime", fields)
+
+
+class _UnknownFields(dict):
+    """Message fields whose every read is a CEL error (used for an undecidable runtime)."""
+
+    def __init__(self, fields: dict[str, Any], message: str) -> None:
+        super().__init__(fields)
+        self.message = message
+
+    def __getitem__(self, key: str) -> Any:
+        raise CelError(self.message)
 
 
 def _suffix(scopes: list[str]) -> str:

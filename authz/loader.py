@@ -2,7 +2,7 @@
 
 Every ``.yaml``/``.yml``/``.json`` file below the directory is a policy file, except hidden
 ones, test suites (``*_test.yaml``), fixtures under ``testdata/`` and JSON schemas under the
-top-level ``_schemas/``. A file may hold several YAML documents.
+top-level ``_schemas/``. Like Cerbos's disk store, a policy file holds exactly one document.
 """
 
 from __future__ import annotations
@@ -74,7 +74,13 @@ def load_policies(root: Path, problems: list[PolicyProblem]) -> list[LoadedPolic
     """Every valid, enabled policy below ``root``; problems with the others are appended."""
     loaded: list[LoadedPolicy] = []
     for rel in policy_files(root):
-        for doc, where in read_yaml_documents(root, rel, problems):
+        docs = read_yaml_documents(root, rel, problems)
+        if len(docs) > 1:
+            # Cerbos's disk store holds one policy per file and rejects the rest.
+            problems.append(PolicyProblem(docs[1][1], "more than one YAML document detected: "
+                                          "put each policy in its own file", "load failure"))
+            continue
+        for doc, where in docs:
             policy = parse_policy(doc, where, problems)
             if policy is not None:
                 loaded.append(LoadedPolicy(policy, str(rel)))

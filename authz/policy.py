@@ -107,6 +107,7 @@ class PrincipalRule:
     output: Output | None
     name: str
     position: Position
+    index: int  # 1-based within its resource's actions: unnamed rules are "<resource>_rule-NNN"
 
 
 @dataclass
@@ -359,7 +360,8 @@ class _Reader:
             return
         for name, value in local.items():
             if not _IDENT_RE.match(name):
-                self.problem(local.key_pos(name), f'"{name}" is not a valid {"variable" if is_variables else "constant"} name')
+                noun = "variable" if is_variables else "constant"
+                self.problem(local.key_pos(name), f'"{name}" is not a valid {noun} name')
                 continue
             out.local_positions[name] = local.pos(name)
             if is_variables:
@@ -494,6 +496,7 @@ def _principal_policy(r: _Reader, node: SourceMap, top: SourceMap) -> PrincipalP
                 output=r.output(an, aw),
                 name=_rule_name(r, an, aw),
                 position=actions.pos(j),
+                index=j + 1,
             ))
     return PrincipalPolicy(
         principal=r.string(p, "principal", what, required=True),
@@ -515,7 +518,8 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
     defs: list[DerivedRole] = []
     raw_defs = p.get("definitions", [])
     if not isinstance(raw_defs, list) or not raw_defs:
-        r.problem(p.pos("definitions") if "definitions" in p else p.pos(), f"{what}.definitions must be a non-empty list")
+        r.problem(p.pos("definitions") if "definitions" in p else p.pos(),
+                  f"{what}.definitions must be a non-empty list")
         raw_defs = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_defs):

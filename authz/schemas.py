@@ -45,7 +45,9 @@ class SchemaValidator:
                 return found
         return None
 
-    def validate(self, inp: CheckInput, enforcement: str, default_version: str = "default") -> tuple[list[dict[str, str]], bool]:
+    def validate(
+        self, inp: CheckInput, enforcement: str, default_version: str = "default"
+    ) -> tuple[list[dict[str, str]], bool]:
         """Validation errors for the request, and whether they reject it."""
         if enforcement == "none":
             return [], False

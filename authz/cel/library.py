@@ -287,7 +287,10 @@ def _substring(s: Any, start: Any, end: Any = None) -> str:
     return s[start:end]
 
 
-_UNICODE_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_UNICODE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def _trim(s: Any) -> str:
@@ -357,6 +360,10 @@ def _format(fmt: Any, args: Any) -> str:
     return "".join(out)
 
 
+def _format_error(message: str) -> CelError:
+    return CelError(f"error during formatting: {message}")
+
+
 def _format_one(verb: str, precision: int | None, arg: Any) -> str:
     t = type(arg)
     if verb == "s":
@@ -375,7 +382,7 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
             return str(int(arg))
         if t is float and (math.isnan(arg) or math.isinf(arg)):
             return format_double(arg)
-        raise CelError(f"error during formatting: decimal clause can only be used on integers, was given {type_name(arg)}")
+        raise _format_error(f"decimal clause can only be used on integers, was given {type_name(arg)}")
     if verb in "fe":
         if t in (int, Uint, float):
             p = 6 if precision is None else precision
@@ -383,7 +390,8 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
             if math.isnan(v) or math.isinf(v):
                 return format_double(v)
             return f"{v:.{p}{verb}}"
-        raise CelError(f"error during formatting: {'fixed-point' if verb == 'f' else 'scientific'} clause can only be used on doubles, was given {type_name(arg)}")
+        clause = "fixed-point" if verb == "f" else "scientific"
+        raise _format_error(f"{clause} clause can only be used on doubles, was given {type_name(arg)}")
     if verb in "xXob":
         if t in (int, Uint):
             v = int(arg)
@@ -395,7 +403,9 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
         if t is bytes and verb in "xX":
             h = arg.hex()
             return h.upper() if verb == "X" else h
-        raise CelError(f"error during formatting: only integers, byte buffers, and strings can be formatted as hex, was given {type_name(arg)}")
+        raise _format_error(
+            f"only integers, byte buffers, and strings can be formatted as hex, was given {type_name(arg)}"
+        )
     raise CelError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')
 
 

@@ -41,8 +41,8 @@ class CelError(Exception):
 
 
 def no_overload(name: str, *args: Any) -> CelError:
-    kinds = ", ".join(type_name(a) for a in args)
-    return CelError(f"no such overload: {name}({kinds})")
+    """cel-go's error for an operator or function applied to values it has no overload for."""
+    return CelError("no such overload")
 
 
 class Uint(int):
