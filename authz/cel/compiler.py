@@ -166,6 +166,7 @@ class Node:
     type: str = "dyn"
     const: bool = False
     value: Any = None
+    elem: str | None = None  # the element type of a list literal, where all elements agree
 
 
 def _const(value: Any, kind: str | None = None) -> Node:
@@ -307,6 +308,8 @@ class Compiler:
 
     def _binary(self, tree: lark.Tree, op: str, left: Node, right: Node) -> Node:
         result_type = _check_binary(op, left.type, right.type)
+        if op in ("==", "!=") and left.elem and right.elem and left.elem != right.elem:
+            result_type = None
         if result_type is None:
             raise self.error(
                 tree,
@@ -367,11 +370,19 @@ class Compiler:
 
     def c_list_lit(self, tree: lark.Tree) -> Node:
         items = [self.compile(c) for c in tree.children[0].children] if tree.children else []
+        if not items:
+            return _const([], "list")
         fns = [i.fn for i in items]
-        return self._fold(Node(lambda a: [f(a) for f in fns], "list"), *items)
+        kinds = {i.type for i in items}
+        elem = kinds.pop() if len(kinds) == 1 and items and items[0].type in _KNOWN else None
+        node = self._fold(Node(lambda a: [f(a) for f in fns], "list"), *items)
+        node.elem = elem
+        return node
 
     def c_map_lit(self, tree: lark.Tree) -> Node:
         pairs: list[tuple[Node, Node]] = []
+        if not tree.children:
+            return _const({}, "map")
         if tree.children:
             kids = tree.children[0].children
             for i in range(0, len(kids), 2):
@@ -387,9 +398,7 @@ class Compiler:
                 key = kf(a)
                 if type(key) not in (str, int, Uint, bool):
                     raise CelError(f"unsupported key type: {type_name(key)}")
-                if map_contains(out, key):
-                    raise CelError(f"Failed with repeated key: {key}")
-                out[key] = vf(a)
+                out[key] = vf(a)  # as in cel-go, a repeated key keeps its last value
             return out
 
         return self._fold(Node(build, "map"), *(n for p in pairs for n in p))
@@ -509,8 +518,16 @@ class Compiler:
         fn = library.METHODS.get(name)
         if fn is None:
             raise self.error(name_token, f"undeclared reference to '{name}' (in container '')")
+        if name == "matches" and args and args[0].const and args[0].type == "string":
+            self._validate_literal(tree, "matches", library.compile_regex, args[0].value)
+        self._check_list_elements(tree, name, [target, *args])
         fns = [target.fn] + [a.fn for a in args]
         node = Node(_caller(fn, fns), _RESULT_TYPES.get(name, "dyn"))
+        if name == "format" and target.const and all(a.const for a in args):
+            try:
+                node.fn(_FOLDING_ACTIVATION)
+            except CelError as exc:
+                raise self.error(tree, str(exc)) from None
         return self._fold(node, target, *args)
 
     def _call_global(self, tree: lark.Tree, name: str, args: list[Node]) -> Node:
@@ -522,11 +539,27 @@ class Compiler:
             raise self.error(
                 tree, f"found no matching overload for '{name}' applied to '({args[0].type})'"
             )
+        if name in _LITERAL_VALIDATED and args and args[0].const and args[0].type == "string":
+            self._validate_literal(tree, name, fn, args[0].value)
+        if name in ("math.greatest", "math.least") and len(args) == 1 and args[0].const and args[0].value == []:
+            raise self.error(tree, f"{name}() invalid single argument value")
+        self._check_list_elements(tree, name, args)
         node = Node(_caller(fn, [a.fn for a in args]), result_type)
-        folded = self._fold(node, *args)
-        if name in ("duration", "timestamp") and folded is node and args and args[0].const:
-            pass
-        return folded
+        return self._fold(node, *args)
+
+    def _check_list_elements(self, tree: lark.Tree, name: str, args: list[Node]) -> None:
+        """Set functions over two list literals of different element types fail cel-go's checker."""
+        if name in _SET_FUNCTIONS and len(args) == 2 and args[0].elem and args[1].elem \
+                and args[0].elem != args[1].elem:
+            raise self.error(tree, f"found no matching overload for '{name}' applied to "
+                                   f"'(list({args[0].elem}), list({args[1].elem}))'")
+
+    def _validate_literal(self, tree: lark.Tree, name: str, fn: Callable[..., Any], value: Any) -> None:
+        """cel-go's literal validators: a constant that can never parse is a compile error."""
+        try:
+            fn(value)
+        except CelError:
+            raise self.error(tree, f"invalid {name} argument") from None
 
     def _time_since(self, tree: lark.Tree, args: list[Node]) -> Node:
         if len(args) != 1:
@@ -784,7 +817,7 @@ def _select(value: Any, name: str) -> Any:
             return value.fields[name]
         except KeyError:
             raise CelError(f"no such field '{name}'") from None
-    raise CelError(f"type '{type_name(value)}' does not support field selection")
+    raise CelError(f"no such key: {name}")
 
 
 def _select_optional(value: Any, name: str) -> Optional:
@@ -818,7 +851,7 @@ def _index(container: Any, key: Any) -> Any:
         if kt is float and key.is_integer():
             key = int(key)
         elif kt not in (int, Uint):
-            raise no_overload("_[_]", container, key)
+            raise CelError(f"unsupported index type '{type_name(key)}' in list")
         if key < 0 or key >= len(container):
             raise CelError(f"index out of bounds: {key}")
         return container[key]
@@ -1021,6 +1054,10 @@ _RESULT_TYPES = {
     "pathMatchAnyOf": "bool", "pathHasPrefix": "bool", "isIP": "bool", "isCIDR": "bool",
 }
 
+_LITERAL_VALIDATED = {"duration", "timestamp"}
+_SET_FUNCTIONS = {"hasIntersection", "has_intersection", "intersect", "except", "isSubset", "is_subset",
+                  "sets.contains", "sets.equivalent", "sets.intersects"}
+
 # Argument types each conversion accepts (besides dyn), for compile-time overload errors.
 _CONVERSIONS = {
     "int": ("int", "uint", "double", "string", "timestamp"),
@@ -1052,9 +1089,13 @@ _KNOWN = _ORDERED | {"null_type", "list", "map", "type"}
 def _check_binary(op: str, left: str, right: str) -> str | None:
     """The static result type of ``left op right``, or None when cel-go's checker would reject it."""
     if op in _ARITH:
-        if left not in _KNOWN or right not in _KNOWN:
-            return "dyn"
-        return _ARITH[op].get((left, right))
+        if left in _KNOWN and right in _KNOWN:
+            return _ARITH[op].get((left, right))
+        lefts = {lt for lt, _ in _ARITH[op]}
+        rights = {rt for _, rt in _ARITH[op]}
+        if left in _KNOWN and left not in lefts or right in _KNOWN and right not in rights:
+            return None
+        return "dyn"
     if op in ("<", "<=", ">", ">="):
         if left not in _KNOWN or right not in _KNOWN:
             return "bool"

@@ -46,7 +46,15 @@ def _size(x: Any) -> int:
     t = type(x)
     if t in (str, bytes, list, tuple, dict, cerbos_ext.Hierarchy):
         return len(x)
-    raise no_overload("size", x)
+    raise CelError("no such overload: size")
+
+
+def _conversion_error(name: str, x: Any) -> CelError:
+    return CelError(f"no such overload: {name}({type_name(x)})")
+
+
+def _string_conversion_error(target: str) -> CelError:
+    return CelError(f"type conversion error from 'string' to '{target}'")
 
 
 def _int(x: Any) -> int:
@@ -57,18 +65,16 @@ def _int(x: Any) -> int:
         return check_int(int(x))
     if t is float:
         if math.isnan(x) or math.isinf(x) or not (INT64_MIN <= x < 2.0**63):
-            raise CelError("double out of int range")
+            raise CelError("integer overflow")
         return int(x)
     if t is str:
         try:
             return check_int(int(x, 10))
         except ValueError:
-            raise CelError(f"cannot convert string '{x}' to int") from None
+            raise _string_conversion_error("int") from None
     if t is datetime:
         return int((x - timefuncs.EPOCH).total_seconds() // 1)
-    if t is bool:
-        raise no_overload("int", x)
-    raise no_overload("int", x)
+    raise _conversion_error("int", x)
 
 
 def _uint(x: Any) -> Uint:
@@ -77,21 +83,21 @@ def _uint(x: Any) -> Uint:
         return x
     if t is int:
         if x < 0:
-            raise CelError("int out of uint range")
+            raise CelError("unsigned integer overflow")
         return Uint(x)
     if t is float:
         if math.isnan(x) or x < 0 or x >= 2.0**64:
-            raise CelError("double out of uint range")
+            raise CelError("unsigned integer overflow")
         return Uint(int(x))
     if t is str:
         try:
             v = int(x, 10)
         except ValueError:
-            raise CelError(f"cannot convert string '{x}' to uint") from None
+            raise _string_conversion_error("uint") from None
         if v < 0 or v > UINT64_MAX:
-            raise CelError("uint out of range")
+            raise CelError("unsigned integer overflow")
         return Uint(v)
-    raise no_overload("uint", x)
+    raise _conversion_error("uint", x)
 
 
 def _double(x: Any) -> float:
@@ -104,8 +110,8 @@ def _double(x: Any) -> float:
         try:
             return float(x)
         except ValueError:
-            raise CelError(f"cannot convert string '{x}' to double") from None
-    raise no_overload("double", x)
+            raise _string_conversion_error("double") from None
+    raise _conversion_error("double", x)
 
 
 def _string(x: Any) -> str:
@@ -150,7 +156,7 @@ def _bool(x: Any) -> bool:
             return True
         if x in _FALSE:
             return False
-        raise CelError(f"type conversion error from 'string' to 'bool': {x}")
+        raise _string_conversion_error("bool")
     raise no_overload("bool", x)
 
 
@@ -460,7 +466,7 @@ def sort_key_check(values: list, name: str) -> None:
     if not values:
         return
     if len(kinds) > 1 or not kinds <= {int, Uint, float, str, bytes, bool, datetime, timedelta}:
-        raise CelError(f"list elements must have the same type and be comparable for {name}")
+        raise CelError("list elements must have the same type")
 
 
 def _sort(x: Any) -> list:

@@ -84,6 +84,8 @@ def mod(a: Any, b: Any) -> Any:
         r = abs(a) % abs(b)
         r = r if a >= 0 else -r
         return r if ta is int else Uint(r)
+    if ta is float:
+        raise CelError("no such overload: _%_")
     raise no_overload("_%_", a, b)
 
 

@@ -331,7 +331,8 @@ def to_json(value: Any) -> Any:
     if value is None or t in (bool, str):
         return value
     if t is int or t is Uint:
-        return float(value) if abs(value) > 2**53 else int(value)
+        # cel-go writes integers a double cannot hold exactly as decimal strings.
+        return str(int(value)) if abs(value) > 2**53 - 1 else int(value)
     if t is float:
         if math.isnan(value) or math.isinf(value):
             return format_double(value)
