@@ -52,8 +52,8 @@ def compile_cel(expr: Expr, scope: Scope, problems: list[PolicyProblem]) -> Call
 def _cel_position(expr: Expr, exc: CelCompileError) -> Position:
     """The file position of a CEL error: the expression's start, moved by the error's offset."""
     p = expr.position
-    if exc.line > 1:
-        return Position(p.file, p.line + exc.line - 1, exc.column, p.path)
+    if exc.line > 1:  # a block scalar: later lines keep the first line's indentation
+        return Position(p.file, p.line + exc.line - 1, p.column + exc.column - 1, p.path)
     return Position(p.file, p.line, p.column + exc.column - 1, p.path)
 
 

@@ -133,6 +133,10 @@ def run_suite(engine: Engine, suite: dict[str, Any], file: str, fixtures: Fixtur
     result = SuiteResult(name, file)
     fx = fixtures.merged(suite)
     suite_options = suite.get("options", {}) or {}
+    problem = _suite_problem(suite)
+    if problem:
+        result.error = problem
+        return result
     for test in suite.get("tests", []):
         test_name = test.get("name", "")
         inp = test.get("input", {})
@@ -152,6 +156,22 @@ def run_suite(engine: Engine, suite: dict[str, Any], file: str, fixtures: Fixtur
                 result.cases.extend(_run_pair(runner, name, test, p_name, r_name, actions, aux, fx,
                                               expectations, now))
     return result
+
+
+def _suite_problem(suite: dict[str, Any]) -> str:
+    """What makes a suite unloadable, as Cerbos's schema for test suites says."""
+    tests = suite.get("tests")
+    if not isinstance(tests, list) or not tests:
+        return "tests: value is required"
+    for i, test in enumerate(tests):
+        if not isinstance(test, dict):
+            return f"tests[{i}]: must be a mapping"
+        for key in ("name", "input", "expected"):
+            if not test.get(key):
+                return f"tests[{i}].{key}: value is required"
+        if not test["input"].get("actions"):
+            return f"tests[{i}].input.actions: value is required"
+    return ""
 
 
 def _expectations(expected: list[dict[str, Any]], fx: Fixtures) -> dict[tuple[str, str], dict[str, Any]]:

@@ -67,6 +67,25 @@ def _position(loader: _Loader, node: yaml.Node, path: str) -> Position:
     return Position(loader.source_name, mark.line + 1, mark.column + 1, path)
 
 
+def _content_position(loader: _Loader, node: yaml.Node, path: str) -> Position:
+    """Where a scalar's text starts: after an opening quote, or on the line after ``|``/``>``."""
+    pos = _position(loader, node, path)
+    style = getattr(node, "style", None)
+    if style in ('"', "'"):
+        return Position(pos.file, pos.line, pos.column + 1, path)
+    if style in ("|", ">"):
+        buffer, pointer = node.start_mark.buffer, node.start_mark.pointer
+        if buffer is None:
+            return pos
+        newline = buffer.find("\n", pointer)
+        if newline < 0:
+            return pos
+        rest = buffer[newline + 1:]
+        indent = len(rest) - len(rest.lstrip(" "))
+        return Position(pos.file, pos.line + 1, indent + 1, path)
+    return pos
+
+
 def _build(loader: _Loader, node: yaml.Node, path: str) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -82,7 +101,7 @@ def _build(loader: _Loader, node: yaml.Node, path: str) -> Any:
                 raise YamlError(f'duplicate key "{key}"', _position(loader, key_node, path))
             child_path = f"{path}.{key}"
             out.key_positions[key] = _position(loader, key_node, child_path)
-            out.value_positions[key] = _position(loader, value_node, child_path)
+            out.value_positions[key] = _content_position(loader, value_node, child_path)
             out[key] = _build(loader, value_node, child_path)
         return out
     if isinstance(node, yaml.SequenceNode):
@@ -91,7 +110,7 @@ def _build(loader: _Loader, node: yaml.Node, path: str) -> Any:
         out_list.item_positions = []
         for i, item in enumerate(node.value):
             child_path = f"{path}[{i}]"
-            out_list.item_positions.append(_position(loader, item, child_path))
+            out_list.item_positions.append(_content_position(loader, item, child_path))
             out_list.append(_build(loader, item, child_path))
         return out_list
     return loader.construct_object(node, deep=True)

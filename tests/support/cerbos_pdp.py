@@ -47,23 +47,41 @@ class CerbosPDP:
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.workdir = tempfile.TemporaryDirectory(prefix="cerbos-")
+        self.settings = (strict, globals_ or {}, lenient_scope_search, schema_enforcement)
+        self.config_path = Path(self.workdir.name) / "config.yaml"
+        self._write_config()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
+        strict, globals_, lenient_scope_search, schema_enforcement = self.settings
         config = {
             "server": {"httpListenAddr": f"127.0.0.1:{self.http_port}",
                        "grpcListenAddr": f"127.0.0.1:{self.grpc_port}"},
-            "storage": {"driver": "disk", "disk": {"directory": str(policy_dir), "watchForChanges": False}},
-            "engine": {"strictEvaluation": strict, "globals": globals_ or {},
+            "storage": {"driver": "disk", "disk": {"directory": str(self.policy_dir), "watchForChanges": False}},
+            "engine": {"strictEvaluation": strict, "globals": globals_,
                        "lenientScopeSearch": lenient_scope_search},
             "schema": {"enforcement": schema_enforcement},
             "audit": {"enabled": False},
             "telemetry": {"disabled": True},
         }
-        self.config_path = Path(self.workdir.name) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
-    def start(self) -> CerbosPDP:
+    def start(self, attempts: int = 3) -> CerbosPDP:
+        """Starts the server; a port taken in the meantime by another process means a retry."""
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self._stop_process()
+                self.http_port, self.grpc_port = free_port(), free_port()
+                self._write_config()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> CerbosPDP:
         self.log = open(Path(self.workdir.name) / "cerbos.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(cerbos_binary()), "server", f"--config={self.config_path}", "--log-level=error"],
@@ -80,7 +98,6 @@ class CerbosPDP:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"cerbos server did not become healthy: {self.logs()}")
 
     def logs(self) -> str:
@@ -95,6 +112,10 @@ class CerbosPDP:
 
     def stop(self) -> None:
         self.client.close()
+        self._stop_process()
+        self.workdir.cleanup()
+
+    def _stop_process(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -104,7 +125,6 @@ class CerbosPDP:
                 self.process.wait()
         if getattr(self, "log", None):
             self.log.close()
-        self.workdir.cleanup()
 
     def __enter__(self) -> CerbosPDP:
         return self.start()
