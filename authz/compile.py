@@ -143,7 +143,7 @@ class PolicySet:
             if not for_resource:
                 continue  # a role policy says nothing about resource kinds it does not name
             matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
-            policy_key = f"role.{role}" + (f"/{scope}" if scope else "")
+            policy_key = f"role.{role}.vdefault" + (f"/{scope}" if scope else "")
             if not matched:
                 out.append(Row(RESOURCE, version, scope, resource, role, action, DENY, None, None,
                                f"{policy_key}#implicit-deny", policy_key, f"{policy_key}#implicit-deny",

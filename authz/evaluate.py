@@ -291,7 +291,7 @@ class _Decision:
         fields: dict[str, Any] = {"effectiveDerivedRoles": sorted(effective)}
         if failed and self.strict:
             # A derived role could not be decided, so the list is not known: reading it is an error.
-            fields = _UnknownFields(fields, f"failed to compute effective derived roles [{' '.join(sorted(failed))}]")
+            fields = _UnknownFields(fields, f"failed to compute effective derived roles [{', '.join(sorted(failed))}]")
         self.act.runtime = self.runtimes[scope] = Message("cerbos.engine.v1.Runtime", fields)
 
 

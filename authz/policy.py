@@ -165,7 +165,7 @@ class RolePolicy:
 
     @property
     def key(self) -> str:
-        return f"role.{self.role}" + (f"/{self.scope}" if self.scope else "")
+        return f"role.{self.role}.vdefault" + (f"/{self.scope}" if self.scope else "")
 
 
 @dataclass

@@ -107,5 +107,8 @@ def random_requests(name: str, count: int, seed: int = 1) -> list[dict[str, Any]
                 resource["scope"] = scope
             actions = rng.sample(vocab["actions"], rng.randint(1, min(5, len(vocab["actions"]))))
             resources.append({"actions": actions, "resource": resource})
-        requests.append({"requestId": f"req-{i}", "principal": principal, "resources": resources})
+        body = {"requestId": f"req-{i}", "principal": principal, "resources": resources}
+        if rng.random() < 0.3:
+            body["includeMeta"] = True
+        requests.append(body)
     return requests

@@ -17,8 +17,13 @@ REQUESTS_PER_SET = 1500
 
 
 def _normalise(body: dict) -> dict:
-    body = dict(body)
+    """Drops the call id and sorts effectiveDerivedRoles, which Cerbos lists in map order."""
+    body = json.loads(json.dumps(body))
     body.pop("cerbosCallId", None)
+    for result in body.get("results", []):
+        roles = result.get("meta", {}).get("effectiveDerivedRoles")
+        if roles:
+            roles.sort()
     return body
 
 
