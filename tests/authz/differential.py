@@ -12,7 +12,7 @@ MISSING = object()
 
 VOCABULARIES: dict[str, dict[str, Any]] = {
     "clinic": {
-        "principal_ids": ["alice", "bob", "mallory", "nina", "phil"],
+        "principal_ids": ["alice", "bob", "mallory", "nina", "phil", "trudy"],
         "roles": ["user", "patient", "nurse", "physician", "auditor", "engineer", "admin", "guest"],
         "principal_attr": {
             "hospital": ["h1", "h2", MISSING, 3],
@@ -21,7 +21,7 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
             "override": [True, False, MISSING, "yes"],
             "manufacturer": ["acme", "medco", MISSING],
         },
-        "kinds": ["record", "record", "device", "unknown"],
+        "kinds": ["record", "record", "device", "settings", "unknown"],
         "versions": ["", "", "", "v2"],
         "scopes": [""],
         "resource_attr": {
@@ -43,7 +43,7 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
             "approvals": [[], ["nina"], ["alice", "phil"], MISSING],
             "state": ["requested", "applied", MISSING],
         },
-        "actions": ["view", "view:summary", "view:history", "view:a:b", "edit", "export", "delete",
+        "actions": ["view", "view:summary", "view:history", "view:a:b", "edit", "export", "delete", "read", "write",
                     "annotate", "view_firmware", "request_update", "approve_update", "other"],
     },
     "scopes": {

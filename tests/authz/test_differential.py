@@ -27,13 +27,29 @@ def _normalise(body: dict) -> dict:
     return body
 
 
-@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
-@pytest.mark.parametrize("policy_set", sorted(p.name for p in POLICY_SETS.iterdir() if p.is_dir()))
-def test_engine_agrees_with_cerbos(policy_set: str, strict: bool) -> None:
+# Engine settings a policy set is also checked under (Cerbos's engine configuration).
+SETTINGS = {
+    "scopes": [{"lenient_scope_search": True}],
+    "clinic": [{"globals": {"environment": "prod", "max_grade": 7, "blocked": ["trudy"]}}],
+}
+CASES = [
+    (name, strict, settings)
+    for name in sorted(p.name for p in POLICY_SETS.iterdir() if p.is_dir())
+    for settings in [{}, *SETTINGS.get(name, [])]
+    for strict in (True, False)
+]
+
+
+@pytest.mark.parametrize(
+    ("policy_set", "strict", "settings"), CASES,
+    ids=[f"{n}-{'strict' if s else 'lax'}{'-' + '-'.join(c) if c else ''}" for n, s, c in CASES],
+)
+def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict) -> None:
     root = POLICY_SETS / policy_set
-    engine = Engine.from_directory(root, EvalParams(strict_evaluation=strict))
+    engine = Engine.from_directory(root, EvalParams(strict_evaluation=strict, **settings))
     mismatches = []
-    with CerbosPDP(root, strict=strict) as pdp:
+    pdp_settings = {"globals_" if k == "globals" else k: v for k, v in settings.items()}
+    with CerbosPDP(root, strict=strict, **pdp_settings) as pdp:
         for body in random_requests(policy_set, REQUESTS_PER_SET):
             theirs = _normalise(pdp.check(body))
             ours = _normalise(engine.check_request(body))
