@@ -68,6 +68,36 @@ class SchemaValidator:
                 continue
             for err in sorted(validator.iter_errors(attrs), key=lambda e: list(e.absolute_path)):
                 path = "/" + "/".join(str(p) for p in err.absolute_path)
-                errors.append({"path": path, "message": err.message, "source": source})
+                errors.append({"path": path, "message": _message(err), "source": source})
         return errors, bool(errors) and enforcement == "reject"
 
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if value is None:
+        return "null"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """The validation message in the words Cerbos's validator uses, where we know them."""
+    v, value = err.validator, err.validator_value
+    if v == "required":
+        missing = [p for p in value if isinstance(err.instance, dict) and p not in err.instance]
+        return "missing properties: " + ", ".join(f"'{p}'" for p in missing)
+    if v == "type":
+        want = value if isinstance(value, str) else " or ".join(value)
+        return f"expected {want}, but got {_json_type(err.instance)}"
+    if v == "minimum":
+        return f"must be >= {value} but found {err.instance}"
+    if v == "maximum":
+        return f"must be <= {value} but found {err.instance}"
+    if v == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        extra = [k for k in err.instance if k not in allowed]
+        return "additionalProperties " + ", ".join(f"'{k}'" for k in extra) + " not allowed"
+    return err.message
