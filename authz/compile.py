@@ -5,12 +5,15 @@ rule table does) indexed for lookup. Every problem is collected; any problem rej
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 from . import globs
 from .cel.compiler import Scope, Variable
@@ -185,7 +188,8 @@ def scope_chain(scope: str) -> list[str]:
 
 
 class _Builder:
-    def __init__(self, loaded: list[LoadedPolicy]) -> None:
+    def __init__(self, loaded: list[LoadedPolicy], root: Path) -> None:
+        self.root = root
         self.problems: list[PolicyProblem] = []
         self.loaded = loaded
         self.export_variables: dict[str, tuple[ExportVariables, str]] = {}
@@ -322,6 +326,9 @@ class _Builder:
         used = {name for rule in p.rules for name in rule.derived_roles}
         self.set.derived_roles[(p.resource, p.version, p.scope)] = [d for d in derived.values() if d.name in used]
         self.set.schemas[(p.resource, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
+        for which, ref in (("principal", p.principal_schema), ("resource", p.resource_schema)):
+            if ref is not None:
+                self._check_schema(which, ref)
         if p.scope_permissions:
             self._scope_permissions(p.scope, p.scope_permissions, p.position)
         if p.scope == "" and p.scope_permissions == REQUIRE_PARENTAL_CONSENT:
@@ -351,6 +358,21 @@ class _Builder:
                                         output, src, p.key, f"{dr.origin}.{dr_name}#{src}", derived_role=dr))
         if rows:
             self.set.scopes[RESOURCE].add(p.scope)
+
+    def _check_schema(self, which: str, ref: SchemaRef) -> None:
+        """A schema a policy names must exist under _schemas/ and be a valid JSON schema."""
+        name = ref.ref.removeprefix("cerbos:///")
+        path = self.root / "_schemas" / name
+        if not ref.ref.startswith("cerbos:///") or not path.is_file():
+            self.problem(ref.position, f'{which} schema "{ref.ref}" cannot be loaded: _schemas/{name} does not exist',
+                         "invalid schema")
+            return
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except (ValueError, jsonschema.SchemaError) as exc:
+            self.problem(ref.position, f'{which} schema "{ref.ref}" is not a valid JSON schema: {exc}',
+                         "invalid schema")
 
     def _scope_permissions(self, scope: str, value: str, where: Position) -> None:
         current = self.set.scope_permissions.get(scope)
@@ -438,7 +460,7 @@ def compile_policy_dir(root: Path) -> PolicySet:
         raise PolicyErrors([PolicyProblem(Position(str(root), 1, 1), "policy directory does not exist",
                                           "missing directory")])
     loaded = load_policies(root, problems)
-    builder = _Builder(loaded)
+    builder = _Builder(loaded, root)
     policy_set = builder.build()
     problems.extend(builder.problems)
     if problems:
