@@ -6,89 +6,149 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from typing import Any
 
 from .errors import RequestError
 from .evaluate import CheckInput, CheckOutput, Principal, Resource
 
+_SCOPE_RE = re.compile(r"^(^$|\.|[0-9a-zA-Z][\w\-]*(\.\w[\w\-]*)*)$")
+_VERSION_RE = re.compile(r"^[\w]*$")
+MAX_RESOURCES = 50
+MAX_ACTIONS = 50
+_FIELDS = {
+    "request": {"requestId", "principal", "resources", "auxData", "includeMeta"},
+    "principal": {"id", "policyVersion", "roles", "attr", "scope"},
+    "resource entry": {"actions", "resource"},
+    "resource": {"kind", "policyVersion", "id", "attr", "scope"},
+}
 
-def _require(obj: Any, key: str, kind: type, where: str, required: bool = True) -> Any:
-    if not isinstance(obj, dict):
-        raise RequestError(f"{where} must be an object")
-    if key not in obj or obj[key] is None:
-        if required:
-            raise RequestError(f"{where}.{key} is required")
-        return kind()
-    value = obj[key]
-    if kind is str and not isinstance(value, str) or kind is list and not isinstance(value, list) \
-            or kind is dict and not isinstance(value, dict):
-        raise RequestError(f"{where}.{key} must be a {kind.__name__ if kind is not dict else 'object'}")
+
+def _invalid(path: str, what: str) -> RequestError:
+    """Cerbos's wording for a request that fails validation."""
+    return RequestError(f"validation error: {path}: {what}")
+
+
+def _object(value: Any, path: str, kind: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(f"{path or 'the request'} must be a JSON object")
+    for key in value:
+        if key not in _FIELDS[kind]:
+            raise RequestError(f'unknown field "{key}" in {path or "the request"}')
     return value
 
 
-def _strings(values: list, where: str) -> list[str]:
-    for i, v in enumerate(values):
-        if not isinstance(v, str):
-            raise RequestError(f"{where}[{i}] must be a string")
-    return values
+def _string(obj: dict[str, Any], key: str, path: str, required: bool = False) -> str:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise _invalid(path, "value is required")
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(f"invalid value for string field {path}: {json.dumps(value)}")
+    return value
 
 
-def parse_principal(body: Any, where: str = "principal") -> Principal:
-    pid = _require(body, "id", str, where)
-    if not pid:
-        raise RequestError(f"{where}.id must not be empty")
-    roles = _strings(_require(body, "roles", list, where), f"{where}.roles")
-    if not roles:
-        raise RequestError(f"{where}.roles must not be empty")
-    if len(set(roles)) != len(roles):
-        raise RequestError(f"{where}.roles must be unique")
+def _strings(obj: dict[str, Any], key: str, path: str, limit: int | None = None) -> list[str]:
+    value = obj.get(key)
+    if not value:
+        raise _invalid(path, "value is required")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RequestError(f"{path} must be a list of strings")
+    if len(set(value)) != len(value):
+        raise _invalid(path, "repeated value must contain unique items")
+    if limit is not None and len(value) > limit:
+        raise RequestError(f"number of actions ({len(value)}) exceeds configured limit ({limit})")
+    return value
+
+
+def _attributes(obj: dict[str, Any], path: str) -> dict[str, Any]:
+    value = obj.get("attr")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{path} must be a JSON object")
+    return value
+
+
+def _scope_and_version(obj: dict[str, Any], path: str) -> tuple[str, str]:
+    scope = _string(obj, "scope", f"{path}.scope")
+    if not _SCOPE_RE.match(scope):
+        raise _invalid(f"{path}.scope", f"does not match regex pattern `{_SCOPE_RE.pattern}`")
+    version = _string(obj, "policyVersion", f"{path}.policy_version")
+    if not _VERSION_RE.match(version):
+        raise _invalid(f"{path}.policy_version", f"does not match regex pattern `{_VERSION_RE.pattern}`")
+    return scope, version
+
+
+def parse_principal(body: Any, path: str = "principal") -> Principal:
+    obj = _object(body, path, "principal")
+    scope, version = _scope_and_version(obj, path)
     return Principal(
-        id=pid,
-        roles=roles,
-        attr=_require(body, "attr", dict, where, required=False),
-        policy_version=_require(body, "policyVersion", str, where, required=False),
-        scope=_require(body, "scope", str, where, required=False),
+        id=_string(obj, "id", f"{path}.id", required=True),
+        roles=_strings(obj, "roles", f"{path}.roles"),
+        attr=_attributes(obj, f"{path}.attr"),
+        policy_version=version,
+        scope=scope,
     )
 
 
-def parse_resource(body: Any, where: str = "resource") -> Resource:
-    kind = _require(body, "kind", str, where)
-    if not kind:
-        raise RequestError(f"{where}.kind must not be empty")
-    rid = _require(body, "id", str, where)
-    if not rid:
-        raise RequestError(f"{where}.id must not be empty")
+def parse_resource(body: Any, path: str = "resource") -> Resource:
+    obj = _object(body, path, "resource")
+    scope, version = _scope_and_version(obj, path)
     return Resource(
-        kind=kind,
-        id=rid,
-        attr=_require(body, "attr", dict, where, required=False),
-        policy_version=_require(body, "policyVersion", str, where, required=False),
-        scope=_require(body, "scope", str, where, required=False),
+        kind=_string(obj, "kind", f"{path}.kind", required=True),
+        id=_string(obj, "id", f"{path}.id", required=True),
+        attr=_attributes(obj, f"{path}.attr"),
+        policy_version=version,
+        scope=scope,
     )
+
+
+def _aux_data(body: dict[str, Any]) -> dict[str, Any]:
+    """auxData.jwt would need JWT verification keys, which an embedded workstation engine does not
+    hold: like a Cerbos PDP without key sets, the request is refused rather than trusted."""
+    aux = body.get("auxData")
+    if not aux:
+        return {}
+    if not isinstance(aux, dict):
+        raise RequestError("auxData must be a JSON object")
+    jwt = aux.get("jwt")
+    if jwt is None:
+        return {}
+    if not isinstance(jwt, dict) or not jwt.get("token"):
+        raise _invalid("aux_data.jwt.token", "value is required")
+    raise RequestError("invalid auxData")
 
 
 def parse_check_request(body: Any) -> tuple[str, list[CheckInput], bool]:
     """A CheckResources request body as (request id, one CheckInput per resource, includeMeta)."""
-    if not isinstance(body, dict):
-        raise RequestError("the request must be a JSON object")
-    request_id = _require(body, "requestId", str, "request", required=False)
-    principal = parse_principal(_require(body, "principal", dict, "request"))
-    entries = _require(body, "resources", list, "request")
+    obj = _object(body, "", "request")
+    request_id = _string(obj, "requestId", "requestId")
+    if "principal" not in obj or obj["principal"] is None:
+        raise _invalid("principal", "value is required")
+    principal = parse_principal(obj["principal"])
+    entries = obj.get("resources")
     if not entries:
-        raise RequestError("request.resources must not be empty")
-    aux = _require(body, "auxData", dict, "request", required=False)
+        raise _invalid("resources", "value is required")
+    if not isinstance(entries, list):
+        raise RequestError("resources must be a list")
+    if len(entries) > MAX_RESOURCES:
+        raise RequestError(f"number of resources in batch ({len(entries)}) exceeds configured limit ({MAX_RESOURCES})")
+    aux = _aux_data(obj)
     inputs = []
     for i, entry in enumerate(entries):
-        where = f"request.resources[{i}]"
-        actions = _strings(_require(entry, "actions", list, where), f"{where}.actions")
-        if not actions:
-            raise RequestError(f"{where}.actions must not be empty")
-        resource = parse_resource(_require(entry, "resource", dict, where), f"{where}.resource")
+        path = f"resources[{i}]"
+        entry = _object(entry, path, "resource entry")
+        actions = _strings(entry, "actions", f"{path}.actions", MAX_ACTIONS)
+        if "resource" not in entry or entry["resource"] is None:
+            raise _invalid(f"{path}.resource", "value is required")
+        resource = parse_resource(entry["resource"], f"{path}.resource")
         inputs.append(CheckInput(principal, resource, actions, aux, request_id))
-    include_meta = body.get("includeMeta") is True
-    return request_id, inputs, include_meta
+    return request_id, inputs, obj.get("includeMeta") is True
 
 
 def render_result(inp: CheckInput, out: CheckOutput, include_meta: bool = False) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def test_one_response_per_line_and_errors_do_not_stop_the_stream() -> None:
     first, broken, invalid, last = responses
     assert first["results"][0]["actions"] == {"delete": "EFFECT_DENY", "view": "EFFECT_ALLOW"}
     assert broken["message"].startswith("line 2: invalid JSON")
-    assert "line 3: principal.roles must not be empty" in invalid["message"]
+    assert invalid["message"] == "line 3: validation error: principal.roles: value is required"
     assert last["requestId"] == "r1"
 
 

@@ -1,0 +1,67 @@
+"""Malformed CheckResources requests: refused like a Cerbos PDP refuses them (code 3), with
+Cerbos's own words where the request fails validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authz import Engine
+from tests.support.cerbos_pdp import CerbosPDP
+
+CLINIC = Path(__file__).parent / "policysets" / "clinic"
+OK_RESOURCE = {"actions": ["view"], "resource": {"kind": "record", "id": "1"}}
+OK_PRINCIPAL = {"id": "a", "roles": ["user"]}
+
+MALFORMED = {
+    "empty principal id": {"principal": {"id": "", "roles": ["user"]}, "resources": [OK_RESOURCE]},
+    "no roles": {"principal": {"id": "a", "roles": []}, "resources": [OK_RESOURCE]},
+    "no resources": {"principal": OK_PRINCIPAL, "resources": []},
+    "repeated role": {"principal": {"id": "a", "roles": ["user", "user"]}, "resources": [OK_RESOURCE]},
+    "repeated action": {"principal": OK_PRINCIPAL,
+                        "resources": [{"actions": ["v", "v"], "resource": {"kind": "record", "id": "1"}}]},
+    "no actions": {"principal": OK_PRINCIPAL,
+                   "resources": [{"actions": [], "resource": {"kind": "record", "id": "1"}}]},
+    "bad principal scope": {"principal": {"id": "a", "roles": ["u"], "scope": ".bad"}, "resources": [OK_RESOURCE]},
+    "bad policy version": {"principal": {"id": "a", "roles": ["u"], "policyVersion": "v 1"},
+                           "resources": [OK_RESOURCE]},
+    "bad resource scope": {"principal": OK_PRINCIPAL,
+                           "resources": [{"actions": ["v"], "resource": {"kind": "r", "id": "1", "scope": "a..b"}}]},
+    "empty kind": {"principal": OK_PRINCIPAL, "resources": [{"actions": ["v"], "resource": {"kind": "", "id": "1"}}]},
+    "too many resources": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE] * 51},
+    "too many actions": {"principal": OK_PRINCIPAL,
+                         "resources": [{"actions": [f"a{i}" for i in range(51)],
+                                        "resource": {"kind": "r", "id": "1"}}]},
+    "jwt without token": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE], "auxData": {"jwt": {}}},
+    "unverifiable jwt": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE],
+                         "auxData": {"jwt": {"token": "a.b.c"}}},
+}
+# Refused by both, in words that come from each side's JSON decoder.
+REFUSED = {
+    "unknown field": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE], "colour": "red"},
+    "attr not an object": {"principal": {"id": "a", "roles": ["u"], "attr": 5}, "resources": [OK_RESOURCE]},
+    "request id not a string": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE], "requestId": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def both():
+    with CerbosPDP(CLINIC) as pdp:
+        yield Engine.from_directory(CLINIC), pdp
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_same_refusal_as_cerbos(both, case: str) -> None:
+    engine, pdp = both
+    theirs = pdp.check(MALFORMED[case])
+    ours = engine.check_request(MALFORMED[case])
+    assert theirs["code"] == ours["code"] == 3
+    assert ours["message"] == theirs["message"]
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_by_both(both, case: str) -> None:
+    engine, pdp = both
+    assert pdp.check(REFUSED[case])["code"] == 3
+    assert engine.check_request(REFUSED[case])["code"] == 3
