@@ -28,6 +28,7 @@ from .conditions import (
 )
 from .errors import PolicyErrors, PolicyProblem
 from .loader import LoadedPolicy, load_policies
+from .names import resource_key, role_key, sanitize
 from .policy import (
     ALLOW,
     DENY,
@@ -114,7 +115,7 @@ class PolicySet:
         self.query = lru_cache(maxsize=65536)(self._query)  # type: ignore[method-assign]
 
     def resource_policy_key(self, kind: str, version: str, scope: str) -> str:
-        return f"resource.{kind}.v{version}" + (f"/{scope}" if scope else "")
+        return resource_key(kind, version, scope)
 
     def _query(self, kind: str, version: str, scope: str, resource: str, action: str,
                roles: tuple[str, ...], principal: str) -> tuple[Row, ...]:
@@ -134,19 +135,25 @@ class PolicySet:
 
     def _role_policy_rows(self, version: str, scope: str, resource: str, action: str,
                           roles: tuple[str, ...]) -> list[Row]:
-        """Role policies narrow: an action they do not list is denied, a conditional one is denied
-        when its condition fails."""
+        """Role policies narrow what their roles may do: an action they do not allow is denied,
+        and a conditional one is denied when its condition fails.
+
+        A role policy that names no rule for this resource kind leaves it alone, unless the role
+        inherits from another custom role: then nothing was granted to narrow, and every action
+        is denied (as Cerbos 0.55 decides it).
+        """
         out: list[Row] = []
         by_role = self.role_rules.get(scope, {})
+        parents = self.role_parents.get(scope, {})
         for role in roles:
             rules = by_role.get(role)
             if rules is None:
                 continue
+            policy_key = role_key(role, scope)
             for_resource = [r for r in rules if globs.matches(r.resource, resource)]
-            if not for_resource:
-                continue  # a role policy says nothing about resource kinds it does not name
+            if not for_resource and not any(p in by_role for p in parents.get(role, ())):
+                continue
             matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
-            policy_key = f"role.{role}.vdefault" + (f"/{scope}" if scope else "")
             if not matched:
                 out.append(Row(RESOURCE, version, scope, resource, role, action, DENY, None, None,
                                f"{policy_key}#implicit-deny", policy_key, f"{policy_key}#implicit-deny",
@@ -324,13 +331,13 @@ class _Builder:
         derived = self._imported_derived_roles(p)
         # Like Cerbos, only the derived roles some rule uses count (runtime.effectiveDerivedRoles).
         used = {name for rule in p.rules for name in rule.derived_roles}
-        self.set.derived_roles[(p.resource, p.version, p.scope)] = [d for d in derived.values() if d.name in used]
-        self.set.schemas[(p.resource, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
+        kind = sanitize(p.resource)
+        self.set.derived_roles[(kind, p.version, p.scope)] = [d for d in derived.values() if d.name in used]
+        self.set.schemas[(kind, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
         for which, ref in (("principal", p.principal_schema), ("resource", p.resource_schema)):
             if ref is not None:
                 self._check_schema(which, ref)
-        if p.scope_permissions:
-            self._scope_permissions(p.scope, p.scope_permissions, p.position)
+        self._scope_permissions(p.scope, p.scope_permissions, p.position)
         if p.scope == "" and p.scope_permissions == REQUIRE_PARENTAL_CONSENT:
             self.problem(p.position, "a policy without a scope cannot require parental consent",
                          "invalid scope permissions")
@@ -346,7 +353,7 @@ class _Builder:
                 cond, effect = negate(cond), DENY
             for action in rule.actions:
                 for role in rule.roles:
-                    rows.append(Row(RESOURCE, p.version, p.scope, p.resource, role, action, effect, cond, output,
+                    rows.append(Row(RESOURCE, p.version, p.scope, kind, role, action, effect, cond, output,
                                     src, p.key, src))
                 for dr_name in rule.derived_roles:
                     dr = derived.get(dr_name)
@@ -354,7 +361,7 @@ class _Builder:
                         self.problem(rule.position, f'unknown derived role "{dr_name}"', "unknown derived role")
                         continue
                     for parent in dr.parent_roles:
-                        rows.append(Row(RESOURCE, p.version, p.scope, p.resource, parent, action, effect, cond,
+                        rows.append(Row(RESOURCE, p.version, p.scope, kind, parent, action, effect, cond,
                                         output, src, p.key, f"{dr.origin}.{dr_name}#{src}", derived_role=dr))
         if rows:
             self.set.scopes[RESOURCE].add(p.scope)
@@ -375,18 +382,16 @@ class _Builder:
                          "invalid schema")
 
     def _scope_permissions(self, scope: str, value: str, where: Position) -> None:
-        current = self.set.scope_permissions.get(scope)
-        if current is not None and current != value:
-            self.problem(where, f'scope "{scope}" has policies with different scopePermissions',
-                         "inconsistent scope permissions")
-        self.set.scope_permissions[scope] = value
+        """Records a scope's scopePermissions. Like Cerbos's rule table, the setting is per scope,
+        and an explicit setting wins over an unset one (unset means OVERRIDE_PARENT)."""
+        if value or scope not in self.set.scope_permissions:
+            self.set.scope_permissions[scope] = value or OVERRIDE_PARENT
 
     # -- principal and role policies ---------------------------------------------------
 
     def _add_principal_policy(self, p: PrincipalPolicy, file: str) -> None:
         scope = self._scope(p.variables, p.constants)
-        if p.scope_permissions:
-            self._scope_permissions(p.scope, p.scope_permissions, p.position)
+        self._scope_permissions(p.scope, p.scope_permissions, p.position)
         rows = self.set.rows.setdefault((PRINCIPAL, p.version, p.scope), [])
         requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
         for rule in p.rules:
@@ -396,7 +401,7 @@ class _Builder:
             effect = rule.effect
             if requires_consent and effect == ALLOW and cond is not None:
                 cond, effect = negate(cond), DENY
-            rows.append(Row(PRINCIPAL, p.version, p.scope, rule.resource, "*", rule.action, effect, cond,
+            rows.append(Row(PRINCIPAL, p.version, p.scope, sanitize(rule.resource), "*", rule.action, effect, cond,
                             compile_output(rule.output, scope, self.problems), src, p.key, src,
                             principal=p.principal))
         if rows:

@@ -23,6 +23,7 @@ from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
 from .compile import PRINCIPAL, RESOURCE, PolicySet, Row, scope_chain
 from .conditions import ConditionError, EvaluationError, output_value
+from .names import principal_key, sanitize, scope_value
 from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
 
 NO_MATCH = "NO_MATCH"
@@ -101,8 +102,7 @@ class CheckOutput:
 
 
 def _scope_value(scope: str, default: str) -> str:
-    scope = scope or default
-    return "" if scope == "." else scope
+    return scope_value(scope or default)
 
 
 def request_message(inp: CheckInput, pscope: str, rscope: str) -> Message:
@@ -131,6 +131,7 @@ class _Decision:
         self.rscope = _scope_value(inp.resource.scope, params.default_scope)
         self.pversion = inp.principal.policy_version or params.default_policy_version
         self.rversion = inp.resource.policy_version or params.default_policy_version
+        self.kind = sanitize(inp.resource.kind)  # rules are indexed by the sanitised kind
         self.act = Activation(request_message(inp, self.pscope, self.rscope), now,
                               from_json(params.globals))
         self.errors: list[EvaluationError] = []
@@ -158,16 +159,16 @@ class _Decision:
             for s in pscopes
         )
         resource_exists = any(
-            any(globs.matches(r.resource, inp.resource.kind)
-                for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
-            or bool(self.ps.role_rules.get(s))
+            any(globs.matches(r.resource, self.kind) for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
+            or any(globs.matches(rule.resource, self.kind)
+                   for rules in self.ps.role_rules.get(s, {}).values() for rule in rules)
             for s in rscopes
         )
         if not principal_exists and not resource_exists:
             return out
         self.including_parent_roles = self.ps.parent_roles(self.rscope, inp.principal.roles)
         main_keys = {
-            PRINCIPAL: (f"principal.{inp.principal.id}.v{self.pversion}" + _suffix(pscopes), pscopes,
+            PRINCIPAL: (principal_key(inp.principal.id, self.pversion, pscopes[0] if pscopes else ""), pscopes,
                         principal_exists),
             RESOURCE: (self.ps.resource_policy_key(inp.resource.kind, self.rversion, rscopes[0] if rscopes else ""),
                        rscopes, resource_exists),
@@ -213,7 +214,7 @@ class _Decision:
                 self.derive_roles(scope)
             if result.effect != _UNDECIDED:
                 break
-            rows = self.ps.query(kind, version, scope, self.inp.resource.kind, action, parent_roles, pid)
+            rows = self.ps.query(kind, version, scope, self.kind, action, parent_roles, pid)
             has_allow = False
             for row in rows:
                 try:
@@ -278,8 +279,9 @@ class _Decision:
             return
         effective: set[str] = set()
         failed: list[str] = []
-        for dr in self.ps.derived_roles.get((self.inp.resource.kind, self.rversion, scope), ()):
-            if not any(globs.matches(p, r) for p in dr.parent_roles for r in self.including_parent_roles):
+        for dr in self.ps.derived_roles.get((self.kind, self.rversion, scope), ()):
+            # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
+            if not any(p == "*" or p in self.including_parent_roles for p in dr.parent_roles):
                 continue
             errors: list[EvaluationError] = []
             ok = dr.condition is None or dr.condition(self.act, False, errors)
@@ -304,10 +306,6 @@ class _UnknownFields(dict):
 
     def __getitem__(self, key: str) -> Any:
         raise CelError(self.message)
-
-
-def _suffix(scopes: list[str]) -> str:
-    return f"/{scopes[0]}" if scopes and scopes[0] else ""
 
 
 def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None) -> CheckOutput:

@@ -1,16 +1,18 @@
-"""Cerbos's glob matching for actions, roles and resource kinds: ``*`` stops at ``:``, ``**``
-crosses it, ``?``, ``[...]`` and ``{a,b}`` as usual, and a lone ``*`` matches everything."""
+"""Cerbos's glob matching for actions, roles and resource kinds.
+
+Only a name containing ``*`` is a pattern (Cerbos's rule index treats every other name as a
+literal, so ``write:?`` only ever matches itself). In a pattern ``*`` stops at ``:``, ``**``
+crosses it, ``?``, ``[...]`` and ``{a,b}`` work as usual, and a lone ``*`` matches everything.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
-_SPECIAL = set("*?[{\\")
-
 
 def is_glob(pattern: str) -> bool:
-    return any(c in _SPECIAL for c in pattern)
+    return "*" in pattern
 
 
 @lru_cache(maxsize=4096)

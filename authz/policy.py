@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PolicyProblem
+from .names import principal_key, resource_key, role_key
 from .yamlsrc import Position, SourceList, SourceMap
 
 ALLOW = "EFFECT_ALLOW"
@@ -95,7 +96,7 @@ class ResourcePolicy:
 
     @property
     def key(self) -> str:
-        return f"resource.{self.resource}.v{self.version}" + (f"/{self.scope}" if self.scope else "")
+        return resource_key(self.resource, self.version, self.scope)
 
 
 @dataclass
@@ -123,7 +124,7 @@ class PrincipalPolicy:
 
     @property
     def key(self) -> str:
-        return f"principal.{self.principal}.v{self.version}" + (f"/{self.scope}" if self.scope else "")
+        return principal_key(self.principal, self.version, self.scope)
 
 
 @dataclass
@@ -165,7 +166,7 @@ class RolePolicy:
 
     @property
     def key(self) -> str:
-        return f"role.{self.role}.vdefault" + (f"/{self.scope}" if self.scope else "")
+        return role_key(self.role, self.scope)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import jsonschema
 
 from . import globs
 from .compile import scope_chain
+from .names import sanitize, scope_value
 
 if TYPE_CHECKING:
     from .compile import PolicySet, ResourceSchemas
@@ -39,8 +40,8 @@ class SchemaValidator:
 
     def schemas_for(self, inp: CheckInput, default_version: str) -> ResourceSchemas | None:
         version = inp.resource.policy_version or default_version
-        for scope in scope_chain(inp.resource.scope if inp.resource.scope != "." else ""):
-            found = self.policy_set.schemas.get((inp.resource.kind, version, scope))
+        for scope in scope_chain(scope_value(inp.resource.scope)):
+            found = self.policy_set.schemas.get((sanitize(inp.resource.kind), version, scope))
             if found is not None:
                 return found
         return None

@@ -124,7 +124,10 @@ class Activation:
         self.var_cache: dict[int, Any] = {}
 
     def var(self, variable: Variable) -> Any:
-        """A policy variable, evaluated at most once per request (an error is cached too)."""
+        """A policy variable, evaluated at most once per request.
+
+        A variable whose expression fails is left undefined, as Cerbos leaves it, so reading it
+        is the error "undefined field" (the variable's own error is the cause)."""
         key = id(variable)
         cache = self.var_cache
         if key in cache:
@@ -135,8 +138,10 @@ class Activation:
         try:
             value = variable.fn(self)
         except CelError as exc:
-            cache[key] = exc
-            raise
+            error = CelError(f"undefined field '{variable.name}'")
+            error.__cause__ = exc
+            cache[key] = error
+            raise error from exc
         cache[key] = value
         return value
 
