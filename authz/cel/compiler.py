@@ -54,6 +54,11 @@ class CelCompileError(Exception):
 _GRAMMAR_ADDITIONS = """
 member_dot_opt : member ".?" IDENT
 member_index_opt : member "[" "?" expr "]"
+list_elems : list_elem ("," list_elem)* [","]
+list_elem : expr | opt_elem
+opt_elem : "?" expr
+map_entries : map_entry ("," map_entry)* [","]
+map_entry : (expr | opt_elem) ":" expr
 """
 
 
@@ -64,6 +69,9 @@ def _build_parser() -> lark.Lark:
         "member         : member_dot | member_dot_arg | member_index | member_object | primary"
         " | member_dot_opt | member_index_opt",
     )
+    # Literals as cel-go parses them: optional elements (?x) and trailing commas.
+    grammar = grammar.replace('list_lit       : "[" [exprlist] "]"', 'list_lit       : "[" [list_elems] "]"')
+    grammar = grammar.replace('map_lit        : "{" [mapinits] "}"', 'map_lit        : "{" [map_entries] "}"')
     return lark.Lark(
         grammar + _GRAMMAR_ADDITIONS,
         parser="lalr",
@@ -374,39 +382,70 @@ class Compiler:
         raise self.error(token, f"unsupported literal {text}")
 
     def c_list_lit(self, tree: lark.Tree) -> Node:
-        items = [self.compile(c) for c in tree.children[0].children] if tree.children else []
-        if not items:
+        elems = tree.children[0].children if tree.children else []
+        if not elems:
             return _const([], "list")
+        items: list[Node] = []
+        optional: list[bool] = []
+        for elem in elems:
+            inner = elem.children[0]
+            is_opt = isinstance(inner, lark.Tree) and inner.data == "opt_elem"
+            items.append(self.compile(inner.children[0] if is_opt else inner))
+            optional.append(is_opt)
         fns = [i.fn for i in items]
+        if any(optional):
+            pairs = list(zip(fns, optional, strict=True))
+
+            def build_optional(a: Activation) -> list:
+                out = []
+                for f, opt in pairs:
+                    v = f(a)
+                    if opt:
+                        if type(v) is not Optional:
+                            raise no_overload("optional element", v)
+                        if v.present:
+                            out.append(v.value)
+                    else:
+                        out.append(v)
+                return out
+
+            return self._fold(Node(build_optional, "list"), *items)
         kinds = {i.type for i in items}
-        elem = kinds.pop() if len(kinds) == 1 and items and items[0].type in _KNOWN else None
+        elem = kinds.pop() if len(kinds) == 1 and items[0].type in _KNOWN else None
         node = self._fold(Node(lambda a: [f(a) for f in fns], "list"), *items)
         node.elem = elem
         return node
 
     def c_map_lit(self, tree: lark.Tree) -> Node:
-        pairs: list[tuple[Node, Node]] = []
         if not tree.children:
             return _const({}, "map")
-        if tree.children:
-            kids = tree.children[0].children
-            for i in range(0, len(kids), 2):
-                k, v = self.compile(kids[i]), self.compile(kids[i + 1])
-                if k.type not in ("dyn", "int", "uint", "bool", "string"):
-                    raise self.error(kids[i], f"unsupported map key type: {k.type}")
-                pairs.append((k, v))
-        fns = [(k.fn, v.fn) for k, v in pairs]
+        entries: list[tuple[Node, Node, bool]] = []
+        for entry in tree.children[0].children:
+            key_tree, value_tree = entry.children
+            is_opt = isinstance(key_tree, lark.Tree) and key_tree.data == "opt_elem"
+            k = self.compile(key_tree.children[0] if is_opt else key_tree)
+            if k.type not in ("dyn", "int", "uint", "bool", "string"):
+                raise self.error(key_tree, f"unsupported map key type: {k.type}")
+            entries.append((k, self.compile(value_tree), is_opt))
+        fns = [(k.fn, v.fn, opt) for k, v, opt in entries]
 
         def build(a: Activation) -> dict:
             out: dict = {}
-            for kf, vf in fns:
+            for kf, vf, opt in fns:
                 key = kf(a)
                 if type(key) not in (str, int, Uint, bool):
                     raise CelError(f"unsupported key type: {type_name(key)}")
-                out[key] = vf(a)  # as in cel-go, a repeated key keeps its last value
+                value = vf(a)
+                if opt:
+                    if type(value) is not Optional:
+                        raise no_overload("optional entry", value)
+                    if not value.present:
+                        continue
+                    value = value.value
+                out[key] = value  # as in cel-go, a repeated key keeps its last value
             return out
 
-        return self._fold(Node(build, "map"), *(n for p in pairs for n in p))
+        return self._fold(Node(build, "map"), *(n for k, v, _ in entries for n in (k, v)))
 
     def c_member_object(self, tree: lark.Tree) -> Node:
         raise self.error(tree, "message construction is not supported in Cerbos conditions")

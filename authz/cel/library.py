@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from . import cerbos_ext, timefuncs
+from . import cerbos_ext, spiffe, timefuncs
 from .values import (
     INT64_MAX,
     INT64_MIN,
@@ -761,6 +761,7 @@ GLOBALS: dict[str, Fn] = {
     "optional.none": lambda: OPTIONAL_NONE,
     "optional.ofNonZeroValue": _opt_of_non_zero,
     **cerbos_ext.GLOBALS,
+    **spiffe.GLOBALS,
 }
 
 METHODS: dict[str, Fn] = {
@@ -793,6 +794,8 @@ METHODS: dict[str, Fn] = {
     "or": _opt_or,
     **{name: timefuncs.time_getter(name) for name in timefuncs.TIMESTAMP_GETTERS},
     **cerbos_ext.METHODS,
+    **spiffe.METHODS,
+    "id": spiffe.trust_domain_id,
 }
 
 # Functions whose value depends on the request's time and must never be folded at compile time.
