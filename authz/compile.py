@@ -139,8 +139,8 @@ class PolicySet:
         and a conditional one is denied when its condition fails.
 
         A role policy that names no rule for this resource kind leaves it alone, unless the role
-        inherits from another custom role: then nothing was granted to narrow, and every action
-        is denied (as Cerbos 0.55 decides it).
+        inherits from another custom role and the kind has a resource policy in this scope: then
+        nothing was granted to narrow, and every action is denied (as Cerbos 0.55 decides it).
         """
         out: list[Row] = []
         by_role = self.role_rules.get(scope, {})
@@ -151,7 +151,10 @@ class PolicySet:
                 continue
             policy_key = role_key(role, scope)
             for_resource = [r for r in rules if globs.matches(r.resource, resource)]
-            if not for_resource and not any(p in by_role for p in parents.get(role, ())):
+            if not for_resource and not (
+                any(p in by_role for p in parents.get(role, ()))
+                and any(r.resource == resource for r in self.rows.get((RESOURCE, version, scope), ()))
+            ):
                 continue
             matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
             if not matched:

@@ -48,9 +48,7 @@ VOCABULARIES: dict[str, dict[str, Any]] = {
     },
     "edge": {
         "principal_ids": ["zed", "amy", "bo"],
-        # "junior" (a custom role whose parent is a custom role) is left out: see the closing note of
-        # issue 2 for the case where Cerbos 0.55 and we still differ.
-        "roles": ["reader", "deep_reader", "member", "member_x", "owner", "owner_admin", "senior", "guest"],
+        "roles": ["reader", "deep_reader", "member", "member_x", "owner", "owner_admin", "junior", "senior", "guest"],
         "principal_attr": {"team": ["blue", "red", MISSING], "suspended": [True, False, MISSING]},
         "principal_scopes": ["", "", "org", "team", "org.x"],
         "kinds": ["app:doc", "app:doc", "app:other", "doc", "note", "note"],
