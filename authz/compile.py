@@ -112,7 +112,31 @@ class PolicySet:
     sources: dict[str, str] = field(default_factory=dict)  # policy key -> file
 
     def __post_init__(self) -> None:
+        # Everything a check looks up depends only on the request's coordinates, so it is
+        # worked out once per distinct coordinates and then served from these caches.
         self.query = lru_cache(maxsize=65536)(self._query)  # type: ignore[method-assign]
+        self.scopes_for = lru_cache(maxsize=4096)(self._scopes_for)  # type: ignore[method-assign]
+        self.principal_exists = lru_cache(maxsize=4096)(self._principal_exists)  # type: ignore[method-assign]
+        self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)  # type: ignore[method-assign]
+        self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)  # type: ignore[method-assign]
+
+    def _scopes_for(self, kind: str, scope: str, lenient: bool) -> tuple[str, ...]:
+        """The scopes a check walks, most specific first (none when the scope is unknown and the
+        search is not lenient)."""
+        if not lenient and not self.scope_exists(kind, scope):
+            return ()
+        return tuple(s for s in scope_chain(scope) if self.scope_exists(kind, s))
+
+    def _principal_exists(self, principal: str, version: str, scopes: tuple[str, ...]) -> bool:
+        return any(r.principal == principal for s in scopes for r in self.rows.get((PRINCIPAL, version, s), ()))
+
+    def _resource_exists(self, kind: str, version: str, scopes: tuple[str, ...]) -> bool:
+        return any(
+            any(globs.matches(r.resource, kind) for r in self.rows.get((RESOURCE, version, s), ()))
+            or any(globs.matches(rule.resource, kind) for rules in self.role_rules.get(s, {}).values()
+                   for rule in rules)
+            for s in scopes
+        )
 
     def resource_policy_key(self, kind: str, version: str, scope: str) -> str:
         return resource_key(kind, version, scope)
@@ -172,7 +196,7 @@ class PolicySet:
     def scope_exists(self, kind: str, scope: str) -> bool:
         return scope in self.scopes[kind]
 
-    def parent_roles(self, scope: str, roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    def _parent_roles(self, scope: str, roles: tuple[str, ...]) -> tuple[str, ...]:
         """The roles plus every ancestor role that role policies in ``scope`` give them."""
         out = list(roles)
         mapping = self.role_parents.get(scope)

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import globs
 from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
-from .compile import PRINCIPAL, RESOURCE, PolicySet, Row, scope_chain
+from .compile import PRINCIPAL, RESOURCE, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
 from .names import principal_key, sanitize, scope_value
 from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
@@ -140,33 +139,20 @@ class _Decision:
         self.runtimes: dict[str, Message] = {}
         self.effective_derived_roles: set[str] = set()
 
-    def scopes(self, kind: str, scope: str) -> list[str]:
-        chain = scope_chain(scope)
-        if not self.params.lenient_scope_search and not self.ps.scope_exists(kind, scope):
-            return []
-        return [s for s in chain if self.ps.scope_exists(kind, s)]
-
     def decide(self) -> CheckOutput:
         inp = self.inp
         out = CheckOutput(inp.request_id, inp.resource.id,
                           {a: ActionEffect(DENY) for a in inp.actions})
-        pscopes = self.scopes(PRINCIPAL, self.pscope)
-        rscopes = self.scopes(RESOURCE, self.rscope)
+        lenient = self.params.lenient_scope_search
+        pscopes = self.ps.scopes_for(PRINCIPAL, self.pscope, lenient)
+        rscopes = self.ps.scopes_for(RESOURCE, self.rscope, lenient)
         if not pscopes and not rscopes:
             return out
-        principal_exists = any(
-            any(r.principal == inp.principal.id for r in self.ps.rows.get((PRINCIPAL, self.pversion, s), ()))
-            for s in pscopes
-        )
-        resource_exists = any(
-            any(globs.matches(r.resource, self.kind) for r in self.ps.rows.get((RESOURCE, self.rversion, s), ()))
-            or any(globs.matches(rule.resource, self.kind)
-                   for rules in self.ps.role_rules.get(s, {}).values() for rule in rules)
-            for s in rscopes
-        )
+        principal_exists = self.ps.principal_exists(inp.principal.id, self.pversion, pscopes)
+        resource_exists = self.ps.resource_exists(self.kind, self.rversion, rscopes)
         if not principal_exists and not resource_exists:
             return out
-        self.including_parent_roles = self.ps.parent_roles(self.rscope, inp.principal.roles)
+        self.including_parent_roles = self.ps.parent_roles(self.rscope, tuple(inp.principal.roles))
         main_keys = {
             PRINCIPAL: (principal_key(inp.principal.id, self.pversion, pscopes[0] if pscopes else ""), pscopes,
                         principal_exists),
@@ -180,7 +166,7 @@ class _Decision:
         out.effective_derived_roles = sorted(self.effective_derived_roles)
         return out
 
-    def decide_action(self, action: str, main_keys: dict[str, tuple[str, list[str], bool]]) -> ActionEffect:
+    def decide_action(self, action: str, main_keys: dict[str, tuple[str, tuple[str, ...], bool]]) -> ActionEffect:
         result = ActionEffect(_UNDECIDED)
         for kind in (PRINCIPAL, RESOURCE):
             key, scopes, exists = main_keys[kind]
@@ -204,9 +190,9 @@ class _Decision:
             result.effect = DENY
         return result
 
-    def decide_role(self, kind: str, action: str, role: str, scopes: list[str], policy_key: str) -> ActionEffect:
+    def decide_role(self, kind: str, action: str, role: str, scopes: tuple[str, ...], policy_key: str) -> ActionEffect:
         result = ActionEffect(_UNDECIDED, policy_key)
-        parent_roles = self.ps.parent_roles(self.rscope, [role])
+        parent_roles = self.ps.parent_roles(self.rscope, (role,))
         version = self.rversion  # Cerbos looks principal rules up by the resource's version too
         pid = self.inp.principal.id if kind == PRINCIPAL else ""
         for scope in scopes:

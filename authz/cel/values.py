@@ -365,12 +365,22 @@ def format_key(key: Any) -> str:
 
 
 def from_json(value: Any) -> Any:
-    """Request data (JSON) as CEL values: every JSON number is a double, as in protobuf Value."""
+    """Request data (JSON) as CEL values: every JSON number is a double, as in protobuf Value.
+
+    Containers with nothing to convert are returned as they are (CEL never mutates values)."""
     t = type(value)
     if t is dict:
-        return {k: from_json(v) for k, v in value.items()}
+        for v in value.values():
+            tv = type(v)
+            if tv is int or tv is dict or tv is list:
+                return {k: from_json(v) for k, v in value.items()}
+        return value
     if t is list:
-        return [from_json(v) for v in value]
+        for v in value:
+            tv = type(v)
+            if tv is int or tv is dict or tv is list:
+                return [from_json(v) for v in value]
+        return value
     if t is int:
         return float(value)
     return value
