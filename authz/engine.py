@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import api
+from .audit import AuditRecord, decision_records
 from .compile import PolicySet, compile_policy_dir
 from .errors import RequestError
 from .evaluate import CheckInput, CheckOutput, EvalParams, check
@@ -22,10 +23,11 @@ from .schemas import SchemaValidator
 class Engine:
     """An embedded policy decision point with Cerbos 0.55 semantics (strict evaluation by default)."""
 
-    def __init__(self, policy_set: PolicySet, params: EvalParams | None = None) -> None:
+    def __init__(self, policy_set: PolicySet, params: EvalParams | None = None, bundle_version: str = "") -> None:
         self.policy_set = policy_set
         self.params = params or EvalParams()
         self.schemas = SchemaValidator(policy_set)
+        self.bundle_version = bundle_version  # recorded in every audit record
 
     @classmethod
     def from_directory(cls, root: str | Path, params: EvalParams | None = None) -> Engine:
@@ -50,15 +52,24 @@ class Engine:
         out.validation_errors = errors
         return out
 
-    def check_request(self, body: Any, now: datetime | None = None) -> dict[str, Any]:
+    def check_request(self, body: Any, now: datetime | None = None,
+                      audit: list[AuditRecord] | None = None) -> dict[str, Any]:
         """A Cerbos ``/api/check/resources`` request body in, its response body out.
 
-        A malformed request gets Cerbos's error shape, naming what is wrong.
+        A malformed request gets Cerbos's error shape, naming what is wrong. When ``audit`` is a
+        list, one audit record per decision is appended to it (the caller commits them).
         """
         try:
             request_id, inputs, include_meta = api.parse_check_request(body)
         except RequestError as exc:
             return api.error_body(str(exc))
         when = now or self.params.now()
-        results = [api.render_result(inp, self.check(inp, when), include_meta) for inp in inputs]
-        return api.render_check_response(request_id, results)
+        call_id = api.new_call_id()
+        results = []
+        for inp in inputs:
+            out = self.check(inp, when)
+            if audit is not None:
+                audit.extend(decision_records(inp.principal, inp.resource, out, call_id=call_id,
+                                              bundle_version=self.bundle_version))
+            results.append(api.render_result(inp, out, include_meta))
+        return api.render_check_response(request_id, results, call_id)

@@ -75,6 +75,7 @@ class ActionEffect:
     effect: str
     policy: str = NO_MATCH
     scope: str = ""
+    rule: str = ""  # the rule that decided (policy key # rule name), for the audit trail
     # Strict evaluation met an error: this DENY stands whatever other roles or policies say.
     final: bool = field(default=False, compare=False, repr=False)
 
@@ -206,14 +207,17 @@ class _Decision:
                 try:
                     satisfied = self.satisfied(row)
                 except ConditionError:
-                    return ActionEffect(DENY, row.policy_key, scope, final=True)
+                    return ActionEffect(DENY, row.policy_key, scope, row.src, final=True)
                 if satisfied:
                     self.emit(row, action, activated=True)
                     if row.effect == ALLOW:
+                        if not has_allow:
+                            result.rule = row.src
                         has_allow = True
                     elif row.effect == DENY:
                         result.effect = DENY
                         result.scope = scope
+                        result.rule = row.src
                         if row.from_role_policy:
                             result.policy = row.policy_key
                         return result
@@ -224,6 +228,7 @@ class _Decision:
                     self.emit(row, action, activated=False)
             if has_allow:
                 if self.ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT:
+                    result.rule = ""
                     continue
                 result.effect = ALLOW
                 result.scope = scope

@@ -1,0 +1,243 @@
+"""The tamper-evident audit log: an append-only SQLite table whose records form a SHA-256 chain.
+
+Every record holds identifiers and links only, never clinical content. Each record's ``hash`` is
+the SHA-256 of the previous record's hash and of the record's canonical form (sorted-key JSON of
+every other field), so changing, deleting or reordering any record breaks the chain at that
+record, and ``AuditChain.verify`` names it. Triggers refuse UPDATE and DELETE; SQLite's WAL with
+``synchronous=FULL`` makes a committed record survive a crash or a kill -9.
+
+Kinds of record:
+- ``decision``: one authorization decision (who, which resource/patient, action, effect, matched
+  policy and rule, bundle version, purpose of use, outputs);
+- ``event``: a clinical event (note saved, export, break-glass start and end, delegation granted,
+  firmware request and approvals);
+- ``annotation``: a late justification or review outcome; it references the original record by
+  ``ref`` and never edits it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .api import new_call_id
+from .errors import AuthzError
+
+GENESIS = "0" * 64
+
+# Purpose of use (HL7 v3 ActReason): treatment, emergency treatment, break-the-glass, ...
+PURPOSES = ("TREAT", "ETREAT", "ERTREAT", "BTG", "HOPERAT", "HPAYMT", "HRESCH", "PATRQT", "COC")
+
+
+class AuditWriteError(AuthzError):
+    """The audit store could not durably record: data that needed the record must not be shown."""
+
+
+@dataclass
+class AuditRecord:
+    """One audit record; ``seq``, ``prev_hash`` and ``hash`` are set when it is appended."""
+
+    kind: str  # decision | event | annotation
+    principal_id: str
+    action: str = ""
+    principal_roles: list[str] = field(default_factory=list)
+    resource_kind: str = ""
+    resource_id: str = ""
+    patient_id: str = ""
+    effect: str = ""
+    policy: str = ""
+    rule: str = ""
+    bundle_version: str = ""
+    purpose_of_use: str = ""
+    justification: str = ""
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    event_type: str = ""
+    ref: str = ""  # for an annotation: the record_id it comments on
+    details: dict[str, Any] = field(default_factory=dict)  # identifiers and links only
+    workstation_id: str = ""
+    call_id: str = ""
+    record_id: str = field(default_factory=new_call_id)
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+    def canonical(self) -> str:
+        """The record as hashed: sorted-key JSON of every field except its own hash."""
+        data = asdict(self)
+        data.pop("hash")
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, record: AuditRecord) -> str:
+    return hashlib.sha256((prev_hash + record.canonical()).encode("utf-8")).hexdigest()
+
+
+_COLUMNS = [f for f in AuditRecord.__dataclass_fields__]
+_JSON_COLUMNS = {"principal_roles", "outputs", "details"}
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    count: int
+    head: str  # the last record's hash: compare it with a copy shipped elsewhere to detect truncation
+    seconds: float
+    problem: str = ""
+    first_bad_seq: int | None = None
+    first_bad_record: str = ""
+
+
+class AuditChain:
+    """Appends records durably and verifies the chain. One instance per process; SQLite's
+    locking (BEGIN IMMEDIATE) keeps the chain linear when several processes append."""
+
+    def __init__(self, path: str | os.PathLike[str], workstation_id: str = "") -> None:
+        self.path = Path(path)
+        self.workstation_id = workstation_id
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self._create()
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
+
+    def _create(self) -> None:
+        db = sqlite_utils.Database(self.conn)
+        if "audit" in db.table_names():
+            return
+        db["audit"].create(
+            {
+                "seq": int, "record_id": str, "kind": str, "time": str, "workstation_id": str, "call_id": str,
+                "principal_id": str, "principal_roles": str, "resource_kind": str, "resource_id": str,
+                "patient_id": str, "action": str, "effect": str, "policy": str, "rule": str,
+                "bundle_version": str, "purpose_of_use": str, "justification": str, "outputs": str,
+                "event_type": str, "ref": str, "details": str, "prev_hash": str, "hash": str,
+            },
+            pk="seq",
+            not_null={"record_id", "kind", "time", "prev_hash", "hash"},
+        )
+        db["audit"].create_index(["record_id"], unique=True)
+        db["audit"].create_index(["patient_id"])
+        db["audit"].create_index(["ref"])
+        for op in ("UPDATE", "DELETE"):
+            self.conn.execute(
+                f"CREATE TRIGGER audit_no_{op.lower()} BEFORE {op} ON audit "
+                f"BEGIN SELECT RAISE(ABORT, 'audit records are append-only: {op} refused'); END"
+            )
+
+    def append(self, record: AuditRecord) -> AuditRecord:
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Iterable[AuditRecord]) -> list[AuditRecord]:
+        """Appends records in one transaction; returns only once they are durably committed."""
+        records = list(records)
+        if not records:
+            return records
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+                rows = []
+                for r in records:
+                    seq += 1
+                    r.seq, r.prev_hash = seq, prev
+                    r.workstation_id = r.workstation_id or self.workstation_id
+                    r.hash = chain_hash(prev, r)
+                    prev = r.hash
+                    rows.append(_row(r))
+                self.conn.executemany(
+                    f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})", rows
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
+        return records
+
+    def annotate(self, original: str, principal_id: str, text: str, event_type: str = "annotation",
+                 **extra: Any) -> AuditRecord:
+        """A late justification or review outcome: a new record that references the original."""
+        if self.get(original) is None:
+            raise AuthzError(f"no audit record {original} to annotate")
+        return self.append(AuditRecord("annotation", principal_id, ref=original, justification=text,
+                                       event_type=event_type, **extra))
+
+    def get(self, record_id: str) -> AuditRecord | None:
+        row = self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE record_id = ?",
+                                (record_id,)).fetchone()
+        return _record(row) if row else None
+
+    def records(self, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq"
+        params: list[Any] = [after_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        for row in self.conn.execute(sql, params):
+            yield _record(row)
+
+    def verify(self) -> VerifyResult:
+        """Walks the whole chain and names the first record changed, deleted or reordered."""
+        start = time.perf_counter()
+        prev, expected_seq, count = GENESIS, 1, 0
+        for record in self.records():
+            problem = ""
+            if record.seq != expected_seq:
+                problem = f"record {expected_seq} is missing (deleted); the chain jumps to {record.seq}"
+            elif record.prev_hash != prev:
+                problem = f"record {record.seq} does not follow record {record.seq - 1} (deleted or reordered)"
+            elif chain_hash(prev, record) != record.hash:
+                problem = f"record {record.seq} was changed after it was written"
+            if problem:
+                return VerifyResult(False, count, prev, time.perf_counter() - start, problem, record.seq,
+                                    record.record_id)
+            prev, expected_seq, count = record.hash, expected_seq + 1, count + 1
+        return VerifyResult(True, count, prev, time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _row(r: AuditRecord) -> tuple[Any, ...]:
+    data = asdict(r)
+    return tuple(json.dumps(data[c], sort_keys=True) if c in _JSON_COLUMNS else data[c] for c in _COLUMNS)
+
+
+def _record(row: tuple[Any, ...]) -> AuditRecord:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    for c in _JSON_COLUMNS:
+        data[c] = json.loads(data[c]) if data[c] else ([] if c != "details" else {})
+    for c, v in list(data.items()):
+        if v is None:
+            data[c] = ""
+    return AuditRecord(**data)
+
+
+def decision_records(principal: Any, resource: Any, output: Any, *, call_id: str = "", bundle_version: str = "",
+                     purpose_of_use: str = "TREAT", justification: str = "", patient_id: str = "") -> list[AuditRecord]:
+    """One audit record per action of a decided CheckOutput."""
+    records = []
+    for action, effect in output.actions.items():
+        outs = [{"src": o.src, "val": o.val} for o in output.outputs if o.action == action]
+        records.append(AuditRecord(
+            "decision", principal.id, action, list(principal.roles), resource.kind, resource.id,
+            patient_id or str(resource.attr.get("patient_id", "")), effect.effect, effect.policy, effect.rule,
+            bundle_version, purpose_of_use, justification, outs, call_id=call_id,
+        ))
+    return records
