@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,18 +74,28 @@ class AuditRecord:
     hash: str = ""
 
     def canonical(self) -> str:
-        """The record as hashed: sorted-key JSON of every field except its own hash."""
-        data = asdict(self)
-        data.pop("hash")
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """The record as hashed: sorted-key compact JSON of every field except its own hash."""
+        return _canonical(_row(self))
 
 
 def chain_hash(prev_hash: str, record: AuditRecord) -> str:
-    return hashlib.sha256((prev_hash + record.canonical()).encode("utf-8")).hexdigest()
+    return _hash_row(prev_hash, _row(record))
 
 
 _COLUMNS = [f for f in AuditRecord.__dataclass_fields__]
 _JSON_COLUMNS = {"principal_roles", "outputs", "details"}
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+# The canonical form is built from the stored row (JSON columns are stored in canonical JSON
+# already), so verifying never re-creates objects: key order is sorted, "hash" is left out.
+_CANON = [(json.dumps(c) + ":", _COLUMNS.index(c), c in _JSON_COLUMNS) for c in sorted(_COLUMNS) if c != "hash"]
+
+
+def _canonical(row: tuple[Any, ...]) -> str:
+    return "{" + ",".join(k + (row[i] if is_json else _dumps(row[i])) for k, i, is_json in _CANON) + "}"
+
+
+def _hash_row(prev_hash: str, row: tuple[Any, ...]) -> str:
+    return hashlib.sha256((prev_hash + _canonical(row)).encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -192,31 +203,69 @@ class AuditChain:
         for row in self.conn.execute(sql, params):
             yield _record(row)
 
-    def verify(self) -> VerifyResult:
-        """Walks the whole chain and names the first record changed, deleted or reordered."""
+    def verify(self, workers: int | None = None) -> VerifyResult:
+        """Walks the whole chain and names the first record changed, deleted or reordered.
+
+        The links (sequence numbers, each record's prev_hash against the previous record's
+        hash) are checked in one pass; every record's own hash is recomputed in parallel over
+        ranges, since it depends only on the record and the prev_hash stored in it."""
         start = time.perf_counter()
-        prev, expected_seq, count = GENESIS, 1, 0
-        for record in self.records():
-            problem = ""
-            if record.seq != expected_seq:
-                problem = f"record {expected_seq} is missing (deleted); the chain jumps to {record.seq}"
-            elif record.prev_hash != prev:
-                problem = f"record {record.seq} does not follow record {record.seq - 1} (deleted or reordered)"
-            elif chain_hash(prev, record) != record.hash:
-                problem = f"record {record.seq} was changed after it was written"
-            if problem:
-                return VerifyResult(False, count, prev, time.perf_counter() - start, problem, record.seq,
-                                    record.record_id)
-            prev, expected_seq, count = record.hash, expected_seq + 1, count + 1
+        problems: list[tuple[int, str]] = []
+        prev, expected, count, record_ids = GENESIS, 1, 0, {}
+        for seq, prev_hash, digest, record_id in self.conn.execute(
+                "SELECT seq, prev_hash, hash, record_id FROM audit ORDER BY seq"):
+            record_ids[seq] = record_id
+            if seq != expected:
+                problems.append((seq, f"record {expected} is missing (deleted); the chain jumps to {seq}"))
+                break
+            if prev_hash != prev:
+                problems.append((seq, f"record {seq} does not follow record {seq - 1} (deleted or reordered)"))
+                break
+            prev, expected, count = digest, expected + 1, count + 1
+        changed = self._first_changed(expected - 1 if not problems else problems[0][0], workers)
+        if changed is not None:
+            problems.append((changed, f"record {changed} was changed after it was written"))
+        if problems:
+            seq, problem = min(problems)
+            return VerifyResult(False, seq - 1, "", time.perf_counter() - start, problem, seq,
+                                record_ids.get(seq, ""))
         return VerifyResult(True, count, prev, time.perf_counter() - start)
+
+    def _first_changed(self, last_seq: int, workers: int | None) -> int | None:
+        """The first record up to ``last_seq`` whose stored hash does not match its content."""
+        chunk = 50_000
+        ranges = [(self.path, lo, min(lo + chunk - 1, last_seq)) for lo in range(1, last_seq + 1, chunk)]
+        if len(ranges) <= 1:
+            found = [_check_range(r) for r in ranges]
+        else:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            with ctx.Pool(workers or min(len(ranges), os.cpu_count() or 1)) as pool:
+                found = pool.map(_check_range, ranges)
+        bad = [seq for seq in found if seq is not None]
+        return min(bad) if bad else None
 
     def close(self) -> None:
         self.conn.close()
 
 
+def _check_range(job: tuple[Path, int, int]) -> int | None:
+    path, lo, hi = job
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                                (lo, hi)):
+            if _hash_row(row[_PREV], row) != row[_HASH]:
+                return row[_SEQ]
+    finally:
+        conn.close()
+    return None
+
+
+_PREV, _HASH, _SEQ = _COLUMNS.index("prev_hash"), _COLUMNS.index("hash"), _COLUMNS.index("seq")
+
+
 def _row(r: AuditRecord) -> tuple[Any, ...]:
-    data = asdict(r)
-    return tuple(json.dumps(data[c], sort_keys=True) if c in _JSON_COLUMNS else data[c] for c in _COLUMNS)
+    return tuple(_dumps(getattr(r, c)) if c in _JSON_COLUMNS else getattr(r, c) for c in _COLUMNS)
 
 
 def _record(row: tuple[Any, ...]) -> AuditRecord:
