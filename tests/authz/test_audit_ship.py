@@ -1,0 +1,140 @@
+"""Shipping audit records: RFC 5425 syslog over TLS to a real rsyslog, and FHIR AuditEvents to an
+HTTP endpoint; at least once, idempotent by record id, nothing lost while the collector is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from authz.audit import AuditChain, AuditRecord
+from authz.audit_ship import AuditShipper, FhirHttpDestination, ShippingError, SyslogTlsDestination
+from tests.support.rsyslog import RsyslogCollector
+from tests.support.tls import make_pki
+
+
+def _records(chain: AuditChain, n: int, start: int = 0) -> list[AuditRecord]:
+    return chain.append_many(AuditRecord("decision", "dr_aly", "view", ["physician"], "patient_record",
+                                         f"p{i}", f"p{i}", "EFFECT_ALLOW") for i in range(start, start + n))
+
+
+def _ids(lines: list[str]) -> list[str]:
+    return [m.group(1) for line in lines for m in [re.search(r'recordId="([^"]+)"', line)] if m]
+
+
+def _wait_for(predicate, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _need_rsyslog() -> None:
+    """scripts/system-deps installs rsyslog; on CI its absence is a failure, not a skip."""
+    if not RsyslogCollector.available():
+        if os.environ.get("CI"):
+            pytest.fail("rsyslogd is missing on CI: scripts/system-deps should have installed it")
+        pytest.skip("rsyslogd is not installed (scripts/system-deps installs it)")
+
+
+def test_syslog_tls_survives_a_collector_outage(tmp_path: Path) -> None:
+    _need_rsyslog()
+    pki = make_pki(tmp_path / "pki")
+    collector = RsyslogCollector(tmp_path / "rsyslog", pki).start()
+    chain = AuditChain(tmp_path / "audit.db")
+    destination = SyslogTlsDestination("127.0.0.1", collector.port, str(pki.ca_cert), timeout=2)
+    shipper = AuditShipper(chain, destination, batch_size=25)
+    try:
+        first = _records(chain, 60)
+        assert shipper.ship() == 60
+        assert _wait_for(lambda: len(set(_ids(collector.received()))) == 60)
+
+        collector.stop()  # the collector goes down; records keep being written and queue up
+        queued = _records(chain, 40, start=60)
+        with pytest.raises(ShippingError):
+            shipper.ship()
+        state = shipper.state()
+        assert state.pending == 40 and state.last_error
+
+        shipper2 = AuditShipper(AuditChain(tmp_path / "audit.db"), destination)  # a restart keeps the queue
+        assert shipper2.shipped_seq() == 60
+        collector = RsyslogCollector(tmp_path / "rsyslog2", pki)
+        collector.port = destination.port
+        collector.start()
+        assert shipper2.ship() == 40
+        assert _wait_for(lambda: set(_ids(collector.received())) == {r.record_id for r in queued})
+        assert shipper2.state().pending == 0
+        line = collector.received()[0]
+        event = json.loads(line[line.index("{"):])
+        assert event["resourceType"] == "AuditEvent" and event["id"] in {r.record_id for r in first + queued}
+    finally:
+        collector.stop()
+
+
+def test_syslog_refuses_an_untrusted_server(tmp_path: Path) -> None:
+    _need_rsyslog()
+    pki = make_pki(tmp_path / "pki")
+    other = make_pki(tmp_path / "other")
+    collector = RsyslogCollector(tmp_path / "rsyslog", pki).start()
+    try:
+        chain = AuditChain(tmp_path / "audit.db")
+        _records(chain, 3)
+        shipper = AuditShipper(chain, SyslogTlsDestination("127.0.0.1", collector.port, str(other.ca_cert)))
+        with pytest.raises(ShippingError, match="certificate"):
+            shipper.ship()
+        assert shipper.state().pending == 3
+    finally:
+        collector.stop()
+
+
+class _FhirRepository(BaseHTTPRequestHandler):
+    store: dict[str, dict] = {}
+    failures_left = 0
+    puts = 0
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        cls = type(self)
+        cls.puts += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if cls.failures_left > 0:
+            cls.failures_left -= 1
+            self.send_response(500)
+            self.end_headers()
+            return
+        assert self.path == f"/fhir/AuditEvent/{body['id']}"
+        cls.store[body["id"]] = body
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_fhir_endpoint_gets_every_record_once_in_effect(tmp_path: Path) -> None:
+    _FhirRepository.store, _FhirRepository.failures_left, _FhirRepository.puts = {}, 0, 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FhirRepository)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        chain = AuditChain(tmp_path / "audit.db")
+        records = _records(chain, 30)
+        shipper = AuditShipper(chain, FhirHttpDestination(f"http://127.0.0.1:{server.server_port}/fhir",
+                                                          token_provider=lambda: "t0ken"), batch_size=10)
+        _FhirRepository.failures_left = 1  # the repository fails in the middle of the second batch
+        with pytest.raises(ShippingError):
+            shipper.ship()
+        assert shipper.state().pending == 30
+        assert shipper.ship() > 0
+        assert set(_FhirRepository.store) == {r.record_id for r in records}
+        assert _FhirRepository.puts > 30  # a batch was resent: at least once, idempotent by id
+        assert shipper.state().pending == 0
+    finally:
+        server.shutdown()
