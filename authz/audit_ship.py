@@ -17,6 +17,7 @@ Destinations:
 from __future__ import annotations
 
 import json
+import random
 import socket
 import ssl
 import threading
@@ -161,6 +162,23 @@ class AuditShipper:
                     "ON CONFLICT(destination) DO UPDATE SET shipped_seq = excluded.shipped_seq",
                     (self.destination.name, batch[-1].seq))
                 sent += len(batch)
+
+    def run(self, stop: threading.Event, interval: float = 5.0, max_backoff: float = 300.0,
+            rng: random.Random | None = None) -> None:
+        """Ships until ``stop`` is set: every ``interval`` seconds when all is well, backing off
+        exponentially (with jitter, up to ``max_backoff``) while the destination fails."""
+        rng = rng or random.Random()
+        delay = interval
+        while not stop.is_set():
+            try:
+                self.ship()
+                delay = interval
+            except ShippingError:
+                delay = min(max_backoff, delay * 2)
+            except Exception as exc:  # never let the shipping thread die silently
+                self.last_error = f"unexpected: {exc!r}"
+                delay = min(max_backoff, delay * 2)
+            stop.wait(delay * rng.uniform(0.8, 1.2))
 
     def state(self) -> ShippingState:
         shipped = self.shipped_seq()

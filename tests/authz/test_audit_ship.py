@@ -138,3 +138,32 @@ def test_fhir_endpoint_gets_every_record_once_in_effect(tmp_path: Path) -> None:
         assert shipper.state().pending == 0
     finally:
         server.shutdown()
+
+
+class _FlakyDestination:
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.received: list[str] = []
+
+    def send(self, records):  # noqa: ANN001
+        if self.failures > 0:
+            self.failures -= 1
+            raise ShippingError("collector unreachable")
+        self.received.extend(r.record_id for r in records)
+
+
+def test_background_loop_backs_off_and_delivers(tmp_path: Path) -> None:
+    chain = AuditChain(tmp_path / "audit.db", workstation_id="ward-7")
+    records = _records(chain, 12)
+    destination = _FlakyDestination(failures=3)
+    shipper = AuditShipper(chain, destination)  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=shipper.run, args=(stop, 0.01, 0.05), daemon=True)
+    thread.start()
+    assert _wait_for(lambda: shipper.state().pending == 0, 5)
+    stop.set()
+    thread.join(5)
+    assert destination.received == [r.record_id for r in records]
+    assert shipper.state().last_error == ""
