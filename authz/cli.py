@@ -4,6 +4,10 @@
     ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB] < requests.jsonl
     ccc-authz audit verify DB
     ccc-authz audit export DB --format jsonl|fhir
+    ccc-authz keygen --out DIR
+    ccc-authz bundle build POLICY_DIR --key PRIVATE_KEY --version N --out FILE
+    ccc-authz bundle verify FILE --pubkey PUBLIC_KEY
+    ccc-authz serve DIR --port P [--token-file FILE]
 
 Exit statuses follow ``cerbos compile``: 0 all good, 3 the policies do not compile,
 4 a test failed; 2 is a usage error.
@@ -20,10 +24,12 @@ from typing import TextIO
 
 from .audit import AuditChain, AuditRecord, AuditWriteError
 from .audit_export import to_decision_log, to_fhir
+from .bundle import BundleError, build_bundle, generate_keys, load_private_key, load_public_key, read_bundle_file
 from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
+from .policy_server import make_server
 from .verify import FAILED, render_results, run_test_suites
 
 EXIT_POLICY_ERRORS = 3
@@ -118,6 +124,60 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        private, public = generate_keys(Path(args.out))
+    except BundleError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    out.write(f"wrote {private} (mode 0600: keep it off ward computers) and {public} (pin it on them)\n")
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
+    if args.bundle_command == "verify":
+        try:
+            bundle = read_bundle_file(Path(args.file), load_public_key(Path(args.pubkey)))
+        except BundleError as exc:
+            out.write(f"INVALID: {exc}\n")
+            return 1
+        m = bundle.manifest
+        out.write(f"OK: bundle version {m.version}, created {m.created_at}, {len(m.files)} files, "
+                  f"tests {m.tests.get('passed', 0)}/{m.tests.get('executed', 0)} passed, "
+                  f"needs app >= {m.min_app_version}, sha256 {bundle.sha256}\n")
+        return 0
+    root = Path(args.dir)
+    code = cmd_compile(argparse.Namespace(dir=str(root), skip_tests=False, no_strict_evaluation=False), out)
+    if code != 0:
+        sys.stderr.write("bundle not built: the policies must compile and every test must pass\n")
+        return code
+    policy_set = compile_policy_dir(root)
+    results, _ = run_test_suites(root, policy_set)
+    cases = [c for s in results for c in s.cases]
+    tests = {"executed": len(cases), "passed": sum(c.result == "OK" for c in cases),
+             "suites": sorted(s.name for s in results)}
+    try:
+        data = build_bundle(root, load_private_key(Path(args.key)), args.version, tests, args.min_app_version)
+    except BundleError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    Path(args.out).write_bytes(data)
+    out.write(f"wrote {args.out}: version {args.version}, {len(data)} bytes\n")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    server = make_server(Path(args.dir), args.port, args.host, token)
+    sys.stderr.write(f"serving the newest bundle in {args.dir} at http://{args.host}:{server.server_port}"
+                     "/current.bundle\n")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccc-authz", description="CCC Workstation policy tool")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_export = audit_sub.add_parser("export", help="write the records as JSON lines")
     p_export.add_argument("db")
     p_export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    p_keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    p_keygen.add_argument("--out", required=True)
+    p_bundle = sub.add_parser("bundle", help="build or verify a signed policy bundle")
+    bundle_sub = p_bundle.add_subparsers(dest="bundle_command", required=True)
+    p_build = bundle_sub.add_parser("build")
+    p_build.add_argument("dir")
+    p_build.add_argument("--key", required=True)
+    p_build.add_argument("--version", type=int, required=True)
+    p_build.add_argument("--out", required=True)
+    p_build.add_argument("--min-app-version", default="0.1.0")
+    p_bverify = bundle_sub.add_parser("verify")
+    p_bverify.add_argument("file")
+    p_bverify.add_argument("--pubkey", required=True)
+    p_serve = sub.add_parser("serve", help="serve the newest bundle of a directory over HTTP")
+    p_serve.add_argument("dir")
+    p_serve.add_argument("--port", type=int, default=8088)
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--token-file", help="require this bearer token (read from a file, never argv)")
     return parser
 
 
@@ -153,6 +231,12 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_compile(args, sys.stdout)
     if args.command == "audit":
         return cmd_audit(args, sys.stdout)
+    if args.command == "keygen":
+        return cmd_keygen(args, sys.stdout)
+    if args.command == "bundle":
+        return cmd_bundle(args, sys.stdout)
+    if args.command == "serve":
+        return cmd_serve(args)
     return cmd_check(args, sys.stdin, sys.stdout)
 
 

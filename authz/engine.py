@@ -30,9 +30,9 @@ class Engine:
         self.bundle_version = bundle_version  # recorded in every audit record
 
     @classmethod
-    def from_directory(cls, root: str | Path, params: EvalParams | None = None) -> Engine:
+    def from_directory(cls, root: str | Path, params: EvalParams | None = None, bundle_version: str = "") -> Engine:
         """Compiles every policy below ``root``; raises ``PolicyErrors`` listing every problem."""
-        return cls(compile_policy_dir(Path(root)), params)
+        return cls(compile_policy_dir(Path(root)), params, bundle_version)
 
     def check(self, inp: CheckInput, now: datetime | None = None) -> CheckOutput:
         """Decides one resource's actions. Never raises for what the request or policies contain."""
