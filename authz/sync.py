@@ -31,6 +31,15 @@ from .errors import PolicyErrors
 from .evaluate import EvalParams
 
 ACTIVE = "active.bundle"
+APP_VERSION = "0.1.0"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 class BundleStore:
@@ -102,7 +111,7 @@ class PolicySync:
                  client: httpx.Client | None = None, token_provider: Callable[[], str] | None = None,
                  params: EvalParams | None = None, max_age: timedelta = timedelta(days=7),
                  on_swap: Callable[[Engine], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), app_version: str = APP_VERSION) -> None:
         self.url = url
         self.public_key = public_key
         self.store = store
@@ -112,6 +121,7 @@ class PolicySync:
         self.max_age = max_age
         self.on_swap = on_swap
         self.clock = clock
+        self.app_version = app_version
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._bundle: VerifiedBundle | None = None
@@ -153,6 +163,9 @@ class PolicySync:
 
     def _prepare(self, bundle: VerifiedBundle) -> tuple[Engine, Path]:
         """Compiles the bundle in a side slot; the active engine is untouched."""
+        if _version_tuple(bundle.manifest.min_app_version) > _version_tuple(self.app_version):
+            raise BundleError(f"bundle version {bundle.manifest.version} needs CCC Workstation "
+                              f"{bundle.manifest.min_app_version} or newer; this is {self.app_version}")
         slot = self.store.slot(bundle)
         try:
             return Engine.from_directory(slot, self.params, bundle_version=str(bundle.manifest.version)), slot

@@ -240,3 +240,19 @@ def test_sync_from_a_real_nginx(keys: tuple[Path, Path], tmp_path: Path) -> None
         assert sync.poll() and sync.state().version == 2
     finally:
         nginx.stop()
+
+
+def test_bundle_for_a_newer_app_is_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    publish(published, keys, 1)
+    server, url = serve_in_thread(published)
+    try:
+        sync = client_for(url, keys, tmp_path / "store", app_version="0.1.0")
+        assert sync.poll()
+        (published / "policies-v2.bundle").write_bytes(build_bundle(
+            POLICIES, load_private_key(keys[0]), 2, {}, min_app_version="2.0.0"))
+        assert not sync.poll()
+        assert "needs CCC Workstation 2.0.0 or newer" in sync.state().last_error
+        assert sync.state().version == 1
+    finally:
+        server.shutdown()
