@@ -443,6 +443,8 @@ class _Builder:
                                         f"{p.key}#{p.role}_rule-{i:03d}"))
         self.set.role_parents.setdefault(p.scope, {})[p.role] = p.parent_roles
         self.set.scopes[RESOURCE].add(p.scope)
+        # A role policy's scopePermissions is accepted (as Cerbos 0.55 does) but, as there, it does
+        # not change how the resource policies of its scope combine with their parents.
 
     # -- scope chains ------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ class CheckInput:
     request_id: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class ActionEffect:
     effect: str
     policy: str = NO_MATCH
@@ -171,6 +171,8 @@ class _Decision:
         result = ActionEffect(_UNDECIDED)
         for kind in (PRINCIPAL, RESOURCE):
             key, scopes, exists = main_keys[kind]
+            if kind == PRINCIPAL and not exists:
+                continue  # principal rules are keyed by principal id: none can match
             result = ActionEffect(_UNDECIDED)
             roles = self.inp.principal.roles[:1] if kind == PRINCIPAL else self.inp.principal.roles
             for role in roles:

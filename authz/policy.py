@@ -163,6 +163,7 @@ class RolePolicy:
     parent_roles: list[str]
     rules: list[RoleRule]
     position: Position
+    scope_permissions: str = ""
 
     @property
     def key(self) -> str:
@@ -546,7 +547,8 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
 
 def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | None:
     what = "rolePolicy"
-    p = r.fields(node, top.pos("rolePolicy"), what, {"role", "scope", "parentRoles", "rules", "version"})
+    p = r.fields(node, top.pos("rolePolicy"), what, {"role", "scope", "parentRoles", "rules", "version",
+                                                      "scopePermissions"})
     if p is None:
         return None
     rules: list[RoleRule] = []
@@ -565,12 +567,17 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
             condition=r.condition(rn, rw),
             position=raw_rules.pos(i),
         ))
+    permissions = r.scope_permissions(p, what)
+    if permissions == OVERRIDE_PARENT:
+        r.problem(p.pos("scopePermissions"), f"{what}.scopePermissions must be one of "
+                  "[SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS, SCOPE_PERMISSIONS_UNSPECIFIED]")
     return RolePolicy(
         role=r.string(p, "role", what, required=True, pattern=_ROLE_RE),
         scope=_scope(r, p, what),
         parent_roles=r.strings(p, "parentRoles", what),
         rules=rules,
         position=top.pos("rolePolicy"),
+        scope_permissions=permissions,
     )
 
 

@@ -59,6 +59,14 @@ BROKEN: dict[str, tuple[dict[str, str], str]] = {
         {"a.yaml": f"{HEAD}principalPolicy:\n  version: default\n  rules: []\n"}, "needs principal"),
     "derived_role_without_parents": (
         {"a.yaml": f"{HEAD}derivedRoles:\n  name: dr\n  definitions:\n    - name: owner\n"}, "parentRoles"),
+    "role_policy_override_parent": (
+        {"a.yaml": f"{HEAD}rolePolicy:\n  role: jr\n  scope: acme\n  parentRoles: [user]\n"
+                   "  scopePermissions: SCOPE_PERMISSIONS_OVERRIDE_PARENT\n"
+                   "  rules:\n    - resource: doc\n      allowActions: [view]\n"}, "scopePermissions must be one of"),
+    "role_policy_old_field_name": (
+        {"a.yaml": f"{HEAD}rolePolicy:\n  role: jr\n  scope: acme\n  parentRoles: [user]\n"
+                   "  rules:\n    - resource: doc\n      permissibleActions: [view]\n"},
+        'unknown field "permissibleActions"'),
     "condition_not_boolean_block": (
         {"a.yaml": resource(GOOD_RULE + "      condition:\n        match: {}\n")}, "exactly one of"),
 }
