@@ -216,6 +216,8 @@ class Compiler:
         self.scope = scope
         self.local_names: list[str] = []
         self.time_dependent = False
+        self.external_refs = 0  # names compiled so far that read the request, variables or globals
+        self.lowest_local_ref = 1 << 30  # the outermost comprehension variable referenced so far
 
     def error(self, tree: Any, message: str) -> CelCompileError:
         meta = getattr(tree, "meta", None)
@@ -330,6 +332,10 @@ class Compiler:
             )
         impl = operators.BINARY[op]
         lf, rf = left.fn, right.fn
+        if op == "in" and right.const and type(right.value) is list and not right.value:
+            # cel-go's constant folding turns membership in an empty literal into false,
+            # without evaluating the left side (so an error there does not surface).
+            return _const(False, "bool")
         if op == "in" and right.const and isinstance(right.value, list) and all(
             type(v) is str for v in right.value
         ):
@@ -455,7 +461,10 @@ class Compiler:
     def c_ident(self, tree: lark.Tree) -> Node:
         name = tree.children[0].value
         if name in self.local_names:
+            index = len(self.local_names) - 1 - self.local_names[::-1].index(name)
+            self.lowest_local_ref = min(self.lowest_local_ref, index)
             return Node(lambda a: a.locals[name])
+        self.external_refs += 1
         if name == "request":
             return Node(lambda a: a.request, "request")
         if name == "P":
@@ -696,11 +705,17 @@ class Compiler:
         if any(n is None for n in names[:n_vars]):
             raise self.error(tree, f"{name}() macro needs variable names first")
         variables = names[:n_vars]
+        base = len(self.local_names)
         self.local_names.extend(variables)
+        refs_before, lowest_before = self.external_refs, self.lowest_local_ref
+        self.lowest_local_ref = 1 << 30
         try:
             bodies = [self.compile(t) for t in arg_trees[n_vars:]]
         finally:
             del self.local_names[-n_vars:]
+        # Pure: reads neither the request nor any variable of an enclosing comprehension.
+        pure = self.external_refs == refs_before and self.lowest_local_ref >= base and not self.time_dependent
+        self.lowest_local_ref = min(lowest_before, self.lowest_local_ref)
         if not bodies or len(bodies) > 2:
             raise self.error(tree, f"wrong number of arguments to {name}()")
         impl = _MACRO_IMPLS.get((name, n_vars, len(bodies)))
@@ -710,7 +725,15 @@ class Compiler:
         body_fns = [b.fn for b in bodies]
         result = {"map": "list", "filter": "list", "transformList": "list", "transformMap": "map",
                   "transformMapEntry": "map", "sortBy": "list"}.get(name, "bool")
-        return Node(lambda a: impl(a, tf(a), variables, body_fns), result)
+        node = Node(lambda a: impl(a, tf(a), variables, body_fns), result)
+        if pure and target.const:
+            # A macro over a constant that reads nothing else is folded, as cel-go folds it.
+            try:
+                value = node.fn(Activation(_FOLDING_ACTIVATION.request, _FOLDING_ACTIVATION.now))
+            except (CelError, KeyError, RecursionError):
+                return node
+            return Node(lambda a: value, result, True, value)
+        return node
 
     # -- helpers -------------------------------------------------------------------------
 
