@@ -119,6 +119,13 @@ class PolicySet:
         self.principal_exists = lru_cache(maxsize=4096)(self._principal_exists)  # type: ignore[method-assign]
         self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)  # type: ignore[method-assign]
         self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)  # type: ignore[method-assign]
+        self.role_plan = lru_cache(maxsize=65536)(self._role_plan)  # type: ignore[method-assign]
+
+    def _role_plan(self, kind: str, version: str, scopes: tuple[str, ...], resource: str, action: str,
+                   role: str, principal: str, role_scope: str) -> tuple[tuple[str, tuple[Row, ...]], ...]:
+        """For one role and action: the rows to evaluate in each scope, most specific first."""
+        roles = self.parent_roles(role_scope, (role,))
+        return tuple((scope, self.query(kind, version, scope, resource, action, roles, principal)) for scope in scopes)
 
     def _scopes_for(self, kind: str, scope: str, lenient: bool) -> tuple[str, ...]:
         """The scopes a check walks, most specific first (none when the scope is unknown and the

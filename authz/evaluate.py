@@ -195,15 +195,14 @@ class _Decision:
 
     def decide_role(self, kind: str, action: str, role: str, scopes: tuple[str, ...], policy_key: str) -> ActionEffect:
         result = ActionEffect(_UNDECIDED, policy_key)
-        parent_roles = self.ps.parent_roles(self.rscope, (role,))
-        version = self.rversion  # Cerbos looks principal rules up by the resource's version too
         pid = self.inp.principal.id if kind == PRINCIPAL else ""
-        for scope in scopes:
+        # Cerbos looks principal rules up by the resource's version too.
+        plan = self.ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, pid, self.rscope)
+        for scope, rows in plan:
             if kind == RESOURCE:
                 self.derive_roles(scope)
             if result.effect != _UNDECIDED:
                 break
-            rows = self.ps.query(kind, version, scope, self.kind, action, parent_roles, pid)
             has_allow = False
             for row in rows:
                 try:
