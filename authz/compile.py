@@ -278,35 +278,27 @@ class _Builder:
             elif isinstance(p, DerivedRoles):
                 self.derived_roles[p.name] = (p, lp.file)
 
-    def _constants(self, defs: Definitions) -> dict[str, Any]:
+    def _merged(self, defs: Definitions, exported: dict[str, Any], noun: str) -> dict[str, Any]:
+        """Imported definitions, then the policy's own; a missing import or a name defined in two
+        imports is a problem."""
         out: dict[str, Any] = {}
         for name, where in defs.imports:
-            found = self.export_constants.get(name)
+            found = exported.get(name)
             if found is None:
-                self.problem(where, f'constants import "{name}" cannot be found', "missing import")
+                self.problem(where, f'{noun}s import "{name}" cannot be found', "missing import")
                 continue
-            for cname, value in found[0].definitions.items():
-                if cname in out:
-                    self.problem(where, f'constant "{cname}" is defined more than once', "duplicate definition")
-                out[cname] = from_json(_plain(value))
-        for cname, value in defs.local.items():
-            out[cname] = from_json(_plain(value))
+            for item, value in found[0].definitions.items():
+                if item in out:
+                    self.problem(where, f'{noun} "{item}" is defined more than once', "duplicate definition")
+                out[item] = value
+        out.update(defs.local)
         return out
 
     def _scope(self, variables: Definitions, constants: Definitions) -> Scope:
         """The variables and constants a policy's expressions may name, compiled in order."""
-        scope = Scope(constants=self._constants(constants))
-        sources: dict[str, Any] = {}
-        for name, where in variables.imports:
-            found = self.export_variables.get(name)
-            if found is None:
-                self.problem(where, f'variables import "{name}" cannot be found', "missing import")
-                continue
-            for vname, expr in found[0].definitions.items():
-                if vname in sources:
-                    self.problem(where, f'variable "{vname}" is defined more than once', "duplicate definition")
-                sources[vname] = expr
-        sources.update(variables.local)
+        merged_constants = self._merged(constants, self.export_constants, "constant")
+        scope = Scope(constants={k: from_json(_plain(v)) for k, v in merged_constants.items()})
+        sources = self._merged(variables, self.export_variables, "variable")
         for name in sources:
             scope.variables[name] = Variable(name, _undefined_variable)
         if self._has_cycle(sources):

@@ -17,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import publish  # noqa: E402
 
 from authz.audit import AuditChain, AuditRecord  # noqa: E402
 from tests.authz.differential import random_requests  # noqa: E402
@@ -76,11 +79,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/bench_audit.py --requests {args.requests} --records {args.records}`",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-            f.write("\n" + report + "\n")
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

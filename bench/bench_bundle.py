@@ -17,6 +17,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import publish  # noqa: E402
 
 from authz.bundle import build_bundle, generate_keys, load_private_key, load_public_key, verify_bundle  # noqa: E402
 from authz.policy_server import serve_in_thread  # noqa: E402
@@ -68,11 +71,7 @@ def main() -> None:
         "",
         "Command: `.venv/bin/python bench/bench_bundle.py`",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-            f.write("\n" + report + "\n")
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import publish  # noqa: E402
 
 from authz import Engine  # noqa: E402
 from tests.authz.differential import random_requests  # noqa: E402
@@ -101,11 +104,7 @@ def main() -> None:
         lines.append(f"| {name} | {rate:,.0f} | {ratio:.1f}x | {p50} | {p99} |")
     lines.append("")
     lines.append(f"Command: `.venv/bin/python bench/bench_engine.py --requests {args.requests}`")
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-            f.write("\n" + report + "\n")
+    publish(lines, args.write)
 
 
 if __name__ == "__main__":

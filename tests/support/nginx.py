@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support.cerbos_pdp import free_port
+from tests.support.process import stop, wait_listening
 
 
 class Nginx:
@@ -52,22 +51,12 @@ http {{
 """)
         self.process = subprocess.Popen([self.binary() or "nginx", "-c", str(conf), "-p", str(self.workdir)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("nginx exited: " + self.process.stderr.read().decode())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        wait_listening(self.process, self.port, "nginx")
+        return self
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/ccc/current.bundle"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop(self.process)

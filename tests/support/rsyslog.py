@@ -4,12 +4,11 @@ every message it gets to a file; started and stopped by the test."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support.cerbos_pdp import free_port
+from tests.support.process import stop, wait_listening
 from tests.support.tls import TestPKI
 
 
@@ -42,25 +41,14 @@ action(type="omfile" file="{self.output}" template="raw" flushOnTXEnd="on" async
         rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
         self.process = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(self.workdir / "rsyslog.pid")],
                                         stdout=subprocess.DEVNULL, stderr=(self.workdir / "rsyslog.err").open("wb"))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("rsyslogd exited: " + (self.workdir / "rsyslog.err").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("rsyslogd did not start listening")
+        try:
+            wait_listening(self.process, self.port, "rsyslogd")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {(self.workdir / 'rsyslog.err').read_text()}") from None
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
     def received(self) -> list[str]:
         return self.output.read_text().splitlines() if self.output.exists() else []
