@@ -10,18 +10,44 @@ rejects the mistakes cel-go's type checker rejects (``1 + 2.0``, an unknown func
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import celpy
 import lark
 
 from . import library, operators
-from .cerbos_ext import Hierarchy
+from .checker import (
+    _CONVERSIONS,
+    _KNOWN,
+    _LITERAL_VALIDATED,
+    _MACROS_1,
+    _MACROS_2,
+    _MESSAGE_FIELDS,
+    _NAMESPACES,
+    _PRIMITIVES,
+    _RESULT_TYPES,
+    _SET_FUNCTIONS,
+    _check_binary,
+    _static_type,
+)
+from .macros import _MACRO_IMPLS
+from .parser import CelCompileError, _parse_bytes, _parse_int, _parse_string, parse
+from .runtime import (
+    _UNSET,
+    Activation,
+    Fn,
+    Scope,
+    Variable,
+    _caller,
+    _has_field,
+    _index,
+    _index_optional,
+    _restore,
+    _select,
+    _select_optional,
+)
 from .values import (
     OPTIONAL_NONE,
     CelError,
@@ -30,147 +56,12 @@ from .values import (
     Optional,
     Uint,
     check_int,
-    map_contains,
-    map_lookup,
     no_overload,
     type_name,
 )
 
-Fn = Callable[["Activation"], Any]
-
-
-class CelCompileError(Exception):
-    """A CEL expression that cannot be compiled; line and column are 1-based within the expression."""
-
-    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
-
-
-# ---- the parser --------------------------------------------------------------------------
-
-_GRAMMAR_ADDITIONS = """
-member_dot_opt : member ".?" IDENT
-member_index_opt : member "[" "?" expr "]"
-list_elems : list_elem ("," list_elem)* [","]
-list_elem : expr | opt_elem
-opt_elem : "?" expr
-map_entries : map_entry ("," map_entry)* [","]
-map_entry : (expr | opt_elem) ":" expr
-"""
-
-
-def _build_parser() -> lark.Lark:
-    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
-    grammar = grammar.replace(
-        "member         : member_dot | member_dot_arg | member_index | member_object | primary",
-        "member         : member_dot | member_dot_arg | member_index | member_object | primary"
-        " | member_dot_opt | member_index_opt",
-    )
-    # Literals as cel-go parses them: optional elements (?x) and trailing commas.
-    grammar = grammar.replace('list_lit       : "[" [exprlist] "]"', 'list_lit       : "[" [list_elems] "]"')
-    grammar = grammar.replace('map_lit        : "{" [mapinits] "}"', 'map_lit        : "{" [map_entries] "}"')
-    return lark.Lark(
-        grammar + _GRAMMAR_ADDITIONS,
-        parser="lalr",
-        start="expr",
-        g_regex_flags=re.M,
-        lexer_callbacks={"IDENT": _bool_literals},
-        propagate_positions=True,
-        maybe_placeholders=False,
-        priority="invert",
-    )
-
-
-def _bool_literals(t: lark.Token) -> lark.Token:
-    if t.value in ("true", "false"):
-        return lark.Token("BOOL_LIT", t.value)
-    return t
-
-
-_PARSER: lark.Lark | None = None
-
-
-def parse(text: str) -> lark.Tree:
-    global _PARSER
-    if _PARSER is None:
-        _PARSER = _build_parser()
-    try:
-        return _PARSER.parse(text)
-    except lark.exceptions.UnexpectedInput as exc:
-        line = getattr(exc, "line", 1) or 1
-        column = getattr(exc, "column", 1) or 1
-        found = getattr(exc, "token", None) or getattr(exc, "char", "")
-        raise CelCompileError(f"Syntax error: unexpected {found!s:.20}", line, column) from None
-
-
-# ---- runtime ----------------------------------------------------------------------------
-
-
-class Activation:
-    """Everything one evaluation can see: the request messages, the frozen clock, globals,
-    the comprehension variables in scope, and the per-request cache of policy variables."""
-
-    __slots__ = ("request", "P", "R", "runtime", "globals", "now", "locals", "var_cache")
-
-    def __init__(
-        self,
-        request: Message,
-        now: datetime,
-        globals_: dict[str, Any] | None = None,
-        runtime: Message | None = None,
-    ) -> None:
-        self.request = request
-        self.P = request.fields["principal"]
-        self.R = request.fields["resource"]
-        self.now = now
-        self.globals = globals_ or {}
-        self.runtime = runtime or Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
-        self.locals: dict[str, Any] = {}
-        self.var_cache: dict[int, Any] = {}
-
-    def var(self, variable: Variable) -> Any:
-        """A policy variable, evaluated at most once per request.
-
-        A variable whose expression fails is left undefined, as Cerbos leaves it, so reading it
-        is the error "undefined field" (the variable's own error is the cause)."""
-        key = id(variable)
-        cache = self.var_cache
-        if key in cache:
-            value = cache[key]
-            if type(value) is CelError:
-                raise value
-            return value
-        try:
-            value = variable.fn(self)
-        except CelError as exc:
-            error = CelError(f"undefined field '{variable.name}'")
-            error.__cause__ = exc
-            cache[key] = error
-            raise error from exc
-        cache[key] = value
-        return value
-
-
-@dataclass(eq=False)
-class Variable:
-    """A compiled policy variable (``V.name``)."""
-
-    name: str
-    fn: Fn
-    static_type: str = "dyn"
-
-
-@dataclass
-class Scope:
-    """What an expression may name: the policy's variables and constants."""
-
-    variables: dict[str, Variable] = field(default_factory=dict)
-    constants: dict[str, Any] = field(default_factory=dict)
-    # Names of variables being defined, to report references to undefined ones helpfully.
-    allow_globals: bool = True
+__all__ = ["Activation", "CelCompileError", "CompiledExpression", "Scope", "Variable", "compile_expression",
+           "parse"]
 
 
 @dataclass
@@ -184,29 +75,6 @@ class Node:
 
 def _const(value: Any, kind: str | None = None) -> Node:
     return Node(lambda a: value, kind or _static_type(value), True, value)
-
-
-def _static_type(value: Any) -> str:
-    name = type_name(value)
-    return {"google.protobuf.Timestamp": "timestamp", "google.protobuf.Duration": "duration"}.get(name, name)
-
-
-# Message types in Cerbos's environment, with the static type of each field.
-_MESSAGE_FIELDS = {
-    "request": {"principal": "principal", "resource": "resource", "auxData": "auxData"},
-    "principal": {"id": "string", "roles": "list", "attr": "map", "policyVersion": "string", "scope": "string"},
-    "resource": {"kind": "string", "id": "string", "attr": "map", "policyVersion": "string", "scope": "string"},
-    "auxData": {"jwt": "map", "jwts": "map"},
-    "runtime": {"effectiveDerivedRoles": "list"},
-}
-
-_NAMESPACES = {"math", "strings", "sets", "lists", "base64", "json", "regex", "optional", "cel", "ip"}
-
-_PRIMITIVES = {"int", "uint", "double", "string", "bytes", "bool", "null_type"}
-_NUMERIC = {"int", "uint", "double"}
-
-_MACROS_1 = {"all", "exists", "exists_one", "existsOne", "map", "filter", "sortBy"}
-_MACROS_2 = {"all", "exists", "existsOne", "exists_one", "transformList", "transformMap", "transformMapEntry"}
 
 
 class Compiler:
@@ -754,16 +622,6 @@ class Compiler:
         return Node(lambda a: value, node.type, True, value)
 
 
-_UNSET = object()
-
-
-def _restore(locals_: dict, var: str, saved: Any) -> None:
-    if saved is _UNSET:
-        locals_.pop(var, None)
-    else:
-        locals_[var] = saved
-
-
 def _unwrap(tree: Any) -> Any:
     """The innermost node of a chain of single-child wrappers (expr -> ... -> member)."""
     while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data in (
@@ -784,402 +642,6 @@ def _ident_name(tree: Any) -> str | None:
 def _namespace_of(tree: Any) -> str | None:
     """``math`` for the target of ``math.greatest(...)``."""
     return _ident_name(tree)
-
-
-def _parse_int(text: str) -> int:
-    neg = text.startswith("-")
-    body = text[1:] if neg else text
-    value = int(body, 16) if body[:2] in ("0x", "0X") else int(body, 10)
-    return -value if neg else value
-
-
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-            "\\": "\\", "'": "'", '"': '"', "`": "`", "?": "?"}
-
-
-def _unquote(text: str) -> tuple[str, bool]:
-    raw = text[:1] in "rR"
-    if raw:
-        text = text[1:]
-    quote = text[:3] if text[:3] in ('"""', "'''") else text[0]
-    return text[len(quote) : -len(quote)], raw
-
-
-def _parse_string(text: str) -> str:
-    body, raw = _unquote(text)
-    return body if raw else _decode_escapes(body, as_bytes=False)
-
-
-def _parse_bytes(text: str) -> bytes:
-    body, raw = _unquote(text)
-    if raw:
-        return body.encode()
-    decoded = _decode_escapes(body, as_bytes=True)
-    return decoded.encode("latin-1") if isinstance(decoded, str) else decoded
-
-
-def _decode_escapes(body: str, as_bytes: bool) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c != "\\":
-            out.append(c if not as_bytes else c.encode().decode("latin-1"))
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt in _ESCAPES:
-            out.append(_ESCAPES[nxt])
-            i += 2
-        elif nxt in "xX":
-            out.append(chr(int(body[i + 2 : i + 4], 16)))
-            i += 4
-        elif nxt == "u":
-            out.append(chr(int(body[i + 2 : i + 6], 16)))
-            i += 6
-        elif nxt == "U":
-            out.append(chr(int(body[i + 2 : i + 10], 16)))
-            i += 10
-        elif nxt in "01234567":
-            out.append(chr(int(body[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            raise ValueError(f"invalid escape \\{nxt}")
-    return "".join(out)
-
-
-def _caller(fn: Callable[..., Any], fns: list[Fn]) -> Fn:
-    """A closure calling ``fn`` on the values of ``fns``, specialised for small arities."""
-
-    def guard(*args: Any) -> Any:
-        try:
-            return fn(*args)
-        except CelError:
-            raise
-        except TypeError:
-            raise no_overload(getattr(fn, "__name__", "function"), *args) from None
-        except (ValueError, OverflowError, ZeroDivisionError, IndexError, KeyError) as exc:
-            raise CelError(str(exc)) from None
-
-    if len(fns) == 0:
-        return lambda a: guard()
-    if len(fns) == 1:
-        (f0,) = fns
-        return lambda a: guard(f0(a))
-    if len(fns) == 2:
-        f0, f1 = fns
-        return lambda a: guard(f0(a), f1(a))
-    return lambda a: guard(*[f(a) for f in fns])
-
-
-def _select(value: Any, name: str) -> Any:
-    t = type(value)
-    if t is dict:
-        try:
-            return value[name]
-        except KeyError:
-            raise CelError(f"no such key: {name}") from None
-    if t is Message:
-        try:
-            return value.fields[name]
-        except KeyError:
-            raise CelError(f"no such field '{name}'") from None
-    raise CelError(f"no such key: {name}")
-
-
-def _select_optional(value: Any, name: str) -> Optional:
-    if type(value) is Optional:
-        if not value.present:
-            return OPTIONAL_NONE
-        value = value.value
-    if type(value) is dict:
-        return Optional(value[name], True) if name in value else OPTIONAL_NONE
-    if type(value) is Message:
-        return Optional(value.fields[name], True) if _has_field(value, name) else OPTIONAL_NONE
-    raise CelError(f"type '{type_name(value)}' does not support field selection")
-
-
-def _has_field(value: Any, name: str) -> bool:
-    t = type(value)
-    if t is dict:
-        return name in value
-    if t is Message:
-        if name not in value.fields:
-            raise CelError(f"no such field '{name}'")
-        v = value.fields[name]
-        return v not in (None, "", 0, False) and v != [] and v != {}
-    raise CelError(f"invalid type for field selection: {type_name(value)}")
-
-
-def _index(container: Any, key: Any) -> Any:
-    t = type(container)
-    if t is list or t is tuple or t is Hierarchy:
-        kt = type(key)
-        if kt is float and key.is_integer():
-            key = int(key)
-        elif kt not in (int, Uint):
-            raise CelError(f"unsupported index type '{type_name(key)}' in list")
-        if key < 0 or key >= len(container):
-            raise CelError(f"index out of bounds: {key}")
-        return container[key]
-    if t is dict:
-        return map_lookup(container, key)
-    raise no_overload("_[_]", container, key)
-
-
-def _index_optional(container: Any, key: Any) -> Optional:
-    if type(container) is Optional:
-        if not container.present:
-            return OPTIONAL_NONE
-        container = container.value
-    try:
-        return Optional(_index(container, key), True)
-    except CelError:
-        if type(container) in (list, tuple, dict):
-            return OPTIONAL_NONE
-        raise
-
-
-# ---- comprehension macros --------------------------------------------------------------
-
-
-def _items(name: str, target: Any, two: bool) -> list[tuple[Any, Any]]:
-    t = type(target)
-    if t is list or t is tuple:
-        return list(enumerate(target)) if two else [(v, None) for v in target]
-    if t is dict:
-        return list(target.items()) if two else [(k, None) for k in target]
-    raise no_overload(name, target)
-
-
-def _bind_loop(a: Activation, variables: list[str], item: tuple[Any, Any]) -> None:
-    a.locals[variables[0]] = item[0]
-    if len(variables) == 2:
-        a.locals[variables[1]] = item[1]
-
-
-def _looping(impl: Callable[..., Any]) -> Callable[..., Any]:
-    """Saves and restores the loop variables around a macro's iteration."""
-
-    def run(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> Any:
-        saved = [a.locals.get(v, _UNSET) for v in variables]
-        try:
-            return impl(a, target, variables, bodies)
-        finally:
-            for v, s in zip(variables, saved, strict=True):
-                _restore(a.locals, v, s)
-
-    return run
-
-
-def _quantifier(name: str, decisive: bool) -> Callable[..., Any]:
-    @_looping
-    def run(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> bool:
-        (pred,) = bodies
-        err: CelError | None = None
-        for item in _items(name, target, len(variables) == 2):
-            _bind_loop(a, variables, item)
-            try:
-                v = pred(a)
-            except CelError as exc:
-                err = err or exc
-                continue
-            if v is decisive:
-                return decisive
-            if type(v) is not bool:
-                err = err or no_overload(name, v)
-        if err is not None:
-            raise err
-        return not decisive
-
-    return run
-
-
-@_looping
-def _exists_one(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> bool:
-    (pred,) = bodies
-    count = 0
-    for item in _items("exists_one", target, len(variables) == 2):
-        _bind_loop(a, variables, item)
-        v = pred(a)
-        if type(v) is not bool:
-            raise no_overload("exists_one", v)
-        count += v
-    return count == 1
-
-
-def _filtered(a: Activation, name: str, target: Any, variables: list[str], bodies: list[Fn]) -> Any:
-    """Yields each item (after binding it) whose optional filter body holds."""
-    for item in _items(name, target, len(variables) == 2):
-        _bind_loop(a, variables, item)
-        if len(bodies) == 2:
-            keep = bodies[0](a)
-            if type(keep) is not bool:
-                raise no_overload(name, keep)
-            if not keep:
-                continue
-        yield item
-
-
-@_looping
-def _map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
-    expr = bodies[-1]
-    return [expr(a) for _ in _filtered(a, "map", target, variables, bodies)]
-
-
-@_looping
-def _filter(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
-    (pred,) = bodies
-    out = []
-    for item in _items("filter", target, False):
-        _bind_loop(a, variables, item)
-        keep = pred(a)
-        if type(keep) is not bool:
-            raise no_overload("filter", keep)
-        if keep:
-            out.append(item[0])
-    return out
-
-
-@_looping
-def _transform_list(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
-    expr = bodies[-1]
-    return [expr(a) for _ in _filtered(a, "transformList", target, variables, bodies)]
-
-
-@_looping
-def _transform_map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict:
-    expr = bodies[-1]
-    return {item[0]: expr(a) for item in _filtered(a, "transformMap", target, variables, bodies)}
-
-
-@_looping
-def _transform_map_entry(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict:
-    expr = bodies[-1]
-    out: dict = {}
-    for _ in _filtered(a, "transformMapEntry", target, variables, bodies):
-        entry = expr(a)
-        if type(entry) is not dict:
-            raise no_overload("transformMapEntry", entry)
-        for k, v in entry.items():
-            if map_contains(out, k):
-                raise CelError(f"insert failed: key {k} already exists")
-            out[k] = v
-    return out
-
-
-@_looping
-def _sort_by(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
-    (key_fn,) = bodies
-    items = _items("sortBy", target, False)
-    keyed = []
-    for item in items:
-        _bind_loop(a, variables, item)
-        keyed.append((key_fn(a), item[0]))
-    library.sort_key_check([k for k, _ in keyed], "sortBy")
-    keyed.sort(key=lambda kv: kv[0])
-    return [v for _, v in keyed]
-
-
-_MACRO_IMPLS: dict[tuple[str, int, int], Callable[..., Any]] = {
-    ("all", 1, 1): _quantifier("all", False),
-    ("all", 2, 1): _quantifier("all", False),
-    ("exists", 1, 1): _quantifier("exists", True),
-    ("exists", 2, 1): _quantifier("exists", True),
-    ("exists_one", 1, 1): _exists_one,
-    ("existsOne", 1, 1): _exists_one,
-    ("existsOne", 2, 1): _exists_one,
-    ("exists_one", 2, 1): _exists_one,
-    ("map", 1, 1): _map,
-    ("map", 1, 2): _map,
-    ("filter", 1, 1): _filter,
-    ("transformList", 2, 1): _transform_list,
-    ("transformList", 2, 2): _transform_list,
-    ("transformMap", 2, 1): _transform_map,
-    ("transformMap", 2, 2): _transform_map,
-    ("transformMapEntry", 2, 1): _transform_map_entry,
-    ("transformMapEntry", 2, 2): _transform_map_entry,
-    ("sortBy", 1, 1): _sort_by,
-}
-
-
-# ---- static types ------------------------------------------------------------------------
-
-_RESULT_TYPES = {
-    "size": "int", "int": "int", "uint": "uint", "double": "double", "string": "string", "bytes": "bytes",
-    "bool": "bool", "timestamp": "timestamp", "duration": "duration", "type": "type", "matches": "bool",
-    "startsWith": "bool", "endsWith": "bool", "contains": "bool", "lowerAscii": "string",
-    "upperAscii": "string", "trim": "string", "replace": "string", "substring": "string", "charAt": "string",
-    "indexOf": "int", "lastIndexOf": "int", "split": "list", "join": "string", "format": "string",
-    "hasIntersection": "bool", "has_intersection": "bool", "isSubset": "bool", "is_subset": "bool",
-    "intersect": "list", "except": "list", "inIPAddrRange": "bool", "hierarchy": "hierarchy",
-    "ancestorOf": "bool", "descendentOf": "bool", "immediateChildOf": "bool", "immediateParentOf": "bool",
-    "overlaps": "bool", "siblingOf": "bool", "sets.contains": "bool", "sets.equivalent": "bool",
-    "sets.intersects": "bool", "getFullYear": "int", "getMonth": "int", "getDate": "int",
-    "getDayOfMonth": "int", "getDayOfYear": "int", "getDayOfWeek": "int", "getHours": "int",
-    "getMinutes": "int", "getSeconds": "int", "getMilliseconds": "int", "pathMatch": "bool",
-    "pathMatchAnyOf": "bool", "pathHasPrefix": "bool", "isIP": "bool", "isCIDR": "bool",
-}
-
-_LITERAL_VALIDATED = {"duration", "timestamp"}
-_SET_FUNCTIONS = {"hasIntersection", "has_intersection", "intersect", "except", "isSubset", "is_subset",
-                  "sets.contains", "sets.equivalent", "sets.intersects"}
-
-# Argument types each conversion accepts (besides dyn), for compile-time overload errors.
-_CONVERSIONS = {
-    "int": ("int", "uint", "double", "string", "timestamp"),
-    "uint": ("int", "uint", "double", "string"),
-    "double": ("int", "uint", "double", "string"),
-    "string": ("int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration"),
-    "bytes": ("bytes", "string"),
-    "bool": ("bool", "string"),
-    "timestamp": ("timestamp", "string", "int"),
-    "duration": ("duration", "string"),
-}
-
-_ARITH = {
-    "+": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double",
-          ("string", "string"): "string", ("bytes", "bytes"): "bytes", ("list", "list"): "list",
-          ("timestamp", "duration"): "timestamp", ("duration", "timestamp"): "timestamp",
-          ("duration", "duration"): "duration"},
-    "-": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double",
-          ("timestamp", "duration"): "timestamp", ("timestamp", "timestamp"): "duration",
-          ("duration", "duration"): "duration"},
-    "*": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double"},
-    "/": {("int", "int"): "int", ("uint", "uint"): "uint", ("double", "double"): "double"},
-    "%": {("int", "int"): "int", ("uint", "uint"): "uint"},
-}
-_ORDERED = {"int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration"}
-_KNOWN = _ORDERED | {"null_type", "list", "map", "type"}
-
-
-def _check_binary(op: str, left: str, right: str) -> str | None:
-    """The static result type of ``left op right``, or None when cel-go's checker would reject it."""
-    if op in _ARITH:
-        if left in _KNOWN and right in _KNOWN:
-            return _ARITH[op].get((left, right))
-        lefts = {lt for lt, _ in _ARITH[op]}
-        rights = {rt for _, rt in _ARITH[op]}
-        if left in _KNOWN and left not in lefts or right in _KNOWN and right not in rights:
-            return None
-        return "dyn"
-    if op in ("<", "<=", ">", ">="):
-        if left not in _KNOWN or right not in _KNOWN:
-            return "bool"
-        if left in _NUMERIC and right in _NUMERIC or left == right and left in _ORDERED:
-            return "bool"
-        return None
-    if op in ("==", "!="):
-        if left not in _KNOWN or right not in _KNOWN or left == right:
-            return "bool"
-        if "null_type" in (left, right) and {left, right} & {"list", "map", "null_type", "type"}:
-            return "bool"
-        return None
-    if op == "in":
-        if right in _PRIMITIVES or right in ("timestamp", "duration"):
-            return None
-        return "bool"
-    return "dyn"
 
 
 _FOLDING_ACTIVATION = Activation(

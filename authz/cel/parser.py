@@ -1,0 +1,140 @@
+"""Parsing CEL text with cel-python's lark grammar, extended with what cel-go (as Cerbos configures
+it) also accepts: optional field selection and indexing (``.?``, ``[?]``), optional list and map
+entries, and trailing commas; plus decoding of CEL literals."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import celpy
+import lark
+
+
+class CelCompileError(Exception):
+    """A CEL expression that cannot be compiled; line and column are 1-based within the expression."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+# ---- the parser --------------------------------------------------------------------------
+
+_GRAMMAR_ADDITIONS = """
+member_dot_opt : member ".?" IDENT
+member_index_opt : member "[" "?" expr "]"
+list_elems : list_elem ("," list_elem)* [","]
+list_elem : expr | opt_elem
+opt_elem : "?" expr
+map_entries : map_entry ("," map_entry)* [","]
+map_entry : (expr | opt_elem) ":" expr
+"""
+
+
+def _build_parser() -> lark.Lark:
+    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+    grammar = grammar.replace(
+        "member         : member_dot | member_dot_arg | member_index | member_object | primary",
+        "member         : member_dot | member_dot_arg | member_index | member_object | primary"
+        " | member_dot_opt | member_index_opt",
+    )
+    # Literals as cel-go parses them: optional elements (?x) and trailing commas.
+    grammar = grammar.replace('list_lit       : "[" [exprlist] "]"', 'list_lit       : "[" [list_elems] "]"')
+    grammar = grammar.replace('map_lit        : "{" [mapinits] "}"', 'map_lit        : "{" [map_entries] "}"')
+    return lark.Lark(
+        grammar + _GRAMMAR_ADDITIONS,
+        parser="lalr",
+        start="expr",
+        g_regex_flags=re.M,
+        lexer_callbacks={"IDENT": _bool_literals},
+        propagate_positions=True,
+        maybe_placeholders=False,
+        priority="invert",
+    )
+
+
+def _bool_literals(t: lark.Token) -> lark.Token:
+    if t.value in ("true", "false"):
+        return lark.Token("BOOL_LIT", t.value)
+    return t
+
+
+_PARSER: lark.Lark | None = None
+
+
+def parse(text: str) -> lark.Tree:
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = _build_parser()
+    try:
+        return _PARSER.parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        line = getattr(exc, "line", 1) or 1
+        column = getattr(exc, "column", 1) or 1
+        found = getattr(exc, "token", None) or getattr(exc, "char", "")
+        raise CelCompileError(f"Syntax error: unexpected {found!s:.20}", line, column) from None
+
+
+def _parse_int(text: str) -> int:
+    neg = text.startswith("-")
+    body = text[1:] if neg else text
+    value = int(body, 16) if body[:2] in ("0x", "0X") else int(body, 10)
+    return -value if neg else value
+
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+            "\\": "\\", "'": "'", '"': '"', "`": "`", "?": "?"}
+
+
+def _unquote(text: str) -> tuple[str, bool]:
+    raw = text[:1] in "rR"
+    if raw:
+        text = text[1:]
+    quote = text[:3] if text[:3] in ('"""', "'''") else text[0]
+    return text[len(quote) : -len(quote)], raw
+
+
+def _parse_string(text: str) -> str:
+    body, raw = _unquote(text)
+    return body if raw else _decode_escapes(body, as_bytes=False)
+
+
+def _parse_bytes(text: str) -> bytes:
+    body, raw = _unquote(text)
+    if raw:
+        return body.encode()
+    decoded = _decode_escapes(body, as_bytes=True)
+    return decoded.encode("latin-1") if isinstance(decoded, str) else decoded
+
+
+def _decode_escapes(body: str, as_bytes: bool) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out.append(c if not as_bytes else c.encode().decode("latin-1"))
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt in "xX":
+            out.append(chr(int(body[i + 2 : i + 4], 16)))
+            i += 4
+        elif nxt == "u":
+            out.append(chr(int(body[i + 2 : i + 6], 16)))
+            i += 6
+        elif nxt == "U":
+            out.append(chr(int(body[i + 2 : i + 10], 16)))
+            i += 10
+        elif nxt in "01234567":
+            out.append(chr(int(body[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            raise ValueError(f"invalid escape \\{nxt}")
+    return "".join(out)

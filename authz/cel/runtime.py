@@ -1,0 +1,247 @@
+"""What compiled CEL runs against: the ``Activation`` (request messages, frozen clock, globals,
+comprehension variables, the per-request cache of policy variables), and the field selection,
+indexing and call helpers the compiled closures use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .cerbos_ext import Hierarchy
+from .values import OPTIONAL_NONE, CelError, Message, Optional, Uint, map_lookup, no_overload, type_name
+
+Fn = Callable[["Activation"], Any]
+
+
+class Activation:
+    """Everything one evaluation can see: the request messages, the frozen clock, globals,
+    the comprehension variables in scope, and the per-request cache of policy variables."""
+
+    __slots__ = ("request", "P", "R", "runtime", "globals", "now", "locals", "var_cache")
+
+    def __init__(
+        self,
+        request: Message,
+        now: datetime,
+        globals_: dict[str, Any] | None = None,
+        runtime: Message | None = None,
+    ) -> None:
+        self.request = request
+        self.P = request.fields["principal"]
+        self.R = request.fields["resource"]
+        self.now = now
+        self.globals = globals_ or {}
+        self.runtime = runtime or Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
+        self.locals: dict[str, Any] = {}
+        self.var_cache: dict[int, Any] = {}
+
+    def var(self, variable: Variable) -> Any:
+        """A policy variable, evaluated at most once per request.
+
+        A variable whose expression fails is left undefined, as Cerbos leaves it, so reading it
+        is the error "undefined field" (the variable's own error is the cause)."""
+        key = id(variable)
+        cache = self.var_cache
+        if key in cache:
+            value = cache[key]
+            if type(value) is CelError:
+                raise value
+            return value
+        try:
+            value = variable.fn(self)
+        except CelError as exc:
+            error = CelError(f"undefined field '{variable.name}'")
+            error.__cause__ = exc
+            cache[key] = error
+            raise error from exc
+        cache[key] = value
+        return value
+
+
+@dataclass(eq=False)
+class Variable:
+    """A compiled policy variable (``V.name``)."""
+
+    name: str
+    fn: Fn
+    static_type: str = "dyn"
+
+
+@dataclass
+class Scope:
+    """What an expression may name: the policy's variables and constants."""
+
+    variables: dict[str, Variable] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)
+
+
+_UNSET = object()
+
+
+def _restore(locals_: dict, var: str, saved: Any) -> None:
+    if saved is _UNSET:
+        locals_.pop(var, None)
+    else:
+        locals_[var] = saved
+
+
+def _caller(fn: Callable[..., Any], fns: list[Fn]) -> Fn:
+    """A closure calling ``fn`` on the values of ``fns``, specialised for small arities."""
+
+    def guard(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except CelError:
+            raise
+        except TypeError:
+            raise no_overload(getattr(fn, "__name__", "function"), *args) from None
+        except (ValueError, OverflowError, ZeroDivisionError, IndexError, KeyError) as exc:
+            raise CelError(str(exc)) from None
+
+    if len(fns) == 0:
+        return lambda a: guard()
+    if len(fns) == 1:
+        (f0,) = fns
+        return lambda a: guard(f0(a))
+    if len(fns) == 2:
+        f0, f1 = fns
+        return lambda a: guard(f0(a), f1(a))
+    return lambda a: guard(*[f(a) for f in fns])
+
+
+def _select(value: Any, name: str) -> Any:
+    t = type(value)
+    if t is dict:
+        try:
+            return value[name]
+        except KeyError:
+            raise CelError(f"no such key: {name}") from None
+    if t is Message:
+        try:
+            return value.fields[name]
+        except KeyError:
+            raise CelError(f"no such field '{name}'") from None
+    raise CelError(f"no such key: {name}")
+
+
+def _select_optional(value: Any, name: str) -> Optional:
+    if type(value) is Optional:
+        if not value.present:
+            return OPTIONAL_NONE
+        value = value.value
+    if type(value) is dict:
+        return Optional(value[name], True) if name in value else OPTIONAL_NONE
+    if type(value) is Message:
+        return Optional(value.fields[name], True) if _has_field(value, name) else OPTIONAL_NONE
+    raise CelError(f"type '{type_name(value)}' does not support field selection")
+
+
+def _has_field(value: Any, name: str) -> bool:
+    t = type(value)
+    if t is dict:
+        return name in value
+    if t is Message:
+        if name not in value.fields:
+            raise CelError(f"no such field '{name}'")
+        v = value.fields[name]
+        return v not in (None, "", 0, False) and v != [] and v != {}
+    raise CelError(f"invalid type for field selection: {type_name(value)}")
+
+
+def _index(container: Any, key: Any) -> Any:
+    t = type(container)
+    if t is list or t is tuple or t is Hierarchy:
+        kt = type(key)
+        if kt is float and key.is_integer():
+            key = int(key)
+        elif kt not in (int, Uint):
+            raise CelError(f"unsupported index type '{type_name(key)}' in list")
+        if key < 0 or key >= len(container):
+            raise CelError(f"index out of bounds: {key}")
+        return container[key]
+    if t is dict:
+        return map_lookup(container, key)
+    raise no_overload("_[_]", container, key)
+
+
+def _index_optional(container: Any, key: Any) -> Optional:
+    if type(container) is Optional:
+        if not container.present:
+            return OPTIONAL_NONE
+        container = container.value
+    try:
+        return Optional(_index(container, key), True)
+    except CelError:
+        if type(container) in (list, tuple, dict):
+            return OPTIONAL_NONE
+        raise
+
+
+def _select(value: Any, name: str) -> Any:
+    t = type(value)
+    if t is dict:
+        try:
+            return value[name]
+        except KeyError:
+            raise CelError(f"no such key: {name}") from None
+    if t is Message:
+        try:
+            return value.fields[name]
+        except KeyError:
+            raise CelError(f"no such field '{name}'") from None
+    raise CelError(f"no such key: {name}")
+
+
+def _select_optional(value: Any, name: str) -> Optional:
+    if type(value) is Optional:
+        if not value.present:
+            return OPTIONAL_NONE
+        value = value.value
+    if type(value) is dict:
+        return Optional(value[name], True) if name in value else OPTIONAL_NONE
+    if type(value) is Message:
+        return Optional(value.fields[name], True) if _has_field(value, name) else OPTIONAL_NONE
+    raise CelError(f"type '{type_name(value)}' does not support field selection")
+
+
+def _has_field(value: Any, name: str) -> bool:
+    t = type(value)
+    if t is dict:
+        return name in value
+    if t is Message:
+        if name not in value.fields:
+            raise CelError(f"no such field '{name}'")
+        v = value.fields[name]
+        return v not in (None, "", 0, False) and v != [] and v != {}
+    raise CelError(f"invalid type for field selection: {type_name(value)}")
+
+
+def _index(container: Any, key: Any) -> Any:
+    t = type(container)
+    if t is list or t is tuple or t is Hierarchy:
+        kt = type(key)
+        if kt is float and key.is_integer():
+            key = int(key)
+        elif kt not in (int, Uint):
+            raise CelError(f"unsupported index type '{type_name(key)}' in list")
+        if key < 0 or key >= len(container):
+            raise CelError(f"index out of bounds: {key}")
+        return container[key]
+    if t is dict:
+        return map_lookup(container, key)
+    raise no_overload("_[_]", container, key)
+
+
+def _index_optional(container: Any, key: Any) -> Optional:
+    if type(container) is Optional:
+        if not container.present:
+            return OPTIONAL_NONE
+        container = container.value
+    try:
+        return Optional(_index(container, key), True)
+    except CelError:
+        if type(container) in (list, tuple, dict):
+            return OPTIONAL_NONE
+        raise
