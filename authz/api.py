@@ -75,6 +75,8 @@ def _attributes(obj: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _scope_and_version(obj: dict[str, Any], path: str) -> tuple[str, str]:
+    if "scope" not in obj and "policyVersion" not in obj:
+        return "", ""
     scope = _string(obj, "scope", f"{path}.scope")
     if not _SCOPE_RE.match(scope):
         raise _invalid(f"{path}.scope", f"does not match regex pattern `{_SCOPE_RE.pattern}`")
@@ -199,10 +201,13 @@ def render_check_response(request_id: str, results: list[dict[str, Any]], call_i
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit group as two characters
+
+
 def new_call_id() -> str:
     """A ULID, as Cerbos uses for ``cerbosCallId`` (time-ordered, 26 characters)."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
+    return "".join(_PAIRS[(value >> (10 * i)) & 1023] for i in range(12, -1, -1))
 
 
 def error_body(message: str) -> dict[str, Any]:

@@ -373,14 +373,19 @@ def from_json(value: Any) -> Any:
         for v in value.values():
             tv = type(v)
             if tv is int or tv is dict or tv is list:
-                return {k: from_json(v) for k, v in value.items()}
+                return {k: (float(v) if type(v) is int else from_json(v) if type(v) in _CONTAINERS else v)
+                        for k, v in value.items()}
         return value
     if t is list:
         for v in value:
             tv = type(v)
             if tv is int or tv is dict or tv is list:
-                return [from_json(v) for v in value]
+                return [float(v) if type(v) is int else from_json(v) if type(v) in _CONTAINERS else v
+                        for v in value]
         return value
     if t is int:
         return float(value)
     return value
+
+
+_CONTAINERS = (dict, list)
