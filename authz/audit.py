@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from .api import new_call_id
 from .errors import AuthzError
 
@@ -126,6 +124,8 @@ class AuditChain:
             raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
 
     def _create(self) -> None:
+        import sqlite_utils  # only needed to create the schema
+
         db = sqlite_utils.Database(self.conn)
         if "audit" in db.table_names():
             return

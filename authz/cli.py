@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import socket
 import sys
 from pathlib import Path
 from typing import TextIO
 
+import orjson
+
 from .audit import AuditChain, AuditRecord, AuditWriteError
 from .audit_export import to_decision_log, to_fhir
-from .bundle import BundleError, build_bundle, generate_keys, load_private_key, load_public_key, read_bundle_file
 from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
-from .policy_server import make_server
 from .verify import FAILED, render_results, run_test_suites
 
 EXIT_POLICY_ERRORS = 3
@@ -68,10 +69,42 @@ def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_TEST_FAILURES if failed else 0
 
 
+_ENGINE: Engine | None = None  # the engine a --workers child process inherits (fork)
+
+
+def _answer(item: tuple[int, str], audited: bool) -> tuple[str, list[AuditRecord] | None]:
+    """One input line's response (JSON text) and, when auditing, its audit records."""
+    number, line = item
+    assert _ENGINE is not None
+    try:
+        body = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            body = json.loads(line)  # the standard parser also takes integers beyond 64 bits
+        except json.JSONDecodeError as exc:
+            response = {"code": 3, "message": f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"}
+            return json.dumps(response, separators=(",", ":")), None
+    records: list[AuditRecord] | None = [] if audited else None
+    response = _ENGINE.check_request(body, audit=records)
+    if "code" in response and "message" in response:
+        response["message"] = f"line {number}: {response['message']}"
+        records = None
+    return orjson.dumps(response).decode(), records
+
+
+def _answer_audited(item: tuple[int, str]) -> tuple[str, list[AuditRecord] | None]:
+    return _answer(item, True)
+
+
+def _answer_plain(item: tuple[int, str]) -> tuple[str, list[AuditRecord] | None]:
+    return _answer(item, False)
+
+
 def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
+    global _ENGINE
     root = Path(args.policies)
     try:
-        engine = Engine.from_directory(root, _params(args))
+        _ENGINE = Engine.from_directory(root, _params(args))
     except PolicyErrors as exc:
         sys.stderr.write("\n".join(p.render(root) for p in exc.problems) + "\n")
         return EXIT_POLICY_ERRORS
@@ -80,26 +113,28 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     except AuditWriteError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_AUDIT_FAILURE
-    for number, line in enumerate(inp, start=1):
-        if not line.strip():
-            continue
-        try:
-            body = json.loads(line)
-        except json.JSONDecodeError as exc:
-            response = {"code": 3, "message": f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"}
-        else:
-            records: list[AuditRecord] = [] if chain is not None else None  # type: ignore[assignment]
-            response = engine.check_request(body, audit=records)
-            if "code" in response and "message" in response:
-                response["message"] = f"line {number}: {response['message']}"
-            elif chain is not None:
+    items = ((n, line) for n, line in enumerate(inp, start=1) if line.strip())
+    answer = _answer_audited if chain is not None else _answer_plain
+    pool = None
+    if args.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # Children inherit the compiled engine; answers come back in input order.
+        pool = multiprocessing.get_context("fork").Pool(args.workers)
+        results = pool.imap(answer, items, chunksize=256)
+    else:
+        results = map(answer, items)
+    try:
+        for text, records in results:
+            if chain is not None and records:
                 try:
                     chain.append_many(records)  # committed before the answer is written
                 except AuditWriteError as exc:
                     sys.stderr.write(f"{exc}\n")
                     return EXIT_AUDIT_FAILURE
-        out.write(json.dumps(response, separators=(",", ":")) + "\n")
-        out.flush()
+            out.write(text + "\n")
+            out.flush()
+    finally:
+        if pool is not None:
+            pool.terminate()
     return 0
 
 
@@ -125,6 +160,8 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
+    from .bundle import BundleError, generate_keys
+
     try:
         private, public = generate_keys(Path(args.out))
     except BundleError as exc:
@@ -135,6 +172,8 @@ def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
+    from .bundle import BundleError, build_bundle, load_private_key, load_public_key, read_bundle_file
+
     if args.bundle_command == "verify":
         try:
             bundle = read_bundle_file(Path(args.file), load_public_key(Path(args.pubkey)))
@@ -167,6 +206,8 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .policy_server import make_server
+
     token = Path(args.token_file).read_text().strip() if args.token_file else None
     server = make_server(Path(args.dir), args.port, args.host, token)
     sys.stderr.write(f"serving the newest bundle in {args.dir} at http://{args.host}:{server.server_port}"
@@ -190,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--policies", required=True)
     p_check.add_argument("--no-strict-evaluation", action="store_true")
     p_check.add_argument("--audit", metavar="DB", help="record every decision in this audit log")
+    p_check.add_argument("--workers", type=int, default=1,
+                         help="decide in this many processes (answers keep the input order)")
     p_audit = sub.add_parser("audit", help="verify or export an audit log")
     audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
     p_verify = audit_sub.add_parser("verify", help="check the whole hash chain")

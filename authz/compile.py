@@ -13,8 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from . import globs
 from .cel.compiler import Scope, Variable
 from .cel.values import from_json
@@ -394,6 +392,8 @@ class _Builder:
 
     def _check_schema(self, which: str, ref: SchemaRef) -> None:
         """A schema a policy names must exist under _schemas/ and be a valid JSON schema."""
+        import jsonschema  # only policies that name schemas pay for this import
+
         name = ref.ref.removeprefix("cerbos:///")
         path = self.root / "_schemas" / name
         if not ref.ref.startswith("cerbos:///") or not path.is_file():

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from . import globs
 from .compile import scope_chain
@@ -27,7 +25,9 @@ class SchemaValidator:
         self.root = policy_set.schema_root
         self._validator = lru_cache(maxsize=64)(self._load)
 
-    def _load(self, ref: str) -> jsonschema.protocols.Validator | None:
+    def _load(self, ref: str) -> Any:
+        import jsonschema  # loaded on first use: most requests never need a schema
+
         if self.root is None or not ref.startswith("cerbos:///"):
             return None
         path = self.root / ref[len("cerbos:///"):]
@@ -84,7 +84,7 @@ def _json_type(value: object) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _message(err: jsonschema.ValidationError) -> str:
+def _message(err: Any) -> str:
     """The validation message in the words Cerbos's validator uses, where we know them."""
     v, value = err.validator, err.validator_value
     if v == "required":

@@ -4,10 +4,11 @@ entries, and trailing commas; plus decoding of CEL literals."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import tempfile
 from pathlib import Path
 
-import celpy
 import lark
 
 
@@ -34,8 +35,16 @@ map_entry : (expr | opt_elem) ":" expr
 """
 
 
+def _celpy_grammar() -> str:
+    """cel-python's grammar file, found without importing cel-python (a heavy import)."""
+    spec = importlib.util.find_spec("celpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("cel-python is not installed: pip install cel-python")
+    return (Path(next(iter(spec.submodule_search_locations))) / "cel.lark").read_text()
+
+
 def _build_parser() -> lark.Lark:
-    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+    grammar = _celpy_grammar()
     grammar = grammar.replace(
         "member         : member_dot | member_dot_arg | member_index | member_object | primary",
         "member         : member_dot | member_dot_arg | member_index | member_object | primary"
@@ -53,6 +62,8 @@ def _build_parser() -> lark.Lark:
         propagate_positions=True,
         maybe_placeholders=False,
         priority="invert",
+        # The LALR tables take ~150 ms to build; lark caches them keyed by grammar and options.
+        cache=str(Path(tempfile.gettempdir()) / f"ccc-cel-grammar-{lark.__version__}.lark"),
     )
 
 
