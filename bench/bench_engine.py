@@ -49,14 +49,15 @@ def time_each(fn, bodies: list[dict]) -> tuple[list[float], float]:
     return latencies, time.perf_counter() - start
 
 
-def bench_cli(policies: Path, bodies: list[dict]) -> float:
+def bench_cli(policies: Path, bodies: list[dict], workers: int = 1) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for body in bodies:
             f.write(json.dumps(body) + "\n")
         path = f.name
     start = time.perf_counter()
     with open(path) as stdin:
-        subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(policies)],
+        subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(policies),
+                        "--workers", str(workers)],
                        stdin=stdin, stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
     return time.perf_counter() - start
 
@@ -77,6 +78,7 @@ def main() -> None:
     load_ms = (time.perf_counter() - t0) * 1000
     engine_lat, engine_s = time_each(engine.check_request, bodies)
     cli_s = bench_cli(policies, bodies)
+    cli2_s = bench_cli(policies, bodies, workers=2)
     with CerbosPDP(policies) as pdp:
         for body in bodies[:200]:
             pdp.check(body)  # warm up connection and caches
@@ -85,6 +87,7 @@ def main() -> None:
     rows = [
         ("Cerbos 0.55 PDP over HTTP (httpx)", http_s, http_lat),
         ("ccc-authz check (whole process)", cli_s, None),
+        ("ccc-authz check --workers 2 (whole process)", cli2_s, None),
         ("Engine in-process", engine_s, engine_lat),
     ]
     lines = [
