@@ -92,6 +92,7 @@ def _filtered(a: Activation, name: str, target: Any, variables: list[str], bodie
 
 @_looping
 def _map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
+    """map(x, [filter,] e) and transformList(i, v, [filter,] e): the same walk."""
     expr = bodies[-1]
     return [expr(a) for _ in _filtered(a, "map", target, variables, bodies)]
 
@@ -108,12 +109,6 @@ def _filter(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) 
         if keep:
             out.append(item[0])
     return out
-
-
-@_looping
-def _transform_list(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
-    expr = bodies[-1]
-    return [expr(a) for _ in _filtered(a, "transformList", target, variables, bodies)]
 
 
 @_looping
@@ -162,8 +157,8 @@ _MACRO_IMPLS: dict[tuple[str, int, int], Callable[..., Any]] = {
     ("map", 1, 1): _map,
     ("map", 1, 2): _map,
     ("filter", 1, 1): _filter,
-    ("transformList", 2, 1): _transform_list,
-    ("transformList", 2, 2): _transform_list,
+    ("transformList", 2, 1): _map,
+    ("transformList", 2, 2): _map,
     ("transformMap", 2, 1): _transform_map,
     ("transformMap", 2, 2): _transform_map,
     ("transformMapEntry", 2, 1): _transform_map_entry,
