@@ -326,7 +326,9 @@ def format_value(value: Any) -> str:
 
 
 def to_json(value: Any) -> Any:
-    """A CEL value as JSON-compatible data, the way Cerbos renders outputs (protobuf Value)."""
+    """A CEL value as JSON-compatible data, the way Cerbos renders outputs (a protobuf Value).
+
+    Values a protobuf Value cannot hold raise the CelError cel-go gives for them."""
     t = type(value)
     if value is None or t in (bool, str):
         return value
@@ -344,24 +346,34 @@ def to_json(value: Any) -> Any:
     if t is list or t is tuple:
         return [to_json(v) for v in value]
     if t is dict:
-        return {format_key(k): to_json(v) for k, v in value.items()}
+        return {_json_key(k): to_json(v) for k, v in value.items()}
     if t is datetime:
         return format_timestamp(value)
     if t is timedelta:
         return format_duration(value)
     if t is Optional:
-        return to_json(value.value) if value.present else None
+        if not value.present:
+            raise CelError("optional.none() dereference")
+        return to_json(value.value)
     if t is Message:
         return {k: to_json(v) for k, v in value.fields.items()}
     if t is CelType:
-        return value.name
-    return str(value)
+        raise CelError("type conversion not supported for 'type'")
+    name = type_name(value)
+    if name == "hierarchy":
+        raise CelError("unsupported native conversion from hierarchy to '*structpb.Value'")
+    if name == "cerbos.lib.spiffeID":
+        raise CelError("unsupported native conversion from SPIFFEID to '*structpb.Value'")
+    raise CelError("unsupported type conversion to '*structpb.Value'")
 
 
-def format_key(key: Any) -> str:
+def _json_key(key: Any) -> str:
+    """A map key as a JSON object key: protobuf Struct keys are strings only."""
+    if type(key) is str:
+        return key
     if type(key) is bool:
-        return "true" if key else "false"
-    return str(int(key)) if is_number(key) else str(key)
+        raise CelError("type conversion error from bool to 'string'")
+    raise CelError(f"unsupported type conversion from '{type_name(key)}' to string")
 
 
 def from_json(value: Any) -> Any:
