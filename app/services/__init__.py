@@ -1,0 +1,1 @@
+"""The Qt-free service layer the app's view-models call."""

@@ -1,0 +1,77 @@
+"""Who may sign in: the demo user directory, behind a small interface a hospital's OpenID Connect
+provider will implement later. Passwords are kept only as salted scrypt hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .store import Store
+
+DEMO_PASSWORD = "ccc-demo"  # documented in the README: demo data only, never a real credential
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    attributes: dict[str, Any] = field(default_factory=dict)  # P.attr, as policies/README.md defines
+
+
+class UserDirectory(Protocol):
+    def authenticate(self, user_id: str, password: str) -> SignedInUser | None: ...
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+class DemoUserDirectory:
+    """The demo users of the store's staff table, all with the documented demo password."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        table = store.db["credentials"]
+        if "credentials" not in store.db.table_names() or table.count == 0:
+            staff = store.db.execute("SELECT id FROM staff").fetchall()
+            table.insert_all(({"user_id": sid, "password_hash": hash_password(DEMO_PASSWORD)} for (sid,) in staff),
+                             pk="user_id", replace=True)
+
+    def authenticate(self, user_id: str, password: str) -> SignedInUser | None:
+        rows = list(self.store.db["credentials"].rows_where("user_id = ?", [user_id]))
+        if not rows or not check_password(password, rows[0]["password_hash"]):
+            return None
+        staff = self.store.staff(user_id)
+        if staff is None:
+            return None
+        return SignedInUser(staff["id"], staff["name"], (staff["role"],), self._attributes(staff))
+
+    def _attributes(self, staff: dict[str, Any]) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        if staff.get("hospital_ids"):
+            attrs["hospital_ids"] = list(staff["hospital_ids"])
+        if staff.get("manufacturer_id"):
+            attrs["manufacturer_id"] = staff["manufacturer_id"]
+        delegations = self.store.delegations_for(staff["id"])
+        if delegations:
+            attrs["delegations"] = [{"patient_id": d["patient_id"], "expires_at": d["expires_at"],
+                                     "granted_by": d["granted_by"]} for d in delegations]
+        return attrs
