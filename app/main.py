@@ -1,0 +1,63 @@
+"""``ccc-workstation``: the app on its embedded default (a demo hospital in a local SQLite file,
+the bundled policies), or with ``--screenshot FILE --user ID`` to render the main window to a PNG
+and exit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from app.services.users import DEMO_PASSWORD
+from app.services.workstation import BUNDLED_POLICIES, Workstation
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(os.environ.get("CCC_DATA_DIR", Path(base) / "ccc-workstation"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccc-workstation")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the demo data and audit log live")
+    parser.add_argument("--policies", type=Path, default=BUNDLED_POLICIES)
+    parser.add_argument("--screenshot", type=Path, help="render the main window to this PNG and exit")
+    parser.add_argument("--user", help="with --screenshot: sign this demo user in first")
+    parser.add_argument("--patient", help="with --screenshot: open this patient's record")
+    args = parser.parse_args(argv)
+    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    if args.screenshot and headless:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif headless and not os.environ.get("QT_QPA_PLATFORM"):
+        sys.stderr.write("ccc-workstation needs a display (none is set: DISPLAY is empty).\n"
+                         "On a headless machine run it under Xvfb, e.g. `xvfb-run ccc-workstation`, or render\n"
+                         "the main window with `ccc-workstation --screenshot out.png --user dr_aly`.\n")
+        return 2
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.viewmodels.workstation_vm import WorkstationViewModel
+    from app.views.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    workstation = Workstation(args.data_dir or default_data_dir(), args.policies)
+    vm = WorkstationViewModel(workstation)
+    window = MainWindow(vm)
+    window.resize(1400, 900)
+    window.show()
+    if args.screenshot:
+        if args.user:
+            vm.sign_in(args.user, DEMO_PASSWORD)
+            rows = workstation.patient_rows(vm.user) if vm.user else []
+            target = args.patient or (rows[0].patient.id if rows else None)
+            if target:
+                vm.open_patient(target)
+        app.processEvents()
+        window.grab().save(str(args.screenshot))
+        return 0
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

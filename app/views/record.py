@@ -1,0 +1,91 @@
+"""A patient's record: a banner with two identifiers (name and MRN, date of birth; never the room),
+the device panel, telemetry charts with normal ranges, history, notes, and controls enabled by the
+engine's decisions, each denial explained in words."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.services.workstation import RecordView
+from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.telemetry_chart import TelemetryChart
+
+
+class RecordViewWidget(QScrollArea):
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.vm = vm
+        self.setWidgetResizable(True)
+        vm.record_changed.connect(self.show_record)
+        self.show_record(None)
+
+    def show_record(self, record: RecordView | None) -> None:
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        if record is None:
+            layout.addWidget(QLabel("Select a patient to open the record."))
+            layout.addStretch(1)
+            self.setWidget(body)
+            return
+        p = record.patient
+        banner = QLabel(f"<h2>{p.name}</h2><b>MRN</b> {p.mrn} &nbsp; <b>Born</b> {p.birth_date} &nbsp; {p.sex}")
+        banner.setObjectName("banner")
+        layout.addWidget(banner)
+        if record.device:
+            d = record.device
+            device = QGroupBox("Implanted device")
+            QVBoxLayout(device).addWidget(QLabel(
+                f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
+                f"implanted {d['implanted_on']}"))
+            layout.addWidget(device)
+        charts = QGroupBox("Remote monitoring, last 30 days (shaded: normal range; ✕: out of range)")
+        grid = QGridLayout(charts)
+        for i, series in enumerate(record.series):
+            grid.addWidget(TelemetryChart(series), i // 2, i % 2)
+        layout.addWidget(charts)
+        history = QGroupBox("History")
+        hl = QVBoxLayout(history)
+        allowed = record.decisions.get("view_history")
+        if allowed is not None and not allowed.allowed:
+            hl.addWidget(QLabel(allowed.reason))
+        for entry in record.history:
+            hl.addWidget(QLabel(f"{entry['date']} — {entry['summary']}"))
+        layout.addWidget(history)
+        layout.addWidget(self._notes(record))
+        layout.addStretch(1)
+        self.setWidget(body)
+
+    def _notes(self, record: RecordView) -> QGroupBox:
+        box = QGroupBox("Notes")
+        nl = QVBoxLayout(box)
+        notes = QListWidget()
+        for n in record.notes:
+            notes.addItem(f"{n['time'][:16]} {n['author_id']} ({n['note_type']}): {n['text']}")
+        nl.addWidget(notes)
+        decision = record.decisions.get("edit_clinical_notes")
+        self.editor = QPlainTextEdit()
+        self.editor.setPlaceholderText("New note")
+        self.save = QPushButton("Save &note")
+        self.reason = QLabel()
+        self.reason.setWordWrap(True)
+        can_write = decision is not None and decision.allowed
+        self.editor.setEnabled(can_write)
+        self.save.setEnabled(can_write)
+        if decision is not None and not decision.allowed:
+            self.reason.setText(decision.reason)
+            self.save.setToolTip(decision.reason)
+        self.save.clicked.connect(lambda: self.vm.save_note(self.editor.toPlainText()))
+        nl.addWidget(self.editor)
+        nl.addWidget(self.save)
+        nl.addWidget(self.reason)
+        return box

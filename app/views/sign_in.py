@@ -1,0 +1,40 @@
+"""Sign-in: pick a user, type the password, Enter."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from app.viewmodels.workstation_vm import WorkstationViewModel
+
+
+class SignInView(QWidget):
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.vm = vm
+        self.user = QComboBox()
+        for user_id, label in vm.staff_choices():
+            self.user.addItem(label, user_id)
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("Password")
+        self.password.returnPressed.connect(self.submit)
+        self.button = QPushButton("&Sign in")
+        self.button.clicked.connect(self.submit)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        vm.message.connect(self.error.setText)
+        form = QFormLayout()
+        form.addRow("&User", self.user)
+        form.addRow("&Password", self.password)
+        layout = QVBoxLayout(self)
+        title = QLabel("<h2>CCC Workstation</h2><p>Connected Cardiac Care — sign in</p>")
+        layout.addWidget(title)
+        layout.addLayout(form)
+        layout.addWidget(self.button)
+        layout.addWidget(self.error)
+        layout.addStretch(1)
+
+    def submit(self) -> None:
+        if self.vm.sign_in(self.user.currentData(), self.password.text()):
+            self.password.clear()
+            self.error.clear()

@@ -1,0 +1,108 @@
+"""The app as people use it, offscreen with pytest-qt: sign-in, each role's view of the same
+patient, notes saved through a policy check and the audit log, denials explained, sign-out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from app.services.users import DEMO_PASSWORD  # noqa: E402
+from app.services.workstation import Workstation  # noqa: E402
+from app.viewmodels.workstation_vm import WorkstationViewModel  # noqa: E402
+from app.views.main_window import MainWindow  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path) -> MainWindow:
+    vm = WorkstationViewModel(Workstation(tmp_path / "data"))
+    w = MainWindow(vm)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def sign_in(qtbot, w: MainWindow, user_id: str, password: str = DEMO_PASSWORD) -> None:
+    combo = w.sign_in.user
+    combo.setCurrentIndex(combo.findData(user_id))
+    qtbot.keyClicks(w.sign_in.password, password)
+    qtbot.keyClick(w.sign_in.password, Qt.Key.Key_Return)
+
+
+def test_wrong_password_is_refused(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_aly", "nope")
+    assert window.stack.currentIndex() == 0
+    assert "Sign-in failed" in window.sign_in.error.text()
+
+
+def test_physician_sees_her_patients_and_writes_a_full_note(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_aly")
+    assert window.stack.currentIndex() == 1
+    rows = window.patients.rows
+    assert rows and all("dr_aly" in r.patient.care_team for r in rows)
+    window.patients._open(0, 0)
+    record = window.vm.record
+    assert record is not None and record.patient.id == rows[0].patient.id
+    assert window.record.save.isEnabled()
+    qtbot.keyClicks(window.record.editor, "Lead impedance stable; review in 3 months.")
+    qtbot.mouseClick(window.record.save, Qt.MouseButton.LeftButton)
+    notes = window.vm.record.notes
+    assert notes[0]["text"] == "Lead impedance stable; review in 3 months." and notes[0]["note_type"] == "full"
+    audit = list(window.vm.workstation.audit.records())
+    assert [r.event_type for r in audit if r.kind == "event"] == ["note_saved"]
+    assert any(r.kind == "decision" and r.action == "view" for r in audit)
+
+
+def test_nurse_sees_only_assigned_patients_and_basic_notes(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "nurse_nia")
+    rows = window.patients.rows
+    assert rows and all("nurse_nia" in r.patient.care_team and not r.patient.sealed for r in rows)
+    window.patients._open(0, 0)
+    assert window.record.save.isEnabled()  # basic notes
+
+
+def test_er_physician_sees_no_patients_and_is_told_why(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "er_eli")
+    assert window.patients.rows == []
+    assert "break-glass" in window.patients.empty.text()
+
+
+def test_denied_record_is_explained_and_not_shown(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_ben")
+    other = next(p for p in window.vm.workstation.store.patients(["h1"]) if "dr_ben" not in p.care_team)
+    messages: list[str] = []
+    window.vm.message.connect(messages.append)
+    window.vm.open_patient(other.id)
+    assert window.vm.record is None
+    assert messages == ["You are not on this patient's care team. In an emergency, use break-glass."]
+
+
+def test_switching_user_leaves_nothing_of_the_previous_one(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_aly")
+    window.patients._open(0, 0)
+    assert window.vm.record is not None
+    window.activateWindow()
+    qtbot.keyClick(window.patients.table, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)  # lock
+    if window.stack.currentIndex() != 0:  # offscreen windows may not take the shortcut's focus
+        window.vm.sign_out()
+    assert window.vm.record is None and window.stack.currentIndex() == 0
+    sign_in(qtbot, window, "co_cora")
+    assert window.vm.record is None and window.patients.rows == []
+
+
+def test_screenshot_mode_renders_a_png(tmp_path: Path) -> None:
+    out = tmp_path / "main.png"
+    result = subprocess.run([sys.executable, "-m", "app.main", "--data-dir", str(tmp_path / "data"),
+                             "--screenshot", str(out), "--user", "dr_aly"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
