@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 from app.services.users import DEMO_PASSWORD
@@ -25,7 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", type=Path, help="render the main window to this PNG and exit")
     parser.add_argument("--user", help="with --screenshot: sign this demo user in first")
     parser.add_argument("--patient", help="with --screenshot: open this patient's record")
+    parser.add_argument("--policy-server", metavar="URL", help="sync signed policy bundles from this URL "
+                        "(e.g. http://policy.hospital.local:8088/current.bundle) instead of the bundled policies")
+    parser.add_argument("--public-key", type=Path, help="with --policy-server: the Ed25519 key bundles are signed with")
+    parser.add_argument("--idle-lock-minutes", type=float, default=10.0, help="lock after this long without input")
     args = parser.parse_args(argv)
+    if args.policy_server and not args.public_key:
+        parser.error("--policy-server needs --public-key: bundles are verified before they are used")
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     if args.screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -41,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from app.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    workstation = Workstation(args.data_dir or default_data_dir(), args.policies)
+    data_dir = args.data_dir or default_data_dir()
+    stop = threading.Event()
+    sync = _policy_sync(args.policy_server, args.public_key, data_dir, stop) if args.policy_server else None
+    workstation = Workstation(data_dir, args.policies, sync=sync, idle_lock_seconds=int(args.idle_lock_minutes * 60))
     vm = WorkstationViewModel(workstation)
     window = MainWindow(vm)
     window.resize(1400, 900)
@@ -55,8 +65,23 @@ def main(argv: list[str] | None = None) -> int:
                 vm.open_patient(target)
         app.processEvents()
         window.grab().save(str(args.screenshot))
+        stop.set()
         return 0
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        stop.set()
+
+
+def _policy_sync(url: str, public_key: Path, data_dir: Path, stop: threading.Event):  # noqa: ANN202
+    """Last-known-good bundle first (works offline), then polling on a background thread."""
+    from authz.bundle import load_public_key
+    from authz.sync import BundleStore, PolicySync
+
+    sync = PolicySync(url, load_public_key(public_key), BundleStore(data_dir / "bundles"))
+    sync.start_offline()
+    threading.Thread(target=sync.run, args=(stop,), name="policy-sync", daemon=True).start()
+    return sync
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ STAFF = [
     ("co_cora", "Cora Lindqvist", "compliance_officer", ["h1"], {}),
     ("admin_hal", "Hal Kerr", "hospital_admin", ["h1"], {}),
     ("gina", "Gina (granddaughter of patient p02)", "delegated_caregiver", [], {}),
+    ("pt_p02", "Patient p02 (portal account)", "patient", [], {"patient_id": "p02"}),
 ]
 
 

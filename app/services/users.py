@@ -68,6 +68,8 @@ class DemoUserDirectory:
         attrs: dict[str, Any] = {}
         if staff.get("hospital_ids"):
             attrs["hospital_ids"] = list(staff["hospital_ids"])
+        if staff.get("patient_id"):
+            attrs["patient_id"] = staff["patient_id"]
         if staff.get("manufacturer_id"):
             attrs["manufacturer_id"] = staff["manufacturer_id"]
         delegations = self.store.delegations_for(staff["id"])

@@ -12,8 +12,11 @@ from typing import Any
 
 from authz import Engine, Resource
 from authz.audit import AuditChain, AuditRecord
+from authz.audit_ship import AuditShipper
+from authz.sync import PolicySync
 
 from .access import AccessService, Decision
+from .credentials import SecretStore, Session
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
 
@@ -56,25 +59,66 @@ class RecordView:
 @dataclass(frozen=True)
 class Status:
     policy_version: str
+    policy_age: str  # "3 h", "2 d"; "" for the bundled policies
     online: bool
-    audit_backlog: int
+    audit_backlog: int | None  # records not yet uploaded; None when no upload is configured
     message: str
+
+    @property
+    def text(self) -> str:
+        age = f" ({self.policy_age} old)" if self.policy_age else ""
+        backlog = ("audit upload not configured" if self.audit_backlog is None
+                   else f"audit backlog: {self.audit_backlog}")
+        online = "online" if self.online else "offline"
+        return f"Policies: {self.policy_version}{age} · {online} · {backlog}" + (f" · {self.message}"
+                                                                                 if self.message else "")
+
+
+def _age(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{max(seconds // 60, 0)} min"
+    return f"{seconds // 3600} h" if seconds < 86400 else f"{seconds // 86400} d"
 
 
 class Workstation:
-    def __init__(self, data_dir: Path, policies: Path = BUNDLED_POLICIES, workstation_id: str | None = None) -> None:
+    """With ``sync`` the policies come from the policy server (last-known-good offline, deny-all
+    with a reason when there is none); without it, from the bundled ``policies`` directory."""
+
+    def __init__(self, data_dir: Path, policies: Path = BUNDLED_POLICIES, workstation_id: str | None = None,
+                 sync: PolicySync | None = None, shipper_factory: Any = None,
+                 secrets: SecretStore | None = None, idle_lock_seconds: int = 600) -> None:
         self.data_dir = data_dir
         self.store = Store(data_dir / "ccc.db")
         self.users = DemoUserDirectory(self.store)
         self.audit = AuditChain(data_dir / "audit.db", workstation_id=workstation_id or socket.gethostname())
-        self._engine: Engine | None = Engine.from_directory(policies, bundle_version="bundled")
-        self.access = AccessService(lambda: self._engine, self.store, self.audit)
+        self.sync = sync
+        self.shipper: AuditShipper | None = shipper_factory(self.audit) if shipper_factory else None
+        self._bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
+        self.access = AccessService(self.engine, self.store, self.audit, self._no_policy_reason)
+        self.secrets = secrets or SecretStore()
+        self.idle_lock_seconds = idle_lock_seconds
+        self.session: Session | None = None
 
     def engine(self) -> Engine | None:
-        return self._engine
+        return self.sync.engine if self.sync is not None else self._bundled
+
+    def _no_policy_reason(self) -> str:
+        reason = self.sync.state().reason if self.sync is not None else ""
+        return reason or "No policy set is loaded, so everything is denied. Ask IT to check the policy server."
 
     def sign_in(self, user_id: str, password: str) -> SignedInUser | None:
-        return self.users.authenticate(user_id, password)
+        """Authenticates and opens a session whose secret lives in the keyring (or the demo store)."""
+        user = self.users.authenticate(user_id, password)
+        if user is not None:
+            self.sign_out()
+            self.session = self.secrets.open_session(user.id)
+        return user
+
+    def sign_out(self) -> None:
+        if self.session is not None:
+            self.secrets.close_session(self.session)
+            self.session = None
 
     def staff_choices(self) -> list[tuple[str, str]]:
         return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.db["staff"].rows]
@@ -137,8 +181,16 @@ class Workstation:
         return note
 
     def status(self) -> Status:
-        engine = self._engine
-        backlog = self.audit.conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-        if engine is None:
-            return Status("none", False, backlog, "No policy set: everything is denied.")
-        return Status(engine.bundle_version or "bundled", False, backlog, "Embedded policies (offline)")
+        """What the status bar shows: the policy set and its age, online or not, the audit backlog."""
+        backlog = self.shipper.state().pending if self.shipper is not None else None
+        notice = self.secrets.notice and "demo-only session store (no OS keyring)"
+        if self.sync is None:
+            return Status("bundled", "", False, backlog, ", ".join(filter(None, ["embedded demo policies", notice])))
+        state = self.sync.state()
+        online = state.last_success is not None and not state.last_error
+        if state.version is None:
+            return Status("none", "", online, backlog, state.reason)
+        message = ", ".join(filter(None, [
+            "policies are older than allowed: ask IT to check the policy server" if state.stale else "",
+            state.last_error and f"last sync failed: {state.last_error}", notice]))
+        return Status(f"v{state.version}", _age(state.age), online, backlog, message)

@@ -3,11 +3,60 @@ signals the views render. Every piece of data it emits was decided by the servic
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Decision
 from app.services.users import SignedInUser
 from app.services.workstation import PatientRow, RecordView, Status, Workstation
+
+
+class IdleLock(QObject):
+    """Locks the session after ``timeout`` seconds without input, warning for the last
+    ``warning`` seconds. Measured on a monotonic clock so a clock change cannot skip it."""
+
+    countdown = Signal(int)  # seconds left while warning; -1 when the warning is over
+    expired = Signal()
+
+    def __init__(self, timeout: int, warning: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.timeout, self.warning, self.clock = timeout, min(warning, timeout), clock
+        self.last_input = clock()
+        self.warning_shown = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self.tick)
+
+    def start(self) -> None:
+        self.touch()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self._end_warning()
+
+    def touch(self) -> None:
+        """Input from the user: the idle time starts again."""
+        self.last_input = self.clock()
+        self._end_warning()
+
+    def tick(self) -> None:
+        if not self.timer.isActive():
+            return
+        left = self.timeout - (self.clock() - self.last_input)
+        if left <= 0:
+            self.stop()
+            self.expired.emit()
+        elif left <= self.warning:
+            self.warning_shown = True
+            self.countdown.emit(int(left + 0.999))
+
+    def _end_warning(self) -> None:
+        if self.warning_shown:
+            self.warning_shown = False
+            self.countdown.emit(-1)
 
 
 class WorkstationViewModel(QObject):
@@ -16,13 +65,26 @@ class WorkstationViewModel(QObject):
     record_changed = Signal(object)  # RecordView | None
     status_changed = Signal(object)  # Status
     message = Signal(str)  # something the user must read (a denial, an error)
+    lock_countdown = Signal(int)  # seconds before the idle lock; -1 hides the warning
 
-    def __init__(self, workstation: Workstation) -> None:
+    def __init__(self, workstation: Workstation, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.workstation = workstation
         self.user: SignedInUser | None = None
         self.search = ""
         self.record: RecordView | None = None
+        self.locked_from: tuple[str, str | None] | None = None  # (user id, open patient) at the idle lock
+        self.idle = IdleLock(workstation.idle_lock_seconds, clock=clock)
+        self.idle.countdown.connect(self.lock_countdown)
+        self.idle.expired.connect(self.lock)
+        self.status_timer = QTimer(self)
+        self.status_timer.setInterval(5000)
+        self.status_timer.timeout.connect(lambda: self.status_changed.emit(self.status()))
+        self.status_timer.start()
+
+    @property
+    def keyring_notice(self) -> str:
+        return self.workstation.secrets.notice
 
     def staff_choices(self) -> list[tuple[str, str]]:
         return self.workstation.staff_choices()
@@ -32,18 +94,41 @@ class WorkstationViewModel(QObject):
         if user is None:
             self.message.emit("Sign-in failed: check the user and the password.")
             return False
+        resume, self.locked_from = self.locked_from, None
         self.user = user
         self.record = None  # never leave the previous user's data on screen
         self.signed_in.emit(user)
         self.record_changed.emit(None)
         self.refresh()
+        self.idle.start()
+        if resume is not None and resume[0] == user.id and resume[1] is not None:
+            self.open_patient(resume[1])  # the same user back after a lock: where they were (audited again)
         return True
 
     def sign_out(self) -> None:
-        self.user, self.record = None, None
+        """Signs out (also fast user switching): nothing of this user stays on screen."""
+        self.idle.stop()
+        self.workstation.sign_out()
+        self.user, self.record, self.search = None, None, ""
         self.record_changed.emit(None)
         self.patients_changed.emit([])
         self.signed_in.emit(None)
+
+    def lock(self) -> None:
+        """The idle lock: like a sign-out, but the same user signing in again resumes the record."""
+        if self.user is None:
+            return
+        minutes = max(1, self.workstation.idle_lock_seconds // 60)
+        self.locked_from = (self.user.id, self.record.patient.id if self.record else None)
+        self.sign_out()
+        self.message.emit(f"Locked after {minutes} min without activity. Sign in to continue.")
+
+    def continue_session(self) -> None:
+        self.idle.touch()
+
+    def user_activity(self) -> None:
+        if self.user is not None:
+            self.idle.touch()
 
     def set_search(self, text: str) -> None:
         self.search = text

@@ -1,16 +1,54 @@
-"""The main window: sign-in, then the patient list beside the open record, and a status bar with
-the policy set, online/offline and the audit log."""
+"""The main window: sign-in, then the patient list beside the open record; an idle-lock warning
+with "Continue"; a status bar with the policy set and its age, online/offline and the audit
+backlog."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.services.workstation import Status
 from app.viewmodels.workstation_vm import WorkstationViewModel
 from app.views.patient_list import PatientListView
 from app.views.record import RecordViewWidget
 from app.views.sign_in import SignInView
+
+USER_INPUT = {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel}
+
+
+class IdleWarning(QFrame):
+    """"Locking in 42 s": in words, not only in colour, with a Continue button."""
+
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.setStyleSheet("IdleWarning { background: #fff3c4; border: 1px solid #b08800; }")
+        self.text = QLabel()
+        self.button = QPushButton("&Continue working")
+        self.button.clicked.connect(vm.continue_session)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.button)
+        vm.lock_countdown.connect(self.show_countdown)
+        self.hide()
+
+    def show_countdown(self, seconds: int) -> None:
+        if seconds < 0:
+            self.hide()
+            return
+        self.text.setText(f"⚠ No activity: this workstation locks in {seconds} s to protect patient data.")
+        self.show()
 
 
 class MainWindow(QMainWindow):
@@ -21,10 +59,22 @@ class MainWindow(QMainWindow):
         self.sign_in = SignInView(vm)
         self.patients = PatientListView(vm)
         self.record = RecordViewWidget(vm)
-        work = QSplitter()
-        work.addWidget(self.patients)
-        work.addWidget(self.record)
-        work.setSizes([380, 900])
+        self.idle_warning = IdleWarning(vm)
+        self.who = QLabel()
+        self.switch_user = QPushButton("Switch &user / lock (Ctrl+L)")
+        self.switch_user.clicked.connect(vm.sign_out)
+        splitter = QSplitter()
+        splitter.addWidget(self.patients)
+        splitter.addWidget(self.record)
+        splitter.setSizes([380, 900])
+        header = QHBoxLayout()
+        header.addWidget(self.who, 1)
+        header.addWidget(self.switch_user)
+        work = QWidget()
+        column = QVBoxLayout(work)
+        column.addWidget(self.idle_warning)
+        column.addLayout(header)
+        column.addWidget(splitter, 1)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.sign_in)
         self.stack.addWidget(work)
@@ -36,15 +86,25 @@ class MainWindow(QMainWindow):
         vm.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.patients.search.setFocus)
         QShortcut(QKeySequence("Ctrl+L"), self, activated=vm.sign_out)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
         self.show_status(vm.status())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's naming
+        if event.type() in USER_INPUT:
+            self.vm.user_activity()
+        return False
 
     def _on_signed_in(self, user: object) -> None:
         self.stack.setCurrentIndex(1 if user is not None else 0)
-        self.setWindowTitle(f"CCC Workstation — {user.name}" if user is not None else "CCC Workstation")
+        if user is None:
+            self.setWindowTitle("CCC Workstation")
+            self.who.clear()
+            return
+        roles = ", ".join(r.replace("_", " ") for r in user.roles)
+        self.setWindowTitle(f"CCC Workstation — {user.name}")
+        self.who.setText(f"<b>{user.name}</b> · {roles}")
 
     def show_status(self, status: Status) -> None:
-        user = self.vm.user
-        who = f"{user.name} ({', '.join(r.replace('_', ' ') for r in user.roles)}) · " if user else ""
-        online = "online" if status.online else "offline"
-        self.status_label.setText(f"{who}Policies: {status.policy_version} · {online} · "
-                                  f"audit records: {status.audit_backlog} · {status.message}")
+        self.status_label.setText(status.text)

@@ -40,6 +40,10 @@ class PatientListView(QWidget):
 
     def show_rows(self, rows: list[PatientRow]) -> None:
         self.rows = rows
+        if self.vm.user is None and self.search.text():
+            self.search.blockSignals(True)  # the next user starts with an empty search
+            self.search.clear()
+            self.search.blockSignals(False)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             p = row.patient

@@ -23,6 +23,10 @@ class SignInView(QWidget):
         self.error = QLabel()
         self.error.setWordWrap(True)
         vm.message.connect(self.error.setText)
+        vm.signed_in.connect(self._after_sign_out)
+        self.keyring_notice = QLabel(vm.keyring_notice)
+        self.keyring_notice.setWordWrap(True)
+        self.keyring_notice.setVisible(bool(vm.keyring_notice))
         form = QFormLayout()
         form.addRow("&User", self.user)
         form.addRow("&Password", self.password)
@@ -32,9 +36,19 @@ class SignInView(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.button)
         layout.addWidget(self.error)
+        layout.addWidget(self.keyring_notice)
         layout.addStretch(1)
 
     def submit(self) -> None:
         if self.vm.sign_in(self.user.currentData(), self.password.text()):
             self.password.clear()
             self.error.clear()
+
+    def _after_sign_out(self, user: object) -> None:
+        """Back on this screen: the locked user is preselected, the password field is empty."""
+        if user is not None:
+            return
+        self.password.clear()
+        if self.vm.locked_from is not None:
+            self.user.setCurrentIndex(max(0, self.user.findData(self.vm.locked_from[0])))
+        self.password.setFocus()

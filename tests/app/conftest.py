@@ -1,7 +1,22 @@
-"""Qt tests run offscreen; each test gets its own data directory (a real SQLite file)."""
+"""Qt tests run offscreen; each test gets its own data directory (a real SQLite file) and an
+explicitly selected keyring backend, never the developer's real keyring."""
 
 from __future__ import annotations
 
 import os
 
+import keyring
+import pytest
+
+from tests.support.keyrings import MemoryKeyring
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring() -> MemoryKeyring:
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)

@@ -28,3 +28,11 @@ def test_authz_and_services_know_nothing_of_qt() -> None:
 def test_authz_does_not_depend_on_the_app() -> None:
     for path in (ROOT / "authz").rglob("*.py"):
         assert "app" not in _imports(path), path
+
+
+def test_views_and_view_models_never_touch_the_engine_the_database_or_the_keyring() -> None:
+    forbidden = {"authz", "sqlite3", "sqlite_utils", "keyring", "celpy", "cryptography", "httpx"}
+    for package in ("app/views", "app/viewmodels"):
+        for path in (ROOT / package).rglob("*.py"):
+            touched = _imports(path) & forbidden
+            assert not touched, f"{path.relative_to(ROOT)} imports {touched}: ask the service layer instead"

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("PySide6")
 
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from app.services.users import DEMO_PASSWORD  # noqa: E402
 from app.services.workstation import Workstation  # noqa: E402
@@ -106,3 +107,90 @@ def test_screenshot_mode_renders_a_png(tmp_path: Path) -> None:
                             env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+class FakeClock:
+    """The monotonic clock, advanced by the test instead of by waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def locking_window(qtbot, tmp_path: Path, clock: FakeClock) -> MainWindow:
+    vm = WorkstationViewModel(Workstation(tmp_path / "data", idle_lock_seconds=600), clock=clock)
+    w = MainWindow(vm)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_idle_lock_warns_counts_down_and_continue_keeps_the_session(qtbot, tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = locking_window(qtbot, tmp_path, clock)
+    sign_in(qtbot, w, "dr_aly")
+    w.patients._open(0, 0)
+    clock.now += 530
+    w.vm.idle.tick()
+    assert w.idle_warning.isHidden()
+    clock.now += 15  # 55 s left
+    w.vm.idle.tick()
+    assert w.idle_warning.isVisible() and "locks in 55 s" in w.idle_warning.text.text()
+    qtbot.mouseClick(w.idle_warning.button, Qt.MouseButton.LeftButton)
+    assert w.idle_warning.isHidden()
+    clock.now += 599
+    w.vm.idle.tick()
+    assert w.vm.user is not None and w.vm.record is not None  # continue restarted the idle time
+
+
+def test_idle_lock_hides_everything_and_the_same_user_resumes(qtbot, tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = locking_window(qtbot, tmp_path, clock)
+    sign_in(qtbot, w, "dr_aly")
+    w.patients._open(1, 0)
+    patient = w.vm.record.patient
+    clock.now += 601
+    w.vm.idle.tick()
+    assert w.stack.currentIndex() == 0 and w.vm.record is None and w.patients.table.rowCount() == 0
+    assert not [label.text() for label in w.findChildren(QLabel) if patient.mrn in label.text()]
+    assert "Locked after 10 min" in w.sign_in.error.text()
+    assert w.sign_in.user.currentData() == "dr_aly" and w.vm.workstation.session is None
+    sign_in(qtbot, w, "dr_aly")
+    assert w.vm.record is not None and w.vm.record.patient.id == patient.id
+
+
+def test_after_an_idle_lock_another_user_gets_nothing_of_the_first(qtbot, tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = locking_window(qtbot, tmp_path, clock)
+    sign_in(qtbot, w, "dr_aly")
+    w.patients._open(0, 0)
+    clock.now += 601
+    w.vm.idle.tick()
+    sign_in(qtbot, w, "nurse_nia")
+    assert w.vm.record is None and w.vm.locked_from is None
+
+
+def test_real_input_resets_the_idle_time(qtbot, tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = locking_window(qtbot, tmp_path, clock)
+    sign_in(qtbot, w, "dr_aly")
+    clock.now += 590
+    qtbot.keyClick(w.patients.search, Qt.Key.Key_A)  # typing is activity
+    clock.now += 30
+    w.vm.idle.tick()
+    assert w.vm.user is not None and w.idle_warning.isHidden()
+
+
+def test_sign_in_screen_explains_a_missing_keyring(qtbot, tmp_path: Path) -> None:
+    from keyring.backends import fail
+
+    from app.services.credentials import SecretStore
+
+    vm = WorkstationViewModel(Workstation(tmp_path / "data", secrets=SecretStore(fail.Keyring())))
+    w = MainWindow(vm)
+    qtbot.addWidget(w)
+    assert "No OS keyring" in w.sign_in.keyring_notice.text() and not w.sign_in.keyring_notice.isHidden()
+    sign_in(qtbot, w, "nurse_nia")
+    assert w.vm.user is not None and "demo-only session store" in w.status_label.text()

@@ -36,7 +36,7 @@ def test_demo_data_is_deterministic_and_complete() -> None:
     assert a == b
     assert len(a.patients) == 40 and len({p["hospital_id"] for p in a.patients}) == 2
     assert {s["role"] for s in a.staff} == {"physician", "nurse", "er_physician", "manufacturer_engineer",
-                                              "compliance_officer", "hospital_admin", "delegated_caregiver"}
+                                              "compliance_officer", "hospital_admin", "delegated_caregiver", "patient"}
     assert len(a.transmissions) == 40 * 30 * 8
     assert all(t["unit"] for t in a.transmissions)
     assert a.firmware_updates[0]["state"] == "requested" and a.delegations[0]["patient_id"] == "p02"

@@ -1,0 +1,52 @@
+"""Session secrets: in the keyring when there is one, in a labelled memory-only store when there is
+none or it refuses; never in the database or the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keyring.backends import fail
+
+from app.services.credentials import NO_KEYRING_NOTICE, SERVICE, SecretStore
+from app.services.users import DEMO_PASSWORD
+from app.services.workstation import Workstation
+from tests.support.keyrings import LockedKeyring, MemoryKeyring
+
+
+def test_session_secret_lives_in_the_keyring_and_nowhere_on_disk(tmp_path: Path) -> None:
+    backend = MemoryKeyring()
+    ws = Workstation(tmp_path / "data", secrets=SecretStore(backend))
+    user = ws.sign_in("dr_aly", DEMO_PASSWORD)
+    assert user is not None and ws.session is not None
+    secret = backend.secrets[(SERVICE, "session:dr_aly")]
+    assert len(secret) >= 40 and ws.secrets.is_current(ws.session) and not ws.secrets.demo_only
+    ws.open_record(user, ws.patient_rows(user)[0].patient.id)
+    for path in (tmp_path / "data").rglob("*"):
+        assert secret.encode() not in path.read_bytes(), path
+    session = ws.session
+    ws.sign_out()
+    assert (SERVICE, "session:dr_aly") not in backend.secrets and not ws.secrets.is_current(session)
+
+
+def test_a_new_sign_in_replaces_the_previous_session() -> None:
+    store = SecretStore(MemoryKeyring())
+    first = store.open_session("dr_aly")
+    second = store.open_session("dr_aly")
+    assert store.is_current(second) and not store.is_current(first)
+
+
+def test_without_a_keyring_the_demo_only_store_is_used_and_said(tmp_path: Path) -> None:
+    store = SecretStore(fail.Keyring())
+    assert store.demo_only and store.notice == NO_KEYRING_NOTICE and "demo-only" in store.label
+    session = store.open_session("nurse_nia")
+    assert store.is_current(session)
+    store.close_session(session)
+    assert not store.is_current(session)
+    ws = Workstation(tmp_path / "data", secrets=store)
+    assert "demo-only session store" in ws.status().text
+
+
+def test_a_locked_keyring_falls_back_and_explains() -> None:
+    store = SecretStore(LockedKeyring())
+    session = store.open_session("dr_aly")
+    assert store.demo_only and "locked" in store.notice and store.is_current(session)
