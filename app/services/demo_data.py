@@ -99,7 +99,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 "firmware_version": rng.choice(["4.1.0", "4.1.2", "4.2.0"]),
                 "implanted_on": (today - timedelta(days=rng.randint(20, 2000))).isoformat(),
             })
-            _transmissions(demo, rng, pid, today, abnormal=number in (2, 9, 30))
+            _transmissions(demo, rng, pid, today, lead_problem=number in (2, 9, 30), af_episodes=number in (1, 12, 24))
             _notes_and_history(demo, rng, pid, attending, today)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
     demo.delegations.append({"id": "del-1", "patient_id": "p02", "delegate_id": "gina", "granted_by": "dr_aly",
@@ -111,14 +111,18 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
     return demo
 
 
-def _transmissions(demo: DemoHospital, rng: random.Random, pid: str, today: date, abnormal: bool) -> None:
+def _transmissions(demo: DemoHospital, rng: random.Random, pid: str, today: date, lead_problem: bool,
+                   af_episodes: bool) -> None:
+    """30 daily transmissions; a lead problem (a red alert) or two AF episodes (yellow) for a few."""
     values = {code: typical for code, _, _, _, _, typical, _ in OBSERVATIONS}
     for day in range(30, 0, -1):
         when = datetime.combine(today - timedelta(days=day), datetime.min.time(), UTC) + timedelta(hours=2)
         for code, _display, unit, low, high, typical, spread in OBSERVATIONS:
             drift = rng.gauss(0, spread)
-            if abnormal and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
-                drift += 900  # a lead problem showing in the last days
+            if lead_problem and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
+                drift += 1700  # a lead fracture showing in the last days
+            if af_episodes and code == "MDC_IDC_STAT_AT_BURDEN_PERCENT" and day in (4, 11):
+                drift += 9
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
             value = round(values[code], 2)
             demo.transmissions.append({"patient_id": pid, "time": when.isoformat(), "code": code, "value": value,

@@ -22,6 +22,13 @@ from .users import DemoUserDirectory, SignedInUser
 
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 RECORD_ACTIONS = ["view_history", "edit_clinical_notes", "export", "break_glass", "delegate_access"]
+EMPTY_LIST_REASON = {
+    "er_physician": "No patients to show yet: emergency physicians open a patient's record through "
+                    "break-glass (emergency access), which is time-limited and reviewed.",
+    "compliance_officer": "Compliance officers review reports and break-glass events, not patient charts.",
+    "hospital_admin": "Hospital administrators see usage reports, not patient charts.",
+    "manufacturer_engineer": "Manufacturer engineers see devices and de-identified data, not patient charts.",
+}
 NOTE_TYPE_FOR_ROLE = {"nurse": "basic", "physician": "full", "er_physician": "emergency"}
 
 
@@ -132,6 +139,11 @@ class Workstation:
                 continue
             rows.append(PatientRow(p, self.store.alerts(p.id), self.store.latest_transmission(p.id)))
         return rows
+
+    def empty_list_reason(self, user: SignedInUser) -> str:
+        """Why a user's patient list is empty, in the words of their role."""
+        role = user.roles[0] if user.roles else ""
+        return EMPTY_LIST_REASON.get(role, "No patients to show: you are not assigned to any patient here.")
 
     def open_record(self, user: SignedInUser, patient_id: str) -> RecordView:
         """Everything the record screen shows, after the audited decision that allows it."""

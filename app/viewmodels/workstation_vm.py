@@ -65,6 +65,7 @@ class WorkstationViewModel(QObject):
     record_changed = Signal(object)  # RecordView | None
     status_changed = Signal(object)  # Status
     message = Signal(str)  # something the user must read (a denial, an error)
+    record_denied = Signal(str)  # why the record just asked for is not shown
     lock_countdown = Signal(int)  # seconds before the idle lock; -1 hides the warning
 
     def __init__(self, workstation: Workstation, clock: Callable[[], float] = time.monotonic) -> None:
@@ -146,13 +147,23 @@ class WorkstationViewModel(QObject):
         try:
             self.record = self.workstation.open_record(self.user, patient_id)
         except PermissionError as exc:
-            self.record = None
-            self.message.emit(str(exc))
+            self._refused(str(exc))
+            return
         except Exception as exc:  # the audit log could not be written: show nothing
-            self.record = None
-            self.message.emit(f"The record cannot be shown: {exc}")
+            self._refused(f"The record cannot be shown: {exc}")
+            return
         self.record_changed.emit(self.record)
         self.status_changed.emit(self.status())
+
+    def _refused(self, reason: str) -> None:
+        self.record = None
+        self.record_changed.emit(None)
+        self.record_denied.emit(reason)
+        self.message.emit(reason)
+        self.status_changed.emit(self.status())
+
+    def empty_list_reason(self) -> str:
+        return self.workstation.empty_list_reason(self.user) if self.user else ""
 
     def save_note(self, text: str) -> bool:
         if self.user is None or self.record is None:

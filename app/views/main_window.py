@@ -66,7 +66,7 @@ class MainWindow(QMainWindow):
         splitter = QSplitter()
         splitter.addWidget(self.patients)
         splitter.addWidget(self.record)
-        splitter.setSizes([380, 900])
+        splitter.setSizes([520, 880])
         header = QHBoxLayout()
         header.addWidget(self.who, 1)
         header.addWidget(self.switch_user)

@@ -27,6 +27,7 @@ class PatientListView(QWidget):
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
         self.table.cellActivated.connect(self._open)
         self.table.cellDoubleClicked.connect(self._open)
         self.empty = QLabel()
@@ -47,7 +48,8 @@ class PatientListView(QWidget):
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             p = row.patient
-            cells = [ALERT_TEXT[row.alert_level], p.name, p.mrn, p.birth_date, (row.last_transmission or "")[:16]]
+            last = (row.last_transmission or "")[:16].replace("T", " ")
+            cells = [ALERT_TEXT[row.alert_level], p.name, p.mrn, p.birth_date, last]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, p.id)
@@ -56,9 +58,7 @@ class PatientListView(QWidget):
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
         signed_in = self.vm.user is not None
-        self.empty.setText("" if rows or not signed_in else
-                           "No patients to show: your role or assignments give you no patient charts here. "
-                           "Emergency physicians open a patient through break-glass.")
+        self.empty.setText("" if rows or not signed_in else self.vm.empty_list_reason())
 
     def _open(self, row: int, _column: int) -> None:
         self.vm.open_patient(self.rows[row].patient.id)

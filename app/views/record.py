@@ -27,7 +27,19 @@ class RecordViewWidget(QScrollArea):
         self.vm = vm
         self.setWidgetResizable(True)
         vm.record_changed.connect(self.show_record)
+        vm.record_denied.connect(self.show_denial)
         self.show_record(None)
+
+    def show_denial(self, reason: str) -> None:
+        """A refused record says why, in the place the record would have been."""
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        self.denial = QLabel(f"<h3>⛔ This record is not available to you</h3><p>{reason}</p>")
+        self.denial.setWordWrap(True)
+        self.denial.setStyleSheet("QLabel { background: #fdecea; border: 1px solid #b3261e; padding: 12px; }")
+        layout.addWidget(self.denial)
+        layout.addStretch(1)
+        self.setWidget(body)
 
     def show_record(self, record: RecordView | None) -> None:
         body = QWidget()

@@ -83,7 +83,24 @@ def test_denied_record_is_explained_and_not_shown(qtbot, window: MainWindow) -> 
     window.vm.message.connect(messages.append)
     window.vm.open_patient(other.id)
     assert window.vm.record is None
-    assert messages == ["You are not on this patient's care team. In an emergency, use break-glass."]
+    reason = "You are not on this patient's care team. In an emergency, use break-glass."
+    assert messages == [reason]
+    assert reason in window.record.denial.text() and other.mrn not in window.record.denial.text()
+
+
+def test_compliance_officer_is_told_where_her_work_is(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "co_cora")
+    assert window.patients.rows == [] and "reports" in window.patients.empty.text()
+
+
+def test_patient_and_delegate_see_only_that_patient(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "pt_p02")
+    assert [r.patient.id for r in window.patients.rows] == ["p02"]
+    window.patients._open(0, 0)
+    assert not window.record.save.isEnabled() and window.record.reason.text()  # patients write no notes
+    window.vm.sign_out()
+    sign_in(qtbot, window, "gina")
+    assert [r.patient.id for r in window.patients.rows] == ["p02"]
 
 
 def test_switching_user_leaves_nothing_of_the_previous_one(qtbot, window: MainWindow) -> None:
