@@ -34,12 +34,13 @@ class Patient:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, demo: DemoHospital | None = None) -> None:
+        """Opens the store, creating it with ``demo`` (by default the demo hospital) on first use."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite_utils.Database(path)
         if "meta" not in self.db.table_names():
-            self.seed(generate())
+            self.seed(demo or generate())
 
     def seed(self, demo: DemoHospital) -> None:
         """Creates the tables and fills them with the demo data, in one transaction."""

@@ -211,3 +211,18 @@ def test_sign_in_screen_explains_a_missing_keyring(qtbot, tmp_path: Path) -> Non
     assert "No OS keyring" in w.sign_in.keyring_notice.text() and not w.sign_in.keyring_notice.isHidden()
     sign_in(qtbot, w, "nurse_nia")
     assert w.vm.user is not None and "demo-only session store" in w.status_label.text()
+
+
+def test_keyboard_only_search_open_and_save_a_note(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "nurse_nia")  # typed password, Enter
+    target = window.patients.rows[1].patient
+    qtbot.keyClicks(window.patients.search, target.mrn)
+    assert [r.patient.id for r in window.patients.rows] == [target.id]
+    window.patients.table.setFocus()
+    window.patients.table.setCurrentCell(0, 1)
+    qtbot.keyClick(window.patients.table, Qt.Key.Key_Return)
+    assert window.vm.record is not None and window.vm.record.patient.id == target.id
+    qtbot.keyClicks(window.record.editor, "Wound site clean.")
+    qtbot.keyClick(window.record.save, Qt.Key.Key_Space)
+    note = window.vm.record.notes[0]
+    assert note["text"] == "Wound site clean." and note["note_type"] == "basic"
