@@ -101,6 +101,12 @@ class AccessService:
             return "This record is sealed: only the patient, the attending physician or emergency access may open it."
         if roles & {"nurse", "physician", "er_physician"} and not here:
             return "This patient is at a hospital you do not work at."
+        if action == "break_glass":
+            if not roles & {"physician", "er_physician"}:
+                return "Only physicians and ER physicians can use emergency access."
+            if not attrs.get("emergency"):
+                return "Emergency access is only for a patient under emergency treatment (flagged by the ER)."
+            return "Emergency access needs a reason code and a justification of at least 20 characters."
         if "er_physician" in roles and action in ("view", "view_history", "view_phi", "edit_clinical_notes"):
             return "This record opens for the emergency team only under break-glass (emergency access)."
         if roles & {"nurse", "physician"} and not on_team:

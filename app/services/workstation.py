@@ -16,6 +16,7 @@ from authz.audit_ship import AuditShipper
 from authz.sync import PolicySync
 
 from .access import AccessService, Decision
+from .break_glass import BreakGlassService, BreakGlassSession
 from .credentials import SecretStore, Session
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
@@ -106,6 +107,7 @@ class Workstation:
         self.secrets = secrets or SecretStore()
         self.idle_lock_seconds = idle_lock_seconds
         self.session: Session | None = None
+        self.break_glass = BreakGlassService(self.store, self.users, self.audit, self._break_glass_decision)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -120,7 +122,51 @@ class Workstation:
         if user is not None:
             self.sign_out()
             self.session = self.secrets.open_session(user.id)
+            user = self.with_emergency_access(user)  # an emergency access resumes after a restart
         return user
+
+    def with_emergency_access(self, user: SignedInUser) -> SignedInUser:
+        """The user as the policies see them: with ``break_glass`` while a session is active."""
+        attributes = {k: v for k, v in user.attributes.items() if k != "break_glass"}
+        session = self.break_glass.active(user.id)
+        if session is not None:
+            attributes["break_glass"] = session.attribute()
+        return SignedInUser(user.id, user.name, user.roles, attributes)
+
+    def emergency_session(self, user: SignedInUser) -> BreakGlassSession | None:
+        return self.break_glass.active(user.id)
+
+    def start_emergency_access(self, user: SignedInUser, patient_id: str, reason: str, justification: str,
+                               password: str) -> SignedInUser:
+        """Break-glass for one patient; returns the user with emergency access (raises BreakGlassRefused)."""
+        self.break_glass.start(user, patient_id, reason, justification, password)
+        return self.with_emergency_access(user)
+
+    def end_emergency_access(self, user: SignedInUser, why: str = "ended by the clinician") -> SignedInUser:
+        session = self.break_glass.active(user.id)
+        if session is not None:
+            self.break_glass.end(session, why)
+        return self.with_emergency_access(user)
+
+    def emergency_access_possible(self, user: SignedInUser, patient_id: str) -> Decision:
+        """Whether break-glass could be granted here, given a valid reason and justification: what
+        enables the "Emergency access" button (the real request is decided again on submit)."""
+        allowed, reason, rule = self._break_glass_decision(user, patient_id, "ETREAT", "x" * 40)
+        return Decision("break_glass", allowed, reason, rule)
+
+    def _break_glass_decision(self, user: SignedInUser, patient_id: str, reason: str,
+                              justification: str) -> tuple[bool, str, str]:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return False, "There is no such patient.", ""
+        resource = self.access.record(patient, break_glass_reason=reason, break_glass_justification=justification)
+        decision = self.access.decide(user, resource, ["break_glass"])["break_glass"]
+        return decision.allowed, decision.reason, decision.rule
+
+    def find_by_mrn(self, mrn: str) -> str | None:
+        """The patient id for an exact MRN (what the ER types from a wristband), or None."""
+        rows = self.store.db.execute("SELECT id FROM patients WHERE mrn = ?", [mrn.strip().upper()]).fetchall()
+        return rows[0][0] if rows else None
 
     def sign_out(self) -> None:
         if self.session is not None:

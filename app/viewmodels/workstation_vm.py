@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Decision
+from app.services.break_glass import WARN_BEFORE, BreakGlassRefused, BreakGlassSession
 from app.services.users import SignedInUser
 from app.services.workstation import PatientRow, RecordView, Status, Workstation
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A record that was not shown: why, and whether emergency access could open it."""
+
+    patient_id: str
+    reason: str
+    emergency: Decision | None
 
 
 class IdleLock(QObject):
@@ -65,7 +76,9 @@ class WorkstationViewModel(QObject):
     record_changed = Signal(object)  # RecordView | None
     status_changed = Signal(object)  # Status
     message = Signal(str)  # something the user must read (a denial, an error)
-    record_denied = Signal(str)  # why the record just asked for is not shown
+    record_denied = Signal(object)  # Refusal: why the record just asked for is not shown
+    emergency_changed = Signal(object)  # BreakGlassSession | None
+    emergency_countdown = Signal(int, bool)  # seconds left, ending soon
     lock_countdown = Signal(int)  # seconds before the idle lock; -1 hides the warning
 
     def __init__(self, workstation: Workstation, clock: Callable[[], float] = time.monotonic) -> None:
@@ -82,6 +95,10 @@ class WorkstationViewModel(QObject):
         self.status_timer.setInterval(5000)
         self.status_timer.timeout.connect(lambda: self.status_changed.emit(self.status()))
         self.status_timer.start()
+        self.emergency: BreakGlassSession | None = None
+        self.emergency_timer = QTimer(self)
+        self.emergency_timer.setInterval(1000)
+        self.emergency_timer.timeout.connect(self.emergency_tick)
 
     @property
     def keyring_notice(self) -> str:
@@ -102,6 +119,7 @@ class WorkstationViewModel(QObject):
         self.record_changed.emit(None)
         self.refresh()
         self.idle.start()
+        self._set_emergency(self.workstation.emergency_session(user))
         if resume is not None and resume[0] == user.id and resume[1] is not None:
             self.open_patient(resume[1])  # the same user back after a lock: where they were (audited again)
         return True
@@ -109,6 +127,7 @@ class WorkstationViewModel(QObject):
     def sign_out(self) -> None:
         """Signs out (also fast user switching): nothing of this user stays on screen."""
         self.idle.stop()
+        self._set_emergency(None)  # the session itself goes on: it resumes when its user signs in
         self.workstation.sign_out()
         self.user, self.record, self.search = None, None, ""
         self.record_changed.emit(None)
@@ -147,20 +166,78 @@ class WorkstationViewModel(QObject):
         try:
             self.record = self.workstation.open_record(self.user, patient_id)
         except PermissionError as exc:
-            self._refused(str(exc))
+            self._refused(patient_id, str(exc))
             return
         except Exception as exc:  # the audit log could not be written: show nothing
-            self._refused(f"The record cannot be shown: {exc}")
+            self._refused(patient_id, f"The record cannot be shown: {exc}")
             return
         self.record_changed.emit(self.record)
         self.status_changed.emit(self.status())
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, patient_id: str, reason: str) -> None:
         self.record = None
         self.record_changed.emit(None)
-        self.record_denied.emit(reason)
+        known = self.user is not None and self.workstation.store.patient(patient_id) is not None
+        emergency = self.workstation.emergency_access_possible(self.user, patient_id) if known else None
+        self.record_denied.emit(Refusal(patient_id, reason, emergency))
         self.message.emit(reason)
         self.status_changed.emit(self.status())
+
+    def open_by_mrn(self, mrn: str) -> None:
+        """An exact MRN typed in the search (an ER wristband): opens it, or says why not."""
+        patient_id = self.workstation.find_by_mrn(mrn)
+        if patient_id is None:
+            self.message.emit(f"No patient has the MRN {mrn.strip()}.")
+            return
+        self.open_patient(patient_id)
+
+    # -- break-glass ------------------------------------------------------------------------------
+
+    def request_emergency_access(self, patient_id: str, reason: str, justification: str, password: str) -> str:
+        """Starts break-glass for one patient and opens the record; returns why not, or ""."""
+        if self.user is None:
+            return "Sign in first."
+        try:
+            self.user = self.workstation.start_emergency_access(self.user, patient_id, reason, justification,
+                                                                password)
+        except BreakGlassRefused as exc:
+            return str(exc)
+        self._set_emergency(self.workstation.emergency_session(self.user))
+        self.refresh()
+        self.open_patient(patient_id)
+        return ""
+
+    def end_emergency_access(self, why: str = "ended by the clinician") -> None:
+        if self.user is None or self.emergency is None:
+            return
+        patient_id = self.emergency.patient_id
+        self.user = self.workstation.end_emergency_access(self.user, why)
+        self._set_emergency(None)
+        if self.record is not None and self.record.patient.id == patient_id:
+            self.record = None
+            self.record_changed.emit(None)
+        self.refresh()
+
+    def emergency_tick(self) -> None:
+        """Every second: the countdown, and at expiry the record closes, idle or not."""
+        if self.emergency is None:
+            return
+        left = self.workstation.break_glass.remaining(self.emergency)
+        if left.total_seconds() <= 0:
+            self.end_emergency_access("expired")
+            self.message.emit("Emergency access ended after 60 minutes; the record is closed.")
+            return
+        self.emergency_countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
+
+    def _set_emergency(self, session: BreakGlassSession | None) -> None:
+        self.emergency = session
+        if session is None:
+            self.emergency_timer.stop()
+        else:
+            self.emergency_timer.start()
+        self.emergency_changed.emit(session)
+        if session is not None:
+            self.emergency_tick()
 
     def empty_list_reason(self) -> str:
         return self.workstation.empty_list_reason(self.user) if self.user else ""

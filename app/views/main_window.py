@@ -51,6 +51,34 @@ class IdleWarning(QFrame):
         self.show()
 
 
+class EmergencyBanner(QFrame):
+    """The red banner of an active break-glass session: whose record, the time left (in words),
+    a warning near the end, and "End emergency access"."""
+
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.vm = vm
+        self.setStyleSheet("EmergencyBanner { background: #b3261e; } QLabel { color: white; font-weight: bold; }")
+        self.text = QLabel()
+        self.button = QPushButton("&End emergency access")
+        self.button.clicked.connect(lambda: vm.end_emergency_access())
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.button)
+        vm.emergency_changed.connect(lambda session: self.setVisible(session is not None))
+        vm.emergency_countdown.connect(self.show_countdown)
+        self.hide()
+
+    def show_countdown(self, seconds: int, ending_soon: bool) -> None:
+        session = self.vm.emergency
+        if session is None:
+            return
+        minutes, secs = divmod(seconds, 60)
+        soon = " — ENDING SOON: save your work" if ending_soon else ""
+        self.text.setText(f"EMERGENCY ACCESS (break-glass, {session.reason}) to patient {session.patient_id}: "
+                          f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review.")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, vm: WorkstationViewModel) -> None:
         super().__init__()
@@ -60,6 +88,7 @@ class MainWindow(QMainWindow):
         self.patients = PatientListView(vm)
         self.record = RecordViewWidget(vm)
         self.idle_warning = IdleWarning(vm)
+        self.emergency_banner = EmergencyBanner(vm)
         self.who = QLabel()
         self.switch_user = QPushButton("Switch &user / lock (Ctrl+L)")
         self.switch_user.clicked.connect(vm.sign_out)
@@ -72,6 +101,7 @@ class MainWindow(QMainWindow):
         header.addWidget(self.switch_user)
         work = QWidget()
         column = QVBoxLayout(work)
+        column.addWidget(self.emergency_banner)
         column.addWidget(self.idle_warning)
         column.addLayout(header)
         column.addWidget(splitter, 1)

@@ -21,8 +21,9 @@ class PatientListView(QWidget):
         super().__init__()
         self.vm = vm
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search name or MRN (Ctrl+F)")
+        self.search.setPlaceholderText("Search name or MRN (Ctrl+F); Enter opens")
         self.search.textChanged.connect(vm.set_search)
+        self.search.returnPressed.connect(self._search_entered)
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
@@ -59,6 +60,13 @@ class PatientListView(QWidget):
         self.table.resizeColumnsToContents()
         signed_in = self.vm.user is not None
         self.empty.setText("" if rows or not signed_in else self.vm.empty_list_reason())
+
+    def _search_entered(self) -> None:
+        """Enter in the search: opens the only match, or an exact MRN the list does not show (ER)."""
+        if len(self.rows) == 1:
+            self.vm.open_patient(self.rows[0].patient.id)
+        elif not self.rows and self.search.text().strip():
+            self.vm.open_by_mrn(self.search.text())
 
     def _open(self, row: int, _column: int) -> None:
         self.vm.open_patient(self.rows[row].patient.id)

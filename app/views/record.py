@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.services.workstation import RecordView
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.workstation_vm import Refusal, WorkstationViewModel
+from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.telemetry_chart import TelemetryChart
 
 
@@ -30,16 +31,31 @@ class RecordViewWidget(QScrollArea):
         vm.record_denied.connect(self.show_denial)
         self.show_record(None)
 
-    def show_denial(self, reason: str) -> None:
-        """A refused record says why, in the place the record would have been."""
+    def show_denial(self, refusal: Refusal) -> None:
+        """A refused record says why, in the place the record would have been, and offers
+        emergency access when the policies would allow it (or says why it would not)."""
         body = QWidget()
         layout = QVBoxLayout(body)
-        self.denial = QLabel(f"<h3>⛔ This record is not available to you</h3><p>{reason}</p>")
+        self.denial = QLabel(f"<h3>⛔ This record is not available to you</h3><p>{refusal.reason}</p>")
         self.denial.setWordWrap(True)
         self.denial.setStyleSheet("QLabel { background: #fdecea; border: 1px solid #b3261e; padding: 12px; }")
         layout.addWidget(self.denial)
+        self.emergency_button = QPushButton("&Emergency access (break-glass)…")
+        self.emergency_reason = QLabel()
+        self.emergency_reason.setWordWrap(True)
+        if refusal.emergency is not None:
+            self.emergency_button.setEnabled(refusal.emergency.allowed)
+            self.emergency_reason.setText(refusal.emergency.reason)
+            self.emergency_button.clicked.connect(lambda: self.open_break_glass(refusal.patient_id))
+            layout.addWidget(self.emergency_button)
+            layout.addWidget(self.emergency_reason)
         layout.addStretch(1)
         self.setWidget(body)
+
+    def open_break_glass(self, patient_id: str) -> BreakGlassDialog:
+        self.dialog = BreakGlassDialog(self.vm, patient_id, self)
+        self.dialog.open()
+        return self.dialog
 
     def show_record(self, record: RecordView | None) -> None:
         body = QWidget()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,48 @@ def test_keyboard_only_search_open_and_save_a_note(qtbot, window: MainWindow) ->
     qtbot.keyClick(window.record.save, Qt.Key.Key_Space)
     note = window.vm.record.notes[0]
     assert note["text"] == "Wound site clean." and note["note_type"] == "basic"
+
+
+def test_er_break_glass_emergency_note_and_closed_at_expiry(qtbot, window: MainWindow) -> None:
+    bg = window.vm.workstation.break_glass
+    offset = {"minutes": 0.0}
+    real_clock, real_mono = bg.clock, bg.monotonic
+    bg.clock = lambda: real_clock() + timedelta(minutes=offset["minutes"])
+    bg.monotonic = lambda: real_mono() + offset["minutes"] * 60
+    sign_in(qtbot, window, "er_eli")
+    patient = window.vm.workstation.store.patient("p03")
+    qtbot.keyClicks(window.patients.search, patient.mrn)
+    qtbot.keyClick(window.patients.search, Qt.Key.Key_Return)
+    assert window.vm.record is None and "break-glass" in window.record.denial.text()
+    assert window.record.emergency_button.isEnabled()
+    dialog = window.record.open_break_glass("p03")
+    qtbot.keyClicks(dialog.justification, "aaaaaaaaaaaaaaaaaaaaaaaaa")
+    qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
+    qtbot.mouseClick(dialog.grant, Qt.MouseButton.LeftButton)
+    assert "repeated character" in dialog.error.text() and window.vm.emergency is None  # refused, text kept
+    dialog.justification.setPlainText("Collapsed in the ER; need device settings and rhythm history now.")
+    qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
+    qtbot.mouseClick(dialog.grant, Qt.MouseButton.LeftButton)
+    assert window.vm.emergency is not None and window.vm.record.patient.id == "p03"
+    assert window.emergency_banner.isVisible() and "59:5" in window.emergency_banner.text.text()
+    qtbot.keyClicks(window.record.editor, "Emergency: pacing at 70/min, capture confirmed.")
+    qtbot.mouseClick(window.record.save, Qt.MouseButton.LeftButton)
+    assert window.vm.record.notes[0]["note_type"] == "emergency"
+    offset["minutes"] = 56
+    window.vm.emergency_tick()
+    assert "ENDING SOON" in window.emergency_banner.text.text()
+    offset["minutes"] = 61
+    window.vm.emergency_tick()
+    assert window.vm.record is None and window.vm.emergency is None and not window.emergency_banner.isVisible()
+    assert window.patients.rows == []
+    events = [r.event_type for r in window.vm.workstation.audit.records() if r.kind == "event"]
+    assert events == ["break_glass_started", "note_saved", "break_glass_ended"]
+
+
+def test_a_physician_is_not_offered_break_glass_for_a_non_emergency_patient(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_ben")
+    other = next(p for p in window.vm.workstation.store.patients(["h1"])
+                 if "dr_ben" not in p.care_team and not p.emergency)
+    window.vm.open_patient(other.id)
+    assert not window.record.emergency_button.isEnabled()
+    assert "emergency treatment" in window.record.emergency_reason.text()
