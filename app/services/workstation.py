@@ -24,8 +24,8 @@ from .users import DemoUserDirectory, SignedInUser
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 RECORD_ACTIONS = ["view_history", "edit_clinical_notes", "export", "break_glass", "delegate_access"]
 EMPTY_LIST_REASON = {
-    "er_physician": "No patients to show yet: emergency physicians open a patient's record through "
-                    "break-glass (emergency access), which is time-limited and reviewed.",
+    "er_physician": "No patients to show yet: type the patient's MRN in the search and press Enter, then "
+                    "use break-glass (emergency access), which is time-limited and reviewed.",
     "compliance_officer": "Compliance officers review reports and break-glass events, not patient charts.",
     "hospital_admin": "Hospital administrators see usage reports, not patient charts.",
     "manufacturer_engineer": "Manufacturer engineers see devices and de-identified data, not patient charts.",

@@ -36,7 +36,7 @@ class RecordViewWidget(QScrollArea):
         emergency access when the policies would allow it (or says why it would not)."""
         body = QWidget()
         layout = QVBoxLayout(body)
-        self.denial = QLabel(f"<h3>⛔ This record is not available to you</h3><p>{refusal.reason}</p>")
+        self.denial = QLabel(f"<h3>This record is not available to you</h3><p>{refusal.reason}</p>")
         self.denial.setWordWrap(True)
         self.denial.setStyleSheet("QLabel { background: #fdecea; border: 1px solid #b3261e; padding: 12px; }")
         layout.addWidget(self.denial)
