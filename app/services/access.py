@@ -101,6 +101,9 @@ class AccessService:
             return "This record is sealed: only the patient, the attending physician or emergency access may open it."
         if roles & {"nurse", "physician", "er_physician"} and not here:
             return "This patient is at a hospital you do not work at."
+        if action == "delegate_access":
+            return ("Access can be delegated by the patient, or by the assigned physician with the patient's "
+                    "permission recorded.")
         if action == "break_glass":
             if not roles & {"physician", "er_physician"}:
                 return "Only physicians and ER physicians can use emergency access."

@@ -64,6 +64,17 @@ STAFF = [
 ]
 
 
+# The seed story's patients: (sex, age in years).
+SEED_PATIENTS = {"p01": ("male", 58), "p02": ("female", 78)}
+
+
+def _seed_patient(pid: str, today: date, team: list[str]) -> dict[str, Any]:
+    sex, age = SEED_PATIENTS[pid]
+    born = date(today.year - age, 3, 14)
+    return {"sex": sex, "birth_date": born.isoformat(), "assigned_physicians": ["dr_aly"],
+            "care_team": sorted({"dr_aly", "nurse_nia", *team})}
+
+
 def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | None = None) -> DemoHospital:
     """The whole demo data set; the same seed always gives the same data."""
     rng = random.Random(seed)
@@ -91,6 +102,8 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 "sealed": number in (5, 25), "emergency": number == 3,
                 "consent_export": number in (2, 7, 11),
             })
+            if pid in SEED_PATIENTS:  # rooms 901 and 902 of the seed story, Dr. Aly attending
+                demo.patients[-1].update(_seed_patient(pid, today, team))
             manufacturer = rng.choice(list(MANUFACTURERS))
             demo.devices.append({
                 "id": f"d-{pid}", "patient_id": pid, "hospital_id": hospital, "manufacturer_id": manufacturer,

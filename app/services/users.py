@@ -26,6 +26,10 @@ class SignedInUser:
 class UserDirectory(Protocol):
     def authenticate(self, user_id: str, password: str) -> SignedInUser | None: ...
 
+    def refresh(self, user: SignedInUser) -> SignedInUser:
+        """The user with attributes as they are now (a delegation granted or revoked meanwhile)."""
+        ...
+
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
     salt = salt or os.urandom(16)
@@ -62,6 +66,12 @@ class DemoUserDirectory:
         staff = self.store.staff(user_id)
         if staff is None:
             return None
+        return SignedInUser(staff["id"], staff["name"], (staff["role"],), self._attributes(staff))
+
+    def refresh(self, user: SignedInUser) -> SignedInUser:
+        staff = self.store.staff(user.id)
+        if staff is None:  # the account is gone: no attributes, so the policies deny
+            return SignedInUser(user.id, user.name, user.roles, {})
         return SignedInUser(staff["id"], staff["name"], (staff["role"],), self._attributes(staff))
 
     def _attributes(self, staff: dict[str, Any]) -> dict[str, Any]:

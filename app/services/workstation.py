@@ -18,6 +18,7 @@ from authz.sync import PolicySync
 from .access import AccessService, Decision
 from .break_glass import BreakGlassService, BreakGlassSession
 from .credentials import SecretStore, Session
+from .delegation import Delegation, DelegationService
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
 
@@ -108,6 +109,7 @@ class Workstation:
         self.idle_lock_seconds = idle_lock_seconds
         self.session: Session | None = None
         self.break_glass = BreakGlassService(self.store, self.users, self.audit, self._break_glass_decision)
+        self.delegations = DelegationService(self.store, self.audit, self._delegation_decision)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -122,16 +124,18 @@ class Workstation:
         if user is not None:
             self.sign_out()
             self.session = self.secrets.open_session(user.id)
-            user = self.with_emergency_access(user)  # an emergency access resumes after a restart
+            user = self.as_policies_see(user)  # an emergency access resumes after a restart
         return user
 
-    def with_emergency_access(self, user: SignedInUser) -> SignedInUser:
-        """The user as the policies see them: with ``break_glass`` while a session is active."""
-        attributes = {k: v for k, v in user.attributes.items() if k != "break_glass"}
+    def as_policies_see(self, user: SignedInUser) -> SignedInUser:
+        """The user as the policies must see them now: delegations as currently recorded, and
+        ``break_glass`` while an emergency access is active."""
+        current = self.users.refresh(user)
         session = self.break_glass.active(user.id)
-        if session is not None:
-            attributes["break_glass"] = session.attribute()
-        return SignedInUser(user.id, user.name, user.roles, attributes)
+        if session is None:
+            return current
+        return SignedInUser(current.id, current.name, current.roles,
+                            {**current.attributes, "break_glass": session.attribute()})
 
     def emergency_session(self, user: SignedInUser) -> BreakGlassSession | None:
         return self.break_glass.active(user.id)
@@ -140,17 +144,18 @@ class Workstation:
                                password: str) -> SignedInUser:
         """Break-glass for one patient; returns the user with emergency access (raises BreakGlassRefused)."""
         self.break_glass.start(user, patient_id, reason, justification, password)
-        return self.with_emergency_access(user)
+        return self.as_policies_see(user)
 
     def end_emergency_access(self, user: SignedInUser, why: str = "ended by the clinician") -> SignedInUser:
         session = self.break_glass.active(user.id)
         if session is not None:
             self.break_glass.end(session, why)
-        return self.with_emergency_access(user)
+        return self.as_policies_see(user)
 
     def emergency_access_possible(self, user: SignedInUser, patient_id: str) -> Decision:
         """Whether break-glass could be granted here, given a valid reason and justification: what
         enables the "Emergency access" button (the real request is decided again on submit)."""
+        user = self.as_policies_see(user)
         allowed, reason, rule = self._break_glass_decision(user, patient_id, "ETREAT", "x" * 40)
         return Decision("break_glass", allowed, reason, rule)
 
@@ -161,6 +166,22 @@ class Workstation:
             return False, "There is no such patient.", ""
         resource = self.access.record(patient, break_glass_reason=reason, break_glass_justification=justification)
         decision = self.access.decide(user, resource, ["break_glass"])["break_glass"]
+        return decision.allowed, decision.reason, decision.rule
+
+    def grant_delegation(self, user: SignedInUser, patient_id: str, delegate_id: str, expires_at: datetime,
+                         patient_permission: bool) -> Delegation:
+        return self.delegations.grant(self.as_policies_see(user), patient_id, delegate_id, expires_at,
+                                      patient_permission)
+
+    def revoke_delegation(self, user: SignedInUser, delegation_id: str) -> None:
+        self.delegations.revoke(self.as_policies_see(user), delegation_id)
+
+    def _delegation_decision(self, user: SignedInUser, patient_id: str, permission: bool) -> tuple[bool, str, str]:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return False, "There is no such patient.", ""
+        resource = self.access.record(patient, patient_permission=permission)
+        decision = self.access.decide(user, resource, ["delegate_access"])["delegate_access"]
         return decision.allowed, decision.reason, decision.rule
 
     def find_by_mrn(self, mrn: str) -> str | None:
@@ -178,6 +199,7 @@ class Workstation:
 
     def patient_rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
+        user = self.as_policies_see(user)
         needle = search.strip().lower()
         rows = []
         for p in self.access.visible_patients(user):
@@ -193,6 +215,7 @@ class Workstation:
 
     def open_record(self, user: SignedInUser, patient_id: str) -> RecordView:
         """Everything the record screen shows, after the audited decision that allows it."""
+        user = self.as_policies_see(user)
         patient = self.access.open_record(user, patient_id)
         resource = self.access.record(patient, note_type=NOTE_TYPE_FOR_ROLE.get(user.roles[0], "basic"))
         decisions = self.access.decide(user, resource, RECORD_ACTIONS)
@@ -218,6 +241,7 @@ class Workstation:
 
     def save_note(self, user: SignedInUser, patient_id: str, text: str) -> dict[str, Any]:
         """Saves a note after a policy check; the audit record is committed with it."""
+        user = self.as_policies_see(user)
         patient = self.store.patient(patient_id)
         if patient is None:
             raise PermissionError("There is no such patient.")

@@ -111,7 +111,7 @@ def test_the_window_closes_at_60_minutes_and_a_clock_change_cannot_extend_it(ws:
     clocks.advance(31)
     assert ws.emergency_session(eli) is None  # expired on the monotonic clock, and ended
     assert [r.details["why"] for r in ws.audit.records() if r.event_type == "break_glass_ended"] == ["expired"]
-    assert "break_glass" not in ws.with_emergency_access(eli).attributes
+    assert "break_glass" not in ws.as_policies_see(eli).attributes
 
 
 def test_a_restart_resumes_the_window_from_the_recorded_start(tmp_path: Path, clocks: Clocks) -> None:
