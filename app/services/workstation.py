@@ -194,6 +194,10 @@ class Workstation:
             self.secrets.close_session(self.session)
             self.session = None
 
+    def caregiver_choices(self) -> list[tuple[str, str]]:
+        """Registered caregiver accounts a patient's access can be delegated to."""
+        return [(r["id"], r["name"]) for r in self.store.db["staff"].rows_where("role = ?", ["delegated_caregiver"])]
+
     def staff_choices(self) -> list[tuple[str, str]]:
         return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.db["staff"].rows]
 
@@ -219,6 +223,9 @@ class Workstation:
         patient = self.access.open_record(user, patient_id)
         resource = self.access.record(patient, note_type=NOTE_TYPE_FOR_ROLE.get(user.roles[0], "basic"))
         decisions = self.access.decide(user, resource, RECORD_ACTIONS)
+        # the button opens the dialog where the patient's permission is asked; granting decides again
+        decisions["delegate_access"] = self.access.decide(
+            user, self.access.record(patient, patient_permission=True), ["delegate_access"])["delegate_access"]
         raw = self.store.transmissions(patient_id)
         series = []
         for code, display, unit, low, high in observation_catalogue():

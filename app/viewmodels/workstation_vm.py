@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Decision
 from app.services.break_glass import WARN_BEFORE, BreakGlassRefused, BreakGlassSession
+from app.services.delegation import Delegation, DelegationRefused
 from app.services.users import SignedInUser
 from app.services.workstation import PatientRow, RecordView, Status, Workstation
 
@@ -190,6 +192,35 @@ class WorkstationViewModel(QObject):
             self.message.emit(f"No patient has the MRN {mrn.strip()}.")
             return
         self.open_patient(patient_id)
+
+    # -- delegation -------------------------------------------------------------------------------
+
+    def caregiver_choices(self) -> list[tuple[str, str]]:
+        return self.workstation.caregiver_choices()
+
+    def delegations(self) -> list[Delegation]:
+        return self.workstation.delegations.for_patient(self.record.patient.id) if self.record else []
+
+    def grant_delegation(self, delegate_id: str, days: int, patient_permission: bool) -> str:
+        """Grants the open record's patient to a caregiver for ``days``; returns why not, or ""."""
+        if self.user is None or self.record is None:
+            return "Open the patient's record first."
+        expires = datetime.now(UTC) + timedelta(days=days)
+        try:
+            self.workstation.grant_delegation(self.user, self.record.patient.id, delegate_id, expires,
+                                              patient_permission)
+        except DelegationRefused as exc:
+            return str(exc)
+        return ""
+
+    def revoke_delegation(self, delegation_id: str) -> str:
+        if self.user is None:
+            return "Sign in first."
+        try:
+            self.workstation.revoke_delegation(self.user, delegation_id)
+        except DelegationRefused as exc:
+            return str(exc)
+        return ""
 
     # -- break-glass ------------------------------------------------------------------------------
 

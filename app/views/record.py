@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from app.services.workstation import RecordView
 from app.viewmodels.workstation_vm import Refusal, WorkstationViewModel
 from app.views.break_glass_dialog import BreakGlassDialog
+from app.views.delegation_dialog import DelegationDialog
 from app.views.telemetry_chart import TelemetryChart
 
 
@@ -89,9 +90,30 @@ class RecordViewWidget(QScrollArea):
         for entry in record.history:
             hl.addWidget(QLabel(f"{entry['date']} — {entry['summary']}"))
         layout.addWidget(history)
+        layout.addWidget(self._actions(record))
         layout.addWidget(self._notes(record))
         layout.addStretch(1)
         self.setWidget(body)
+
+    def _actions(self, record: RecordView) -> QGroupBox:
+        """Record actions, each enabled by its decision; a refused one says why beside it."""
+        box = QGroupBox("Actions")
+        column = QVBoxLayout(box)
+        self.delegate = QPushButton("&Delegate access to a caregiver…")
+        self.delegate.clicked.connect(self.open_delegation)
+        decision = record.decisions.get("delegate_access")
+        self.delegate.setEnabled(decision is not None and decision.allowed)
+        column.addWidget(self.delegate)
+        if decision is not None and not decision.allowed:
+            self.delegate_reason = QLabel(decision.reason)
+            self.delegate_reason.setWordWrap(True)
+            column.addWidget(self.delegate_reason)
+        return box
+
+    def open_delegation(self) -> DelegationDialog:
+        self.delegation_dialog = DelegationDialog(self.vm, self)
+        self.delegation_dialog.open()
+        return self.delegation_dialog
 
     def _notes(self, record: RecordView) -> QGroupBox:
         box = QGroupBox("Notes")

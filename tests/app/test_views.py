@@ -272,3 +272,32 @@ def test_a_physician_is_not_offered_break_glass_for_a_non_emergency_patient(qtbo
     window.vm.open_patient(other.id)
     assert not window.record.emergency_button.isEnabled()
     assert "emergency treatment" in window.record.emergency_reason.text()
+
+
+def test_dr_aly_delegates_to_the_granddaughter_from_the_record(qtbot, window: MainWindow) -> None:
+    ws = window.vm.workstation
+    for existing in ws.delegations.for_patient("p02"):
+        ws.store.db["delegations"].update(existing.id, {"revoked": True})
+    sign_in(qtbot, window, "dr_aly")
+    window.vm.open_patient("p02")
+    assert window.record.delegate.isEnabled()
+    dialog = window.record.open_delegation()
+    dialog.caregiver.setCurrentIndex(dialog.caregiver.findData("gina"))
+    qtbot.mouseClick(dialog.grant, Qt.MouseButton.LeftButton)
+    assert "permission" in dialog.error.text()  # the patient was not asked yet
+    dialog.permission.setChecked(True)
+    qtbot.mouseClick(dialog.grant, Qt.MouseButton.LeftButton)
+    texts = [dialog.current.item(i).text() for i in range(dialog.current.count())]
+    assert dialog.error.text() == "" and sum("gina — until" in t for t in texts) == 1
+    gina = ws.sign_in("gina", DEMO_PASSWORD)
+    assert [r.patient.id for r in ws.patient_rows(gina)] == ["p02"]
+    dialog.current.setCurrentRow(next(i for i, t in enumerate(texts) if "gina — until" in t))
+    qtbot.mouseClick(dialog.revoke, Qt.MouseButton.LeftButton)
+    texts = [dialog.current.item(i).text() for i in range(dialog.current.count())]
+    assert ws.patient_rows(gina) == [] and all("revoked" in t for t in texts)
+
+
+def test_a_nurse_sees_why_she_cannot_delegate(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "nurse_nia")
+    window.patients._open(0, 0)
+    assert not window.record.delegate.isEnabled() and "assigned physician" in window.record.delegate_reason.text()

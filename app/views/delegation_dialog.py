@@ -1,0 +1,77 @@
+"""Delegating the open record's patient to a caregiver: who, until when, the patient's
+permission; the current delegations with Revoke. The service decides and audits."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from app.viewmodels.workstation_vm import WorkstationViewModel
+
+
+class DelegationDialog(QDialog):
+    def __init__(self, vm: WorkstationViewModel, parent: object = None) -> None:
+        super().__init__(parent)
+        self.vm = vm
+        self.setWindowTitle("Delegate access to a caregiver")
+        self.caregiver = QComboBox()
+        for caregiver_id, name in vm.caregiver_choices():
+            self.caregiver.addItem(name, caregiver_id)
+        self.days = QSpinBox()
+        self.days.setRange(1, 365)
+        self.days.setValue(30)
+        self.days.setSuffix(" days")
+        self.permission = QCheckBox("The patient has given permission (asked in person)")
+        self.current = QListWidget()
+        self.revoke = QPushButton("&Revoke selected")
+        self.revoke.clicked.connect(self._revoke)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b3261e")
+        buttons = QDialogButtonBox()
+        self.grant = buttons.addButton("&Grant access", QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        buttons.accepted.connect(self._grant)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("&Caregiver", self.caregiver)
+        form.addRow("&Until", self.days)
+        form.addRow("", self.permission)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Current delegations"))
+        layout.addWidget(self.current)
+        layout.addWidget(self.revoke)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self._list()
+
+    def _list(self) -> None:
+        self.current.clear()
+        for d in self.vm.delegations():
+            state = "revoked" if d.revoked else f"until {d.expires_at:%Y-%m-%d %H:%M} UTC"
+            item = QListWidgetItem(f"{d.delegate_id} — {state} (granted by {d.granted_by})")
+            item.setData(256, d.id)
+            self.current.addItem(item)
+
+    def _grant(self) -> None:
+        self.error.setText(self.vm.grant_delegation(self.caregiver.currentData(), self.days.value(),
+                                                    self.permission.isChecked()))
+        self._list()
+
+    def _revoke(self) -> None:
+        item = self.current.currentItem()
+        if item is not None:
+            self.error.setText(self.vm.revoke_delegation(item.data(256)))
+            self._list()
