@@ -15,6 +15,15 @@ from .store import Patient, Store
 from .users import SignedInUser
 
 ALLOW = "EFFECT_ALLOW"
+_WHO = "the patient's assigned physician or an engineer of the device's manufacturer"
+FIRMWARE_REASONS = {
+    "request_firmware_update": f"A firmware update is requested by {_WHO}, and only when none is in progress.",
+    "approve_firmware_update": "Approval needs a pending request and both a physician and a manufacturer engineer; "
+                               "nobody approves their own request or approves twice.",
+    "reject_firmware_update": f"Only {_WHO} can reject an update, while it is in progress.",
+    "schedule_firmware_update": f"Only {_WHO} can schedule an update, once both approvals are in.",
+    "apply_firmware_update": f"Only {_WHO} can record an update as applied, once it is scheduled.",
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class AccessService:
             return "This record is sealed: only the patient, the attending physician or emergency access may open it."
         if roles & {"nurse", "physician", "er_physician"} and not here:
             return "This patient is at a hospital you do not work at."
+        if resource.kind == "device":
+            return FIRMWARE_REASONS.get(action, "Your role does not allow this for this device.")
         if action == "delegate_access":
             return ("Access can be delegated by the patient, or by the assigned physician with the patient's "
                     "permission recorded.")

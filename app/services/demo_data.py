@@ -57,6 +57,8 @@ STAFF = [
     ("nurse_omar", "Omar Falk", "nurse", ["h2"], {}),
     ("er_eli", "Dr. Eli Sato", "er_physician", ["h1"], {}),
     ("eng_max", "Max Holt (Acme Cardio)", "manufacturer_engineer", [], {"manufacturer_id": "m_acme"}),
+    ("eng_vic", "Vic Brenner (Acme Cardio vendor support)", "manufacturer_engineer", [],
+     {"manufacturer_id": "m_acme"}),
     ("co_cora", "Cora Lindqvist", "compliance_officer", ["h1"], {}),
     ("admin_hal", "Hal Kerr", "hospital_admin", ["h1"], {}),
     ("gina", "Gina (granddaughter of patient p02)", "delegated_caregiver", [], {}),
@@ -105,6 +107,8 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
             if pid in SEED_PATIENTS:  # rooms 901 and 902 of the seed story, Dr. Aly attending
                 demo.patients[-1].update(_seed_patient(pid, today, team))
             manufacturer = rng.choice(list(MANUFACTURERS))
+            if pid in SEED_PATIENTS:
+                manufacturer = "m_acme"  # the seed's vendor support is Acme's
             demo.devices.append({
                 "id": f"d-{pid}", "patient_id": pid, "hospital_id": hospital, "manufacturer_id": manufacturer,
                 "model": rng.choice(MODELS[manufacturer]),

@@ -19,6 +19,7 @@ from .access import AccessService, Decision
 from .break_glass import BreakGlassService, BreakGlassSession
 from .credentials import SecretStore, Session
 from .delegation import Delegation, DelegationService
+from .firmware import FirmwareService, FirmwareUpdate
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
 
@@ -110,6 +111,7 @@ class Workstation:
         self.session: Session | None = None
         self.break_glass = BreakGlassService(self.store, self.users, self.audit, self._break_glass_decision)
         self.delegations = DelegationService(self.store, self.audit, self._delegation_decision)
+        self.firmware = FirmwareService(self.store, self.audit, self._device_decision)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -182,6 +184,30 @@ class Workstation:
             return False, "There is no such patient.", ""
         resource = self.access.record(patient, patient_permission=permission)
         decision = self.access.decide(user, resource, ["delegate_access"])["delegate_access"]
+        return decision.allowed, decision.reason, decision.rule
+
+    def firmware_decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
+        """What the device panel may offer for the current update (each a decision)."""
+        user = self.as_policies_see(user)
+        update = self.firmware.current(device_id)
+        actions = ["request_firmware_update", "approve_firmware_update", "reject_firmware_update",
+                   "schedule_firmware_update", "apply_firmware_update"]
+        return {a: Decision(a, *self._device_decision(user, device_id, a, update)) for a in actions}
+
+    def _device_decision(self, user: SignedInUser, device_id: str, action: str,
+                         update: FirmwareUpdate | None) -> tuple[bool, str, str]:
+        rows = list(self.store.db["devices"].rows_where("id = ?", [device_id]))
+        device = rows[0] if rows else None
+        patient = self.store.patient(device["patient_id"]) if device else None
+        if device is None or patient is None:
+            return False, "There is no such device.", ""
+        attrs: dict[str, Any] = {"patient_id": patient.id, "hospital_id": patient.hospital_id,
+                                 "manufacturer_id": device["manufacturer_id"], "care_team": list(patient.care_team),
+                                 "assigned_physicians": list(patient.assigned_physicians)}
+        if update is not None:
+            attrs["update"] = update.attribute()
+        resource = Resource("device", device_id, attrs)
+        decision = self.access.decide(self.as_policies_see(user), resource, [action])[action]
         return decision.allowed, decision.reason, decision.rule
 
     def find_by_mrn(self, mrn: str) -> str | None:
