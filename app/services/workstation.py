@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from .access import AccessService, Decision
 from .break_glass import BreakGlassService, BreakGlassSession
 from .credentials import SecretStore, Session
 from .delegation import Delegation, DelegationService
-from .firmware import FirmwareService, FirmwareUpdate
+from .firmware import FirmwareRefused, FirmwareService, FirmwareUpdate
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
 
@@ -64,6 +64,8 @@ class RecordView:
     notes: list[dict[str, Any]]
     history: list[dict[str, Any]]
     decisions: dict[str, Decision] = field(default_factory=dict)
+    firmware: FirmwareUpdate | None = None
+    firmware_decisions: dict[str, Decision] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,28 @@ class Workstation:
             series.append(Series(code, display, unit, low, high, points))
         history = self._history(user, patient) if decisions["view_history"].allowed else []
         notes = list(self.store.db["notes"].rows_where("patient_id = ?", [patient_id], order_by="time desc"))
-        return RecordView(patient, self.store.device_for(patient_id), series, notes, history, decisions)
+        device = self.store.device_for(patient_id)
+        firmware = self.firmware.current(device["id"]) if device else None
+        firmware_decisions = self.firmware_decisions(user, device["id"]) if device else {}
+        return RecordView(patient, device, series, notes, history, decisions, firmware, firmware_decisions)
+
+    def firmware_step(self, user: SignedInUser, action: str, device_id: str, value: str = "") -> FirmwareUpdate:
+        """One step of a firmware update from the device panel (raises FirmwareRefused)."""
+        user = self.as_policies_see(user)
+        if action == "request_firmware_update":
+            return self.firmware.request(user, device_id, value)
+        update = self.firmware.current(device_id)
+        if update is None:
+            raise FirmwareRefused("There is no firmware update for this device.")
+        if action == "approve_firmware_update":
+            return self.firmware.approve(user, update.id)
+        if action == "reject_firmware_update":
+            return self.firmware.reject(user, update.id, value)
+        if action == "schedule_firmware_update":
+            return self.firmware.schedule(user, update.id, datetime.now(UTC) + timedelta(days=1))
+        if action == "apply_firmware_update":
+            return self.firmware.mark_applied(user, update.id)
+        raise FirmwareRefused(f"Unknown firmware step {action!r}.")
 
     def _history(self, user: SignedInUser, patient: Patient) -> list[dict[str, Any]]:
         """History entries one by one: a delegate's history is limited by policy."""

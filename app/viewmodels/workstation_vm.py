@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.services.access import Decision
 from app.services.break_glass import WARN_BEFORE, BreakGlassRefused, BreakGlassSession
 from app.services.delegation import Delegation, DelegationRefused
+from app.services.firmware import FirmwareRefused
 from app.services.users import SignedInUser
 from app.services.workstation import PatientRow, RecordView, Status, Workstation
 
@@ -192,6 +193,19 @@ class WorkstationViewModel(QObject):
             self.message.emit(f"No patient has the MRN {mrn.strip()}.")
             return
         self.open_patient(patient_id)
+
+    # -- firmware ---------------------------------------------------------------------------------
+
+    def firmware_step(self, action: str, value: str = "") -> str:
+        """A step of the open record's device update; returns why not, or "" (and re-renders)."""
+        if self.user is None or self.record is None or self.record.device is None:
+            return "Open the patient's record first."
+        try:
+            self.workstation.firmware_step(self.user, action, self.record.device["id"], value)
+        except FirmwareRefused as exc:
+            return str(exc)
+        self.open_patient(self.record.patient.id)
+        return ""
 
     # -- delegation -------------------------------------------------------------------------------
 

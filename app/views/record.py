@@ -7,7 +7,9 @@ from __future__ import annotations
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QPlainTextEdit,
     QPushButton,
@@ -21,6 +23,14 @@ from app.viewmodels.workstation_vm import Refusal, WorkstationViewModel
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
 from app.views.telemetry_chart import TelemetryChart
+
+FIRMWARE_STEPS = {
+    "request_firmware_update": "Request &update",
+    "approve_firmware_update": "&Approve",
+    "reject_firmware_update": "Re&ject",
+    "schedule_firmware_update": "S&chedule",
+    "apply_firmware_update": "Mark a&pplied",
+}
 
 
 class RecordViewWidget(QScrollArea):
@@ -71,12 +81,7 @@ class RecordViewWidget(QScrollArea):
         banner.setObjectName("banner")
         layout.addWidget(banner)
         if record.device:
-            d = record.device
-            device = QGroupBox("Implanted device")
-            QVBoxLayout(device).addWidget(QLabel(
-                f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
-                f"implanted {d['implanted_on']}"))
-            layout.addWidget(device)
+            layout.addWidget(self._device(record))
         charts = QGroupBox("Remote monitoring, last 30 days (shaded: normal range; ✕: out of range)")
         grid = QGridLayout(charts)
         for i, series in enumerate(record.series):
@@ -94,6 +99,53 @@ class RecordViewWidget(QScrollArea):
         layout.addWidget(self._notes(record))
         layout.addStretch(1)
         self.setWidget(body)
+
+    def _device(self, record: RecordView) -> QGroupBox:
+        """The device, its firmware, the update in progress and the steps this user may take."""
+        d, update = record.device, record.firmware
+        box = QGroupBox("Implanted device")
+        column = QVBoxLayout(box)
+        column.addWidget(QLabel(f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
+                                f"implanted {d['implanted_on']}"))
+        if update is not None:
+            approvals = ", ".join(f"{a['by']} ({a['role'].replace('_', ' ')})" for a in update.approvals) or "none yet"
+            self.firmware_state = QLabel(f"Firmware update to <b>{update.target_version}</b>: "
+                                         f"<b>{update.state.replace('_', ' ')}</b> · requested by "
+                                         f"{update.requested_by} · approvals: {approvals}")
+            column.addWidget(self.firmware_state)
+        row = QHBoxLayout()
+        self.firmware_version = QLineEdit()
+        self.firmware_version.setPlaceholderText("Target version")
+        self.firmware_buttons: dict[str, QPushButton] = {}
+        reasons = []
+        for action, label in FIRMWARE_STEPS.items():
+            decision = record.firmware_decisions.get(action)
+            button = QPushButton(label)
+            button.setEnabled(decision is not None and decision.allowed)
+            if decision is not None and not decision.allowed:
+                button.setToolTip(decision.reason)
+                if update is not None and update.state in ("requested", "approved_by_one") and \
+                        action == "approve_firmware_update":
+                    reasons.append(decision.reason)
+            button.clicked.connect(lambda _=False, a=action: self._firmware(a))
+            self.firmware_buttons[action] = button
+            if action == "request_firmware_update":
+                self.firmware_version.setEnabled(button.isEnabled())
+                row.addWidget(self.firmware_version)
+            row.addWidget(button)
+        column.addLayout(row)
+        self.firmware_message = QLabel(" ".join(reasons))
+        self.firmware_message.setWordWrap(True)
+        column.addWidget(self.firmware_message)
+        return box
+
+    def _firmware(self, action: str) -> None:
+        value = self.firmware_version.text() if action == "request_firmware_update" else ""
+        if action == "reject_firmware_update":
+            value = "Rejected from the device panel."
+        problem = self.vm.firmware_step(action, value)
+        if problem:
+            self.firmware_message.setText(problem)
 
     def _actions(self, record: RecordView) -> QGroupBox:
         """Record actions, each enabled by its decision; a refused one says why beside it."""

@@ -301,3 +301,19 @@ def test_a_nurse_sees_why_she_cannot_delegate(qtbot, window: MainWindow) -> None
     sign_in(qtbot, window, "nurse_nia")
     window.patients._open(0, 0)
     assert not window.record.delegate.isEnabled() and "assigned physician" in window.record.delegate_reason.text()
+
+
+def test_device_panel_firmware_request_and_dual_approval(qtbot, window: MainWindow) -> None:
+    """Vendor support has requested an update for room 902's pacemaker (demo data); Dr. Aly approves
+    from the panel, then the requester's own approval is refused with the reason."""
+    sign_in(qtbot, window, "dr_aly")
+    window.vm.open_patient("p02")
+    assert "requested" in window.record.firmware_state.text()
+    assert not window.record.firmware_buttons["request_firmware_update"].isEnabled()  # one at a time
+    approve = window.record.firmware_buttons["approve_firmware_update"]
+    assert approve.isEnabled()
+    qtbot.mouseClick(approve, Qt.MouseButton.LeftButton)
+    assert "approved by one" in window.record.firmware_state.text()
+    assert not window.record.firmware_buttons["approve_firmware_update"].isEnabled()
+    assert "approves twice" in window.record.firmware_message.text()
+    assert [r.event_type for r in window.vm.workstation.audit.records() if r.kind == "event"] == ["firmware_approved"]
