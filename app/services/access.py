@@ -16,6 +16,13 @@ from .users import SignedInUser
 
 ALLOW = "EFFECT_ALLOW"
 _WHO = "the patient's assigned physician or an engineer of the device's manufacturer"
+EXPORT_REASONS = {
+    "physician": "An export needs the patient's consent in force and a reason of at least 10 characters; "
+                 "only the assigned physician exports identified data.",
+    "manufacturer_engineer": "Engineers export de-identified data of their own manufacturer's devices, and only "
+                             "with the patient's consent in force.",
+    "patient": "You can export your own record only.",
+}
 FIRMWARE_REASONS = {
     "request_firmware_update": f"A firmware update is requested by {_WHO}, and only when none is in progress.",
     "approve_firmware_update": "Approval needs a pending request and both a physician and a manufacturer engineer; "
@@ -32,6 +39,7 @@ class Decision:
     allowed: bool
     reason: str  # empty when allowed
     rule: str = ""
+    outputs: tuple[dict[str, Any], ...] = ()  # the policy's outputs for this action ({src, val})
 
 
 class NoPolicies(Exception):
@@ -64,7 +72,8 @@ class AccessService:
             reason = self.no_policy_reason()
             return {a: Decision(a, False, reason) for a in actions}
         out = engine.check(CheckInput(self.principal(user), resource, actions))
-        return {a: Decision(a, e.effect == ALLOW, "" if e.effect == ALLOW else self.explain(user, resource, a), e.rule)
+        return {a: Decision(a, e.effect == ALLOW, "" if e.effect == ALLOW else self.explain(user, resource, a), e.rule,
+                            tuple({"src": o.src, "val": o.val} for o in out.outputs if o.action == a))
                 for a, e in out.actions.items()}
 
     def visible_patients(self, user: SignedInUser, patients: list[Patient] | None = None) -> list[Patient]:
@@ -102,6 +111,8 @@ class AccessService:
         roles, attrs = set(user.roles), resource.attr
         here = attrs.get("hospital_id") in user.attributes.get("hospital_ids", [])
         on_team = user.id in attrs.get("care_team", []) or user.id in attrs.get("assigned_physicians", [])
+        if action == "export":
+            return EXPORT_REASONS.get(next(iter(roles), ""), "Your role does not export patient data.")
         if roles & {"compliance_officer", "hospital_admin"} and resource.kind == "patient_record":
             return "Your role reviews reports and recorded events, not patient charts."
         if "manufacturer_engineer" in roles and resource.kind == "patient_record":

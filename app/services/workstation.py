@@ -17,8 +17,10 @@ from authz.sync import PolicySync
 
 from .access import AccessService, Decision
 from .break_glass import BreakGlassService, BreakGlassSession
+from .consent import Consent, ConsentService
 from .credentials import SecretStore, Session
 from .delegation import Delegation, DelegationService
+from .export import ExportResult, ExportService
 from .firmware import FirmwareRefused, FirmwareService, FirmwareUpdate
 from .store import Patient, Store, observation_catalogue
 from .users import DemoUserDirectory, SignedInUser
@@ -114,6 +116,8 @@ class Workstation:
         self.break_glass = BreakGlassService(self.store, self.users, self.audit, self._break_glass_decision)
         self.delegations = DelegationService(self.store, self.audit, self._delegation_decision)
         self.firmware = FirmwareService(self.store, self.audit, self._device_decision)
+        self.consents = ConsentService(self.store, self.audit, self._may_view)
+        self.exports = ExportService(self.store, self.audit, self._export_decision)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -211,6 +215,37 @@ class Workstation:
         resource = Resource("device", device_id, attrs)
         decision = self.access.decide(self.as_policies_see(user), resource, [action])[action]
         return decision.allowed, decision.reason, decision.rule
+
+    def _may_view(self, user: SignedInUser, patient_id: str) -> bool:
+        patient = self.store.patient(patient_id)
+        return patient is not None and self.access.decide(self.as_policies_see(user), self.access.record(patient),
+                                                          ["view"])["view"].allowed
+
+    def record_consent(self, user: SignedInUser, patient_id: str, given_by: str, expires_at: datetime,
+                       scope: str = "export") -> Consent:
+        return self.consents.record(self.as_policies_see(user), patient_id, scope, given_by, expires_at)
+
+    def export(self, user: SignedInUser, patient_id: str, *, deidentified: bool, reason: str, fmt: str,
+               directory: Path, progress: Any = None) -> ExportResult:
+        return self.exports.export(self.as_policies_see(user), patient_id, deidentified=deidentified, reason=reason,
+                                   fmt=fmt, directory=directory, progress=progress)
+
+    def _export_decision(self, user: SignedInUser, patient_id: str, reason: str,
+                         deidentified: bool) -> tuple[bool, str, str, list[dict[str, Any]]]:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return False, "There is no such patient.", "", []
+        extra: dict[str, Any] = {"deidentified": deidentified}
+        consent = self.consents.current(patient_id)
+        if consent is not None:
+            extra["consent"] = consent.attribute()
+        if reason:
+            extra["export_reason"] = reason
+        device = self.store.device_for(patient_id)
+        if device is not None:
+            extra["manufacturer_id"] = device["manufacturer_id"]
+        decision = self.access.decide(user, self.access.record(patient, **extra), ["export"])["export"]
+        return decision.allowed, decision.reason, decision.rule, list(decision.outputs)
 
     def find_by_mrn(self, mrn: str) -> str | None:
         """The patient id for an exact MRN (what the ER types from a wristband), or None."""
