@@ -4,6 +4,7 @@ hospital on first run. Views never touch it; the service layer reads it and hand
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class Store:
         """Opens the store, creating it with ``demo`` (by default the demo hospital) on first use."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(path)
+        # one connection, shared with worker threads (exports, reports): SQLite serializes its use
+        self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
         if "meta" not in self.db.table_names():
             self.seed(demo or generate())
 

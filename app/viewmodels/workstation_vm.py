@@ -3,16 +3,20 @@ signals the views render. Every piece of data it emits was decided by the servic
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Decision
 from app.services.break_glass import WARN_BEFORE, BreakGlassRefused, BreakGlassSession
+from app.services.consent import ConsentRefused
 from app.services.delegation import Delegation, DelegationRefused
+from app.services.export import ExportRefused
 from app.services.firmware import FirmwareRefused
 from app.services.users import SignedInUser
 from app.services.workstation import PatientRow, RecordView, Status, Workstation
@@ -79,6 +83,8 @@ class WorkstationViewModel(QObject):
     record_changed = Signal(object)  # RecordView | None
     status_changed = Signal(object)  # Status
     message = Signal(str)  # something the user must read (a denial, an error)
+    export_progress = Signal(int, int)  # done, total
+    export_finished = Signal(object)  # ExportResult, or why not (str)
     record_denied = Signal(object)  # Refusal: why the record just asked for is not shown
     emergency_changed = Signal(object)  # BreakGlassSession | None
     emergency_countdown = Signal(int, bool)  # seconds left, ending soon
@@ -193,6 +199,45 @@ class WorkstationViewModel(QObject):
             self.message.emit(f"No patient has the MRN {mrn.strip()}.")
             return
         self.open_patient(patient_id)
+
+    # -- consent and export -----------------------------------------------------------------------
+
+    def record_consent(self, given_by: str, days: int) -> str:
+        if self.user is None or self.record is None:
+            return "Open the patient's record first."
+        try:
+            self.workstation.record_consent(self.user, self.record.patient.id, given_by,
+                                            datetime.now(UTC) + timedelta(days=days))
+        except ConsentRefused as exc:
+            return str(exc)
+        self.open_patient(self.record.patient.id)
+        return ""
+
+    def export_is_deidentified(self) -> bool:
+        return self.user is not None and self.workstation.exports_deidentified(self.user)
+
+    def start_export(self, reason: str, fmt: str, directory: Path) -> None:
+        """Runs the export on a worker thread; progress and the outcome arrive as signals."""
+        if self.user is None or self.record is None:
+            self.export_finished.emit("Open the patient's record first.")
+            return
+        user, patient_id, deidentified = self.user, self.record.patient.id, self.export_is_deidentified()
+
+        def work() -> None:
+            try:
+                result = self.workstation.export(user, patient_id, deidentified=deidentified, reason=reason, fmt=fmt,
+                                                 directory=directory, progress=self.export_progress.emit)
+            except ExportRefused as exc:
+                self.export_finished.emit(str(exc))
+            except OSError as exc:
+                self.export_finished.emit(f"The export could not be written: {exc}")
+            else:
+                self.export_finished.emit(result)
+
+        threading.Thread(target=work, name="export", daemon=True).start()
+
+    def default_export_directory(self) -> Path:
+        return self.workstation.data_dir / "exports"
 
     # -- firmware ---------------------------------------------------------------------------------
 

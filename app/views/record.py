@@ -22,6 +22,7 @@ from app.services.workstation import RecordView
 from app.viewmodels.workstation_vm import Refusal, WorkstationViewModel
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
+from app.views.export_dialog import ConsentDialog, ExportDialog
 from app.views.telemetry_chart import TelemetryChart
 
 FIRMWARE_STEPS = {
@@ -160,7 +161,28 @@ class RecordViewWidget(QScrollArea):
             self.delegate_reason = QLabel(decision.reason)
             self.delegate_reason.setWordWrap(True)
             column.addWidget(self.delegate_reason)
+        self.consent = QPushButton("Record the patient's &consent to export…")
+        self.consent.clicked.connect(self.open_consent)
+        column.addWidget(self.consent)
+        self.export = QPushButton("E&xport…")
+        self.export.clicked.connect(self.open_export)
+        export = record.decisions.get("export")
+        self.export.setEnabled(export is not None and export.allowed)
+        self.export_reason = QLabel("" if export is None or export.allowed else export.reason)
+        self.export_reason.setWordWrap(True)
+        column.addWidget(self.export)
+        column.addWidget(self.export_reason)
         return box
+
+    def open_consent(self) -> ConsentDialog:
+        self.consent_dialog = ConsentDialog(self.vm, self)
+        self.consent_dialog.open()
+        return self.consent_dialog
+
+    def open_export(self) -> ExportDialog:
+        self.export_dialog = ExportDialog(self.vm, self)
+        self.export_dialog.open()
+        return self.export_dialog
 
     def open_delegation(self) -> DelegationDialog:
         self.delegation_dialog = DelegationDialog(self.vm, self)

@@ -317,3 +317,24 @@ def test_device_panel_firmware_request_and_dual_approval(qtbot, window: MainWind
     assert not window.record.firmware_buttons["approve_firmware_update"].isEnabled()
     assert "approves twice" in window.record.firmware_message.text()
     assert [r.event_type for r in window.vm.workstation.audit.records() if r.kind == "event"] == ["firmware_approved"]
+
+
+def test_consent_then_export_runs_off_the_ui_thread_with_progress(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    sign_in(qtbot, window, "dr_aly")
+    window.vm.open_patient("p02")
+    assert not window.record.export.isEnabled() and "consent" in window.record.export_reason.text()
+    consent = window.record.open_consent()
+    qtbot.keyClicks(consent.given_by, "Patient p02 (signed on the tablet)")
+    qtbot.mouseClick(consent.save, Qt.MouseButton.LeftButton)
+    assert window.record.export.isEnabled()
+    dialog = window.record.open_export()
+    qtbot.keyClicks(dialog.reason, "Referral to the electrophysiology clinic")
+    dialog.directory.setText(str(tmp_path / "exports"))
+    with qtbot.waitSignal(window.vm.export_finished, timeout=10_000):
+        qtbot.mouseClick(dialog.start, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Exported to" in dialog.result.text())
+    assert dialog.progress.value() == dialog.progress.maximum() == 3
+    files = list((tmp_path / "exports").iterdir())
+    assert len(files) == 1 and files[0].name.endswith(".fhir.json")
+    events = [r.event_type for r in window.vm.workstation.audit.records() if r.kind == "event"]
+    assert events == ["consent_recorded", "export"]
