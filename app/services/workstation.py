@@ -17,6 +17,7 @@ from authz.sync import PolicySync
 
 from .access import AccessService, Decision
 from .break_glass import BreakGlassService, BreakGlassSession
+from .compliance import ComplianceService
 from .consent import Consent, ConsentService
 from .credentials import SecretStore, Session
 from .delegation import Delegation, DelegationService
@@ -118,6 +119,7 @@ class Workstation:
         self.firmware = FirmwareService(self.store, self.audit, self._device_decision)
         self.consents = ConsentService(self.store, self.audit, self._may_view)
         self.exports = ExportService(self.store, self.audit, self._export_decision)
+        self.compliance = ComplianceService(self.store, self.audit, self._decide_one)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -215,6 +217,9 @@ class Workstation:
         resource = Resource("device", device_id, attrs)
         decision = self.access.decide(self.as_policies_see(user), resource, [action])[action]
         return decision.allowed, decision.reason, decision.rule
+
+    def _decide_one(self, user: SignedInUser, resource: Resource, action: str) -> Decision:
+        return self.access.decide(self.as_policies_see(user), resource, [action])[action]
 
     def _may_view(self, user: SignedInUser, patient_id: str) -> bool:
         patient = self.store.patient(patient_id)
