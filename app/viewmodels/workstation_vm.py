@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Decision
 from app.services.break_glass import WARN_BEFORE, BreakGlassRefused, BreakGlassSession
+from app.services.compliance import ReviewItem, ReviewRefused
 from app.services.consent import ConsentRefused
 from app.services.delegation import Delegation, DelegationRefused
 from app.services.export import ExportRefused
@@ -83,6 +84,7 @@ class WorkstationViewModel(QObject):
     record_changed = Signal(object)  # RecordView | None
     status_changed = Signal(object)  # Status
     message = Signal(str)  # something the user must read (a denial, an error)
+    report_ready = Signal(object)  # Report, or why not (str)
     export_progress = Signal(int, int)  # done, total
     export_finished = Signal(object)  # ExportResult, or why not (str)
     record_denied = Signal(object)  # Refusal: why the record just asked for is not shown
@@ -199,6 +201,43 @@ class WorkstationViewModel(QObject):
             self.message.emit(f"No patient has the MRN {mrn.strip()}.")
             return
         self.open_patient(patient_id)
+
+    # -- compliance -------------------------------------------------------------------------------
+
+    def workspace(self) -> str:
+        """"compliance" for reviewers (compliance officers, hospital admins), else "clinical"."""
+        roles = set(self.user.roles) if self.user else set()
+        return "compliance" if roles & {"compliance_officer", "hospital_admin"} else "clinical"
+
+    def reminders(self) -> list[str]:
+        return self.workstation.compliance.reminders_for(self.user) if self.user else []
+
+    def review_queue(self) -> list[ReviewItem]:
+        return self.workstation.compliance.queue(self.user) if self.user else []
+
+    def review_step(self, event_id: str, step: str, comment: str) -> str:
+        if self.user is None:
+            return "Sign in first."
+        try:
+            self.workstation.compliance.annotate(self.user, event_id, step, comment)
+        except ReviewRefused as exc:
+            return str(exc)
+        return ""
+
+    def hospital_of_user(self) -> str:
+        return (self.user.attributes.get("hospital_ids") or [""])[0] if self.user else ""
+
+    def start_report(self, report_type: str) -> None:
+        """Builds a report on a worker thread; the outcome arrives as ``report_ready``."""
+        user, hospital = self.user, self.hospital_of_user()
+
+        def work() -> None:
+            try:
+                self.report_ready.emit(self.workstation.compliance.report(user, report_type, hospital))
+            except ReviewRefused as exc:
+                self.report_ready.emit(str(exc))
+
+        threading.Thread(target=work, name="report", daemon=True).start()
 
     # -- consent and export -----------------------------------------------------------------------
 

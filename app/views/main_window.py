@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.services.workstation import Status
 from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.compliance import ComplianceView
 from app.views.patient_list import PatientListView
 from app.views.record import RecordViewWidget
 from app.views.sign_in import SignInView
@@ -108,6 +109,18 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.sign_in)
         self.stack.addWidget(work)
+        self.compliance = ComplianceView(vm)
+        reviewer = QWidget()
+        reviewer_column = QVBoxLayout(reviewer)
+        self.reviewer_who = QLabel()
+        self.reviewer_switch = QPushButton("Switch &user / lock (Ctrl+L)")
+        self.reviewer_switch.clicked.connect(vm.sign_out)
+        reviewer_header = QHBoxLayout()
+        reviewer_header.addWidget(self.reviewer_who, 1)
+        reviewer_header.addWidget(self.reviewer_switch)
+        reviewer_column.addLayout(reviewer_header)
+        reviewer_column.addWidget(self.compliance, 1)
+        self.stack.addWidget(reviewer)
         self.setCentralWidget(self.stack)
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
@@ -127,14 +140,19 @@ class MainWindow(QMainWindow):
         return False
 
     def _on_signed_in(self, user: object) -> None:
-        self.stack.setCurrentIndex(1 if user is not None else 0)
         if user is None:
+            self.stack.setCurrentIndex(0)
             self.setWindowTitle("CCC Workstation")
             self.who.clear()
+            self.reviewer_who.clear()
             return
+        self.stack.setCurrentIndex(2 if self.vm.workspace() == "compliance" else 1)
         roles = ", ".join(r.replace("_", " ") for r in user.roles)
         self.setWindowTitle(f"CCC Workstation — {user.name}")
         self.who.setText(f"<b>{user.name}</b> · {roles}")
+        self.reviewer_who.setText(f"<b>{user.name}</b> · {roles}")
+        for reminder in self.vm.reminders():
+            self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
 
     def show_status(self, status: Status) -> None:
         self.status_label.setText(status.text)

@@ -338,3 +338,40 @@ def test_consent_then_export_runs_off_the_ui_thread_with_progress(qtbot, window:
     assert len(files) == 1 and files[0].name.endswith(".fhir.json")
     events = [r.event_type for r in window.vm.workstation.audit.records() if r.kind == "event"]
     assert events == ["consent_recorded", "export"]
+
+
+def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot, window: MainWindow,
+                                                                         tmp_path: Path) -> None:
+    ws = window.vm.workstation
+    eli = ws.start_emergency_access(ws.sign_in("er_eli", DEMO_PASSWORD), "p03", "BTG",
+                                    "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
+    ws.open_record(eli, "p03")
+    sign_in(qtbot, window, "co_cora")
+    assert window.stack.currentIndex() == 2
+    view = window.compliance
+    assert view.table.rowCount() == 1 and "needs review" in view.table.item(0, 0).text()
+    view.table.setCurrentCell(0, 0)
+    assert "Collapsed in the ER" in view.detail.text() and "accesses under it: 1" in view.detail.text()
+    qtbot.keyClicks(view.comment, "Accepted: documented emergency.")
+    qtbot.mouseClick(view.step_buttons["review_accepted"], Qt.MouseButton.LeftButton)
+    assert view.table.item(0, 0).text() == "accepted" and "Recorded" in view.message.text()
+    view.setCurrentIndex(1)
+    view.report_type.setCurrentIndex(view.report_type.findData("break_glass"))
+    with qtbot.waitSignal(window.vm.report_ready, timeout=10_000):
+        qtbot.mouseClick(view.generate, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.report is not None)
+    assert dict(view.report.rows) == {"break_glass_started": 1}
+    pdf = view.export_pdf(str(tmp_path / "bg.pdf"))
+    assert Path(pdf).read_bytes()[:5] == b"%PDF-"
+
+
+def test_hospital_admin_sees_the_queue_but_only_usage_reports(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "admin_hal")
+    view = window.compliance
+    assert window.stack.currentIndex() == 2
+    assert not view.step_buttons["review_accepted"].isEnabled()
+    view.report_type.setCurrentIndex(view.report_type.findData("break_glass"))
+    with qtbot.waitSignal(window.vm.report_ready, timeout=10_000):
+        qtbot.mouseClick(view.generate, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "usage reports only" in view.report_message.text())
+    assert view.report is None and not view.pdf.isEnabled()
