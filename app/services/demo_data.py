@@ -66,15 +66,17 @@ STAFF = [
 ]
 
 
-# The seed story's patients: (sex, age in years).
-SEED_PATIENTS = {"p01": ("male", 58), "p02": ("female", 78)}
+# The seed story's patients: (sex, age in years, attending). Rooms 901 and 902 are Dr. Aly's; the
+# man admitted to the ER at 9:30 (p03, flagged as an emergency) is not under her care.
+SEED_PATIENTS = {"p01": ("male", 58, "dr_aly"), "p02": ("female", 78, "dr_aly"), "p03": ("male", 55, "dr_ben")}
 
 
 def _seed_patient(pid: str, today: date, team: list[str]) -> dict[str, Any]:
-    sex, age = SEED_PATIENTS[pid]
+    sex, age, attending = SEED_PATIENTS[pid]
     born = date(today.year - age, 3, 14)
-    return {"sex": sex, "birth_date": born.isoformat(), "assigned_physicians": ["dr_aly"],
-            "care_team": sorted({"dr_aly", "nurse_nia", *team})}
+    care_team = {attending, "nurse_nia", *team} - ({"dr_aly"} if attending != "dr_aly" else set())
+    return {"sex": sex, "birth_date": born.isoformat(), "assigned_physicians": [attending],
+            "care_team": sorted(care_team)}
 
 
 def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | None = None) -> DemoHospital:
@@ -104,7 +106,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 "sealed": number in (5, 25), "emergency": number == 3,
                 "consent_export": number in (2, 7, 11),
             })
-            if pid in SEED_PATIENTS:  # rooms 901 and 902 of the seed story, Dr. Aly attending
+            if pid in SEED_PATIENTS:  # the patients of the seed story
                 demo.patients[-1].update(_seed_patient(pid, today, team))
             manufacturer = rng.choice(list(MANUFACTURERS))
             if pid in SEED_PATIENTS:

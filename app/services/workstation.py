@@ -297,7 +297,7 @@ class Workstation:
         """Everything the record screen shows, after the audited decision that allows it."""
         user = self.as_policies_see(user)
         patient = self.access.open_record(user, patient_id)
-        resource = self.access.record(patient, note_type=NOTE_TYPE_FOR_ROLE.get(user.roles[0], "basic"))
+        resource = self.access.record(patient, note_type=self._note_type(user, patient_id))
         decisions = self.access.decide(user, resource, RECORD_ACTIONS)
         # the export button: would this user's kind of export be allowed with a reason given?
         decisions["export"] = self._export_preview(user, patient)
@@ -345,6 +345,14 @@ class Workstation:
                 entries.append(entry)
         return entries
 
+    @staticmethod
+    def _note_type(user: SignedInUser, patient_id: str) -> str:
+        """The note this user writes here: an emergency note under break-glass for this patient,
+        otherwise the note of their role."""
+        if user.attributes.get("break_glass", {}).get("patient_id") == patient_id:
+            return "emergency"
+        return NOTE_TYPE_FOR_ROLE.get(user.roles[0], "basic")
+
     def save_note(self, user: SignedInUser, patient_id: str, text: str) -> dict[str, Any]:
         """Saves a note after a policy check; the audit record is committed with it."""
         user = self.as_policies_see(user)
@@ -353,7 +361,7 @@ class Workstation:
             raise PermissionError("There is no such patient.")
         if not text.strip():
             raise ValueError("The note is empty.")
-        note_type = NOTE_TYPE_FOR_ROLE.get(user.roles[0], "basic")
+        note_type = self._note_type(user, patient_id)
         resource = self.access.record(patient, note_type=note_type)
         decision = self.access.decide(user, resource, ["edit_clinical_notes"])["edit_clinical_notes"]
         if not decision.allowed:

@@ -19,24 +19,9 @@ from app.services.users import DEMO_PASSWORD  # noqa: E402
 from app.services.workstation import Workstation  # noqa: E402
 from app.viewmodels.workstation_vm import WorkstationViewModel  # noqa: E402
 from app.views.main_window import MainWindow  # noqa: E402
+from tests.app.helpers import sign_in  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path) -> MainWindow:
-    vm = WorkstationViewModel(Workstation(tmp_path / "data"))
-    w = MainWindow(vm)
-    qtbot.addWidget(w)
-    w.show()
-    return w
-
-
-def sign_in(qtbot, w: MainWindow, user_id: str, password: str = DEMO_PASSWORD) -> None:
-    combo = w.sign_in.user
-    combo.setCurrentIndex(combo.findData(user_id))
-    qtbot.keyClicks(w.sign_in.password, password)
-    qtbot.keyClick(w.sign_in.password, Qt.Key.Key_Return)
 
 
 def test_wrong_password_is_refused(qtbot, window: MainWindow) -> None:
