@@ -72,6 +72,17 @@ class RecordView:
 
 
 @dataclass(frozen=True)
+class DeviceRow:
+    """A device as a manufacturer's engineer sees it: no patient identifiers, its firmware and update."""
+
+    device_id: str
+    patient_id: str  # internal key only, for the de-identified export; never shown
+    model: str
+    firmware_version: str
+    update: FirmwareUpdate | None
+
+
+@dataclass(frozen=True)
 class Status:
     policy_version: str
     policy_age: str  # "3 h", "2 d"; "" for the bundled policies
@@ -193,6 +204,16 @@ class Workstation:
         resource = self.access.record(patient, patient_permission=permission)
         decision = self.access.decide(user, resource, ["delegate_access"])["delegate_access"]
         return decision.allowed, decision.reason, decision.rule
+
+    def device_rows(self, user: SignedInUser) -> list[DeviceRow]:
+        """The devices whose data this user may view (each decided by the device policy)."""
+        user = self.as_policies_see(user)
+        rows = []
+        for device in self.store.db["devices"].rows_where(order_by="id"):
+            if self._device_decision(user, device["id"], "view_device_data", None)[0]:
+                rows.append(DeviceRow(device["id"], device["patient_id"], device["model"],
+                                      device["firmware_version"], self.firmware.current(device["id"])))
+        return rows
 
     def firmware_decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
         """What the device panel may offer for the current update (each a decision)."""

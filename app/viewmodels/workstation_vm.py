@@ -20,7 +20,7 @@ from app.services.delegation import Delegation, DelegationRefused
 from app.services.export import ExportRefused
 from app.services.firmware import FirmwareRefused
 from app.services.users import SignedInUser
-from app.services.workstation import PatientRow, RecordView, Status, Workstation
+from app.services.workstation import DeviceRow, PatientRow, RecordView, Status, Workstation
 
 
 @dataclass(frozen=True)
@@ -205,9 +205,11 @@ class WorkstationViewModel(QObject):
     # -- compliance -------------------------------------------------------------------------------
 
     def workspace(self) -> str:
-        """"compliance" for reviewers (compliance officers, hospital admins), else "clinical"."""
+        """"compliance" for reviewers, "engineering" for manufacturer engineers, else "clinical"."""
         roles = set(self.user.roles) if self.user else set()
-        return "compliance" if roles & {"compliance_officer", "hospital_admin"} else "clinical"
+        if roles & {"compliance_officer", "hospital_admin"}:
+            return "compliance"
+        return "engineering" if "manufacturer_engineer" in roles else "clinical"
 
     def reminders(self) -> list[str]:
         return self.workstation.compliance.reminders_for(self.user) if self.user else []
@@ -255,12 +257,14 @@ class WorkstationViewModel(QObject):
     def export_is_deidentified(self) -> bool:
         return self.user is not None and self.workstation.exports_deidentified(self.user)
 
-    def start_export(self, reason: str, fmt: str, directory: Path) -> None:
-        """Runs the export on a worker thread; progress and the outcome arrive as signals."""
-        if self.user is None or self.record is None:
+    def start_export(self, reason: str, fmt: str, directory: Path, patient_id: str | None = None) -> None:
+        """Runs the export (of the open record, or ``patient_id``) on a worker thread; progress and
+        the outcome arrive as signals."""
+        patient_id = patient_id or (self.record.patient.id if self.record else None)
+        if self.user is None or patient_id is None:
             self.export_finished.emit("Open the patient's record first.")
             return
-        user, patient_id, deidentified = self.user, self.record.patient.id, self.export_is_deidentified()
+        user, deidentified = self.user, self.export_is_deidentified()
 
         def work() -> None:
             try:
@@ -280,16 +284,25 @@ class WorkstationViewModel(QObject):
 
     # -- firmware ---------------------------------------------------------------------------------
 
-    def firmware_step(self, action: str, value: str = "") -> str:
-        """A step of the open record's device update; returns why not, or "" (and re-renders)."""
-        if self.user is None or self.record is None or self.record.device is None:
+    def firmware_step(self, action: str, value: str = "", device_id: str | None = None) -> str:
+        """A step of a device's update (by default the open record's); returns why not, or ""."""
+        if device_id is None and (self.record is None or self.record.device is None):
             return "Open the patient's record first."
+        if self.user is None:
+            return "Sign in first."
         try:
-            self.workstation.firmware_step(self.user, action, self.record.device["id"], value)
+            self.workstation.firmware_step(self.user, action, device_id or self.record.device["id"], value)
         except FirmwareRefused as exc:
             return str(exc)
-        self.open_patient(self.record.patient.id)
+        if device_id is None:
+            self.open_patient(self.record.patient.id)
         return ""
+
+    def device_rows(self) -> list[DeviceRow]:
+        return self.workstation.device_rows(self.user) if self.user else []
+
+    def firmware_decisions(self, device_id: str) -> dict[str, Decision]:
+        return self.workstation.firmware_decisions(self.user, device_id) if self.user else {}
 
     # -- delegation -------------------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ class ConsentDialog(QDialog):
 
 
 class ExportDialog(QDialog):
-    def __init__(self, vm: WorkstationViewModel, parent: object = None) -> None:
+    def __init__(self, vm: WorkstationViewModel, parent: object = None, patient_id: str | None = None) -> None:
         super().__init__(parent)
-        self.vm = vm
+        self.vm, self.patient_id = vm, patient_id
         kind = "de-identified (HIPAA Safe Harbor)" if vm.export_is_deidentified() else "identified"
         self.setWindowTitle(f"Export {kind} patient data")
         self.reason = QLineEdit()
@@ -93,7 +93,8 @@ class ExportDialog(QDialog):
     def submit(self) -> None:
         self.start.setEnabled(False)
         self.result.setText("Exporting…")
-        self.vm.start_export(self.reason.text(), self.format.currentData(), Path(self.directory.text()))
+        self.vm.start_export(self.reason.text(), self.format.currentData(), Path(self.directory.text()),
+                             self.patient_id)
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from app.services.workstation import Status
 from app.viewmodels.workstation_vm import WorkstationViewModel
 from app.views.compliance import ComplianceView
+from app.views.engineering import EngineeringView
 from app.views.patient_list import PatientListView
 from app.views.record import RecordViewWidget
 from app.views.sign_in import SignInView
@@ -97,6 +98,12 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.patients)
         splitter.addWidget(self.record)
         splitter.setSizes([520, 880])
+        self.compliance = ComplianceView(vm)
+        self.engineering = EngineeringView(vm)
+        self.workspaces = QStackedWidget()  # by role: clinical, compliance, engineering
+        self.workspace_pages = {"clinical": splitter, "compliance": self.compliance, "engineering": self.engineering}
+        for page in self.workspace_pages.values():
+            self.workspaces.addWidget(page)
         header = QHBoxLayout()
         header.addWidget(self.who, 1)
         header.addWidget(self.switch_user)
@@ -105,22 +112,10 @@ class MainWindow(QMainWindow):
         column.addWidget(self.emergency_banner)
         column.addWidget(self.idle_warning)
         column.addLayout(header)
-        column.addWidget(splitter, 1)
-        self.stack = QStackedWidget()
+        column.addWidget(self.workspaces, 1)
+        self.stack = QStackedWidget()  # sign-in, or the signed-in user's workspace
         self.stack.addWidget(self.sign_in)
         self.stack.addWidget(work)
-        self.compliance = ComplianceView(vm)
-        reviewer = QWidget()
-        reviewer_column = QVBoxLayout(reviewer)
-        self.reviewer_who = QLabel()
-        self.reviewer_switch = QPushButton("Switch &user / lock (Ctrl+L)")
-        self.reviewer_switch.clicked.connect(vm.sign_out)
-        reviewer_header = QHBoxLayout()
-        reviewer_header.addWidget(self.reviewer_who, 1)
-        reviewer_header.addWidget(self.reviewer_switch)
-        reviewer_column.addLayout(reviewer_header)
-        reviewer_column.addWidget(self.compliance, 1)
-        self.stack.addWidget(reviewer)
         self.setCentralWidget(self.stack)
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
@@ -144,13 +139,12 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentIndex(0)
             self.setWindowTitle("CCC Workstation")
             self.who.clear()
-            self.reviewer_who.clear()
             return
-        self.stack.setCurrentIndex(2 if self.vm.workspace() == "compliance" else 1)
+        self.stack.setCurrentIndex(1)
+        self.workspaces.setCurrentWidget(self.workspace_pages[self.vm.workspace()])
         roles = ", ".join(r.replace("_", " ") for r in user.roles)
         self.setWindowTitle(f"CCC Workstation — {user.name}")
         self.who.setText(f"<b>{user.name}</b> · {roles}")
-        self.reviewer_who.setText(f"<b>{user.name}</b> · {roles}")
         for reminder in self.vm.reminders():
             self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
 

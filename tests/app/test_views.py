@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -332,7 +332,7 @@ def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot,
                                     "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
     ws.open_record(eli, "p03")
     sign_in(qtbot, window, "co_cora")
-    assert window.stack.currentIndex() == 2
+    assert window.workspaces.currentWidget() is window.compliance
     view = window.compliance
     assert view.table.rowCount() == 1 and "needs review" in view.table.item(0, 0).text()
     view.table.setCurrentCell(0, 0)
@@ -353,10 +353,40 @@ def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot,
 def test_hospital_admin_sees_the_queue_but_only_usage_reports(qtbot, window: MainWindow) -> None:
     sign_in(qtbot, window, "admin_hal")
     view = window.compliance
-    assert window.stack.currentIndex() == 2
+    assert window.workspaces.currentWidget() is window.compliance
     assert not view.step_buttons["review_accepted"].isEnabled()
     view.report_type.setCurrentIndex(view.report_type.findData("break_glass"))
     with qtbot.waitSignal(window.vm.report_ready, timeout=10_000):
         qtbot.mouseClick(view.generate, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "usage reports only" in view.report_message.text())
     assert view.report is None and not view.pdf.isEnabled()
+
+
+def test_engineer_approves_from_the_device_list_and_exports_de_identified(qtbot, window: MainWindow,
+                                                                          tmp_path: Path) -> None:
+    ws = window.vm.workstation
+    ws.record_consent(ws.sign_in("dr_aly", DEMO_PASSWORD), "p02", "Patient p02", datetime.now(UTC) + timedelta(days=9))
+    vic = ws.sign_in("eng_vic", DEMO_PASSWORD)
+    pending = ws.firmware.current("d-p02")
+    ws.firmware.reject(vic, pending.id, "Superseded.")
+    ws.firmware.request(vic, "d-p02", "4.3.0")
+    sign_in(qtbot, window, "eng_max")
+    view = window.engineering
+    assert window.workspaces.currentWidget() is view
+    ids = [r.device_id for r in view.rows]
+    assert "d-p02" in ids and all(ws.store.db["devices"].get(i)["manufacturer_id"] == "m_acme" for i in ids)
+    names = {p.name for p in ws.store.patients()}
+    shown = {view.table.item(i, j).text() for i in range(view.table.rowCount()) for j in range(4)}
+    assert not shown & names  # no patient identifiers on an engineer's screen
+    view.table.setCurrentCell(ids.index("d-p02"), 0)
+    qtbot.mouseClick(view.buttons["approve_firmware_update"], Qt.MouseButton.LeftButton)
+    assert ws.firmware.current("d-p02").state == "approved_by_one" and "approved by one" in view.table.item(
+        ids.index("d-p02"), 3).text()
+    dialog = view.open_export()
+    dialog.directory.setText(str(tmp_path / "out"))
+    with qtbot.waitSignal(window.vm.export_finished, timeout=10_000):
+        qtbot.mouseClick(dialog.start, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Exported to" in dialog.result.text())
+    assert "flagged for compliance review" in dialog.result.text()
+    exported = next((tmp_path / "out").iterdir()).read_text()
+    assert ws.store.db["patients"].get("p02")["mrn"] not in exported

@@ -1,0 +1,107 @@
+"""The manufacturer engineer's workspace: their company's devices (no patient identifiers), the
+firmware update of each with the steps the device policy allows, and de-identified exports."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.services.workstation import DeviceRow
+from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.export_dialog import ExportDialog
+from app.views.record import FIRMWARE_STEPS
+
+
+class EngineeringView(QWidget):
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.vm = vm
+        self.rows: list[DeviceRow] = []
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Device", "Model", "Firmware", "Update"])
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
+        self.version = QLineEdit()
+        self.version.setPlaceholderText("Target version")
+        self.buttons: dict[str, QPushButton] = {}
+        steps = QHBoxLayout()
+        steps.addWidget(self.version)
+        for action, label in FIRMWARE_STEPS.items():
+            button = QPushButton(label)
+            button.setEnabled(False)
+            button.clicked.connect(lambda _=False, a=action: self._step(a))
+            self.buttons[action] = button
+            steps.addWidget(button)
+        self.export = QPushButton("Export &de-identified data…")
+        self.export.setEnabled(False)
+        self.export.clicked.connect(self.open_export)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Devices of your manufacturer. Patient identifiers are never shown here."))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(steps)
+        layout.addWidget(self.export)
+        layout.addWidget(self.message)
+        vm.signed_in.connect(lambda user: self.refresh() if user is not None else self.show_rows([]))
+
+    def refresh(self) -> None:
+        self.show_rows(self.vm.device_rows() if self.vm.workspace() == "engineering" else [])
+
+    def show_rows(self, rows: list[DeviceRow]) -> None:
+        self.rows = rows
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            state = f"{r.update.state.replace('_', ' ')} → {r.update.target_version}" if r.update else ""
+            for j, text in enumerate([r.device_id, r.model, r.firmware_version, state]):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def current(self) -> DeviceRow | None:
+        row = self.table.currentRow()
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def _select(self, row: int) -> None:
+        device = self.rows[row] if 0 <= row < len(self.rows) else None
+        decisions = self.vm.firmware_decisions(device.device_id) if device else {}
+        reasons = []
+        for action, button in self.buttons.items():
+            decision = decisions.get(action)
+            button.setEnabled(decision is not None and decision.allowed)
+            button.setToolTip(decision.reason if decision is not None and not decision.allowed else "")
+        if device and device.update and not self.buttons["approve_firmware_update"].isEnabled() \
+                and device.update.state in ("requested", "approved_by_one"):
+            reasons.append(decisions["approve_firmware_update"].reason)
+        self.export.setEnabled(device is not None)
+        self.message.setText(" ".join(reasons))
+
+    def _step(self, action: str) -> None:
+        device = self.current()
+        if device is None:
+            return
+        value = self.version.text() if action == "request_firmware_update" else ""
+        if action == "reject_firmware_update":
+            value = "Rejected by the manufacturer."
+        row = self.table.currentRow()
+        problem = self.vm.firmware_step(action, value, device_id=device.device_id)
+        self.refresh()
+        self.table.setCurrentCell(row, 0)
+        self.message.setText(problem or "Recorded in the audit log.")
+
+    def open_export(self) -> ExportDialog | None:
+        device = self.current()
+        if device is None:
+            return None
+        self.export_dialog = ExportDialog(self.vm, self, patient_id=device.patient_id)
+        self.export_dialog.open()
+        return self.export_dialog
