@@ -32,7 +32,9 @@ OBSERVATIONS = [
     ("MDC_IDC_MSMT_LEADCHNL_RV_SENSING_INTR_AMPL", "RV sensing amplitude", "mV", 5, 25, 11, 1),
     ("MDC_IDC_MSMT_LEADCHNL_RV_PACING_THRESHOLD_AMPLITUDE", "RV capture threshold", "V", 0.25, 2.5, 0.8, 0.1),
     ("MDC_IDC_STAT_AT_BURDEN_PERCENT", "AF burden", "%", 0, 5, 1, 1),
+    ("MDC_IDC_STAT_EPISODE_TOTAL_COUNT", "Episodes (AT/AF, VT)", "{episodes}", 0, 1, 0, 0.3),
 ]
+COUNTS = {"MDC_IDC_STAT_EPISODE_TOTAL_COUNT"}  # whole numbers
 
 
 @dataclass
@@ -140,10 +142,11 @@ def _transmissions(demo: DemoHospital, rng: random.Random, pid: str, today: date
             drift = rng.gauss(0, spread)
             if lead_problem and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
                 drift += 1700  # a lead fracture showing in the last days
-            if af_episodes and code == "MDC_IDC_STAT_AT_BURDEN_PERCENT" and day in (4, 11):
-                drift += 9
+            if af_episodes and code in ("MDC_IDC_STAT_AT_BURDEN_PERCENT", "MDC_IDC_STAT_EPISODE_TOTAL_COUNT") \
+                    and day in (4, 11):
+                drift += 9 if "BURDEN" in code else 2
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
-            value = round(values[code], 2)
+            value = float(round(values[code])) if code in COUNTS else round(values[code], 2)
             demo.transmissions.append({"patient_id": pid, "time": when.isoformat(), "code": code, "value": value,
                                        "unit": unit, "abnormal": not (low <= value <= high)})
 

@@ -76,7 +76,8 @@ class Store:
         return row[0] if row else None
 
     def alerts(self, patient_id: str) -> int:
-        row = self.db.execute("SELECT COUNT(*) FROM transmissions WHERE patient_id = ? AND abnormal = 1",
+        """Transmissions (days) with a value out of its normal range."""
+        row = self.db.execute("SELECT COUNT(DISTINCT time) FROM transmissions WHERE patient_id = ? AND abnormal = 1",
                               [patient_id]).fetchone()
         return int(row[0])
 

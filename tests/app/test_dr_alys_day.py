@@ -25,7 +25,7 @@ def test_dr_alys_day(qtbot, window: MainWindow, tmp_path: Path) -> None:
     sign_in(qtbot, window, "dr_aly")
     assert "p01" in [r.patient.id for r in window.patients.rows]
     vm.open_patient("p01")
-    assert vm.record.device["model"] and len(vm.record.series) == 8
+    assert vm.record.device["model"] and len(vm.record.series) == 9
     qtbot.keyClicks(window.record.editor, "Post-implant check: sensing and pacing normal.")
     qtbot.mouseClick(window.record.save, Qt.MouseButton.LeftButton)
     assert vm.record.notes[0]["note_type"] == "full"

@@ -390,3 +390,33 @@ def test_engineer_approves_from_the_device_list_and_exports_de_identified(qtbot,
     assert "flagged for compliance review" in dialog.result.text()
     exported = next((tmp_path / "out").iterdir()).read_text()
     assert ws.store.db["patients"].get("p02")["mrn"] not in exported
+
+
+# Room 902's patient (p02), as each role sees her: (may open the record, may write a note).
+SAME_PATIENT = {
+    "dr_aly": (True, True),  # attending physician: full notes
+    "nurse_nia": (True, True),  # on her care team: basic notes
+    "pt_p02": (True, False),  # her own record
+    "gina": (True, False),  # delegate of that patient
+    "nurse_omar": (False, False),  # a nurse of the other hospital
+    "er_eli": (False, False),  # ER: only under break-glass
+    "eng_max": (False, False),  # engineers: device data, never the chart
+    "co_cora": (False, False),  # compliance: reports, not charts
+    "admin_hal": (False, False),
+}
+
+
+@pytest.mark.parametrize("user_id", SAME_PATIENT)
+def test_each_role_sees_the_same_patient_as_the_matrix_says(qtbot, window: MainWindow, user_id: str) -> None:
+    may_open, may_write = SAME_PATIENT[user_id]
+    sign_in(qtbot, window, user_id)
+    window.vm.open_patient("p02")
+    record = window.vm.record
+    assert (record is not None) == may_open
+    mrn = window.vm.workstation.store.patient("p02").mrn
+    if may_open:
+        assert mrn in window.record.widget().findChild(QLabel, "banner").text()
+        assert window.record.save.isEnabled() == may_write
+        assert may_write or window.record.reason.text()  # a disabled control says why
+    else:
+        assert window.record.denial.text() and mrn not in window.record.denial.text()

@@ -65,7 +65,7 @@ def test_physician_exports_identified_fhir_with_consent_and_reason(ws: Workstati
     bundle = json.loads(result.path.read_text())
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
-    assert kinds[:2] == ["Patient", "Device"] and kinds.count("Observation") == 240
+    assert kinds[:2] == ["Patient", "Device"] and kinds.count("Observation") == 270
     obs = bundle["entry"][2]["resource"]
     assert obs["code"]["coding"][0]["system"] == "urn:iso:std:iso:11073:10101"
     assert obs["valueQuantity"]["system"] == "http://unitsofmeasure.org"

@@ -37,7 +37,7 @@ def test_demo_data_is_deterministic_and_complete() -> None:
     assert len(a.patients) == 40 and len({p["hospital_id"] for p in a.patients}) == 2
     assert {s["role"] for s in a.staff} == {"physician", "nurse", "er_physician", "manufacturer_engineer",
                                               "compliance_officer", "hospital_admin", "delegated_caregiver", "patient"}
-    assert len(a.transmissions) == 40 * 30 * 8
+    assert len(a.transmissions) == 40 * 30 * 9
     assert all(t["unit"] for t in a.transmissions)
     assert a.firmware_updates[0]["state"] == "requested" and a.delegations[0]["patient_id"] == "p02"
 
@@ -46,7 +46,7 @@ def test_store_is_seeded_once(tmp_path: Path) -> None:
     first = Store(tmp_path / "ccc.db")
     count = first.db["transmissions"].count
     again = Store(tmp_path / "ccc.db")
-    assert again.db["transmissions"].count == count == 9600
+    assert again.db["transmissions"].count == count == 40 * 30 * 9
     assert again.patient("p01").hospital_id == "h1"
 
 
