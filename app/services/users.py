@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,8 +56,10 @@ class DemoUserDirectory:
         self.store = store
         table = store.db["credentials"]
         if "credentials" not in store.db.table_names() or table.count == 0:
-            staff = store.db.execute("SELECT id FROM staff").fetchall()
-            table.insert_all(({"user_id": sid, "password_hash": hash_password(DEMO_PASSWORD)} for (sid,) in staff),
+            staff = [sid for (sid,) in store.db.execute("SELECT id FROM staff").fetchall()]
+            with ThreadPoolExecutor() as pool:  # scrypt releases the GIL: first start on all cores
+                hashes = list(pool.map(lambda _: hash_password(DEMO_PASSWORD), staff))
+            table.insert_all(({"user_id": sid, "password_hash": h} for sid, h in zip(staff, hashes, strict=True)),
                              pk="user_id", replace=True)
 
     def authenticate(self, user_id: str, password: str) -> SignedInUser | None:
