@@ -116,12 +116,23 @@ class ComplianceService:
 
     def reminders_for(self, user: SignedInUser) -> list[str]:
         """Reminders compliance sent to this clinician about their own events."""
+        return [text for _, text, _ in self.open_questions(user, include_answered=True)]
+
+    def open_questions(self, user: SignedInUser, include_answered: bool = False) -> list[tuple[str, str, str]]:
+        """(event id, compliance's reminder, what the event was) for this clinician's own events
+        that compliance asked about and that have no late justification yet."""
+        records = list(self.audit.records())
+        answered = {r.ref for r in records if r.kind == "annotation" and r.event_type == "late_justification"}
         out = []
-        for r in self.audit.records():
+        for r in records:
             if r.kind == "annotation" and r.event_type == "reminder":
                 original = self.audit.get(r.ref)
-                if original is not None and original.principal_id == user.id:
-                    out.append(r.justification)
+                if original is None or original.principal_id != user.id:
+                    continue
+                if include_answered or r.ref not in answered:
+                    what = f"{original.event_type.replace('_', ' ')} for patient {original.patient_id} " \
+                           f"on {original.time[:16].replace('T', ' ')} UTC"
+                    out.append((r.ref, r.justification, what))
         return out
 
     def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:

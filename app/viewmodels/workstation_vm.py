@@ -214,6 +214,9 @@ class WorkstationViewModel(QObject):
     def reminders(self) -> list[str]:
         return self.workstation.compliance.reminders_for(self.user) if self.user else []
 
+    def open_questions(self) -> list[tuple[str, str, str]]:
+        return self.workstation.compliance.open_questions(self.user) if self.user else []
+
     def review_queue(self) -> list[ReviewItem]:
         return self.workstation.compliance.queue(self.user) if self.user else []
 

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QPushButton,
     QSplitter,
@@ -81,6 +82,48 @@ class EmergencyBanner(QFrame):
                           f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review.")
 
 
+class ComplianceQuestion(QFrame):
+    """Compliance asked about one of this clinician's own events: answer with a late justification."""
+
+    def __init__(self, vm: WorkstationViewModel) -> None:
+        super().__init__()
+        self.vm = vm
+        self.event_id = ""
+        self.setStyleSheet("ComplianceQuestion { background: #e8f0fe; border: 1px solid #1a56b0; }")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.answer = QLineEdit()
+        self.answer.setPlaceholderText("Your justification (at least 10 characters)")
+        self.send = QPushButton("Send &justification")
+        self.send.clicked.connect(self.submit)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        row = QHBoxLayout()
+        row.addWidget(self.answer, 1)
+        row.addWidget(self.send)
+        layout.addLayout(row)
+        vm.signed_in.connect(lambda _user: self.refresh())
+        self.hide()
+
+    def refresh(self) -> None:
+        questions = self.vm.open_questions()
+        if not questions:
+            self.event_id = ""
+            self.hide()
+            return
+        self.event_id, reminder, what = questions[0]
+        self.text.setText(f"<b>Compliance asks about your {what}:</b> {reminder}")
+        self.show()
+
+    def submit(self) -> None:
+        problem = self.vm.review_step(self.event_id, "late_justification", self.answer.text())
+        if problem:
+            self.text.setText(f"{self.text.text()}<br><i>{problem}</i>")
+            return
+        self.answer.clear()
+        self.refresh()
+
+
 class MainWindow(QMainWindow):
     def __init__(self, vm: WorkstationViewModel) -> None:
         super().__init__()
@@ -91,6 +134,7 @@ class MainWindow(QMainWindow):
         self.record = RecordViewWidget(vm)
         self.idle_warning = IdleWarning(vm)
         self.emergency_banner = EmergencyBanner(vm)
+        self.compliance_question = ComplianceQuestion(vm)
         self.who = QLabel()
         self.switch_user = QPushButton("Switch &user / lock (Ctrl+L)")
         self.switch_user.clicked.connect(vm.sign_out)
@@ -111,6 +155,7 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(work)
         column.addWidget(self.emergency_banner)
         column.addWidget(self.idle_warning)
+        column.addWidget(self.compliance_question)
         column.addLayout(header)
         column.addWidget(self.workspaces, 1)
         self.stack = QStackedWidget()  # sign-in, or the signed-in user's workspace

@@ -1,6 +1,6 @@
 """Dr. Aly's day (../shared/seeds), in order, through the real app: the window and its view-model,
 the service layer, the bundled policies, a real SQLite store and the audit log. Steps a ward
-screen does not offer yet (the vendor's and engineer's side, the clinician's late justification)
+screen does not offer here (the vendor's and the second engineer's side, on their own screens)
 go through the same service layer the screens use."""
 
 from __future__ import annotations
@@ -91,9 +91,11 @@ def test_dr_alys_day(qtbot, window: MainWindow, tmp_path: Path) -> None:
     event_id = queue.items[row].event.record_id
     vm.sign_out()
     sign_in(qtbot, window, "dr_aly")
-    assert vm.reminders() == ["Not your patient: request the ER physician role next time."]
-    assert vm.review_step(event_id, "late_justification", "ER physician unavailable; the patient was "
-                                                          "deteriorating, device data was needed at once.") == ""
+    question = window.compliance_question
+    assert question.isVisible() and "request the ER physician role" in question.text.text()
+    qtbot.keyClicks(question.answer, "ER physician unavailable; the patient was deteriorating.")
+    qtbot.mouseClick(question.send, Qt.MouseButton.LeftButton)
+    assert not question.isVisible() and vm.open_questions() == []
     vm.sign_out()
     sign_in(qtbot, window, "co_cora")
     row = [i.event.record_id for i in window.compliance.items].index(event_id)
