@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from app.services.break_glass import REASONS, justification_problem
 from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.dialog_parts import action_buttons, message_line
 
 
 class BreakGlassDialog(QDialog):
@@ -34,14 +34,8 @@ class BreakGlassDialog(QDialog):
         self.justification.setTabChangesFocus(True)
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b3261e")
-        self.buttons = QDialogButtonBox()
-        self.grant = self.buttons.addButton("&Open with emergency access", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.submit)
-        self.buttons.rejected.connect(self.reject)
+        self.error = message_line()
+        self.buttons, self.grant = action_buttons(self, "&Open with emergency access", self.submit)
         self.justification.textChanged.connect(self._hint)
         form = QFormLayout()
         form.addRow("&Reason", self.reason)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.dialog_parts import action_buttons, message_line
 
 
 class DelegationDialog(QDialog):
@@ -36,14 +37,8 @@ class DelegationDialog(QDialog):
         self.current = QListWidget()
         self.revoke = QPushButton("&Revoke selected")
         self.revoke.clicked.connect(self._revoke)
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b3261e")
-        buttons = QDialogButtonBox()
-        self.grant = buttons.addButton("&Grant access", QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        buttons.accepted.connect(self._grant)
-        buttons.rejected.connect(self.reject)
+        self.error = message_line()
+        buttons, self.grant = action_buttons(self, "&Grant access", self._grant, QDialogButtonBox.StandardButton.Close)
         form = QFormLayout()
         form.addRow("&Caregiver", self.caregiver)
         form.addRow("&Until", self.days)

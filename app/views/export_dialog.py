@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.views.dialog_parts import action_buttons, message_line
 
 
 class ConsentDialog(QDialog):
@@ -31,13 +32,8 @@ class ConsentDialog(QDialog):
         self.days.setRange(1, 3650)
         self.days.setValue(365)
         self.days.setSuffix(" days")
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        buttons = QDialogButtonBox()
-        self.save = buttons.addButton("&Record consent", QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.submit)
-        buttons.rejected.connect(self.reject)
+        self.error = message_line()
+        buttons, self.save = action_buttons(self, "&Record consent", self.submit)
         form = QFormLayout()
         form.addRow("Scope", QLabel("Export of the patient's data (identified to the physician, "
                                     "de-identified to the device manufacturer)"))
@@ -70,13 +66,8 @@ class ExportDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 3)
         self.progress.setValue(0)
-        self.result = QLabel()
-        self.result.setWordWrap(True)
-        buttons = QDialogButtonBox()
-        self.start = buttons.addButton("&Export", QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        buttons.accepted.connect(self.submit)
-        buttons.rejected.connect(self.reject)
+        self.result = message_line(error=False)
+        buttons, self.start = action_buttons(self, "&Export", self.submit, QDialogButtonBox.StandardButton.Close)
         vm.export_progress.connect(self._progress)
         vm.export_finished.connect(self._finished)
         form = QFormLayout()
