@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif headless and not os.environ.get("QT_QPA_PLATFORM"):
         sys.stderr.write("ccc-workstation needs a display (none is set: DISPLAY is empty).\n"
-                         "On a headless machine run it under Xvfb, e.g. `xvfb-run ccc-workstation`, or render\n"
-                         "the main window with `ccc-workstation --screenshot out.png --user dr_aly`.\n")
+                         "On a headless machine run it under Xvfb (Debian package xvfb: `xvfb-run ccc-workstation`),\n"
+                         "render the main window with `ccc-workstation --screenshot out.png --user dr_aly`,\n"
+                         "or render every main view into docs/ with `bash scripts/screenshots`.\n")
         return 2
 
     from PySide6.QtWidgets import QApplication
