@@ -420,3 +420,12 @@ def test_each_role_sees_the_same_patient_as_the_matrix_says(qtbot, window: MainW
         assert may_write or window.record.reason.text()  # a disabled control says why
     else:
         assert window.record.denial.text() and mrn not in window.record.denial.text()
+
+
+def test_without_a_display_the_app_says_what_to_do_and_exits(tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-m", "app.main", "--data-dir", str(tmp_path / "data")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert result.returncode == 2
+    assert "needs a display" in result.stderr and "--screenshot" in result.stderr
