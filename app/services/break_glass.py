@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from authz.audit import AuditChain, AuditRecord
 
@@ -96,9 +97,10 @@ class BreakGlassService:
         if not allowed:
             raise BreakGlassRefused(why)
         self._end_open_sessions(user, "replaced by a new emergency access")
+        started = self.monotonic()
         session = BreakGlassSession(f"bg-{uuid.uuid4().hex[:12]}", user.id, patient_id, reason,
-                                    justification.strip(), self.clock(), self.monotonic())
-        self._monotonic_starts[session.id] = session.started_monotonic or 0.0
+                                    justification.strip(), self.clock(), started)
+        self._monotonic_starts[session.id] = started
         self.audit.append(AuditRecord(
             "event", user.id, "break_glass", list(user.roles), "patient_record", patient_id, patient_id,
             "EFFECT_ALLOW", rule=rule, purpose_of_use=reason, justification=session.justification,
@@ -116,9 +118,7 @@ class BreakGlassService:
         rows = list(self.store.db["break_glass"].rows_where("user_id = ? AND ended_at IS NULL", [user_id],
                                                             order_by="started_at desc"))
         for row in rows:
-            session = BreakGlassSession(row["id"], row["user_id"], row["patient_id"], row["reason"],
-                                        row["justification"], datetime.fromisoformat(row["started_at"]),
-                                        self._monotonic_starts.get(row["id"]))
+            session = self._session(row)
             if self.remaining(session) > timedelta(0):
                 return session
             self.end(session, "expired")
@@ -141,5 +141,9 @@ class BreakGlassService:
 
     def _end_open_sessions(self, user: SignedInUser, why: str) -> None:
         for row in self.store.db["break_glass"].rows_where("user_id = ? AND ended_at IS NULL", [user.id]):
-            self.end(BreakGlassSession(row["id"], row["user_id"], row["patient_id"], row["reason"],
-                                       row["justification"], datetime.fromisoformat(row["started_at"])), why)
+            self.end(self._session(row), why)
+
+    def _session(self, row: dict[str, Any]) -> BreakGlassSession:
+        """A recorded session; its monotonic start is known only in the process that started it."""
+        return BreakGlassSession(row["id"], row["user_id"], row["patient_id"], row["reason"], row["justification"],
+                                 datetime.fromisoformat(row["started_at"]), self._monotonic_starts.get(row["id"]))

@@ -56,8 +56,10 @@ Decide = Callable[[SignedInUser, Resource, str], Decision]
 
 
 class ComplianceService:
-    def __init__(self, store: Store, audit: AuditChain, decide: Decide) -> None:
-        self.store, self.audit, self.decide = store, audit, decide
+    def __init__(self, store: Store, audit: AuditChain, decide: Decide,
+                 resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user) -> None:
+        """``resolve`` gives the user as the policies see them now; each public method calls it once."""
+        self.store, self.audit, self.decide, self.resolve = store, audit, decide, resolve
 
     def _event_resource(self, event: AuditRecord) -> Resource:
         patient = self.store.patient(event.patient_id) if event.patient_id else None
@@ -67,6 +69,7 @@ class ComplianceService:
 
     def queue(self, user: SignedInUser) -> list[ReviewItem]:
         """The events this user may review, with their review state and context, newest first."""
+        user = self.resolve(user)
         records = list(self.audit.records())
         annotations: dict[str, list[AuditRecord]] = {}
         for r in records:
@@ -98,6 +101,7 @@ class ComplianceService:
 
     def annotate(self, user: SignedInUser, event_id: str, step: str, comment: str) -> AuditRecord:
         """accept, reject, remind or resolve (compliance), or a late justification (the actor)."""
+        user = self.resolve(user)
         event = self.audit.get(event_id)
         if event is None or event.kind != "event":
             raise ReviewRefused("There is no such event to review.")
@@ -122,11 +126,12 @@ class ComplianceService:
         """(event id, compliance's reminder, what the event was) for this clinician's own events
         that compliance asked about and that have no late justification yet."""
         records = list(self.audit.records())
+        by_id = {r.record_id: r for r in records}
         answered = {r.ref for r in records if r.kind == "annotation" and r.event_type == "late_justification"}
         out = []
         for r in records:
             if r.kind == "annotation" and r.event_type == "reminder":
-                original = self.audit.get(r.ref)
+                original = by_id.get(r.ref)
                 if original is None or original.principal_id != user.id:
                     continue
                 if include_answered or r.ref not in answered:
@@ -137,6 +142,7 @@ class ComplianceService:
 
     def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:
         """A report the policy allows this user to generate (raises ReviewRefused)."""
+        user = self.resolve(user)
         if report_type not in REPORT_TYPES:
             raise ReviewRefused(f"Unknown report type {report_type!r}.")
         resource = Resource("compliance_report", f"{report_type}-{hospital_id}",

@@ -35,6 +35,8 @@ EMPTY_LIST_REASON = {
     "hospital_admin": "Hospital administrators see usage reports, not patient charts.",
     "manufacturer_engineer": "Manufacturer engineers see devices and de-identified data, not patient charts.",
 }
+FIRMWARE_ACTIONS = ("request_firmware_update", "approve_firmware_update", "reject_firmware_update",
+                    "schedule_firmware_update", "apply_firmware_update")
 NOTE_TYPE_FOR_ROLE = {"nurse": "basic", "physician": "full", "er_physician": "emergency"}
 
 
@@ -130,7 +132,7 @@ class Workstation:
         self.firmware = FirmwareService(self.store, self.audit, self._device_decision)
         self.consents = ConsentService(self.store, self.audit, self._may_view)
         self.exports = ExportService(self.store, self.audit, self._export_decision)
-        self.compliance = ComplianceService(self.store, self.audit, self._decide_one)
+        self.compliance = ComplianceService(self.store, self.audit, self._decide_one, self.as_policies_see)
 
     def engine(self) -> Engine | None:
         return self.sync.engine if self.sync is not None else self._bundled
@@ -216,36 +218,45 @@ class Workstation:
         return rows
 
     def firmware_decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
-        """What the device panel may offer for the current update (each a decision)."""
-        user = self.as_policies_see(user)
-        update = self.firmware.current(device_id)
-        actions = ["request_firmware_update", "approve_firmware_update", "reject_firmware_update",
-                   "schedule_firmware_update", "apply_firmware_update"]
-        return {a: Decision(a, *self._device_decision(user, device_id, a, update)) for a in actions}
+        """What the device panel may offer for the current update (one engine call)."""
+        return self._firmware_decisions(self.as_policies_see(user), device_id)
 
-    def _device_decision(self, user: SignedInUser, device_id: str, action: str,
-                         update: FirmwareUpdate | None) -> tuple[bool, str, str]:
+    def _firmware_decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
+        resource = self._device_resource(device_id, self.firmware.current(device_id))
+        if resource is None:
+            return {a: Decision(a, False, "There is no such device.") for a in FIRMWARE_ACTIONS}
+        return self.access.decide(user, resource, list(FIRMWARE_ACTIONS))
+
+    def _device_resource(self, device_id: str, update: FirmwareUpdate | None) -> Resource | None:
+        """The device as the device policy reads it, with its update; None when unknown."""
         rows = list(self.store.db["devices"].rows_where("id = ?", [device_id]))
-        device = rows[0] if rows else None
-        patient = self.store.patient(device["patient_id"]) if device else None
-        if device is None or patient is None:
-            return False, "There is no such device.", ""
+        patient = self.store.patient(rows[0]["patient_id"]) if rows else None
+        if patient is None:
+            return None
         attrs: dict[str, Any] = {"patient_id": patient.id, "hospital_id": patient.hospital_id,
-                                 "manufacturer_id": device["manufacturer_id"], "care_team": list(patient.care_team),
+                                 "manufacturer_id": rows[0]["manufacturer_id"], "care_team": list(patient.care_team),
                                  "assigned_physicians": list(patient.assigned_physicians)}
         if update is not None:
             attrs["update"] = update.attribute()
-        resource = Resource("device", device_id, attrs)
-        decision = self.access.decide(self.as_policies_see(user), resource, [action])[action]
+        return Resource("device", device_id, attrs)
+
+    # The decision adaptors below take the user as the policies see them: the public methods
+    # above resolve it once (``as_policies_see``), so a screen costs one lookup, not one per rule.
+
+    def _device_decision(self, user: SignedInUser, device_id: str, action: str,
+                         update: FirmwareUpdate | None) -> tuple[bool, str, str]:
+        resource = self._device_resource(device_id, update)
+        if resource is None:
+            return False, "There is no such device.", ""
+        decision = self.access.decide(user, resource, [action])[action]
         return decision.allowed, decision.reason, decision.rule
 
     def _decide_one(self, user: SignedInUser, resource: Resource, action: str) -> Decision:
-        return self.access.decide(self.as_policies_see(user), resource, [action])[action]
+        return self.access.decide(user, resource, [action])[action]
 
     def _may_view(self, user: SignedInUser, patient_id: str) -> bool:
         patient = self.store.patient(patient_id)
-        return patient is not None and self.access.decide(self.as_policies_see(user), self.access.record(patient),
-                                                          ["view"])["view"].allowed
+        return patient is not None and self.access.decide(user, self.access.record(patient), ["view"])["view"].allowed
 
     def record_consent(self, user: SignedInUser, patient_id: str, given_by: str, expires_at: datetime,
                        scope: str = "export") -> Consent:
@@ -334,7 +345,7 @@ class Workstation:
         notes = list(self.store.db["notes"].rows_where("patient_id = ?", [patient_id], order_by="time desc"))
         device = self.store.device_for(patient_id)
         firmware = self.firmware.current(device["id"]) if device else None
-        firmware_decisions = self.firmware_decisions(user, device["id"]) if device else {}
+        firmware_decisions = self._firmware_decisions(user, device["id"]) if device else {}
         return RecordView(patient, device, series, notes, history, decisions, firmware, firmware_decisions)
 
     def firmware_step(self, user: SignedInUser, action: str, device_id: str, value: str = "") -> FirmwareUpdate:

@@ -85,7 +85,7 @@ class ComplianceView(QTabWidget):
         self.items: list[ReviewItem] = []
         self.addTab(self._queue_tab(), "Review &queue")
         self.addTab(self._reports_tab(), "Re&ports")
-        vm.signed_in.connect(lambda user: self.refresh() if user is not None else self.clear_all())
+        vm.signed_in.connect(self._on_signed_in)
         vm.report_ready.connect(self._report_ready)
 
     def _queue_tab(self) -> QWidget:
@@ -141,6 +141,13 @@ class ComplianceView(QTabWidget):
         layout.addWidget(self.chart, 1)
         layout.addWidget(self.report_message)
         return tab
+
+    def _on_signed_in(self, user: object) -> None:
+        """Only reviewers load the queue: a clinician's sign-in does not read the whole audit log."""
+        if user is not None and self.vm.workspace() == "compliance":
+            self.refresh()
+        else:
+            self.clear_all()
 
     def refresh(self) -> None:
         self.items = self.vm.review_queue()
