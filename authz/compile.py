@@ -108,6 +108,8 @@ class PolicySet:
     schema_root: Path | None = None
     policy_count: int = 0
     sources: dict[str, str] = field(default_factory=dict)  # policy key -> file
+    principal_ids: set[str] = field(default_factory=set)  # principals some principal policy names
+    plan_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)  # see plan.py
 
     def __post_init__(self) -> None:
         # Everything a check looks up depends only on the request's coordinates, so it is
@@ -419,6 +421,7 @@ class _Builder:
         scope = self._scope(p.variables, p.constants)
         self._scope_permissions(p.scope, p.scope_permissions, p.position)
         rows = self.set.rows.setdefault((PRINCIPAL, p.version, p.scope), [])
+        self.set.principal_ids.add(p.principal)
         requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
         for rule in p.rules:
             name = rule.name or f"{rule.resource}_rule-{rule.index:03d}"

@@ -20,13 +20,11 @@ from typing import Any
 
 from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
-from .compile import PRINCIPAL, RESOURCE, PolicySet, Row
+from .compile import RESOURCE, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
-from .names import principal_key, sanitize, scope_value
-from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
+from .plan import NO_MATCH, ActionPlan, RoleStep, check_plan
+from .policy import ALLOW, DENY
 
-NO_MATCH = "NO_MATCH"
-NO_MATCH_FOR_SCOPE_PERMISSIONS = "NO_MATCH_FOR_SCOPE_PERMISSIONS"
 _UNDECIDED = "EFFECT_NO_MATCH"
 
 
@@ -70,7 +68,7 @@ class CheckInput:
     request_id: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class ActionEffect:
     effect: str
     policy: str = NO_MATCH
@@ -101,16 +99,11 @@ class CheckOutput:
     evaluation_errors: list[EvaluationError] = field(default_factory=list)
 
 
-def _scope_value(scope: str, default: str) -> str:
-    return scope_value(scope or default)
-
-
-def request_message(inp: CheckInput, pscope: str, rscope: str) -> Message:
-    p, r = inp.principal, inp.resource
-    principal = Message("cerbos.engine.v1.Request.Principal", {
-        "id": p.id, "roles": list(p.roles), "attr": from_json(p.attr),
-        "policyVersion": p.policy_version, "scope": pscope,
-    })
+def request_message(inp: CheckInput, pscope: str, rscope: str, principal: Message | None = None) -> Message:
+    """The ``request`` CEL sees; ``principal`` may be passed in when several checks share it."""
+    r = inp.resource
+    if principal is None:
+        principal = principal_message(inp.principal, pscope)
     resource = Message("cerbos.engine.v1.Request.Resource", {
         "kind": r.kind, "id": r.id, "attr": from_json(r.attr),
         "policyVersion": r.policy_version, "scope": rscope,
@@ -119,64 +112,44 @@ def request_message(inp: CheckInput, pscope: str, rscope: str) -> Message:
     return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
 
 
-class _Decision:
-    """The state of deciding one CheckInput."""
+def principal_message(p: Principal, pscope: str) -> Message:
+    return Message("cerbos.engine.v1.Request.Principal", {
+        "id": p.id, "roles": list(p.roles), "attr": from_json(p.attr),
+        "policyVersion": p.policy_version, "scope": pscope,
+    })
 
-    def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime) -> None:
-        self.ps = ps
-        self.inp = inp
-        self.params = params
-        self.strict = params.strict_evaluation
-        self.pscope = _scope_value(inp.principal.scope, params.default_scope)
-        self.rscope = _scope_value(inp.resource.scope, params.default_scope)
-        self.pversion = inp.principal.policy_version or params.default_policy_version
-        self.rversion = inp.resource.policy_version or params.default_policy_version
-        self.kind = sanitize(inp.resource.kind)  # rules are indexed by the sanitised kind
-        self.act = Activation(request_message(inp, self.pscope, self.rscope), now,
-                              from_json(params.globals))
-        self.errors: list[EvaluationError] = []
-        self.outputs: list[OutputEntry] = []
-        self.condition_cache: dict[str, bool] = {}
-        self.runtimes: dict[str, Message] = {}
-        self.effective_derived_roles: set[str] = set()
 
-    def decide(self) -> CheckOutput:
-        inp = self.inp
-        out = CheckOutput(inp.request_id, inp.resource.id,
-                          {a: ActionEffect(DENY) for a in inp.actions})
-        lenient = self.params.lenient_scope_search
-        pscopes = self.ps.scopes_for(PRINCIPAL, self.pscope, lenient)
-        rscopes = self.ps.scopes_for(RESOURCE, self.rscope, lenient)
-        if not pscopes and not rscopes:
-            return out
-        principal_exists = self.ps.principal_exists(inp.principal.id, self.pversion, pscopes)
-        resource_exists = self.ps.resource_exists(self.kind, self.rversion, rscopes)
-        if not principal_exists and not resource_exists:
-            return out
-        self.including_parent_roles = self.ps.parent_roles(self.rscope, tuple(inp.principal.roles))
-        main_keys = {
-            PRINCIPAL: (principal_key(inp.principal.id, self.pversion, pscopes[0] if pscopes else ""), pscopes,
-                        principal_exists),
-            RESOURCE: (self.ps.resource_policy_key(inp.resource.kind, self.rversion, rscopes[0] if rscopes else ""),
-                       rscopes, resource_exists),
-        }
-        for action in dict.fromkeys(inp.actions):
-            out.actions[action] = self.decide_action(action, main_keys)
-        out.outputs = self.outputs
-        out.evaluation_errors = self.errors
-        out.effective_derived_roles = sorted(self.effective_derived_roles)
-        return out
+class _Dynamic(Exception):
+    """Raised while settling a plan: this walk needs a condition or an output evaluated."""
 
-    def decide_action(self, action: str, main_keys: dict[str, tuple[str, tuple[str, ...], bool]]) -> ActionEffect:
-        result = ActionEffect(_UNDECIDED)
-        for kind in (PRINCIPAL, RESOURCE):
-            key, scopes, exists = main_keys[kind]
-            if kind == PRINCIPAL and not exists:
-                continue  # principal rules are keyed by principal id: none can match
-            result = ActionEffect(_UNDECIDED)
-            roles = self.inp.principal.roles[:1] if kind == PRINCIPAL else self.inp.principal.roles
-            for role in roles:
-                role_result = self.decide_role(kind, action, role, scopes, key if exists else NO_MATCH)
+
+class _Walk:
+    """Cerbos's walk over a plan. Subclasses say how a row's condition is decided and what
+    happens to outputs and to the scopes passed through."""
+
+    def satisfied(self, row: Row) -> bool | None:
+        raise NotImplementedError
+
+    def emit(self, row: Row, action: str, activated: bool) -> None:
+        raise NotImplementedError
+
+    def enter(self, scope: str) -> None:
+        """A resource scope is walked: its derived roles apply to its rules."""
+        raise NotImplementedError
+
+    def visit(self, scopes: tuple[str, ...]) -> None:
+        """A settled walk passed through these resource scopes."""
+        raise NotImplementedError
+
+    def decide_action(self, action: str, plan: ActionPlan) -> ActionEffect:
+        if plan.settled is not None:
+            self.visit(plan.visited)
+            return plan.settled
+        result = _NO_DECISION
+        for steps in plan.kinds:
+            result = _NO_DECISION
+            for step in steps:
+                role_result = self.decide_role(action, step)
                 if role_result.final:
                     return role_result
                 if result.effect == _UNDECIDED:
@@ -184,57 +157,166 @@ class _Decision:
                 if role_result.effect == ALLOW:
                     result = role_result
                     break
-                if (role_result.effect == DENY and result.policy == NO_MATCH_FOR_SCOPE_PERMISSIONS
-                        and role_result.policy != NO_MATCH_FOR_SCOPE_PERMISSIONS):
-                    result = role_result
-            if result.effect in (ALLOW, DENY):
-                break
-        if result.effect == _UNDECIDED:
-            result.effect = DENY
-        return result
-
-    def decide_role(self, kind: str, action: str, role: str, scopes: tuple[str, ...], policy_key: str) -> ActionEffect:
-        result = ActionEffect(_UNDECIDED, policy_key)
-        pid = self.inp.principal.id if kind == PRINCIPAL else ""
-        # Cerbos looks principal rules up by the resource's version too.
-        plan = self.ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, pid, self.rscope)
-        for scope, rows in plan:
-            if kind == RESOURCE:
-                self.derive_roles(scope)
             if result.effect != _UNDECIDED:
                 break
+        if result.effect == _UNDECIDED:
+            return ActionEffect(DENY, result.policy, result.scope, result.rule)
+        return result
+
+    def decide_role(self, action: str, step: RoleStep) -> ActionEffect:
+        if step.settled is not None:
+            self.visit(step.visited)
+            return step.settled
+        rule = ""
+        for s in step.scopes:
+            scope = s.scope
+            if step.kind == RESOURCE:
+                self.enter(scope)
             has_allow = False
-            for row in rows:
+            for row in s.rows:
                 try:
                     satisfied = self.satisfied(row)
                 except ConditionError:
                     return ActionEffect(DENY, row.policy_key, scope, row.src, final=True)
                 if satisfied:
-                    self.emit(row, action, activated=True)
-                    if row.effect == ALLOW:
-                        if not has_allow:
-                            result.rule = row.src
-                        has_allow = True
-                    elif row.effect == DENY:
-                        result.effect = DENY
-                        result.scope = scope
-                        result.rule = row.src
-                        if row.from_role_policy:
-                            result.policy = row.policy_key
-                        return result
-                    elif row.no_match_for_scope_permissions:
-                        result.policy = NO_MATCH_FOR_SCOPE_PERMISSIONS
-                        result.scope = scope
+                    self.emit(row, action, True)
+                    if row.effect == DENY:
+                        return ActionEffect(DENY, row.policy_key if row.from_role_policy else step.policy_key,
+                                            scope, row.src)
+                    if not has_allow:
+                        rule = row.src
+                    has_allow = True
                 elif satisfied is False:
-                    self.emit(row, action, activated=False)
+                    self.emit(row, action, False)
             if has_allow:
-                if self.ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT:
-                    result.rule = ""
+                if s.requires_parental_consent:
+                    rule = ""
                     continue
-                result.effect = ALLOW
-                result.scope = scope
-                return result
-        return result
+                return ActionEffect(ALLOW, step.policy_key, scope, rule)
+        return ActionEffect(_UNDECIDED, step.policy_key, "", rule)
+
+
+class _Settling(_Walk):
+    """Walks a plan without a request: succeeds only where no condition or output is needed."""
+
+    def __init__(self) -> None:
+        self.visited: list[str] = []
+
+    def satisfied(self, row: Row) -> bool | None:
+        dr = row.derived_role
+        if row.condition is not None or (dr is not None and dr.condition is not None):
+            raise _Dynamic
+        return True
+
+    def emit(self, row: Row, action: str, activated: bool) -> None:
+        if row.output is not None:
+            raise _Dynamic
+
+    def enter(self, scope: str) -> None:
+        self.visited.append(scope)
+
+    def visit(self, scopes: tuple[str, ...]) -> None:
+        self.visited.extend(scopes)
+
+
+def _settle(action: str, plan: ActionPlan) -> ActionPlan:
+    """Decides, once, every role step and the whole action where no condition is involved."""
+    for steps in plan.kinds:
+        for step in steps:
+            walk = _Settling()
+            try:
+                step.settled = walk.decide_role(action, step)
+            except _Dynamic:
+                continue
+            step.visited = tuple(walk.visited)
+    walk = _Settling()
+    try:
+        plan.settled = walk.decide_action(action, plan)
+    except _Dynamic:
+        return plan
+    plan.visited = tuple(walk.visited)
+    return plan
+
+
+class _Decision(_Walk):
+    """The state of deciding one CheckInput."""
+
+    def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
+                 principals: dict[int, Message] | None) -> None:
+        self.ps = ps
+        self.inp = inp
+        self.params = params
+        self.now = now
+        self.strict = params.strict_evaluation
+        p, r = inp.principal, inp.resource
+        self.plan = check_plan(ps, p.id, tuple(p.roles), p.scope or params.default_scope,
+                               p.policy_version or params.default_policy_version, r.kind,
+                               r.scope or params.default_scope, r.policy_version or params.default_policy_version,
+                               params.lenient_scope_search)
+        self.principals = principals
+        self._act: Activation | None = None
+        self.errors: list[EvaluationError] = []
+        self.outputs: list[OutputEntry] = []
+        self.condition_cache: dict[str, bool] = {}
+        self.runtimes: dict[str, Message] = {}
+        self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
+        self.visited: dict[str, None] = {}  # resource scopes walked, in order
+        self.runtime_scope: str | None = None  # whose derived roles the next condition sees
+
+    @property
+    def act(self) -> Activation:
+        """The CEL activation, built only when some condition or output needs it."""
+        act = self._act
+        if act is None:
+            plan = self.plan
+            principal = None
+            if self.principals is not None:
+                key = id(self.inp.principal)
+                principal = self.principals.get(key)
+                if principal is None:
+                    principal = self.principals[key] = principal_message(self.inp.principal, plan.pscope)
+            act = self._act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
+                                         from_json(self.params.globals))
+            act.runtime_source = self.current_runtime
+        return act
+
+    def current_runtime(self) -> Message:
+        """``runtime`` as the rules being evaluated see it: the derived roles of the resource scope
+        walked last (principal rules see whatever resource scope was walked before them)."""
+        scope = self.runtime_scope
+        return _NO_RUNTIME if scope is None else self.runtime(scope)
+
+    def decide(self, with_derived_roles: bool = True) -> CheckOutput:
+        inp = self.inp
+        plan = self.plan
+        if not plan.has_policies:
+            return CheckOutput(inp.request_id, inp.resource.id, {a: _DENIED for a in inp.actions})
+        actions: dict[str, ActionEffect] = {}
+        plans = plan.actions
+        for action in inp.actions:
+            action_plan = plans.get(action)
+            if action_plan is None:
+                action_plan = plans[action] = _settle(action, plan.role_steps(self.ps, action))
+            actions[action] = self.decide_action(action, action_plan)
+        out = CheckOutput(inp.request_id, inp.resource.id, actions, self.outputs)
+        out.evaluation_errors = self.errors
+        if with_derived_roles and self.visited:
+            roles: set[str] = set()
+            for scope in self.visited:
+                self.runtime(scope)
+                roles |= self.derived_roles[scope]
+            out.effective_derived_roles = sorted(roles)
+        return out
+
+    def enter(self, scope: str) -> None:
+        self.visited[scope] = None
+        self.runtime_scope = scope
+
+    def visit(self, scopes: tuple[str, ...]) -> None:
+        if scopes:
+            for scope in scopes:
+                self.visited[scope] = None
+            self.runtime_scope = scopes[-1]
 
     def satisfied(self, row: Row) -> bool | None:
         """True or False, or None when the rule was skipped (its derived role erred)."""
@@ -263,30 +345,39 @@ class _Decision:
             self.errors.append(EvaluationError(f"output of {row.src}", error))
         self.outputs.append(OutputEntry(row.src, val, action, error))
 
-    def derive_roles(self, scope: str) -> None:
-        """Works out, once per scope, which of the derived roles that scope's policy uses apply, and
-        makes them ``runtime.effectiveDerivedRoles`` for the rules of that scope."""
-        if scope in self.runtimes:
-            self.act.runtime = self.runtimes[scope]
-            return
+    def runtime(self, scope: str) -> Message:
+        """``runtime`` for the rules of one resource scope: which of the derived roles that scope's
+        policy uses apply (worked out once per scope and check)."""
+        found = self.runtimes.get(scope)
+        if found is not None:
+            return found
+        act = self.act
+        self.runtimes[scope] = _NO_RUNTIME  # a derived role reading ``runtime`` sees none
         effective: set[str] = set()
         failed: list[str] = []
-        for dr in self.ps.derived_roles.get((self.kind, self.rversion, scope), ()):
+        plan = self.plan
+        for dr in self.ps.derived_roles.get((plan.kind, plan.rversion, scope), ()):
             # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
-            if not any(p == "*" or p in self.including_parent_roles for p in dr.parent_roles):
+            if not any(p == "*" or p in plan.parent_roles for p in dr.parent_roles):
                 continue
             errors: list[EvaluationError] = []
-            ok = dr.condition is None or dr.condition(self.act, False, errors)
+            ok = dr.condition is None or dr.condition(act, False, errors)
             if errors:
                 failed.append(dr.name)
             if ok:
                 effective.add(dr.name)
-        self.effective_derived_roles |= effective
+        self.derived_roles[scope] = effective
         fields: dict[str, Any] = {"effectiveDerivedRoles": sorted(effective)}
         if failed and self.strict:
             # A derived role could not be decided, so the list is not known: reading it is an error.
             fields = _UnknownFields(fields, f"failed to compute effective derived roles [{', '.join(sorted(failed))}]")
-        self.act.runtime = self.runtimes[scope] = Message("cerbos.engine.v1.Runtime", fields)
+        self.runtimes[scope] = found = Message("cerbos.engine.v1.Runtime", fields)
+        return found
+
+
+_NO_DECISION = ActionEffect(_UNDECIDED)
+_DENIED = ActionEffect(DENY)
+_NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
 
 
 class _UnknownFields(dict):
@@ -300,6 +391,12 @@ class _UnknownFields(dict):
         raise CelError(self.message)
 
 
-def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None) -> CheckOutput:
-    """Decides one CheckInput. Never raises for anything the request or the policies contain."""
-    return _Decision(ps, inp, params, now or params.now()).decide()
+def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None,
+          principals: dict[int, Message] | None = None, with_derived_roles: bool = True) -> CheckOutput:
+    """Decides one CheckInput. Never raises for anything the request or the policies contain.
+
+    Checks of one request may share ``principals`` (a dict, empty at first) so that the
+    principal's attributes are converted for CEL once per request rather than once per resource.
+    ``with_derived_roles=False`` skips working out derived roles no rule needed (they are only
+    reported in ``meta``)."""
+    return _Decision(ps, inp, params, now or params.now(), principals).decide(with_derived_roles)

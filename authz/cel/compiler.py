@@ -340,7 +340,7 @@ class Compiler:
         if name == "R":
             return Node(lambda a: a.R, "resource")
         if name == "runtime":
-            return Node(lambda a: a.runtime, "runtime")
+            return Node(lambda a: a.current_runtime(), "runtime")
         if name in ("G", "globals"):
             return Node(lambda a: a.globals, "map")
         if name in ("V", "variables"):

@@ -19,7 +19,7 @@ class Activation:
     """Everything one evaluation can see: the request messages, the frozen clock, globals,
     the comprehension variables in scope, and the per-request cache of policy variables."""
 
-    __slots__ = ("request", "P", "R", "runtime", "globals", "now", "locals", "var_cache")
+    __slots__ = ("request", "P", "R", "runtime", "runtime_source", "globals", "now", "locals", "var_cache")
 
     def __init__(
         self,
@@ -34,8 +34,15 @@ class Activation:
         self.now = now
         self.globals = globals_ or {}
         self.runtime = runtime or Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
+        # When set, ``runtime`` is asked for only when an expression reads it (working out the
+        # effective derived roles costs conditions of their own).
+        self.runtime_source: Callable[[], Message] | None = None
         self.locals: dict[str, Any] = {}
         self.var_cache: dict[int, Any] = {}
+
+    def current_runtime(self) -> Message:
+        source = self.runtime_source
+        return self.runtime if source is None else source()
 
     def var(self, variable: Variable) -> Any:
         """A policy variable, evaluated at most once per request.

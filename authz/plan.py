@@ -1,0 +1,130 @@
+"""Decision plans: which rules a check of given coordinates walks, worked out once.
+
+Everything except the conditions depends only on a check's coordinates (the principal's id and
+roles, the resource kind, both scopes and policy versions, and the action). A ``CheckPlan`` holds,
+for one set of coordinates, the scope chains, the policy keys and, per action, an ``ActionPlan``:
+the principal's roles in order, each with the rows to evaluate scope by scope. The evaluator
+(``evaluate.py``) walks these plans; where a walk needs no condition at all, it decides the action
+once, when the plan is made, and later checks only read that answer.
+
+Plans are cached on the ``PolicySet`` (immutable, so safe from any thread); a principal id only
+counts towards the cache key when some principal policy names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .compile import PRINCIPAL, RESOURCE, PolicySet, Row
+from .names import principal_key, sanitize, scope_value
+from .policy import REQUIRE_PARENTAL_CONSENT
+
+if TYPE_CHECKING:
+    from .evaluate import ActionEffect
+
+NO_MATCH = "NO_MATCH"
+MAX_CACHED_PLANS = 20000
+
+
+@dataclass(slots=True)
+class ScopeStep:
+    scope: str
+    rows: tuple[Row, ...]
+    requires_parental_consent: bool
+
+
+@dataclass(slots=True)
+class RoleStep:
+    """One role's walk for one action in one policy kind (principal or resource policies)."""
+
+    kind: str
+    role: str
+    policy_key: str  # reported when no rule decides
+    scopes: tuple[ScopeStep, ...]
+    # Filled by the evaluator when the walk needs no condition: its result, and the resource
+    # scopes it passes through (their derived roles are still reported).
+    settled: ActionEffect | None = None
+    visited: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ActionPlan:
+    """One action: the role steps of principal policies, then those of resource policies."""
+
+    kinds: tuple[tuple[RoleStep, ...], ...]
+    settled: ActionEffect | None = None
+    visited: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class CheckPlan:
+    """Everything about a check's coordinates that does not depend on attributes."""
+
+    kind: str  # the sanitised resource kind, as rules are indexed
+    pscope: str
+    rscope: str
+    rversion: str
+    roles: tuple[str, ...]
+    principal: str
+    has_policies: bool
+    pscopes: tuple[str, ...] = ()
+    rscopes: tuple[str, ...] = ()
+    principal_key: str = NO_MATCH
+    resource_key: str = NO_MATCH
+    parent_roles: tuple[str, ...] = ()  # the roles plus every role-policy ancestor, for derived roles
+    actions: dict[str, ActionPlan] = field(default_factory=dict)
+
+    def role_steps(self, ps: PolicySet, action: str) -> ActionPlan:
+        """The walk for one action (not yet settled)."""
+        kinds: list[tuple[RoleStep, ...]] = []
+        if self.principal_key != NO_MATCH:
+            # Principal rules are keyed by principal id, and looked up by the resource's version.
+            kinds.append(tuple(self._step(ps, PRINCIPAL, action, role, self.pscopes, self.principal_key,
+                                          self.principal) for role in self.roles[:1]))
+        kinds.append(tuple(self._step(ps, RESOURCE, action, role, self.rscopes, self.resource_key, "")
+                           for role in self.roles))
+        return ActionPlan(tuple(kinds))
+
+    def _step(self, ps: PolicySet, kind: str, action: str, role: str, scopes: tuple[str, ...],
+              policy_key: str, principal: str) -> RoleStep:
+        plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
+        return RoleStep(kind, role, policy_key, tuple(
+            ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
+            for scope, rows in plan))
+
+
+def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,
+               kind: str, rscope: str, rversion: str, lenient: bool) -> CheckPlan:
+    """The (cached) plan for these coordinates; scopes and versions already defaulted."""
+    if principal not in ps.principal_ids:
+        principal = ""  # no principal policy can match: the id does not change the plan
+    key = (principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
+    cache = ps.plan_cache
+    plan = cache.get(key)
+    if plan is None:
+        if len(cache) >= MAX_CACHED_PLANS:
+            cache.clear()  # an unusual spread of coordinates: start again rather than grow
+        plan = cache[key] = _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
+    return plan
+
+
+def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,
+              kind: str, rscope: str, rversion: str, lenient: bool) -> CheckPlan:
+    pscope, rscope = scope_value(pscope), scope_value(rscope)
+    plan = CheckPlan(sanitize(kind), pscope, rscope, rversion, roles, principal, has_policies=False)
+    plan.pscopes = ps.scopes_for(PRINCIPAL, pscope, lenient)
+    plan.rscopes = ps.scopes_for(RESOURCE, rscope, lenient)
+    if not plan.pscopes and not plan.rscopes:
+        return plan
+    principal_exists = ps.principal_exists(principal, pversion, plan.pscopes)
+    resource_exists = ps.resource_exists(plan.kind, rversion, plan.rscopes)
+    if not principal_exists and not resource_exists:
+        return plan
+    plan.has_policies = True
+    if principal_exists:
+        plan.principal_key = principal_key(principal, pversion, plan.pscopes[0])
+    if resource_exists:
+        plan.resource_key = ps.resource_policy_key(kind, rversion, plan.rscopes[0] if plan.rscopes else "")
+    plan.parent_roles = ps.parent_roles(rscope, roles)
+    return plan
