@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from typing import Any
 
 from .errors import RequestError
-from .evaluate import CheckInput, CheckOutput, Principal, Resource
+from .evaluate import CheckInput, CheckOutput, OutputEntry, Principal, Resource
 
 _SCOPE_RE = re.compile(r"^(^$|\.|[0-9a-zA-Z][\w\-]*(\.\w[\w\-]*)*)$")
 _VERSION_RE = re.compile(r"^[\w]*$")
@@ -127,7 +128,72 @@ def _aux_data(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_check_request(body: Any) -> tuple[str, list[CheckInput], bool]:
-    """A CheckResources request body as (request id, one CheckInput per resource, includeMeta)."""
+    """A CheckResources request body as (request id, one CheckInput per resource, includeMeta).
+
+    A well-formed request takes a quick path; anything unusual is parsed step by step, which
+    names exactly what is wrong."""
+    parsed = _parse_well_formed(body)
+    if parsed is not None:
+        return parsed
+    return _parse_checked(body)
+
+
+_KEYS = {kind: frozenset(keys) for kind, keys in _FIELDS.items()}
+
+
+def _plain_scope_and_version(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """Scope and policy version when both are absent or valid strings; None otherwise."""
+    scope, version = obj.get("scope"), obj.get("policyVersion")
+    scope = "" if scope is None else scope
+    version = "" if version is None else version
+    if type(scope) is not str or type(version) is not str:
+        return None
+    if (scope and not _SCOPE_RE.match(scope)) or (version and not _VERSION_RE.match(version)):
+        return None
+    return scope, version
+
+
+def _plain_actions(actions: Any) -> bool:
+    return (type(actions) is list and 0 < len(actions) <= MAX_ACTIONS
+            and all(type(a) is str for a in actions) and len(set(actions)) == len(actions))
+
+
+def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
+    """The common case, checked in one pass: None as soon as anything needs a closer look."""
+    if type(body) is not dict or not _KEYS["request"].issuperset(body) or body.get("auxData"):
+        return None
+    request_id = body.get("requestId")
+    request_id = "" if request_id is None else request_id
+    p = body.get("principal")
+    entries = body.get("resources")
+    if (type(request_id) is not str or type(p) is not dict or not _KEYS["principal"].issuperset(p)
+            or type(entries) is not list or not 0 < len(entries) <= MAX_RESOURCES):
+        return None
+    pid, roles, pattr = p.get("id"), p.get("roles"), p.get("attr")
+    sv = _plain_scope_and_version(p)
+    if (type(pid) is not str or not pid or type(roles) is not list or not roles or sv is None
+            or not all(type(r) is str for r in roles) or len(set(roles)) != len(roles)
+            or (pattr is not None and type(pattr) is not dict)):
+        return None
+    principal = Principal(pid, roles, pattr or {}, sv[1], sv[0])
+    inputs = []
+    resource_keys, entry_keys = _KEYS["resource"], _KEYS["resource entry"]
+    for entry in entries:
+        if type(entry) is not dict or not entry_keys.issuperset(entry):
+            return None
+        actions, r = entry.get("actions"), entry.get("resource")
+        if type(r) is not dict or not resource_keys.issuperset(r) or not _plain_actions(actions):
+            return None
+        kind, rid, rattr = r.get("kind"), r.get("id"), r.get("attr")
+        sv = _plain_scope_and_version(r)
+        if (type(kind) is not str or not kind or type(rid) is not str or not rid or sv is None
+                or (rattr is not None and type(rattr) is not dict)):
+            return None
+        inputs.append(CheckInput(principal, Resource(kind, rid, rattr or {}, sv[1], sv[0]), actions, {}, request_id))
+    return request_id, inputs, body.get("includeMeta") is True
+
+
+def _parse_checked(body: Any) -> tuple[str, list[CheckInput], bool]:
     obj = _object(body, "", "request")
     request_id = _string(obj, "requestId", "requestId")
     if "principal" not in obj or obj["principal"] is None:
@@ -154,39 +220,39 @@ def parse_check_request(body: Any) -> tuple[str, list[CheckInput], bool]:
 
 
 def render_result(inp: CheckInput, out: CheckOutput, include_meta: bool = False) -> dict[str, Any]:
-    resource: dict[str, Any] = {"id": inp.resource.id, "kind": inp.resource.kind}
-    if inp.resource.policy_version:
-        resource["policyVersion"] = inp.resource.policy_version
-    if inp.resource.scope:
-        resource["scope"] = inp.resource.scope
-    result: dict[str, Any] = {
-        "resource": resource,
-        "actions": {a: out.actions[a].effect for a in sorted(out.actions)},
-    }
+    r = inp.resource
+    resource: dict[str, Any] = {"id": r.id, "kind": r.kind}
+    if r.policy_version:
+        resource["policyVersion"] = r.policy_version
+    if r.scope:
+        resource["scope"] = r.scope
+    effects = out.actions
+    result: dict[str, Any] = {"resource": resource, "actions": {a: effects[a].effect for a in sorted(effects)}}
     if out.validation_errors:
         result["validationErrors"] = out.validation_errors
     if include_meta:
-        meta: dict[str, Any] = {"actions": {}}
-        for a, e in out.actions.items():
-            m = {"matchedPolicy": e.policy}
-            if e.scope:
-                m["matchedScope"] = e.scope
-            meta["actions"][a] = m
-        if out.effective_derived_roles:
-            meta["effectiveDerivedRoles"] = out.effective_derived_roles
-        result["meta"] = meta
+        result["meta"] = _meta(out)
     if out.outputs:
-        entries = []
-        for o in out.outputs:
-            entry: dict[str, Any] = {"src": o.src}
-            if o.val is not None or o.error is None:
-                entry["val"] = o.val
-            entry["action"] = o.action
-            if o.error is not None:
-                entry["error"] = o.error
-            entries.append(entry)
-        result["outputs"] = entries
+        result["outputs"] = [_output_entry(o) for o in out.outputs]
     return result
+
+
+def _meta(out: CheckOutput) -> dict[str, Any]:
+    actions = {}
+    for a, e in out.actions.items():
+        actions[a] = {"matchedPolicy": e.policy, "matchedScope": e.scope} if e.scope else {"matchedPolicy": e.policy}
+    meta: dict[str, Any] = {"actions": actions}
+    if out.effective_derived_roles:
+        meta["effectiveDerivedRoles"] = out.effective_derived_roles
+    return meta
+
+
+def _output_entry(o: OutputEntry) -> dict[str, Any]:
+    if o.error is None:
+        return {"src": o.src, "val": o.val, "action": o.action}
+    if o.val is None:
+        return {"src": o.src, "action": o.action, "error": o.error}
+    return {"src": o.src, "val": o.val, "action": o.action, "error": o.error}
 
 
 def render_check_response(request_id: str, results: list[dict[str, Any]], call_id: str | None = None) -> dict[str, Any]:
@@ -199,15 +265,51 @@ def render_check_response(request_id: str, results: list[dict[str, Any]], call_i
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit group as two characters
 
 
+class _MonotonicUlid:
+    """ULIDs as Cerbos uses them for ``cerbosCallId`` and we for audit record ids: 48 bits of
+    milliseconds, then 80 random bits drawn afresh each millisecond and incremented within one
+    (the ULID spec's monotonic mode), so ids stay unique and ordered without a system call each."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.last_ms = -1
+        self.random = 0
+        self.high = -1
+        self.prefix = ""
+
+    def next(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        with self.lock:
+            if ms > self.last_ms:
+                self.last_ms, self.random = ms, int.from_bytes(os.urandom(10), "big")
+            else:
+                ms = self.last_ms  # the clock stepped back or stood still: stay ordered
+                self.random = (self.random + 1) & _RANDOM_MASK
+                if self.random == 0:
+                    self.last_ms = ms = ms + 1
+            value = (ms << 80) | self.random
+            high = value >> 20
+            if high != self.high:  # the first 22 characters change only every 2**20 ids
+                self.high = high
+                self.prefix = "".join([_PAIRS[(high >> (10 * i)) & 1023] for i in range(10, -1, -1)])
+            prefix = self.prefix
+        return prefix + _PAIRS[(value >> 10) & 1023] + _PAIRS[value & 1023]
+
+
+_RANDOM_MASK = (1 << 80) - 1
+_ULIDS = _MonotonicUlid()
+os.register_at_fork(after_in_child=_ULIDS.reset)  # a forked worker must not repeat its parent's ids
+
+
 def new_call_id() -> str:
-    """A ULID, as Cerbos uses for ``cerbosCallId`` (time-ordered, 26 characters)."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    return "".join(_PAIRS[(value >> (10 * i)) & 1023] for i in range(12, -1, -1))
+    """A new ULID (26 characters, time-ordered)."""
+    return _ULIDS.next()
 
 
 def error_body(message: str) -> dict[str, Any]:

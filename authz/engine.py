@@ -34,11 +34,11 @@ class Engine:
         """Compiles every policy below ``root``; raises ``PolicyErrors`` listing every problem."""
         return cls(compile_policy_dir(Path(root)), params, bundle_version)
 
-    def check(self, inp: CheckInput, now: datetime | None = None, principals: dict[int, Any] | None = None,
+    def check(self, inp: CheckInput, now: datetime | None = None, shared: dict[Any, Any] | None = None,
               with_derived_roles: bool = True) -> CheckOutput:
         """Decides one resource's actions. Never raises for what the request or policies contain.
 
-        ``principals`` and ``with_derived_roles`` are as for ``evaluate.check``."""
+        ``shared`` and ``with_derived_roles`` are as for ``evaluate.check``."""
         when = now or self.params.now()
         errors, reject = self.schemas.validate(inp, self.params.schema_enforcement,
                                               self.params.default_policy_version)
@@ -51,7 +51,7 @@ class Engine:
             out.actions = {a: ActionEffect("EFFECT_DENY", key) for a in inp.actions}
             out.validation_errors = errors
             return out
-        out = check(self.policy_set, inp, self.params, when, principals, with_derived_roles)
+        out = check(self.policy_set, inp, self.params, when, shared, with_derived_roles)
         out.validation_errors = errors
         return out
 
@@ -69,9 +69,9 @@ class Engine:
         when = now or self.params.now()
         call_id = api.new_call_id()
         results = []
-        principals: dict[int, Any] = {}  # the request's one principal, converted for CEL once
+        shared: dict[Any, Any] = {}  # the request's principal and globals, converted for CEL once
         for inp in inputs:
-            out = self.check(inp, when, principals, with_derived_roles=include_meta)
+            out = self.check(inp, when, shared, with_derived_roles=include_meta)
             if audit is not None:
                 audit.extend(decision_records(inp.principal, inp.resource, out, call_id=call_id,
                                               bundle_version=self.bundle_version))

@@ -108,7 +108,8 @@ def request_message(inp: CheckInput, pscope: str, rscope: str, principal: Messag
         "kind": r.kind, "id": r.id, "attr": from_json(r.attr),
         "policyVersion": r.policy_version, "scope": rscope,
     })
-    aux = Message("cerbos.engine.v1.AuxData", {"jwt": from_json(inp.aux_data.get("jwt", {})), "jwts": {}})
+    jwt = inp.aux_data.get("jwt")
+    aux = _NO_AUX_DATA if not jwt else Message("cerbos.engine.v1.AuxData", {"jwt": from_json(jwt), "jwts": {}})
     return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
 
 
@@ -126,6 +127,8 @@ class _Dynamic(Exception):
 class _Walk:
     """Cerbos's walk over a plan. Subclasses say how a row's condition is decided and what
     happens to outputs and to the scopes passed through."""
+
+    __slots__ = ()
 
     def satisfied(self, row: Row) -> bool | None:
         raise NotImplementedError
@@ -241,8 +244,11 @@ def _settle(action: str, plan: ActionPlan) -> ActionPlan:
 class _Decision(_Walk):
     """The state of deciding one CheckInput."""
 
+    __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "_act", "errors", "outputs",
+                 "condition_cache", "runtimes", "derived_roles", "visited", "runtime_scope")
+
     def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
-                 principals: dict[int, Message] | None) -> None:
+                 shared: dict[Any, Any] | None, with_derived_roles: bool) -> None:
         self.ps = ps
         self.inp = inp
         self.params = params
@@ -253,14 +259,15 @@ class _Decision(_Walk):
                                p.policy_version or params.default_policy_version, r.kind,
                                r.scope or params.default_scope, r.policy_version or params.default_policy_version,
                                params.lenient_scope_search)
-        self.principals = principals
+        self.shared = {} if shared is None else shared
         self._act: Activation | None = None
         self.errors: list[EvaluationError] = []
         self.outputs: list[OutputEntry] = []
         self.condition_cache: dict[str, bool] = {}
         self.runtimes: dict[str, Message] = {}
         self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
-        self.visited: dict[str, None] = {}  # resource scopes walked, in order
+        # Resource scopes walked, in order, when their derived roles are to be reported.
+        self.visited: dict[str, None] | None = {} if with_derived_roles else None
         self.runtime_scope: str | None = None  # whose derived roles the next condition sees
 
     @property
@@ -268,15 +275,16 @@ class _Decision(_Walk):
         """The CEL activation, built only when some condition or output needs it."""
         act = self._act
         if act is None:
-            plan = self.plan
-            principal = None
-            if self.principals is not None:
-                key = id(self.inp.principal)
-                principal = self.principals.get(key)
-                if principal is None:
-                    principal = self.principals[key] = principal_message(self.inp.principal, plan.pscope)
+            plan, shared = self.plan, self.shared
+            key = id(self.inp.principal)
+            principal = shared.get(key)
+            if principal is None:
+                principal = shared[key] = principal_message(self.inp.principal, plan.pscope)
+            globals_ = shared.get("globals")
+            if globals_ is None:
+                globals_ = shared["globals"] = from_json(self.params.globals)
             act = self._act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
-                                         from_json(self.params.globals))
+                                         globals_)
             act.runtime_source = self.current_runtime
         return act
 
@@ -286,21 +294,26 @@ class _Decision(_Walk):
         scope = self.runtime_scope
         return _NO_RUNTIME if scope is None else self.runtime(scope)
 
-    def decide(self, with_derived_roles: bool = True) -> CheckOutput:
+    def decide(self) -> CheckOutput:
         inp = self.inp
         plan = self.plan
         if not plan.has_policies:
-            return CheckOutput(inp.request_id, inp.resource.id, {a: _DENIED for a in inp.actions})
+            return CheckOutput(inp.request_id, inp.resource.id, dict.fromkeys(inp.actions, _DENIED))
         actions: dict[str, ActionEffect] = {}
         plans = plan.actions
         for action in inp.actions:
             action_plan = plans.get(action)
             if action_plan is None:
                 action_plan = plans[action] = _settle(action, plan.role_steps(self.ps, action))
-            actions[action] = self.decide_action(action, action_plan)
+            settled = action_plan.settled
+            if settled is not None:
+                self.visit(action_plan.visited)
+                actions[action] = settled
+            else:
+                actions[action] = self.decide_action(action, action_plan)
         out = CheckOutput(inp.request_id, inp.resource.id, actions, self.outputs)
         out.evaluation_errors = self.errors
-        if with_derived_roles and self.visited:
+        if self.visited:
             roles: set[str] = set()
             for scope in self.visited:
                 self.runtime(scope)
@@ -309,13 +322,14 @@ class _Decision(_Walk):
         return out
 
     def enter(self, scope: str) -> None:
-        self.visited[scope] = None
+        if self.visited is not None:
+            self.visited[scope] = None
         self.runtime_scope = scope
 
     def visit(self, scopes: tuple[str, ...]) -> None:
         if scopes:
-            for scope in scopes:
-                self.visited[scope] = None
+            if self.visited is not None:
+                self.visited.update(dict.fromkeys(scopes))
             self.runtime_scope = scopes[-1]
 
     def satisfied(self, row: Row) -> bool | None:
@@ -378,6 +392,7 @@ class _Decision(_Walk):
 _NO_DECISION = ActionEffect(_UNDECIDED)
 _DENIED = ActionEffect(DENY)
 _NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
+_NO_AUX_DATA = Message("cerbos.engine.v1.AuxData", {"jwt": {}, "jwts": {}})
 
 
 class _UnknownFields(dict):
@@ -392,11 +407,11 @@ class _UnknownFields(dict):
 
 
 def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None,
-          principals: dict[int, Message] | None = None, with_derived_roles: bool = True) -> CheckOutput:
+          shared: dict[Any, Any] | None = None, with_derived_roles: bool = True) -> CheckOutput:
     """Decides one CheckInput. Never raises for anything the request or the policies contain.
 
-    Checks of one request may share ``principals`` (a dict, empty at first) so that the
-    principal's attributes are converted for CEL once per request rather than once per resource.
+    The checks of one request may pass the same ``shared`` dict (empty at first): the principal's
+    attributes and the globals are then converted for CEL once per request, not once per resource.
     ``with_derived_roles=False`` skips working out derived roles no rule needed (they are only
     reported in ``meta``)."""
-    return _Decision(ps, inp, params, now or params.now(), principals).decide(with_derived_roles)
+    return _Decision(ps, inp, params, now or params.now(), shared, with_derived_roles).decide()

@@ -33,7 +33,7 @@ class Activation:
         self.R = request.fields["resource"]
         self.now = now
         self.globals = globals_ or {}
-        self.runtime = runtime or Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
+        self.runtime = runtime or _NO_RUNTIME
         # When set, ``runtime`` is asked for only when an expression reads it (working out the
         # effective derived roles costs conditions of their own).
         self.runtime_source: Callable[[], Message] | None = None
@@ -65,6 +65,9 @@ class Activation:
             raise error from exc
         cache[key] = value
         return value
+
+
+_NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
 
 
 @dataclass(eq=False)

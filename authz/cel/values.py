@@ -379,25 +379,43 @@ def _json_key(key: Any) -> str:
 def from_json(value: Any) -> Any:
     """Request data (JSON) as CEL values: every JSON number is a double, as in protobuf Value.
 
-    Containers with nothing to convert are returned as they are (CEL never mutates values)."""
+    Containers with nothing to convert are returned as they are (CEL never mutates values);
+    otherwise a copy is patched where needed."""
     t = type(value)
     if t is dict:
-        for v in value.values():
+        out = None
+        for k, v in value.items():
             tv = type(v)
-            if tv is int or tv is dict or tv is list:
-                return {k: (float(v) if type(v) is int else from_json(v) if type(v) in _CONTAINERS else v)
-                        for k, v in value.items()}
-        return value
+            if tv is int:
+                new = float(v)
+            elif tv is dict or tv is list:
+                new = from_json(v)
+                if new is v:
+                    continue
+            else:
+                continue
+            if out is None:
+                out = dict(value)
+            out[k] = new
+        return value if out is None else out
     if t is list:
-        for v in value:
+        items = None
+        for i, v in enumerate(value):
             tv = type(v)
-            if tv is int or tv is dict or tv is list:
-                return [float(v) if type(v) is int else from_json(v) if type(v) in _CONTAINERS else v
-                        for v in value]
-        return value
+            if tv is int:
+                new = float(v)
+            elif tv is dict or tv is list:
+                new = from_json(v)
+                if new is v:
+                    continue
+            else:
+                continue
+            if items is None:
+                items = list(value)
+            items[i] = new
+        return value if items is None else items
     if t is int:
         return float(value)
     return value
 
 
-_CONTAINERS = (dict, list)
