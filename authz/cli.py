@@ -16,6 +16,7 @@ Exit statuses follow ``cerbos compile``: 0 all good, 3 the policies do not compi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import socket
@@ -108,6 +109,9 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     except PolicyErrors as exc:
         sys.stderr.write("\n".join(p.render(root) for p in exc.problems) + "\n")
         return EXIT_POLICY_ERRORS
+    # The compiled policies live as long as the process: keep the garbage collector's full
+    # passes from walking them again and again (a quarter of a cold run's time otherwise).
+    gc.freeze()
     try:
         chain = AuditChain(args.audit, workstation_id=socket.gethostname()) if args.audit else None
     except AuditWriteError as exc:

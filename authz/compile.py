@@ -113,19 +113,19 @@ class PolicySet:
 
     def __post_init__(self) -> None:
         # Everything a check looks up depends only on the request's coordinates, so it is
-        # worked out once per distinct coordinates and then served from these caches.
-        self.query = lru_cache(maxsize=65536)(self._query)  # type: ignore[method-assign]
+        # worked out once per distinct coordinates and then served from these caches (and the
+        # decision plans of plan.py, which call role_plan once per role and action).
         self.scopes_for = lru_cache(maxsize=4096)(self._scopes_for)  # type: ignore[method-assign]
         self.principal_exists = lru_cache(maxsize=4096)(self._principal_exists)  # type: ignore[method-assign]
         self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)  # type: ignore[method-assign]
         self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)  # type: ignore[method-assign]
-        self.role_plan = lru_cache(maxsize=65536)(self._role_plan)  # type: ignore[method-assign]
 
-    def _role_plan(self, kind: str, version: str, scopes: tuple[str, ...], resource: str, action: str,
+    def role_plan(self, kind: str, version: str, scopes: tuple[str, ...], resource: str, action: str,
                    role: str, principal: str, role_scope: str) -> tuple[tuple[str, tuple[Row, ...]], ...]:
         """For one role and action: the rows to evaluate in each scope, most specific first."""
         roles = self.parent_roles(role_scope, (role,))
-        return tuple((scope, self.query(kind, version, scope, resource, action, roles, principal)) for scope in scopes)
+        return tuple((scope, self.rows_for(kind, version, scope, resource, action, roles, principal))
+                     for scope in scopes)
 
     def _scopes_for(self, kind: str, scope: str, lenient: bool) -> tuple[str, ...]:
         """The scopes a check walks, most specific first (none when the scope is unknown and the
@@ -148,7 +148,7 @@ class PolicySet:
     def resource_policy_key(self, kind: str, version: str, scope: str) -> str:
         return resource_key(kind, version, scope)
 
-    def _query(self, kind: str, version: str, scope: str, resource: str, action: str,
+    def rows_for(self, kind: str, version: str, scope: str, resource: str, action: str,
                roles: tuple[str, ...], principal: str) -> tuple[Row, ...]:
         """The rows of one scope that apply to this resource kind, action and roles, in rule order."""
         out: list[Row] = []

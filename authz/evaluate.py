@@ -222,22 +222,37 @@ class _Settling(_Walk):
         self.visited.extend(scopes)
 
 
+class _SettlingAction(_Settling):
+    """Settles an action from its settled role steps (each was tried on its own already)."""
+
+    def decide_role(self, action: str, step: RoleStep) -> ActionEffect:
+        if step.settled is None:
+            raise _Dynamic
+        self.visit(step.visited)
+        return step.settled
+
+
 def _settle(action: str, plan: ActionPlan) -> ActionPlan:
     """Decides, once, every role step and the whole action where no condition is involved."""
     for steps in plan.kinds:
         for step in steps:
+            if step.tried:
+                continue
+            step.tried = True
             walk = _Settling()
             try:
-                step.settled = walk.decide_role(action, step)
+                settled = walk.decide_role(action, step)
             except _Dynamic:
                 continue
             step.visited = tuple(walk.visited)
-    walk = _Settling()
+            step.settled = settled  # last: another thread may read it as soon as it is set
+    walk = _SettlingAction()
     try:
-        plan.settled = walk.decide_action(action, plan)
+        settled = walk.decide_action(action, plan)
     except _Dynamic:
         return plan
     plan.visited = tuple(walk.visited)
+    plan.settled = settled
     return plan
 
 
@@ -304,7 +319,7 @@ class _Decision(_Walk):
         for action in inp.actions:
             action_plan = plans.get(action)
             if action_plan is None:
-                action_plan = plans[action] = _settle(action, plan.role_steps(self.ps, action))
+                action_plan = plans[action] = _settle(action, plan.action_plan(self.ps, action))
             settled = action_plan.settled
             if settled is not None:
                 self.visit(action_plan.visited)

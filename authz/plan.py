@@ -46,6 +46,7 @@ class RoleStep:
     # scopes it passes through (their derived roles are still reported).
     settled: ActionEffect | None = None
     visited: tuple[str, ...] = ()
+    tried: bool = False  # whether settling has been attempted
 
 
 @dataclass(slots=True)
@@ -75,8 +76,8 @@ class CheckPlan:
     parent_roles: tuple[str, ...] = ()  # the roles plus every role-policy ancestor, for derived roles
     actions: dict[str, ActionPlan] = field(default_factory=dict)
 
-    def role_steps(self, ps: PolicySet, action: str) -> ActionPlan:
-        """The walk for one action (not yet settled)."""
+    def action_plan(self, ps: PolicySet, action: str) -> ActionPlan:
+        """The walk for one action (the evaluator settles it before use)."""
         kinds: list[tuple[RoleStep, ...]] = []
         if self.principal_key != NO_MATCH:
             # Principal rules are keyed by principal id, and looked up by the resource's version.
@@ -88,10 +89,16 @@ class CheckPlan:
 
     def _step(self, ps: PolicySet, kind: str, action: str, role: str, scopes: tuple[str, ...],
               policy_key: str, principal: str) -> RoleStep:
-        plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
-        return RoleStep(kind, role, policy_key, tuple(
-            ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
-            for scope, rows in plan))
+        """A role's walk, shared by every plan with the same role coordinates (so each is settled
+        once, however many combinations of roles and ids it appears in)."""
+        key = ("step", kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope, policy_key)
+        step = ps.plan_cache.get(key)
+        if step is None:
+            plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
+            step = ps.plan_cache[key] = RoleStep(kind, role, policy_key, tuple(
+                ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
+                for scope, rows in plan))
+        return step
 
 
 def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,

@@ -55,6 +55,7 @@ from .values import (
     Message,
     Optional,
     Uint,
+    cel_equals,
     check_int,
     no_overload,
     type_name,
@@ -71,6 +72,7 @@ class Node:
     const: bool = False
     value: Any = None
     elem: str | None = None  # the element type of a list literal, where all elements agree
+    root: str | None = None  # "P" or "R" for those names and their fields, so ``R.attr.x`` is one step
 
 
 def _const(value: Any, kind: str | None = None) -> Node:
@@ -216,6 +218,8 @@ class Compiler:
                 return impl(v, right.value)
 
             return self._fold(Node(in_strings, "bool"), left, right)
+        if op in ("==", "!="):
+            return self._fold(_equality(op, left, right), left, right)
         return self._fold(Node(lambda a: impl(lf(a), rf(a)), result_type), left, right)
 
     def c_unary(self, tree: lark.Tree) -> Node:
@@ -336,9 +340,9 @@ class Compiler:
         if name == "request":
             return Node(lambda a: a.request, "request")
         if name == "P":
-            return Node(lambda a: a.P, "principal")
+            return Node(lambda a: a.P, "principal", root="P")
         if name == "R":
-            return Node(lambda a: a.R, "resource")
+            return Node(lambda a: a.R, "resource", root="R")
         if name == "runtime":
             return Node(lambda a: a.current_runtime(), "runtime")
         if name in ("G", "globals"):
@@ -371,10 +375,14 @@ class Compiler:
             fields = _MESSAGE_FIELDS[target.type]
             if name not in fields:
                 raise self.error(name_token, f"undefined field '{name}'")
+            if target.root is not None and target.type in ("principal", "resource"):
+                return _request_field(target.root, name, fields[name])
             tf = target.fn
             return Node(lambda a: tf(a).fields[name], fields[name])
         if target.type in _PRIMITIVES or target.type in ("list", "timestamp", "duration"):
             raise self.error(name_token, f"type '{target.type}' does not support field selection")
+        if target.root is not None and target.type == "map":
+            return _attribute(target.root, name)
         tf = target.fn
         return self._fold(Node(lambda a: _select(tf(a), name)), target)
 
@@ -620,6 +628,49 @@ class Compiler:
         except CelError:
             return node
         return Node(lambda a: value, node.type, True, value)
+
+
+def _request_field(root: str, name: str, kind: str) -> Node:
+    """``P.name`` or ``R.name``: a field of the request's principal or resource message."""
+    if root == "P":
+        return Node(lambda a: a.P.fields[name], kind, root="P")
+    return Node(lambda a: a.R.fields[name], kind, root="R")
+
+
+def _attribute(root: str, name: str) -> Node:
+    """``P.attr.name`` or ``R.attr.name`` in one step; anything unusual takes ``_select``'s path."""
+    if root == "P":
+        def principal_attribute(a: Activation) -> Any:
+            attrs = a.P.fields["attr"]
+            if type(attrs) is dict and name in attrs:
+                return attrs[name]
+            return _select(attrs, name)
+        return Node(principal_attribute)
+
+    def resource_attribute(a: Activation) -> Any:
+        attrs = a.R.fields["attr"]
+        if type(attrs) is dict and name in attrs:
+            return attrs[name]
+        return _select(attrs, name)
+    return Node(resource_attribute)
+
+
+def _equality(op: str, left: Node, right: Node) -> Node:
+    """``==`` / ``!=``, with the common comparison against a string literal done directly."""
+    lf, rf = left.fn, right.fn
+    negate = op == "!="
+    literal = right if right.const else left if left.const else None
+    if literal is not None and type(literal.value) is str:
+        text, other = literal.value, (lf if literal is right else rf)
+
+        def against_string(a: Activation) -> bool:
+            v = other(a)
+            same = v == text if type(v) is str else cel_equals(v, text)
+            return same is not negate
+        return Node(against_string, "bool")
+    if negate:
+        return Node(lambda a: not cel_equals(lf(a), rf(a)), "bool")
+    return Node(lambda a: cel_equals(lf(a), rf(a)), "bool")
 
 
 def _unwrap(tree: Any) -> Any:
