@@ -69,17 +69,34 @@ def compile_match(match: Match, scope: Scope, problems: list[PolicyProblem]) -> 
     if any(c is None for c in children):
         return None
     kids: list[ConditionFn] = [c for c in children if c is not None]
+    # Plain loops rather than all()/any() over a generator: this is the hottest path of a check.
     if match.op == "all":
+        if len(kids) == 2:
+            first, second = kids
+
+            def both(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
+                return first(act, strict, errors) and second(act, strict, errors)
+            return both
+
         def all_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
-            return all(k(act, strict, errors) for k in kids)
+            for k in kids:  # noqa: SIM110
+                if not k(act, strict, errors):
+                    return False
+            return True
         return all_of
     if match.op == "any":
         def any_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
-            return any(k(act, strict, errors) for k in kids)
+            for k in kids:  # noqa: SIM110
+                if k(act, strict, errors):
+                    return True
+            return False
         return any_of
 
     def none_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
-        return not any(k(act, strict, errors) for k in kids)
+        for k in kids:  # noqa: SIM110
+            if k(act, strict, errors):
+                return False
+        return True
     return none_of
 
 

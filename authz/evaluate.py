@@ -130,7 +130,10 @@ class _Walk:
 
     __slots__ = ()
 
+    condition_cache: dict[str, bool]  # evaluation key -> whether that condition held, this check
+
     def satisfied(self, row: Row) -> bool | None:
+        """Whether a row's condition (and its derived role's) holds; None when the rule is skipped."""
         raise NotImplementedError
 
     def emit(self, row: Row, action: str, activated: bool) -> None:
@@ -171,25 +174,30 @@ class _Walk:
             self.visit(step.visited)
             return step.settled
         rule = ""
+        known = self.condition_cache
+        resource = step.kind == RESOURCE
         for s in step.scopes:
             scope = s.scope
-            if step.kind == RESOURCE:
+            if resource:
                 self.enter(scope)
             has_allow = False
             for row in s.rows:
-                try:
-                    satisfied = self.satisfied(row)
-                except ConditionError:
-                    return ActionEffect(DENY, row.policy_key, scope, row.src, final=True)
+                satisfied = known.get(row.evaluation_key)
+                if satisfied is None:
+                    try:
+                        satisfied = self.satisfied(row)
+                    except ConditionError:
+                        return ActionEffect(DENY, row.policy_key, scope, row.src, final=True)
                 if satisfied:
-                    self.emit(row, action, True)
+                    if row.output is not None:
+                        self.emit(row, action, True)
                     if row.effect == DENY:
                         return ActionEffect(DENY, row.policy_key if row.from_role_policy else step.policy_key,
                                             scope, row.src)
                     if not has_allow:
                         rule = row.src
                     has_allow = True
-                elif satisfied is False:
+                elif satisfied is False and row.output is not None:
                     self.emit(row, action, False)
             if has_allow:
                 if s.requires_parental_consent:
@@ -204,6 +212,7 @@ class _Settling(_Walk):
 
     def __init__(self) -> None:
         self.visited: list[str] = []
+        self.condition_cache = {}
 
     def satisfied(self, row: Row) -> bool | None:
         dr = row.derived_role
@@ -348,10 +357,7 @@ class _Decision(_Walk):
             self.runtime_scope = scopes[-1]
 
     def satisfied(self, row: Row) -> bool | None:
-        """True or False, or None when the rule was skipped (its derived role erred)."""
-        cached = self.condition_cache.get(row.evaluation_key)
-        if cached is not None:
-            return cached
+        """Evaluates (once per check) a row not yet in ``condition_cache``."""
         dr = row.derived_role
         if dr is not None and dr.condition is not None and not dr.condition(self.act, self.strict, self.errors):
             self.condition_cache[row.evaluation_key] = False

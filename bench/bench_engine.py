@@ -1,10 +1,19 @@
 """Decisions per second: our engine in-process and as ``ccc-authz check``, against a Cerbos 0.55
 PDP over HTTP from Python (httpx, keep-alive), all on the same requests in the same run.
 
-    .venv/bin/python bench/bench_engine.py [--requests 20000] [--policies DIR] [--write]
+    .venv/bin/python bench/bench_engine.py [--requests 20000] [--workload clinic,ward] [--write]
 
-Figures are reported as ratios against the Cerbos HTTP path measured in the same run, because
-absolute numbers say more about the machine than about the engine.
+Two workloads:
+
+- ``clinic``: the differential suite's randomised requests (1-4 resources of mixed kinds, 1-3
+  actions each, attributes of every type, outputs) on ``tests/authz/policysets/clinic``;
+- ``ward``: the workstation's own decisions on ``policies/``: a demo-hospital user opening a
+  patient record (one resource, the record's seven actions), users and patients drawn from the
+  seeded demo database.
+
+Figures are ratios against the Cerbos HTTP path measured in the same run, because absolute numbers
+say more about the machine than about the engine. Every path is warmed with the same first 200
+requests before it is timed.
 """
 
 from __future__ import annotations
@@ -12,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,9 +38,55 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import publish  # noqa: E402
 
-from authz import Engine  # noqa: E402
+from authz import Engine, api  # noqa: E402
 from tests.authz.differential import random_requests  # noqa: E402
 from tests.support.cerbos_pdp import CerbosPDP  # noqa: E402
+
+WARM_UP = 200
+RECORD_ACTIONS = ["view", "view_phi", "view_history", "edit_clinical_notes", "export", "break_glass",
+                  "delegate_access"]
+
+
+@dataclass
+class Workload:
+    name: str
+    policies: Path
+    bodies: list[dict[str, Any]]
+    describe: str
+
+
+def clinic_workload(count: int) -> Workload:
+    return Workload("clinic", ROOT / "tests/authz/policysets/clinic", random_requests("clinic", count, seed=7),
+                    "randomised requests of 1-4 resources, policy set tests/authz/policysets/clinic")
+
+
+def ward_workload(count: int) -> Workload:
+    """Users of the seeded demo hospital opening patient records (the app's RECORD_ACTIONS and
+    ``view``, ``view_phi``), with the attributes the workstation sends."""
+    from app.services.access import AccessService
+    from app.services.store import Store
+    from app.services.users import DemoUserDirectory, SignedInUser
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "ccc.db")
+        users = DemoUserDirectory(store)
+        staff = [sid for (sid,) in store.db.execute("SELECT id FROM staff ORDER BY id").fetchall()]
+        principals = []
+        for sid in staff:
+            user = users.refresh(SignedInUser(sid, "", (), {}))
+            principals.append({"id": user.id, "roles": list(user.roles), "attr": user.attributes})
+        resources = []
+        for patient in store.patients():
+            record = AccessService.record(patient)
+            resources.append({"kind": record.kind, "id": record.id, "attr": record.attr})
+        store.db.conn.close()
+    rng = random.Random(7)
+    bodies = [{"requestId": f"ward-{i}", "principal": rng.choice(principals),
+               "resources": [{"actions": RECORD_ACTIONS, "resource": rng.choice(resources)}]}
+              for i in range(count)]
+    return Workload("ward", ROOT / "policies", json.loads(json.dumps(bodies)),
+                    f"{len(principals)} demo users x {len(resources)} patient records, one record per request, "
+                    f"{len(RECORD_ACTIONS)} actions, policy set policies/")
 
 
 def decisions(body: dict) -> int:
@@ -39,14 +98,17 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def time_each(fn, bodies: list[dict]) -> tuple[list[float], float]:
+def time_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[float], float]:
+    for item in items[:WARM_UP]:
+        fn(item)
     latencies = []
-    start = time.perf_counter()
-    for body in bodies:
-        t0 = time.perf_counter()
-        fn(body)
-        latencies.append(time.perf_counter() - t0)
-    return latencies, time.perf_counter() - start
+    clock = time.perf_counter
+    start = clock()
+    for item in items:
+        t0 = clock()
+        fn(item)
+        latencies.append(clock() - t0)
+    return latencies, clock() - start
 
 
 def bench_cli(policies: Path, bodies: list[dict], workers: int = 1) -> float:
@@ -62,51 +124,87 @@ def bench_cli(policies: Path, bodies: list[dict], workers: int = 1) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--policies", default=str(ROOT / "tests/authz/policysets/clinic"))
-    parser.add_argument("--set", default="clinic", help="request vocabulary (tests/authz/differential.py)")
-    parser.add_argument("--write", action="store_true", help="append the figures to bench/RESULTS.md")
-    args = parser.parse_args()
-    policies = Path(args.policies)
-    bodies = random_requests(args.set, args.requests, seed=7)
-    total = sum(decisions(b) for b in bodies)
+def load_ms(policies: Path) -> float:
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        Engine.from_directory(policies)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
 
-    t0 = time.perf_counter()
-    engine = Engine.from_directory(policies)
-    load_ms = (time.perf_counter() - t0) * 1000
-    engine_lat, engine_s = time_each(engine.check_request, bodies)
-    cli_s = bench_cli(policies, bodies)
-    cli2_s = bench_cli(policies, bodies, workers=2)
-    with CerbosPDP(policies) as pdp:
-        for body in bodies[:200]:
-            pdp.check(body)  # warm up connection and caches
+
+def python_api(engine: Engine) -> Callable[[tuple[str, list, bool]], None]:
+    """The engine as the workstation calls it: CheckInputs in, CheckOutputs out (no JSON)."""
+    def check(parsed: tuple[str, list, bool]) -> None:
+        shared: dict = {}
+        when = engine.params.now()
+        for inp in parsed[1]:
+            engine.check(inp, when, shared, parsed[2])
+    return check
+
+
+def single_resource_bodies(bodies: list[dict]) -> list[dict]:
+    return [{**body, "resources": [entry]} for body in bodies for entry in body["resources"]]
+
+
+def run(workload: Workload) -> list[str]:
+    bodies = workload.bodies
+    total = sum(decisions(b) for b in bodies)
+    load = load_ms(workload.policies)
+    engine = Engine.from_directory(workload.policies)
+    json_lat, json_s = time_each(engine.check_request, bodies)
+    parsed = [api.parse_check_request(b) for b in bodies]
+    api_lat, api_s = time_each(python_api(engine), parsed)
+    singles = single_resource_bodies(bodies)
+    single_lat, _ = time_each(Engine.from_directory(workload.policies).check_request, singles)
+    cli_s = bench_cli(workload.policies, bodies)
+    cli2_s = bench_cli(workload.policies, bodies, workers=2)
+    with CerbosPDP(workload.policies) as pdp:
         http_lat, http_s = time_each(pdp.check, bodies)
 
     rows = [
         ("Cerbos 0.55 PDP over HTTP (httpx)", http_s, http_lat),
         ("ccc-authz check (whole process)", cli_s, None),
         ("ccc-authz check --workers 2 (whole process)", cli2_s, None),
-        ("Engine in-process", engine_s, engine_lat),
+        ("Engine in-process, Cerbos JSON in and out (`check_request`)", json_s, json_lat),
+        ("Engine in-process, Python API (`CheckInput` in, `CheckOutput` out)", api_s, api_lat),
     ]
     lines = [
-        f"## {time.strftime('%Y-%m-%d')} — {args.requests} requests, {total} decisions, policies {policies.name}",
+        f"## {time.strftime('%Y-%m-%d')} — {workload.name}: {len(bodies)} requests, {total} decisions",
         "",
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}; "
-        f"policy load and compile {load_ms:.0f} ms.",
+        f"Workload: {workload.describe}. Machine: {platform.machine()}, Python {platform.python_version()}; "
+        f"load and compile of the policy set {load:.0f} ms (median of 5).",
         "",
         "| path | decisions/s | vs Cerbos HTTP | p50 per request | p99 per request |",
         "|---|---|---|---|---|",
     ]
     for name, seconds, lat in rows:
         rate = total / seconds
-        ratio = rate / (total / http_s)
         p50 = f"{statistics.median(lat) * 1e6:.0f} µs" if lat else "—"
         p99 = f"{percentile(lat, 0.99) * 1e6:.0f} µs" if lat else "—"
-        lines.append(f"| {name} | {rate:,.0f} | {ratio:.1f}x | {p50} | {p99} |")
-    lines.append("")
-    lines.append(f"Command: `.venv/bin/python bench/bench_engine.py --requests {args.requests}`")
+        lines.append(f"| {name} | {rate:,.0f} | {rate / (total / http_s):.1f}x | {p50} | {p99} |")
+    lines += [
+        "",
+        f"Single-resource requests ({len(singles)}, each resource of the requests above on its own, "
+        f"`check_request`, fresh engine): p50 {statistics.median(single_lat) * 1e6:.0f} µs, "
+        f"p99 {percentile(single_lat, 0.99) * 1e6:.0f} µs.",
+        "",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--workload", default="clinic,ward", help="comma-separated: clinic, ward")
+    parser.add_argument("--write", action="store_true", help="append the figures to bench/RESULTS.md")
+    args = parser.parse_args()
+    makers = {"clinic": clinic_workload, "ward": ward_workload}
+    lines: list[str] = []
+    for name in args.workload.split(","):
+        lines += run(makers[name](args.requests))
+    lines.append(f"Command: `.venv/bin/python bench/bench_engine.py --requests {args.requests} "
+                 f"--workload {args.workload}`")
     publish(lines, args.write)
 
 
