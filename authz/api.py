@@ -153,9 +153,15 @@ def _plain_scope_and_version(obj: dict[str, Any]) -> tuple[str, str] | None:
     return scope, version
 
 
-def _plain_actions(actions: Any) -> bool:
-    return (type(actions) is list and 0 < len(actions) <= MAX_ACTIONS
-            and all(type(a) is str for a in actions) and len(set(actions)) == len(actions))
+def _plain_strings(values: Any, limit: int) -> bool:
+    """A non-empty list of at most ``limit`` distinct strings."""
+    if type(values) is not list or not 0 < len(values) <= limit:
+        return False
+    try:
+        "".join(values)  # TypeError unless every item is a string; faster than a type test each
+    except TypeError:
+        return False
+    return len(set(values)) == len(values)
 
 
 def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
@@ -171,9 +177,8 @@ def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
         return None
     pid, roles, pattr = p.get("id"), p.get("roles"), p.get("attr")
     sv = _plain_scope_and_version(p)
-    if (type(pid) is not str or not pid or type(roles) is not list or not roles or sv is None
-            or not all(type(r) is str for r in roles) or len(set(roles)) != len(roles)
-            or (pattr is not None and type(pattr) is not dict)):
+    if (type(pid) is not str or not pid or not _plain_strings(roles, len(roles) if type(roles) is list else 0)
+            or sv is None or (pattr is not None and type(pattr) is not dict)):
         return None
     principal = Principal(pid, roles, pattr or {}, sv[1], sv[0])
     inputs = []
@@ -182,7 +187,7 @@ def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
         if type(entry) is not dict or not entry_keys.issuperset(entry):
             return None
         actions, r = entry.get("actions"), entry.get("resource")
-        if type(r) is not dict or not resource_keys.issuperset(r) or not _plain_actions(actions):
+        if type(r) is not dict or not resource_keys.issuperset(r) or not _plain_strings(actions, MAX_ACTIONS):
             return None
         kind, rid, rattr = r.get("kind"), r.get("id"), r.get("attr")
         sv = _plain_scope_and_version(r)

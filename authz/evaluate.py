@@ -20,7 +20,7 @@ from typing import Any
 
 from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
-from .compile import RESOURCE, PolicySet, Row
+from .compile import RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
 from .plan import NO_MATCH, ActionPlan, RoleStep, check_plan
 from .policy import ALLOW, DENY
@@ -269,7 +269,7 @@ class _Decision(_Walk):
     """The state of deciding one CheckInput."""
 
     __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "_act", "errors", "outputs",
-                 "condition_cache", "runtimes", "derived_roles", "visited", "runtime_scope")
+                 "condition_cache", "role_conditions", "runtimes", "derived_roles", "visited", "runtime_scope")
 
     def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
                  shared: dict[Any, Any] | None, with_derived_roles: bool) -> None:
@@ -288,6 +288,7 @@ class _Decision(_Walk):
         self.errors: list[EvaluationError] = []
         self.outputs: list[OutputEntry] = []
         self.condition_cache: dict[str, bool] = {}
+        self.role_conditions: dict[tuple[CompiledDerivedRole, str | None], tuple[bool, list, Any]] = {}
         self.runtimes: dict[str, Message] = {}
         self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
         # Resource scopes walked, in order, when their derived roles are to be reported.
@@ -359,7 +360,7 @@ class _Decision(_Walk):
     def satisfied(self, row: Row) -> bool | None:
         """Evaluates (once per check) a row not yet in ``condition_cache``."""
         dr = row.derived_role
-        if dr is not None and dr.condition is not None and not dr.condition(self.act, self.strict, self.errors):
+        if dr is not None and dr.condition is not None and not self.derived_role_holds(dr):
             self.condition_cache[row.evaluation_key] = False
             return None
         if row.condition is None:
@@ -368,6 +369,25 @@ class _Decision(_Walk):
             ok = row.condition(self.act, self.strict, self.errors)
         self.condition_cache[row.evaluation_key] = ok
         return ok
+
+    def derived_role_holds(self, dr: CompiledDerivedRole) -> bool:
+        """A derived role's condition, evaluated once per check however many rules name the role
+        (its errors, and in strict mode its failure, are replayed for each)."""
+        key = (dr, self.runtime_scope)  # a condition may read ``runtime``, which differs by scope
+        found = self.role_conditions.get(key)
+        if found is None:
+            errors: list[EvaluationError] = []
+            try:
+                found = (dr.condition(self.act, self.strict, errors), errors, None)  # type: ignore[misc]
+            except ConditionError as exc:
+                found = (False, errors, exc)
+            self.role_conditions[key] = found
+        held, errors, failure = found
+        if errors:
+            self.errors.extend(errors)
+        if failure is not None:
+            raise failure
+        return held
 
     def emit(self, row: Row, action: str, activated: bool) -> None:
         if row.output is None:
