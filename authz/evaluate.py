@@ -22,7 +22,7 @@ from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
 from .compile import RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
-from .plan import NO_MATCH, ActionPlan, RoleStep, check_plan
+from .plan import MAX_ACTIONS_PER_PLAN, NO_MATCH, ActionPlan, RoleStep, check_plan
 from .policy import ALLOW, DENY
 
 _UNDECIDED = "EFFECT_NO_MATCH"
@@ -329,7 +329,9 @@ class _Decision(_Walk):
         for action in inp.actions:
             action_plan = plans.get(action)
             if action_plan is None:
-                action_plan = plans[action] = _settle(action, plan.action_plan(self.ps, action))
+                action_plan = _settle(action, plan.action_plan(self.ps, action))
+                if len(plans) < MAX_ACTIONS_PER_PLAN:  # a client inventing action names must not grow it
+                    plans[action] = action_plan
             settled = action_plan.settled
             if settled is not None:
                 self.visit(action_plan.visited)

@@ -14,7 +14,7 @@ counts towards the cache key when some principal policy names it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .compile import PRINCIPAL, RESOURCE, PolicySet, Row
 from .names import principal_key, sanitize, scope_value
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 NO_MATCH = "NO_MATCH"
 MAX_CACHED_PLANS = 20000
+MAX_ACTIONS_PER_PLAN = 512  # beyond this, an action's walk is worked out afresh each time
 
 
 @dataclass(slots=True)
@@ -95,9 +96,9 @@ class CheckPlan:
         step = ps.plan_cache.get(key)
         if step is None:
             plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
-            step = ps.plan_cache[key] = RoleStep(kind, role, policy_key, tuple(
+            step = _remember(ps, key, RoleStep(kind, role, policy_key, tuple(
                 ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
-                for scope, rows in plan))
+                for scope, rows in plan)))
         return step
 
 
@@ -107,13 +108,19 @@ def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: st
     if principal not in ps.principal_ids:
         principal = ""  # no principal policy can match: the id does not change the plan
     key = (principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
-    cache = ps.plan_cache
-    plan = cache.get(key)
+    plan = ps.plan_cache.get(key)
     if plan is None:
-        if len(cache) >= MAX_CACHED_PLANS:
-            cache.clear()  # an unusual spread of coordinates: start again rather than grow
-        plan = cache[key] = _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
+        plan = _remember(ps, key, _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion,
+                                            lenient))
     return plan
+
+
+def _remember(ps: PolicySet, key: tuple, value: Any) -> Any:
+    cache = ps.plan_cache
+    if len(cache) >= MAX_CACHED_PLANS:
+        cache.clear()  # an unusual spread of coordinates: start again rather than grow
+    cache[key] = value
+    return value
 
 
 def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,

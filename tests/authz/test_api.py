@@ -106,3 +106,30 @@ def test_quick_parse_agrees_with_the_checked_parse() -> None:
                 quick_taken += 1
                 assert checked == quick, candidate
     assert quick_taken > 5000  # most well-formed requests take the quick path
+
+
+def test_call_ids_are_ordered_unique_ulids_and_a_forked_worker_makes_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from authz import api
+    from authz.api import _CROCKFORD, new_call_id
+
+    ids = [new_call_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    assert all(len(i) == 26 and set(i) <= set(_CROCKFORD) for i in ids[:100])
+    # Parent and child in the same millisecond: only a fresh random part keeps them apart.
+    monkeypatch.setattr(api.time, "time_ns", lambda: 1_800_000_000_000_000_000)
+    new_call_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a --workers process would hand out next
+        os.write(write, "".join(new_call_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        text = f.read()
+    child = {text[i:i + 26] for i in range(0, len(text), 26)}
+    parent = {new_call_id() for _ in range(100)}
+    assert len(child) == 100 and not child & parent
