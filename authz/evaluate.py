@@ -22,7 +22,7 @@ from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
 from .compile import RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
-from .plan import MAX_ACTIONS_PER_PLAN, NO_MATCH, ActionPlan, RoleStep, check_plan
+from .plan import MAX_ACTIONS_PER_PLAN, NO_MATCH, ActionPlan, RoleStep, check_plan, settled_action
 from .policy import ALLOW, DENY
 
 _UNDECIDED = "EFFECT_NO_MATCH"
@@ -241,8 +241,9 @@ class _SettlingAction(_Settling):
         return step.settled
 
 
-def _settle(action: str, plan: ActionPlan) -> ActionPlan:
-    """Decides, once, every role step and the whole action where no condition is involved."""
+def _settle(ps: PolicySet, action: str, plan: ActionPlan) -> ActionPlan:
+    """Decides, once, every role step and the whole action where no condition is involved (a
+    settled action is a shared plan holding just its answer)."""
     for steps in plan.kinds:
         for step in steps:
             if step.tried:
@@ -255,20 +256,21 @@ def _settle(action: str, plan: ActionPlan) -> ActionPlan:
                 continue
             step.visited = tuple(walk.visited)
             step.settled = settled  # last: another thread may read it as soon as it is set
+    first = plan.kinds[0]
+    if first and first[0].settled is None:
+        return plan  # the walk starts with a condition
     walk = _SettlingAction()
     try:
         settled = walk.decide_action(action, plan)
     except _Dynamic:
         return plan
-    plan.visited = tuple(walk.visited)
-    plan.settled = settled
-    return plan
+    return settled_action(ps, settled, tuple(walk.visited))
 
 
 class _Decision(_Walk):
     """The state of deciding one CheckInput."""
 
-    __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "_act", "errors", "outputs",
+    __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "act", "errors", "outputs",
                  "condition_cache", "role_conditions", "runtimes", "derived_roles", "visited", "runtime_scope")
 
     def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
@@ -284,7 +286,7 @@ class _Decision(_Walk):
                                r.scope or params.default_scope, r.policy_version or params.default_policy_version,
                                params.lenient_scope_search)
         self.shared = {} if shared is None else shared
-        self._act: Activation | None = None
+        self.act: Activation | None = None  # see activation()
         self.errors: list[EvaluationError] = []
         self.outputs: list[OutputEntry] = []
         self.condition_cache: dict[str, bool] = {}
@@ -295,10 +297,9 @@ class _Decision(_Walk):
         self.visited: dict[str, None] | None = {} if with_derived_roles else None
         self.runtime_scope: str | None = None  # whose derived roles the next condition sees
 
-    @property
-    def act(self) -> Activation:
-        """The CEL activation, built only when some condition or output needs it."""
-        act = self._act
+    def activation(self) -> Activation:
+        """The CEL activation, built only when a walk needs conditions or outputs evaluated."""
+        act = self.act
         if act is None:
             plan, shared = self.plan, self.shared
             key = id(self.inp.principal)
@@ -308,8 +309,8 @@ class _Decision(_Walk):
             globals_ = shared.get("globals")
             if globals_ is None:
                 globals_ = shared["globals"] = from_json(self.params.globals)
-            act = self._act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
-                                         globals_)
+            act = self.act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
+                                        globals_)
             act.runtime_source = self.current_runtime
         return act
 
@@ -329,7 +330,7 @@ class _Decision(_Walk):
         for action in inp.actions:
             action_plan = plans.get(action)
             if action_plan is None:
-                action_plan = _settle(action, plan.action_plan(self.ps, action))
+                action_plan = _settle(self.ps, action, plan.action_plan(self.ps, action))
                 if len(plans) < MAX_ACTIONS_PER_PLAN:  # a client inventing action names must not grow it
                     plans[action] = action_plan
             settled = action_plan.settled
@@ -337,10 +338,13 @@ class _Decision(_Walk):
                 self.visit(action_plan.visited)
                 actions[action] = settled
             else:
+                if self.act is None:
+                    self.activation()
                 actions[action] = self.decide_action(action, action_plan)
         out = CheckOutput(inp.request_id, inp.resource.id, actions, self.outputs)
         out.evaluation_errors = self.errors
         if self.visited:
+            self.activation()
             roles: set[str] = set()
             for scope in self.visited:
                 self.runtime(scope)
@@ -408,7 +412,7 @@ class _Decision(_Walk):
         found = self.runtimes.get(scope)
         if found is not None:
             return found
-        act = self.act
+        act = self.activation()
         self.runtimes[scope] = _NO_RUNTIME  # a derived role reading ``runtime`` sees none
         effective: set[str] = set()
         failed: list[str] = []

@@ -115,6 +115,16 @@ def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: st
     return plan
 
 
+def settled_action(ps: PolicySet, effect: ActionEffect, visited: tuple[str, ...]) -> ActionPlan:
+    """The one shared plan for an action decided without conditions: many coordinates settle to
+    the same answer, and fewer long-lived objects keep the garbage collector's full passes short."""
+    key = ("settled", effect.effect, effect.policy, effect.scope, effect.rule, effect.final, visited)
+    plan = ps.plan_cache.get(key)
+    if plan is None:
+        plan = _remember(ps, key, ActionPlan((), effect, visited))
+    return plan
+
+
 def _remember(ps: PolicySet, key: tuple, value: Any) -> Any:
     cache = ps.plan_cache
     if len(cache) >= MAX_CACHED_PLANS:
