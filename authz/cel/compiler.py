@@ -143,29 +143,33 @@ class Compiler:
         self._expect_bool(tree, left, name)
         self._expect_bool(tree, right, name)
         lf, rf = left.fn, right.fn
-        short = is_or  # the value that decides the result on its own
+        decisive = is_or  # the value that decides the result on its own
+        other = not decisive
 
         def logical(a: Activation) -> bool:
-            err: Exception | None = None
             try:
                 lv = lf(a)
             except CelError as exc:
-                lv, err = None, exc
-            if lv is short:
-                return short
-            if lv is not (not short) and err is None:
-                err = no_overload(name, lv)
+                return absorbing(a, exc)
+            if lv is decisive:
+                return decisive
+            if lv is other:  # the right side decides, its error or wrong type included
+                rv = rf(a)
+                if rv is True or rv is False:
+                    return rv
+                raise no_overload(name, rv)
+            return absorbing(a, no_overload(name, lv))
+
+        def absorbing(a: Activation, err: Exception) -> bool:
+            """The left side erred or is not a bool: the right side may still decide (CEL's
+            commutative logic), else the left side's error stands."""
             try:
                 rv = rf(a)
-            except CelError as exc:
-                raise err or exc from None
-            if rv is short:
-                return short
-            if rv is not (not short):
-                raise err or no_overload(name, rv)
-            if err is not None:
-                raise err
-            return not short
+            except CelError:
+                raise err from None
+            if rv is decisive:
+                return decisive
+            raise err
 
         return self._fold(Node(logical, "bool"), left, right)
 
@@ -515,6 +519,8 @@ class Compiler:
         target = self.compile(target_tree)
         if target.type == "variables" or target.type == "constants":
             raise self.error(tree, "has() is not supported on variables or constants")
+        if target.root is not None and target.type == "map":
+            return _has_attribute(target.root, name)
         tf = target.fn
         return Node(lambda a: _has_field(tf(a), name), "bool")
 
@@ -653,6 +659,20 @@ def _attribute(root: str, name: str) -> Node:
             return attrs[name]
         return _select(attrs, name)
     return Node(resource_attribute)
+
+
+def _has_attribute(root: str, name: str) -> Node:
+    """``has(P.attr.name)`` or ``has(R.attr.name)`` in one step."""
+    if root == "P":
+        def principal_has(a: Activation) -> bool:
+            attrs = a.P.fields["attr"]
+            return name in attrs if type(attrs) is dict else _has_field(attrs, name)
+        return Node(principal_has, "bool")
+
+    def resource_has(a: Activation) -> bool:
+        attrs = a.R.fields["attr"]
+        return name in attrs if type(attrs) is dict else _has_field(attrs, name)
+    return Node(resource_has, "bool")
 
 
 def _equality(op: str, left: Node, right: Node) -> Node:
