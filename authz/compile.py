@@ -55,6 +55,9 @@ class CompiledDerivedRole:
     parent_roles: list[str]
     condition: ConditionFn | None
     origin: str  # e.g. derived_roles.common_roles
+    # Whether the condition may read ``runtime`` (directly or through a variable); one that does
+    # not has the same outcome wherever in a check it is evaluated.
+    reads_runtime: bool = True
 
 
 @dataclass(eq=False)
@@ -303,6 +306,7 @@ class _Builder:
             scope.variables[name] = Variable(name, _undefined_variable)
         if self._has_cycle(sources):
             return scope
+        scope.runtime_variables = _runtime_readers(sources)
         for name, expr in sources.items():
             fn = compile_cel(expr, scope, self.problems)
             if fn is not None:
@@ -332,7 +336,8 @@ class _Builder:
         out = []
         for d in dr.definitions:
             cond = compile_match(d.condition, scope, self.problems) if d.condition else None
-            out.append(CompiledDerivedRole(d.name, d.parent_roles, cond, dr.key))
+            reads = d.condition is not None and _may_read_runtime(d.condition, scope)
+            out.append(CompiledDerivedRole(d.name, d.parent_roles, cond, dr.key, reads))
         return out
 
     # -- resource policies -------------------------------------------------------------
@@ -473,6 +478,26 @@ class _Builder:
                                      f'in scope "{parent}" (needed by scope "{scope}")',
                                      "missing scope")
                         break
+
+
+def _runtime_readers(sources: dict[str, Any]) -> set[str]:
+    """The variables whose expression mentions ``runtime``, or names a variable that does (by
+    text, so a string containing the word counts too: erring that way only costs speed)."""
+    readers = {n for n, e in sources.items() if "runtime" in e.text}
+    deps = {n: set(_VAR_REF.findall(e.text)) for n, e in sources.items()}
+    grew = True
+    while grew:
+        found = {n for n, d in deps.items() if n not in readers and d & readers}
+        readers |= found
+        grew = bool(found)
+    return readers
+
+
+def _may_read_runtime(match: Any, scope: Scope) -> bool:
+    if match.expr is not None:
+        text = match.expr.text
+        return "runtime" in text or bool(set(_VAR_REF.findall(text)) & scope.runtime_variables)
+    return any(_may_read_runtime(c, scope) for c in match.children)
 
 
 def _undefined_variable(act: Any) -> Any:

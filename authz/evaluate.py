@@ -9,6 +9,10 @@ any one role decides the action; otherwise the first role's result stands. No ma
 
 With strict evaluation (our default) a condition that errors denies the action for that role,
 like a satisfied DENY; without it the erroring expression just counts as false.
+
+The walk follows the plans of ``plan.py``. ``_Settling`` walks a plan once, with no request, and
+records the answer wherever no condition or output is met; ``_Decision`` walks what is left for
+a real request, building the CEL activation only then, evaluating each derived role once.
 """
 
 from __future__ import annotations
@@ -271,7 +275,8 @@ class _Decision(_Walk):
     """The state of deciding one CheckInput."""
 
     __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "act", "errors", "outputs",
-                 "condition_cache", "role_conditions", "runtimes", "derived_roles", "visited", "runtime_scope")
+                 "condition_cache", "role_conditions", "runtimes", "output_values", "derived_roles", "visited",
+                 "runtime_scope")
 
     def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
                  shared: dict[Any, Any] | None, with_derived_roles: bool) -> None:
@@ -286,13 +291,7 @@ class _Decision(_Walk):
                                r.scope or params.default_scope, r.policy_version or params.default_policy_version,
                                params.lenient_scope_search)
         self.shared = {} if shared is None else shared
-        self.act: Activation | None = None  # see activation()
-        self.errors: list[EvaluationError] = []
-        self.outputs: list[OutputEntry] = []
-        self.condition_cache: dict[str, bool] = {}
-        self.role_conditions: dict[tuple[CompiledDerivedRole, str | None], tuple[bool, list, Any]] = {}
-        self.runtimes: dict[str, Message] = {}
-        self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
+        self.act: Activation | None = None  # set, with what evaluating needs, by activation()
         # Resource scopes walked, in order, when their derived roles are to be reported.
         self.visited: dict[str, None] | None = {} if with_derived_roles else None
         self.runtime_scope: str | None = None  # whose derived roles the next condition sees
@@ -312,6 +311,13 @@ class _Decision(_Walk):
             act = self.act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
                                         globals_)
             act.runtime_source = self.current_runtime
+            self.errors: list[EvaluationError] = []
+            self.outputs: list[OutputEntry] = []
+            self.condition_cache: dict[str, bool] = {}
+            self.role_conditions: dict[Any, tuple[bool, list[EvaluationError]]] = {}
+            self.runtimes: dict[str, Message] = {}
+            self.output_values: dict[tuple[Any, str | None], tuple[Any, str | None]] = {}
+            self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
         return act
 
     def current_runtime(self) -> Message:
@@ -335,14 +341,17 @@ class _Decision(_Walk):
                     plans[action] = action_plan
             settled = action_plan.settled
             if settled is not None:
-                self.visit(action_plan.visited)
+                if action_plan.visited:
+                    self.visit(action_plan.visited)
                 actions[action] = settled
             else:
                 if self.act is None:
                     self.activation()
                 actions[action] = self.decide_action(action, action_plan)
-        out = CheckOutput(inp.request_id, inp.resource.id, actions, self.outputs)
-        out.evaluation_errors = self.errors
+        out = CheckOutput(inp.request_id, inp.resource.id, actions)
+        if self.act is not None:
+            out.outputs = self.outputs
+            out.evaluation_errors = self.errors
         if self.visited:
             self.activation()
             roles: set[str] = set()
@@ -350,6 +359,7 @@ class _Decision(_Walk):
                 self.runtime(scope)
                 roles |= self.derived_roles[scope]
             out.effective_derived_roles = sorted(roles)
+            out.evaluation_errors = self.errors
         return out
 
     def enter(self, scope: str) -> None:
@@ -377,23 +387,26 @@ class _Decision(_Walk):
         return ok
 
     def derived_role_holds(self, dr: CompiledDerivedRole) -> bool:
+        """Whether a rule's derived role applies; in strict mode its first error fails the rule."""
+        held, errors = self.role_outcome(dr)
+        if errors:
+            if self.strict:
+                self.errors.append(errors[0])
+                raise ConditionError(errors[0].message)
+            self.errors.extend(errors)
+        return held
+
+    def role_outcome(self, dr: CompiledDerivedRole) -> tuple[bool, list[EvaluationError]]:
         """A derived role's condition, evaluated once per check however many rules name the role
-        (its errors, and in strict mode its failure, are replayed for each)."""
-        key = (dr, self.runtime_scope)  # a condition may read ``runtime``, which differs by scope
+        and whether a rule or ``runtime`` asks. It is evaluated leniently (an erring expression
+        counts as false): strict evaluation would stop at the first of the same errors."""
+        key = (dr, self.runtime_scope) if dr.reads_runtime else dr  # runtime differs by scope
         found = self.role_conditions.get(key)
         if found is None:
             errors: list[EvaluationError] = []
-            try:
-                found = (dr.condition(self.act, self.strict, errors), errors, None)  # type: ignore[misc]
-            except ConditionError as exc:
-                found = (False, errors, exc)
-            self.role_conditions[key] = found
-        held, errors, failure = found
-        if errors:
-            self.errors.extend(errors)
-        if failure is not None:
-            raise failure
-        return held
+            held = dr.condition(self.act, False, errors)  # type: ignore[misc]
+            found = self.role_conditions[key] = (held, errors)
+        return found
 
     def emit(self, row: Row, action: str, activated: bool) -> None:
         if row.output is None:
@@ -401,7 +414,13 @@ class _Decision(_Walk):
         fn = row.output.rule_activated if activated else row.output.condition_not_met
         if fn is None:
             return
-        val, error = output_value(fn, self.act)
+        # A rule matching several roles or actions emits its output for each: its value is
+        # worked out once per check (per runtime scope, which the expression may read).
+        key = (fn, self.runtime_scope)
+        found = self.output_values.get(key)
+        if found is None:
+            found = self.output_values[key] = output_value(fn, self.act)
+        val, error = found
         if error is not None:
             self.errors.append(EvaluationError(f"output of {row.src}", error))
         self.outputs.append(OutputEntry(row.src, val, action, error))
@@ -421,8 +440,13 @@ class _Decision(_Walk):
             # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
             if not any(p == "*" or p in plan.parent_roles for p in dr.parent_roles):
                 continue
-            errors: list[EvaluationError] = []
-            ok = dr.condition is None or dr.condition(act, False, errors)
+            if dr.condition is None:
+                ok, errors = True, []
+            elif dr.reads_runtime:  # it sees no runtime here, so its outcome is not shared
+                errors = []
+                ok = dr.condition(act, False, errors)
+            else:
+                ok, errors = self.role_outcome(dr)
             if errors:
                 failed.append(dr.name)
             if ok:

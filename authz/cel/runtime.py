@@ -85,6 +85,7 @@ class Scope:
 
     variables: dict[str, Variable] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
+    runtime_variables: set[str] = field(default_factory=set)  # those that may read ``runtime``
 
 
 _UNSET = object()
