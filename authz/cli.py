@@ -19,8 +19,10 @@ import argparse
 import gc
 import json
 import multiprocessing
+import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -117,29 +119,60 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     except AuditWriteError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_AUDIT_FAILURE
-    items = ((n, line) for n, line in enumerate(inp, start=1) if line.strip())
     answer = _answer_audited if chain is not None else _answer_plain
-    pool = None
+    numbered = enumerate(_input_lines(inp), start=1)
     if args.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        # Children inherit the compiled engine; answers come back in input order.
-        pool = multiprocessing.get_context("fork").Pool(args.workers)
-        results = pool.imap(answer, items, chunksize=256)
-    else:
-        results = map(answer, items)
-    try:
-        for text, records in results:
-            if chain is not None and records:
-                try:
-                    chain.append_many(records)  # committed before the answer is written
-                except AuditWriteError as exc:
-                    sys.stderr.write(f"{exc}\n")
+        # A batch: children inherit the compiled engine; answers come back in input order.
+        items = ((n, line) for n, (line, _) in numbered if line.strip())
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            for text, records in pool.imap(answer, items, chunksize=256):
+                if not _write_answer(text, records, chain, out):
                     return EXIT_AUDIT_FAILURE
-            out.write(text + "\n")
+        out.flush()
+        return 0
+    for n, (line, pause) in numbered:
+        if line.strip() and not _write_answer(*answer((n, line)), chain, out):
+            return EXIT_AUDIT_FAILURE
+        if pause:
             out.flush()
-    finally:
-        if pool is not None:
-            pool.terminate()
+    out.flush()
     return 0
+
+
+def _write_answer(text: str, records: list[AuditRecord] | None, chain: AuditChain | None, out: TextIO) -> bool:
+    """Writes one answer, its audit records committed first; False when they cannot be."""
+    if chain is not None and records:
+        try:
+            chain.append_many(records)
+        except AuditWriteError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return False
+    out.write(text + "\n")
+    return True
+
+
+def _input_lines(inp: TextIO) -> Iterator[tuple[str, bool]]:
+    """Each input line, and whether the input pauses after it (nothing more to read just now):
+    answers are flushed then, so a caller waiting for one gets it, and a batch costs one write
+    per chunk rather than a system call per line."""
+    try:
+        fd = inp.fileno()
+    except (OSError, AttributeError, ValueError):
+        for line in inp:
+            yield line, True
+        return
+    buffer = bytearray()
+    while chunk := os.read(fd, 1 << 16):
+        buffer += chunk
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            continue  # a line longer than a chunk: read on
+        lines = bytes(buffer[:end]).split(b"\n")
+        del buffer[:end + 1]
+        for i, line in enumerate(lines):
+            yield line.decode("utf-8", errors="replace"), i == len(lines) - 1
+    if buffer:
+        yield buffer.decode("utf-8", errors="replace"), True
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:

@@ -41,3 +41,33 @@ def test_policy_errors_exit_3_with_positions(tmp_path: Path) -> None:
                             input="", capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert "bad.yaml:7:" in result.stderr
+
+
+def test_a_caller_waiting_for_each_answer_gets_it_before_sending_the_next() -> None:
+    """Answers are flushed whenever the input pauses, so ccc-authz check works as a co-process."""
+    import select
+
+    proc = subprocess.Popen([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for request_id in ("first", "second", "third"):
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps({**GOOD, "requestId": request_id}) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, f"no answer to {request_id} while the caller waits"
+            assert json.loads(proc.stdout.readline())["requestId"] == request_id
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_long_line_split_across_reads_and_a_last_line_without_newline(tmp_path: Path) -> None:
+    big = {**GOOD, "requestId": "x" * 200_000}
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(big) + "\n\n" + json.dumps(GOOD))  # a blank line, no final newline
+    with path.open() as stdin:
+        result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+                                stdin=stdin, capture_output=True, text=True, timeout=60)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["requestId"] for a in answers] == ["x" * 200_000, "r1"]
