@@ -75,8 +75,8 @@ def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
 _ENGINE: Engine | None = None  # the engine a --workers child process inherits (fork)
 
 
-def _answer(item: tuple[int, str], audited: bool) -> tuple[str, list[AuditRecord] | None]:
-    """One input line's response (JSON text) and, when auditing, its audit records."""
+def _answer(item: tuple[int, bytes | str], audited: bool) -> tuple[bytes, list[AuditRecord] | None]:
+    """One input line's response (JSON) and, when auditing, its audit records."""
     number, line = item
     assert _ENGINE is not None
     try:
@@ -85,21 +85,26 @@ def _answer(item: tuple[int, str], audited: bool) -> tuple[str, list[AuditRecord
         try:
             body = json.loads(line)  # the standard parser also takes integers beyond 64 bits
         except json.JSONDecodeError as exc:
-            response = {"code": 3, "message": f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"}
-            return json.dumps(response, separators=(",", ":")), None
+            return _error(f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"), None
+        except UnicodeDecodeError as exc:
+            return _error(f"line {number}: invalid JSON: not UTF-8 at byte {exc.start + 1}"), None
     records: list[AuditRecord] | None = [] if audited else None
     response = _ENGINE.check_request(body, audit=records)
     if "code" in response and "message" in response:
         response["message"] = f"line {number}: {response['message']}"
         records = None
-    return orjson.dumps(response).decode(), records
+    return orjson.dumps(response), records
 
 
-def _answer_audited(item: tuple[int, str]) -> tuple[str, list[AuditRecord] | None]:
+def _error(message: str) -> bytes:
+    return json.dumps({"code": 3, "message": message}, separators=(",", ":")).encode()
+
+
+def _answer_audited(item: tuple[int, bytes | str]) -> tuple[bytes, list[AuditRecord] | None]:
     return _answer(item, True)
 
 
-def _answer_plain(item: tuple[int, str]) -> tuple[str, list[AuditRecord] | None]:
+def _answer_plain(item: tuple[int, bytes | str]) -> tuple[bytes, list[AuditRecord] | None]:
     return _answer(item, False)
 
 
@@ -139,7 +144,7 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     return 0
 
 
-def _write_answer(text: str, records: list[AuditRecord] | None, chain: AuditChain | None, out: TextIO) -> bool:
+def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditChain | None, out: TextIO) -> bool:
     """Writes one answer, its audit records committed first; False when they cannot be."""
     if chain is not None and records:
         try:
@@ -147,11 +152,15 @@ def _write_answer(text: str, records: list[AuditRecord] | None, chain: AuditChai
         except AuditWriteError as exc:
             sys.stderr.write(f"{exc}\n")
             return False
-    out.write(text + "\n")
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        buffer.write(text + b"\n")  # the JSON is UTF-8 already: no round trip through str
+    else:
+        out.write(text.decode() + "\n")
     return True
 
 
-def _input_lines(inp: TextIO) -> Iterator[tuple[str, bool]]:
+def _input_lines(inp: TextIO) -> Iterator[tuple[bytes | str, bool]]:
     """Each input line, and whether the input pauses after it (nothing more to read just now):
     answers are flushed then, so a caller waiting for one gets it, and a batch costs one write
     per chunk rather than a system call per line."""
@@ -170,9 +179,9 @@ def _input_lines(inp: TextIO) -> Iterator[tuple[str, bool]]:
         lines = bytes(buffer[:end]).split(b"\n")
         del buffer[:end + 1]
         for i, line in enumerate(lines):
-            yield line.decode("utf-8", errors="replace"), i == len(lines) - 1
+            yield line, i == len(lines) - 1
     if buffer:
-        yield buffer.decode("utf-8", errors="replace"), True
+        yield bytes(buffer), True
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:

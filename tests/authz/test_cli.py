@@ -71,3 +71,12 @@ def test_a_long_line_split_across_reads_and_a_last_line_without_newline(tmp_path
                                 stdin=stdin, capture_output=True, text=True, timeout=60)
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [a["requestId"] for a in answers] == ["x" * 200_000, "r1"]
+
+
+def test_a_line_that_is_not_utf8_is_answered_with_an_error_and_the_stream_goes_on() -> None:
+    result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+                            input=b'{"requestId": "\xff"}\n' + json.dumps(GOOD).encode() + b"\n",
+                            capture_output=True, timeout=60)
+    bad, good = (json.loads(line) for line in result.stdout.splitlines())
+    assert bad == {"code": 3, "message": "line 1: invalid JSON: not UTF-8 at byte 16"}
+    assert good["requestId"] == "r1"
