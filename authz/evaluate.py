@@ -45,7 +45,7 @@ class EvalParams:
     schema_enforcement: str = "none"  # none | warn | reject
 
 
-@dataclass
+@dataclass(slots=True)
 class Principal:
     id: str
     roles: list[str]
@@ -54,7 +54,7 @@ class Principal:
     scope: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Resource:
     kind: str
     id: str
@@ -63,7 +63,7 @@ class Resource:
     scope: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckInput:
     principal: Principal
     resource: Resource
@@ -82,7 +82,7 @@ class ActionEffect:
     final: bool = field(default=False, compare=False, repr=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class OutputEntry:
     src: str
     val: Any
@@ -90,7 +90,7 @@ class OutputEntry:
     error: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckOutput:
     """The decision for one resource: an effect per action, outputs, and why."""
 
