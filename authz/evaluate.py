@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cel.compiler import Activation
 from .cel.values import CelError, Message, from_json
@@ -72,14 +72,16 @@ class CheckInput:
     request_id: str = ""
 
 
-@dataclass(slots=True, frozen=True)
-class ActionEffect:
+class ActionEffect(NamedTuple):
+    """One action's decision. Immutable, as settled decisions are shared between checks (a tuple:
+    a frozen dataclass took a seventh of a check just to be built)."""
+
     effect: str
     policy: str = NO_MATCH
     scope: str = ""
     rule: str = ""  # the rule that decided (policy key # rule name), for the audit trail
     # Strict evaluation met an error: this DENY stands whatever other roles or policies say.
-    final: bool = field(default=False, compare=False, repr=False)
+    final: bool = False
 
 
 @dataclass(slots=True)

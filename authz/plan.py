@@ -118,7 +118,7 @@ def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: st
 def settled_action(ps: PolicySet, effect: ActionEffect, visited: tuple[str, ...]) -> ActionPlan:
     """The one shared plan for an action decided without conditions: many coordinates settle to
     the same answer, and fewer long-lived objects keep the garbage collector's full passes short."""
-    key = ("settled", effect.effect, effect.policy, effect.scope, effect.rule, effect.final, visited)
+    key = ("settled", effect, visited)
     plan = ps.plan_cache.get(key)
     if plan is None:
         plan = _remember(ps, key, ActionPlan((), effect, visited))
