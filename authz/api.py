@@ -232,7 +232,7 @@ def render_result(inp: CheckInput, out: CheckOutput, include_meta: bool = False)
     if r.scope:
         resource["scope"] = r.scope
     effects = out.actions
-    result: dict[str, Any] = {"resource": resource, "actions": {a: effects[a].effect for a in sorted(effects)}}
+    result: dict[str, Any] = {"resource": resource, "actions": {a: e.effect for a, e in effects.items()}}
     if out.validation_errors:
         result["validationErrors"] = out.validation_errors
     if include_meta:

@@ -399,6 +399,11 @@ def from_json(value: Any) -> Any:
             out[k] = new
         return value if out is None else out
     if t is list:
+        try:
+            "".join(value)  # a list of strings (the common case) has nothing to convert
+            return value
+        except TypeError:
+            pass
         items = None
         for i, v in enumerate(value):
             tv = type(v)
