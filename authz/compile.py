@@ -49,7 +49,7 @@ RESOURCE = "resource"
 _VAR_REF = re.compile(r"\b(?:V|variables)\s*\.\s*([A-Za-z_]\w*)")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CompiledDerivedRole:
     name: str
     parent_roles: list[str]
@@ -60,7 +60,7 @@ class CompiledDerivedRole:
     reads_runtime: bool = True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Row:
     """One (action, role) of one rule: the unit the evaluator matches and evaluates."""
 

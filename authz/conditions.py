@@ -127,7 +127,7 @@ def negate(condition: ConditionFn) -> ConditionFn:
     return negated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledOutput:
     """A rule's output expressions (either may be absent)."""
 
