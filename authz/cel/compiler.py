@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import lark
@@ -638,41 +639,30 @@ class Compiler:
 
 def _request_field(root: str, name: str, kind: str) -> Node:
     """``P.name`` or ``R.name``: a field of the request's principal or resource message."""
-    if root == "P":
-        return Node(lambda a: a.P.fields[name], kind, root="P")
-    return Node(lambda a: a.R.fields[name], kind, root="R")
+    message = attrgetter(root)
+    return Node(lambda a: message(a).fields[name], kind, root=root)
 
 
 def _attribute(root: str, name: str) -> Node:
     """``P.attr.name`` or ``R.attr.name`` in one step; anything unusual takes ``_select``'s path."""
-    if root == "P":
-        def principal_attribute(a: Activation) -> Any:
-            attrs = a.P.fields["attr"]
-            if type(attrs) is dict and name in attrs:
-                return attrs[name]
-            return _select(attrs, name)
-        return Node(principal_attribute)
+    message = attrgetter(root)
 
-    def resource_attribute(a: Activation) -> Any:
-        attrs = a.R.fields["attr"]
+    def attribute(a: Activation) -> Any:
+        attrs = message(a).fields["attr"]
         if type(attrs) is dict and name in attrs:
             return attrs[name]
         return _select(attrs, name)
-    return Node(resource_attribute)
+    return Node(attribute)
 
 
 def _has_attribute(root: str, name: str) -> Node:
     """``has(P.attr.name)`` or ``has(R.attr.name)`` in one step."""
-    if root == "P":
-        def principal_has(a: Activation) -> bool:
-            attrs = a.P.fields["attr"]
-            return name in attrs if type(attrs) is dict else _has_field(attrs, name)
-        return Node(principal_has, "bool")
+    message = attrgetter(root)
 
-    def resource_has(a: Activation) -> bool:
-        attrs = a.R.fields["attr"]
+    def has_attribute(a: Activation) -> bool:
+        attrs = message(a).fields["attr"]
         return name in attrs if type(attrs) is dict else _has_field(attrs, name)
-    return Node(resource_has, "bool")
+    return Node(has_attribute, "bool")
 
 
 def _equality(op: str, left: Node, right: Node) -> Node:

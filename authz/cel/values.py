@@ -383,44 +383,35 @@ def from_json(value: Any) -> Any:
     otherwise a copy is patched where needed."""
     t = type(value)
     if t is dict:
-        out = None
-        for k, v in value.items():
-            tv = type(v)
-            if tv is int:
-                new = float(v)
-            elif tv is dict or tv is list:
-                new = from_json(v)
-                if new is v:
-                    continue
-            else:
-                continue
-            if out is None:
-                out = dict(value)
-            out[k] = new
-        return value if out is None else out
+        return _patched(value, value.items(), dict)
     if t is list:
         try:
             "".join(value)  # a list of strings (the common case) has nothing to convert
             return value
         except TypeError:
-            pass
-        items = None
-        for i, v in enumerate(value):
-            tv = type(v)
-            if tv is int:
-                new = float(v)
-            elif tv is dict or tv is list:
-                new = from_json(v)
-                if new is v:
-                    continue
-            else:
-                continue
-            if items is None:
-                items = list(value)
-            items[i] = new
-        return value if items is None else items
+            return _patched(value, enumerate(value), list)
     if t is int:
         return float(value)
     return value
+
+
+def _patched(container: Any, entries: Any, copy: Any) -> Any:
+    """``container`` with each int entry a float and each nested container converted, copied only
+    when something changes."""
+    out = None
+    for key, v in entries:
+        tv = type(v)
+        if tv is int:
+            new = float(v)
+        elif tv is dict or tv is list:
+            new = from_json(v)
+            if new is v:
+                continue
+        else:
+            continue
+        if out is None:
+            out = copy(container)
+        out[key] = new
+    return container if out is None else out
 
 
