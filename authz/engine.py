@@ -16,7 +16,7 @@ from . import api
 from .audit import AuditRecord, decision_records
 from .compile import PolicySet, compile_policy_dir
 from .errors import RequestError
-from .evaluate import CheckInput, CheckOutput, EvalParams, check
+from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, check
 from .schemas import SchemaValidator
 
 
@@ -46,8 +46,6 @@ class Engine:
                                               self.params.default_policy_version)
         if reject:
             out = CheckOutput(inp.request_id, inp.resource.id, {})
-            from .evaluate import ActionEffect
-
             key = self.policy_set.resource_policy_key(inp.resource.kind, inp.resource.policy_version
                                                       or self.params.default_policy_version, inp.resource.scope)
             out.actions = {a: ActionEffect("EFFECT_DENY", key) for a in inp.actions}
