@@ -60,3 +60,54 @@ def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict
         for b, t, o in mismatches[:5]
     )
     assert not mismatches, f"{len(mismatches)} of {REQUESTS_PER_SET} requests differ:\n{detail}"
+
+
+QUIRK_POLICIES = {
+    "roles.yaml": """apiVersion: api.cerbos.dev/v1
+derivedRoles:
+  name: roles
+  definitions:
+    - name: owner
+      parentRoles: [user]
+      condition:
+        match:
+          expr: R.attr.owner == P.id
+""",
+    "doc.yaml": """apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: doc
+  version: default
+  importDerivedRoles: [roles]
+  rules:
+    - name: owners_read
+      actions: [read, write, share]
+      effect: EFFECT_ALLOW
+      derivedRoles: [owner]
+      condition:
+        match:
+          expr: R.attr.open == true
+      output:
+        when:
+          ruleActivated: '"activated"'
+          conditionNotMet: '"not met"'
+""",
+}
+
+
+def test_a_skipped_derived_role_rule_reports_not_met_for_its_later_actions_as_cerbos_does(tmp_path: Path) -> None:
+    """Cerbos remembers a rule's outcome per request: when the principal lacks the derived role,
+    the rule's first action is skipped silently and its later actions report conditionNotMet.
+    Decision plans, settling and per-check caches must keep exactly that."""
+    for name, text in QUIRK_POLICIES.items():
+        (tmp_path / name).write_text(text)
+    body = {"requestId": "q", "principal": {"id": "bob", "roles": ["user"]}, "resources": [
+        {"actions": ["read", "write", "share"], "resource": {"kind": "doc", "id": k, "attr": attr}}
+        for k, attr in (("d", {"owner": "alice", "open": True}), ("e", {"owner": "bob", "open": False}),
+                        ("f", {"owner": "bob", "open": True}))]}
+    engine = Engine.from_directory(tmp_path)
+    with CerbosPDP(tmp_path) as pdp:
+        theirs = _normalise(pdp.check(body))
+    ours = _normalise(engine.check_request(body))
+    assert ours == theirs
+    first = ours["results"][0]
+    assert [o["action"] for o in first["outputs"]] == ["write", "share"]  # "read" was the silent one
