@@ -362,6 +362,8 @@ class _Decision(_Walk):
                 roles |= self.derived_roles[scope]
             out.effective_derived_roles = sorted(roles)
             out.evaluation_errors = self.errors
+        if self.act is not None:
+            self.act.runtime_source = None  # no cycle left: the check's objects go when it returns
         return out
 
     def enter(self, scope: str) -> None:

@@ -165,12 +165,14 @@ class Compiler:
             """The left side erred or is not a bool: the right side may still decide (CEL's
             commutative logic), else the left side's error stands."""
             try:
-                rv = rf(a)
+                if rf(a) is decisive:
+                    return decisive
             except CelError:
-                raise err from None
-            if rv is decisive:
-                return decisive
-            raise err
+                pass
+            try:
+                raise err
+            finally:
+                del err  # this frame is in the error's traceback: holding it would make a cycle
 
         return self._fold(Node(logical, "bool"), left, right)
 

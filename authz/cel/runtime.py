@@ -53,18 +53,33 @@ class Activation:
         cache = self.var_cache
         if key in cache:
             value = cache[key]
-            if type(value) is CelError:
-                raise value
+            if type(value) is _Undefined:
+                raise value.error()
             return value
         try:
             value = variable.fn(self)
         except CelError as exc:
-            error = CelError(f"undefined field '{variable.name}'")
-            error.__cause__ = exc
-            cache[key] = error
-            raise error from exc
+            undefined = cache[key] = _Undefined(variable.name, CelError(str(exc)))
+            raise undefined.error() from None
         cache[key] = value
         return value
+
+
+class _Undefined:
+    """A variable whose expression failed. Its error is kept as a plain message and raised afresh
+    on each read: a raised exception kept in the cache would hold (through its traceback) the
+    frames that hold this activation, a reference cycle only the garbage collector could free."""
+
+    __slots__ = ("name", "cause")
+
+    def __init__(self, name: str, cause: CelError) -> None:
+        self.name = name
+        self.cause = cause
+
+    def error(self) -> CelError:
+        error = CelError(f"undefined field '{self.name}'")
+        error.__cause__ = self.cause
+        return error
 
 
 _NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
