@@ -22,9 +22,9 @@ import multiprocessing
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -125,18 +125,19 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
         sys.stderr.write(f"{exc}\n")
         return EXIT_AUDIT_FAILURE
     answer = _answer_audited if chain is not None else _answer_plain
+    write = _byte_writer(out)
     numbered = enumerate(_input_lines(inp), start=1)
     if args.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         # A batch: children inherit the compiled engine; answers come back in input order.
         items = ((n, line) for n, (line, _) in numbered if line.strip())
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
             for text, records in pool.imap(answer, items, chunksize=256):
-                if not _write_answer(text, records, chain, out):
+                if not _write_answer(text, records, chain, write):
                     return EXIT_AUDIT_FAILURE
         out.flush()
         return 0
     for n, (line, pause) in numbered:
-        if line.strip() and not _write_answer(*answer((n, line)), chain, out):
+        if line.strip() and not _write_answer(*answer((n, line)), chain, write):
             return EXIT_AUDIT_FAILURE
         if pause:
             out.flush()
@@ -144,7 +145,8 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     return 0
 
 
-def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditChain | None, out: TextIO) -> bool:
+def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditChain | None,
+                  write: Callable[[bytes], Any]) -> bool:
     """Writes one answer, its audit records committed first; False when they cannot be."""
     if chain is not None and records:
         try:
@@ -152,12 +154,17 @@ def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditCh
         except AuditWriteError as exc:
             sys.stderr.write(f"{exc}\n")
             return False
+    write(text + b"\n")
+    return True
+
+
+def _byte_writer(out: TextIO) -> Callable[[bytes], Any]:
+    """Writes UTF-8 JSON to ``out``: straight to its byte buffer when it has one (no round trip
+    through str), else decoded."""
     buffer = getattr(out, "buffer", None)
     if buffer is not None:
-        buffer.write(text + b"\n")  # the JSON is UTF-8 already: no round trip through str
-    else:
-        out.write(text.decode() + "\n")
-    return True
+        return buffer.write
+    return lambda data: out.write(data.decode())
 
 
 def _input_lines(inp: TextIO) -> Iterator[tuple[bytes | str, bool]]:

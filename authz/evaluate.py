@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .cel.compiler import Activation
+from .cel.runtime import EMPTY_RUNTIME
 from .cel.values import CelError, Message, from_json
 from .compile import RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
@@ -105,11 +106,10 @@ class CheckOutput:
     evaluation_errors: list[EvaluationError] = field(default_factory=list)
 
 
-def request_message(inp: CheckInput, pscope: str, rscope: str, principal: Message | None = None) -> Message:
-    """The ``request`` CEL sees; ``principal`` may be passed in when several checks share it."""
+def request_message(inp: CheckInput, rscope: str, principal: Message) -> Message:
+    """The ``request`` CEL sees (``principal`` from ``principal_message``, shared by the checks of
+    one request)."""
     r = inp.resource
-    if principal is None:
-        principal = principal_message(inp.principal, pscope)
     resource = Message("cerbos.engine.v1.Request.Resource", {
         "kind": r.kind, "id": r.id, "attr": from_json(r.attr),
         "policyVersion": r.policy_version, "scope": rscope,
@@ -310,7 +310,7 @@ class _Decision(_Walk):
             globals_ = shared.get("globals")
             if globals_ is None:
                 globals_ = shared["globals"] = from_json(self.params.globals)
-            act = self.act = Activation(request_message(self.inp, plan.pscope, plan.rscope, principal), self.now,
+            act = self.act = Activation(request_message(self.inp, plan.rscope, principal), self.now,
                                         globals_)
             act.runtime_source = self.current_runtime
             self.errors: list[EvaluationError] = []
@@ -326,7 +326,7 @@ class _Decision(_Walk):
         """``runtime`` as the rules being evaluated see it: the derived roles of the resource scope
         walked last (principal rules see whatever resource scope was walked before them)."""
         scope = self.runtime_scope
-        return _NO_RUNTIME if scope is None else self.runtime(scope)
+        return EMPTY_RUNTIME if scope is None else self.runtime(scope)
 
     def decide(self) -> CheckOutput:
         inp = self.inp
@@ -436,7 +436,7 @@ class _Decision(_Walk):
         if found is not None:
             return found
         act = self.activation()
-        self.runtimes[scope] = _NO_RUNTIME  # a derived role reading ``runtime`` sees none
+        self.runtimes[scope] = EMPTY_RUNTIME  # a derived role reading ``runtime`` sees none
         effective: set[str] = set()
         failed: list[str] = []
         plan = self.plan
@@ -466,7 +466,6 @@ class _Decision(_Walk):
 
 _NO_DECISION = ActionEffect(_UNDECIDED)
 _DENIED = ActionEffect(DENY)
-_NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
 _NO_AUX_DATA = Message("cerbos.engine.v1.AuxData", {"jwt": {}, "jwts": {}})
 
 

@@ -33,7 +33,7 @@ class Activation:
         self.R = request.fields["resource"]
         self.now = now
         self.globals = globals_ or {}
-        self.runtime = runtime or _NO_RUNTIME
+        self.runtime = runtime or EMPTY_RUNTIME
         # When set, ``runtime`` is asked for only when an expression reads it (working out the
         # effective derived roles costs conditions of their own).
         self.runtime_source: Callable[[], Message] | None = None
@@ -82,7 +82,7 @@ class _Undefined:
         return error
 
 
-_NO_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})
+EMPTY_RUNTIME = Message("cerbos.Runtime", {"effectiveDerivedRoles": []})  # no derived roles in play
 
 
 @dataclass(eq=False)

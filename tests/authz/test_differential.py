@@ -11,6 +11,7 @@ import pytest
 from authz import Engine, EvalParams
 from tests.authz.differential import random_requests
 from tests.support.cerbos_pdp import CerbosPDP
+from tests.support.policy_files import DERIVED_ROLES, write_policies
 
 POLICY_SETS = Path(__file__).parent / "policysets"
 REQUESTS_PER_SET = 1500
@@ -63,16 +64,7 @@ def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict
 
 
 QUIRK_POLICIES = {
-    "roles.yaml": """apiVersion: api.cerbos.dev/v1
-derivedRoles:
-  name: roles
-  definitions:
-    - name: owner
-      parentRoles: [user]
-      condition:
-        match:
-          expr: R.attr.owner == P.id
-""",
+    "roles.yaml": DERIVED_ROLES,
     "doc.yaml": """apiVersion: api.cerbos.dev/v1
 resourcePolicy:
   resource: doc
@@ -98,8 +90,7 @@ def test_a_skipped_derived_role_rule_reports_not_met_for_its_later_actions_as_ce
     """Cerbos remembers a rule's outcome per request: when the principal lacks the derived role,
     the rule's first action is skipped silently and its later actions report conditionNotMet.
     Decision plans, settling and per-check caches must keep exactly that."""
-    for name, text in QUIRK_POLICIES.items():
-        (tmp_path / name).write_text(text)
+    write_policies(tmp_path, QUIRK_POLICIES)
     body = {"requestId": "q", "principal": {"id": "bob", "roles": ["user"]}, "resources": [
         {"actions": ["read", "write", "share"], "resource": {"kind": "doc", "id": k, "attr": attr}}
         for k, attr in (("d", {"owner": "alice", "open": True}), ("e", {"owner": "bob", "open": False}),

@@ -13,30 +13,12 @@ from authz import plan as plan_module
 from authz.compile import CompiledDerivedRole
 from authz.plan import check_plan
 from tests.authz.differential import random_requests
+from tests.support.policy_files import DERIVED_ROLES, write_policies
 
 CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
 POLICIES = {
-    "roles.yaml": """apiVersion: api.cerbos.dev/v1
-derivedRoles:
-  name: roles
-  definitions:
-    - name: owner
-      parentRoles: [user]
-      condition:
-        match:
-          expr: R.attr.owner == P.id
-    - name: shaky
-      parentRoles: [user]
-      condition:
-        match:
-          expr: R.attr.level > 3
-    - name: curious
-      parentRoles: [user]
-      condition:
-        match:
-          expr: '"owner" in runtime.effectiveDerivedRoles'
-""",
+    "roles.yaml": DERIVED_ROLES,
     "doc.yaml": """apiVersion: api.cerbos.dev/v1
 resourcePolicy:
   resource: doc
@@ -71,8 +53,7 @@ principalPolicy:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    for name, text in POLICIES.items():
-        (tmp_path / name).write_text(text)
+    write_policies(tmp_path, POLICIES)
     return Engine.from_directory(tmp_path)
 
 
