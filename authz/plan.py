@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 NO_MATCH = "NO_MATCH"
 MAX_CACHED_PLANS = 20000
 MAX_ACTIONS_PER_PLAN = 512  # beyond this, an action's walk is worked out afresh each time
+MAX_STEPS_PER_TABLE = 4096  # role steps kept per coordinates (actions x roles)
 
 
 @dataclass(slots=True)
@@ -76,29 +77,35 @@ class CheckPlan:
     resource_key: str = NO_MATCH
     parent_roles: tuple[str, ...] = ()  # the roles plus every role-policy ancestor, for derived roles
     actions: dict[str, ActionPlan] = field(default_factory=dict)
+    # (action, role) -> RoleStep, per policy kind: shared by every plan with the same coordinates
+    principal_steps: dict[tuple[str, str], RoleStep] = field(default_factory=dict)
+    resource_steps: dict[tuple[str, str], RoleStep] = field(default_factory=dict)
 
     def action_plan(self, ps: PolicySet, action: str) -> ActionPlan:
         """The walk for one action (the evaluator settles it before use)."""
         kinds: list[tuple[RoleStep, ...]] = []
         if self.principal_key != NO_MATCH:
             # Principal rules are keyed by principal id, and looked up by the resource's version.
-            kinds.append(tuple(self._step(ps, PRINCIPAL, action, role, self.pscopes, self.principal_key,
-                                          self.principal) for role in self.roles[:1]))
-        kinds.append(tuple(self._step(ps, RESOURCE, action, role, self.rscopes, self.resource_key, "")
+            kinds.append(tuple(self._step(ps, self.principal_steps, PRINCIPAL, action, role, self.pscopes,
+                                          self.principal_key, self.principal) for role in self.roles[:1]))
+        steps = self.resource_steps
+        kinds.append(tuple(steps.get((action, role)) or self._step(ps, steps, RESOURCE, action, role,
+                                                                    self.rscopes, self.resource_key, "")
                            for role in self.roles))
         return ActionPlan(tuple(kinds))
 
-    def _step(self, ps: PolicySet, kind: str, action: str, role: str, scopes: tuple[str, ...],
-              policy_key: str, principal: str) -> RoleStep:
+    def _step(self, ps: PolicySet, steps: dict[tuple[str, str], RoleStep], kind: str, action: str, role: str,
+              scopes: tuple[str, ...], policy_key: str, principal: str) -> RoleStep:
         """A role's walk, shared by every plan with the same role coordinates (so each is settled
         once, however many combinations of roles and ids it appears in)."""
-        key = ("step", kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope, policy_key)
-        step = ps.plan_cache.get(key)
+        step = steps.get((action, role))
         if step is None:
             plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
-            step = _remember(ps, key, RoleStep(kind, role, policy_key, tuple(
+            step = RoleStep(kind, role, policy_key, tuple(
                 ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
-                for scope, rows in plan)))
+                for scope, rows in plan))
+            if len(steps) < MAX_STEPS_PER_TABLE:
+                steps[(action, role)] = step
         return step
 
 
@@ -151,4 +158,17 @@ def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str
     if resource_exists:
         plan.resource_key = ps.resource_policy_key(kind, rversion, plan.rscopes[0] if plan.rscopes else "")
     plan.parent_roles = ps.parent_roles(rscope, roles)
+    plan.principal_steps = _steps_table(ps, (PRINCIPAL, plan.rversion, plan.pscopes, plan.kind, plan.principal,
+                                             plan.rscope, plan.principal_key))
+    plan.resource_steps = _steps_table(ps, (RESOURCE, plan.rversion, plan.rscopes, plan.kind, plan.rscope,
+                                            plan.resource_key))
     return plan
+
+
+def _steps_table(ps: PolicySet, coordinates: tuple) -> dict[tuple[str, str], RoleStep]:
+    """The role steps of every plan with these coordinates, by action and role."""
+    key = ("steps", coordinates)
+    table = ps.plan_cache.get(key)
+    if table is None:
+        table = _remember(ps, key, {})
+    return table
