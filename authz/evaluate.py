@@ -17,20 +17,28 @@ a real request, building the CEL activation only then, evaluating each derived r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from .cel.compiler import Activation
 from .cel.runtime import EMPTY_RUNTIME
 from .cel.values import CelError, Message, from_json
 from .compile import RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .conditions import ConditionError, EvaluationError, output_value
-from .plan import MAX_ACTIONS_PER_PLAN, NO_MATCH, ActionPlan, RoleStep, check_plan, settled_action
+from .plan import (
+    MAX_ACTIONS_PER_PLAN,
+    UNDECIDED,
+    ActionEffect,
+    ActionPlan,
+    RoleStep,
+    check_plan,
+    settled_action,
+)
 from .policy import ALLOW, DENY
 
-_UNDECIDED = "EFFECT_NO_MATCH"
+_UNDECIDED = UNDECIDED
 
 
 @dataclass
@@ -73,18 +81,6 @@ class CheckInput:
     request_id: str = ""
 
 
-class ActionEffect(NamedTuple):
-    """One action's decision. Immutable, as settled decisions are shared between checks (a tuple:
-    a frozen dataclass took a seventh of a check just to be built)."""
-
-    effect: str
-    policy: str = NO_MATCH
-    scope: str = ""
-    rule: str = ""  # the rule that decided (policy key # rule name), for the audit trail
-    # Strict evaluation met an error: this DENY stands whatever other roles or policies say.
-    final: bool = False
-
-
 @dataclass(slots=True)
 class OutputEntry:
     src: str
@@ -100,10 +96,12 @@ class CheckOutput:
     request_id: str
     resource_id: str
     actions: dict[str, ActionEffect]
-    outputs: list[OutputEntry] = field(default_factory=list)
-    effective_derived_roles: list[str] = field(default_factory=list)
-    validation_errors: list[dict[str, str]] = field(default_factory=list)
-    evaluation_errors: list[EvaluationError] = field(default_factory=list)
+    # Read-only sequences, empty by default (a shared empty tuple: a check that has none of them,
+    # the usual case, allocates nothing for them).
+    outputs: Sequence[OutputEntry] = ()
+    effective_derived_roles: Sequence[str] = ()
+    validation_errors: Sequence[dict[str, str]] = ()
+    evaluation_errors: Sequence[EvaluationError] = ()
 
 
 def request_message(inp: CheckInput, rscope: str, principal: Message) -> Message:
@@ -142,7 +140,8 @@ class _Walk:
         """Whether a row's condition (and its derived role's) holds; None when the rule is skipped."""
         raise NotImplementedError
 
-    def emit(self, row: Row, action: str, activated: bool) -> None:
+    def emit(self, row: Row, output: Callable[[Activation], Any], action: str) -> None:
+        """A satisfied (or unsatisfied) rule's output expression is to be reported for ``action``."""
         raise NotImplementedError
 
     def enter(self, scope: str) -> None:
@@ -179,38 +178,31 @@ class _Walk:
         if step.settled is not None:
             self.visit(step.visited)
             return step.settled
-        rule = ""
         known = self.condition_cache
         resource = step.kind == RESOURCE
         for s in step.scopes:
-            scope = s.scope
             if resource:
-                self.enter(scope)
-            has_allow = False
-            for row in s.rows:
-                satisfied = known.get(row.evaluation_key)
+                self.enter(s.scope)
+            allowed = None
+            for r in s.rows:
+                satisfied = known.get(r.key)
                 if satisfied is None:
                     try:
-                        satisfied = self.satisfied(row)
+                        satisfied = self.satisfied(r.row)
                     except ConditionError:
-                        return ActionEffect(DENY, row.policy_key, scope, row.src, final=True)
+                        return r.failure
                 if satisfied:
-                    if row.output is not None:
-                        self.emit(row, action, True)
-                    if row.effect == DENY:
-                        return ActionEffect(DENY, row.policy_key if row.from_role_policy else step.policy_key,
-                                            scope, row.src)
-                    if not has_allow:
-                        rule = row.src
-                    has_allow = True
-                elif satisfied is False and row.output is not None:
-                    self.emit(row, action, False)
-            if has_allow:
-                if s.requires_parental_consent:
-                    rule = ""
-                    continue
-                return ActionEffect(ALLOW, step.policy_key, scope, rule)
-        return ActionEffect(_UNDECIDED, step.policy_key, "", rule)
+                    if r.on_activated is not None:
+                        self.emit(r.row, r.on_activated, action)
+                    if r.deny is not None:
+                        return r.deny
+                    if allowed is None:
+                        allowed = r.allow
+                elif satisfied is False and r.on_not_met is not None:
+                    self.emit(r.row, r.on_not_met, action)
+            if allowed is not None and not s.requires_parental_consent:
+                return allowed
+        return step.undecided
 
 
 class _Settling(_Walk):
@@ -226,9 +218,8 @@ class _Settling(_Walk):
             raise _Dynamic
         return True
 
-    def emit(self, row: Row, action: str, activated: bool) -> None:
-        if row.output is not None:
-            raise _Dynamic
+    def emit(self, row: Row, output: Callable[[Activation], Any], action: str) -> None:
+        raise _Dynamic
 
     def enter(self, scope: str) -> None:
         self.visited.append(scope)
@@ -412,12 +403,7 @@ class _Decision(_Walk):
             found = self.role_conditions[key] = (held, errors)
         return found
 
-    def emit(self, row: Row, action: str, activated: bool) -> None:
-        if row.output is None:
-            return
-        fn = row.output.rule_activated if activated else row.output.condition_not_met
-        if fn is None:
-            return
+    def emit(self, row: Row, fn: Callable[[Activation], Any], action: str) -> None:
         # A rule matching several roles or actions emits its output for each: its value is
         # worked out once per check (per runtime scope, which the expression may read).
         key = (fn, self.runtime_scope)
@@ -439,11 +425,7 @@ class _Decision(_Walk):
         self.runtimes[scope] = EMPTY_RUNTIME  # a derived role reading ``runtime`` sees none
         effective: set[str] = set()
         failed: list[str] = []
-        plan = self.plan
-        for dr in self.ps.derived_roles.get((plan.kind, plan.rversion, scope), ()):
-            # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
-            if not any(p == "*" or p in plan.parent_roles for p in dr.parent_roles):
-                continue
+        for dr in self.plan.derived_roles_in(self.ps, scope):
             if dr.condition is None:
                 ok, errors = True, []
             elif dr.reads_runtime:  # it sees no runtime here, so its outcome is not shared

@@ -13,26 +13,50 @@ counts towards the cache key when some principal policy names it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from .compile import PRINCIPAL, RESOURCE, PolicySet, Row
+from .compile import PRINCIPAL, RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .names import principal_key, sanitize, scope_value
-from .policy import REQUIRE_PARENTAL_CONSENT
-
-if TYPE_CHECKING:
-    from .evaluate import ActionEffect
+from .policy import ALLOW, DENY, REQUIRE_PARENTAL_CONSENT
 
 NO_MATCH = "NO_MATCH"
+UNDECIDED = "EFFECT_NO_MATCH"
 MAX_CACHED_PLANS = 20000
 MAX_ACTIONS_PER_PLAN = 512  # beyond this, an action's walk is worked out afresh each time
 MAX_STEPS_PER_TABLE = 4096  # role steps kept per coordinates (actions x roles)
 
 
+class ActionEffect(NamedTuple):
+    """One action's decision. Immutable, as decisions are shared between checks (a tuple: a
+    frozen dataclass took a seventh of a check just to be built)."""
+
+    effect: str
+    policy: str = NO_MATCH
+    scope: str = ""
+    rule: str = ""  # the rule that decided (policy key # rule name), for the audit trail
+    # Strict evaluation met an error: this DENY stands whatever other roles or policies say.
+    final: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class RowStep:
+    """A row as one role's walk meets it in one scope, with each answer it can give made once."""
+
+    row: Row
+    key: str  # the row's evaluation key: its condition is evaluated once per check
+    on_activated: Callable[..., Any] | None  # output expressions, when the rule has them
+    on_not_met: Callable[..., Any] | None
+    deny: ActionEffect | None  # the answer when satisfied, for a DENY rule
+    allow: ActionEffect | None  # the answer when satisfied, for an ALLOW rule (if first in its scope)
+    failure: ActionEffect  # the answer when its condition fails under strict evaluation
+
+
 @dataclass(slots=True)
 class ScopeStep:
     scope: str
-    rows: tuple[Row, ...]
+    rows: tuple[RowStep, ...]
     requires_parental_consent: bool
 
 
@@ -44,6 +68,7 @@ class RoleStep:
     role: str
     policy_key: str  # reported when no rule decides
     scopes: tuple[ScopeStep, ...]
+    undecided: ActionEffect  # the answer when no rule decides
     # Filled by the evaluator when the walk needs no condition: its result, and the resource
     # scopes it passes through (their derived roles are still reported).
     settled: ActionEffect | None = None
@@ -77,9 +102,22 @@ class CheckPlan:
     resource_key: str = NO_MATCH
     parent_roles: tuple[str, ...] = ()  # the roles plus every role-policy ancestor, for derived roles
     actions: dict[str, ActionPlan] = field(default_factory=dict)
+    # resource scope -> the derived roles of its policy whose parent roles the principal has
+    derived_roles: dict[str, tuple[CompiledDerivedRole, ...]] = field(default_factory=dict)
     # (action, role) -> RoleStep, per policy kind: shared by every plan with the same coordinates
     principal_steps: dict[tuple[str, str], RoleStep] = field(default_factory=dict)
     resource_steps: dict[tuple[str, str], RoleStep] = field(default_factory=dict)
+
+    def derived_roles_in(self, ps: PolicySet, scope: str) -> tuple[CompiledDerivedRole, ...]:
+        """The derived roles a resource scope's policy uses that may apply to these roles (whether
+        they do is up to their conditions)."""
+        found = self.derived_roles.get(scope)
+        if found is None:
+            # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
+            found = self.derived_roles[scope] = tuple(
+                dr for dr in ps.derived_roles.get((self.kind, self.rversion, scope), ())
+                if any(p == "*" or p in self.parent_roles for p in dr.parent_roles))
+        return found
 
     def action_plan(self, ps: PolicySet, action: str) -> ActionPlan:
         """The walk for one action (the evaluator settles it before use)."""
@@ -102,11 +140,24 @@ class CheckPlan:
         if step is None:
             plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
             step = RoleStep(kind, role, policy_key, tuple(
-                ScopeStep(scope, rows, ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
-                for scope, rows in plan))
+                ScopeStep(scope, tuple(_row_step(row, scope, policy_key) for row in rows),
+                          ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
+                for scope, rows in plan), ActionEffect(UNDECIDED, policy_key))
             if len(steps) < MAX_STEPS_PER_TABLE:
                 steps[(action, role)] = step
         return step
+
+
+def _row_step(row: Row, scope: str, policy_key: str) -> RowStep:
+    output = row.output
+    if row.effect == DENY:
+        # A role policy's denial names the role policy; a rule's, the policy the walk is in.
+        deny = ActionEffect(DENY, row.policy_key if row.from_role_policy else policy_key, scope, row.src)
+        allow = None
+    else:
+        deny, allow = None, ActionEffect(ALLOW, policy_key, scope, row.src)
+    return RowStep(row, row.evaluation_key, output and output.rule_activated, output and output.condition_not_met,
+                   deny, allow, ActionEffect(DENY, row.policy_key, scope, row.src, final=True))
 
 
 def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,

@@ -383,6 +383,8 @@ def from_json(value: Any) -> Any:
     otherwise a copy is patched where needed."""
     t = type(value)
     if t is dict:
+        if _UNCHANGED.issuperset(map(type, value.values())):
+            return value  # checked in C, entry by entry: the usual flat object of strings and booleans
         return _patched(value, value.items(), dict)
     if t is list:
         try:
@@ -393,6 +395,9 @@ def from_json(value: Any) -> Any:
     if t is int:
         return float(value)
     return value
+
+
+_UNCHANGED = frozenset((str, bool, float, type(None)))
 
 
 def _patched(container: Any, entries: Any, copy: Any) -> Any:
