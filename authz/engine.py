@@ -39,9 +39,8 @@ class Engine:
         """Decides one resource's actions. Never raises for what the request or policies contain.
 
         ``shared`` and ``with_derived_roles`` are as for ``evaluate.check``."""
-        when = now or self.params.now()
         if self.params.schema_enforcement == "none":
-            return check(self.policy_set, inp, self.params, when, shared, with_derived_roles)
+            return check(self.policy_set, inp, self.params, now, shared, with_derived_roles)
         errors, reject = self.schemas.validate(inp, self.params.schema_enforcement,
                                               self.params.default_policy_version)
         if reject:
@@ -51,7 +50,7 @@ class Engine:
             out.actions = {a: ActionEffect("EFFECT_DENY", key) for a in inp.actions}
             out.validation_errors = errors
             return out
-        out = check(self.policy_set, inp, self.params, when, shared, with_derived_roles)
+        out = check(self.policy_set, inp, self.params, now, shared, with_derived_roles)
         out.validation_errors = errors
         return out
 

@@ -32,6 +32,7 @@ from .plan import (
     UNDECIDED,
     ActionEffect,
     ActionPlan,
+    CheckPlan,
     RoleStep,
     check_plan,
     settled_action,
@@ -271,18 +272,14 @@ class _Decision(_Walk):
                  "condition_cache", "role_conditions", "runtimes", "output_values", "derived_roles", "visited",
                  "runtime_scope")
 
-    def __init__(self, ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime,
+    def __init__(self, ps: PolicySet, inp: CheckInput, plan: CheckPlan, params: EvalParams, now: datetime | None,
                  shared: dict[Any, Any] | None, with_derived_roles: bool) -> None:
         self.ps = ps
         self.inp = inp
         self.params = params
-        self.now = now
+        self.now = now  # the request's clock; read only when a condition may need it
         self.strict = params.strict_evaluation
-        p, r = inp.principal, inp.resource
-        self.plan = check_plan(ps, p.id, tuple(p.roles), p.scope or params.default_scope,
-                               p.policy_version or params.default_policy_version, r.kind,
-                               r.scope or params.default_scope, r.policy_version or params.default_policy_version,
-                               params.lenient_scope_search)
+        self.plan = plan
         self.shared = {} if shared is None else shared
         self.act: Activation | None = None  # set, with what evaluating needs, by activation()
         # Resource scopes walked, in order, when their derived roles are to be reported.
@@ -301,8 +298,8 @@ class _Decision(_Walk):
             globals_ = shared.get("globals")
             if globals_ is None:
                 globals_ = shared["globals"] = from_json(self.params.globals)
-            act = self.act = Activation(request_message(self.inp, plan.rscope, principal), self.now,
-                                        globals_)
+            act = self.act = Activation(request_message(self.inp, plan.rscope, principal),
+                                        self.now or self.params.now(), globals_)
             act.runtime_source = self.current_runtime
             self.errors: list[EvaluationError] = []
             self.outputs: list[OutputEntry] = []
@@ -322,8 +319,6 @@ class _Decision(_Walk):
     def decide(self) -> CheckOutput:
         inp = self.inp
         plan = self.plan
-        if not plan.has_policies:
-            return CheckOutput(inp.request_id, inp.resource.id, dict.fromkeys(inp.actions, _DENIED))
         actions: dict[str, ActionEffect] = {}
         plans = plan.actions
         for action in inp.actions:
@@ -468,6 +463,13 @@ def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | No
 
     The checks of one request may pass the same ``shared`` dict (empty at first): the principal's
     attributes and the globals are then converted for CEL once per request, not once per resource.
+    Without ``now``, the clock is read once, if and when a condition or output is evaluated.
     ``with_derived_roles=False`` skips working out derived roles no rule needed (they are only
     reported in ``meta``)."""
-    return _Decision(ps, inp, params, now or params.now(), shared, with_derived_roles).decide()
+    p, r = inp.principal, inp.resource
+    plan = check_plan(ps, p.id, tuple(p.roles), p.scope or params.default_scope,
+                      p.policy_version or params.default_policy_version, r.kind, r.scope or params.default_scope,
+                      r.policy_version or params.default_policy_version, params.lenient_scope_search)
+    if not plan.has_policies:
+        return CheckOutput(inp.request_id, r.id, dict.fromkeys(inp.actions, _DENIED))
+    return _Decision(ps, inp, plan, params, now, shared, with_derived_roles).decide()
