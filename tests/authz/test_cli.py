@@ -4,9 +4,14 @@ malformed line answered with an error while the stream goes on."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from authz import cli
+from authz.audit import AuditChain
+from tests.authz.differential import random_requests
 
 CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
@@ -80,3 +85,66 @@ def test_a_line_that_is_not_utf8_is_answered_with_an_error_and_the_stream_goes_o
     bad, good = (json.loads(line) for line in result.stdout.splitlines())
     assert bad == {"code": 3, "message": "line 1: invalid JSON: not UTF-8 at byte 16"}
     assert good["requestId"] == "r1"
+
+
+def _bulk_input(tmp_path: Path, count: int) -> tuple[Path, list[int]]:
+    """``count`` clinic requests as a file, with a blank line and two malformed lines among them;
+    returns the file and the line numbers of the malformed ones."""
+    lines = [json.dumps(body) for body in random_requests("clinic", count, seed=5)]
+    lines[10:10] = [""]
+    lines.insert(200, "{not json")
+    lines.insert(450, json.dumps({"principal": {"id": "x", "roles": []}, "resources": []}))
+    path = tmp_path / "bulk.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path, [201, 451]
+
+
+def _without_call_ids(text: str) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "cerbosCallId"} for line in text.splitlines()]
+
+
+def test_a_large_batch_shared_between_processes_is_answered_as_one_process_answers_it(tmp_path: Path) -> None:
+    path, malformed = _bulk_input(tmp_path, 600)
+    outputs = []
+    for workers in ("1", "3"):
+        with path.open() as stdin:
+            result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC),
+                                     "--workers", workers], stdin=stdin, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        outputs.append(_without_call_ids(result.stdout))
+    alone, shared = outputs
+    assert len(shared) == 602  # one answer per non-blank line
+    assert shared == alone
+    assert [a["message"].split(":")[0] for a in shared if "message" in a] == [f"line {n}" for n in malformed]
+
+
+def test_batch_answers_go_to_workers_and_come_back_in_input_order(monkeypatch) -> None:
+    """The workers really answer (each answer here names the process that made it), and every
+    answer is where its line was."""
+    monkeypatch.setattr(cli, "_answer", lambda item, audited: (f"{item[0]}:{os.getpid()}".encode(), None))
+    answers = cli.BatchAnswers(processes=3, audited=False)
+    try:
+        small = answers([(n, b"{}") for n in range(1, cli.PARALLEL_MIN_LINES)])
+        large = answers([(n, b"{}") for n in range(1, 301)])
+    finally:
+        answers.close()
+    assert {text.split(b":")[1] for text, _ in small} == {str(os.getpid()).encode()}  # no hand-off
+    assert [int(text.split(b":")[0]) for text, _ in large] == list(range(1, 301))
+    assert len({text.split(b":")[1] for text, _ in large}) == 3
+
+
+def test_audited_answers_from_several_processes_keep_one_intact_chain_in_input_order(tmp_path: Path) -> None:
+    path, _ = _bulk_input(tmp_path, 300)
+    db = tmp_path / "audit.db"
+    with path.open() as stdin:
+        result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC),
+                                 "--workers", "2", "--audit", str(db)],
+                                stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    chain = AuditChain(db)
+    assert chain.verify().ok
+    decided = [a for a in answers if "results" in a]
+    calls = [r.call_id for r in chain.records()]
+    assert len(calls) == sum(len(res["actions"]) for a in decided for res in a["results"])
+    assert list(dict.fromkeys(calls)) == [a["cerbosCallId"] for a in decided]  # records in answer order
