@@ -112,6 +112,9 @@ class PolicySet:
     policy_count: int = 0
     sources: dict[str, str] = field(default_factory=dict)  # policy key -> file
     principal_ids: set[str] = field(default_factory=set)  # principals some principal policy names
+    # "P" / "R" when no expression reads that attribute map other than one named attribute at a
+    # time: the request's attributes are then handed to CEL unconverted, each read converting.
+    raw_attrs: frozenset[str] = frozenset()
     plan_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)  # see plan.py
 
     def __post_init__(self) -> None:
@@ -241,6 +244,9 @@ class _Builder:
         self.derived_roles: dict[str, tuple[DerivedRoles, str]] = {}
         self.compiled_derived_roles: dict[str, list[CompiledDerivedRole]] = {}
         self.set = PolicySet()
+        # Every scope of this build shares one set: the roots whose attributes some expression
+        # reads as a whole map (see Compiler.attr_escapes). Create scopes only with it.
+        self.attr_escapes: set[str] = set()
 
     def problem(self, position: Position, message: str, kind: str) -> None:
         self.problems.append(PolicyProblem(position, message, kind))
@@ -259,6 +265,7 @@ class _Builder:
                 self._add_role_policy(lp.policy, lp.file)
         self._check_scope_chains()
         self.set.policy_count = len(self.loaded)
+        self.set.raw_attrs = frozenset({"P", "R"} - self.attr_escapes)
         return self.set
 
     # -- indexing and imports --------------------------------------------------------
@@ -300,7 +307,8 @@ class _Builder:
     def _scope(self, variables: Definitions, constants: Definitions) -> Scope:
         """The variables and constants a policy's expressions may name, compiled in order."""
         merged_constants = self._merged(constants, self.export_constants, "constant")
-        scope = Scope(constants={k: from_json(_plain(v)) for k, v in merged_constants.items()})
+        scope = Scope(constants={k: from_json(_plain(v)) for k, v in merged_constants.items()},
+                      attr_escapes=self.attr_escapes)
         sources = self._merged(variables, self.export_variables, "variable")
         for name in sources:
             scope.variables[name] = Variable(name, _undefined_variable)
@@ -442,7 +450,7 @@ class _Builder:
             self.set.scopes[PRINCIPAL].add(p.scope)
 
     def _add_role_policy(self, p: RolePolicy, file: str) -> None:
-        scope = Scope()
+        scope = Scope(attr_escapes=self.attr_escapes)
         rules = self.set.role_rules.setdefault(p.scope, {}).setdefault(p.role, [])
         for i, rule in enumerate(p.rules):
             cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None

@@ -105,12 +105,13 @@ class CheckOutput:
     evaluation_errors: Sequence[EvaluationError] = ()
 
 
-def request_message(inp: CheckInput, rscope: str, principal: Message) -> Message:
+def request_message(inp: CheckInput, rscope: str, principal: Message, raw_attrs: bool = False) -> Message:
     """The ``request`` CEL sees (``principal`` from ``principal_message``, shared by the checks of
-    one request)."""
+    one request). ``raw_attrs``: the policies read attributes only by name, converting as they
+    read (``PolicySet.raw_attrs``)."""
     r = inp.resource
     resource = Message("cerbos.engine.v1.Request.Resource", {
-        "kind": r.kind, "id": r.id, "attr": from_json(r.attr),
+        "kind": r.kind, "id": r.id, "attr": r.attr if raw_attrs else from_json(r.attr),
         "policyVersion": r.policy_version, "scope": rscope,
     })
     jwt = inp.aux_data.get("jwt")
@@ -118,9 +119,9 @@ def request_message(inp: CheckInput, rscope: str, principal: Message) -> Message
     return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
 
 
-def principal_message(p: Principal, pscope: str) -> Message:
+def principal_message(p: Principal, pscope: str, raw_attrs: bool = False) -> Message:
     return Message("cerbos.engine.v1.Request.Principal", {
-        "id": p.id, "roles": list(p.roles), "attr": from_json(p.attr),
+        "id": p.id, "roles": list(p.roles), "attr": p.attr if raw_attrs else from_json(p.attr),
         "policyVersion": p.policy_version, "scope": pscope,
     })
 
@@ -294,11 +295,12 @@ class _Decision(_Walk):
             key = id(self.inp.principal)
             principal = shared.get(key)
             if principal is None:
-                principal = shared[key] = principal_message(self.inp.principal, plan.pscope)
+                principal = shared[key] = principal_message(self.inp.principal, plan.pscope,
+                                                            "P" in self.ps.raw_attrs)
             globals_ = shared.get("globals")
             if globals_ is None:
                 globals_ = shared["globals"] = from_json(self.params.globals)
-            act = self.act = Activation(request_message(self.inp, plan.rscope, principal),
+            act = self.act = Activation(request_message(self.inp, plan.rscope, principal, "R" in self.ps.raw_attrs),
                                         self.now or self.params.now(), globals_)
             act.runtime_source = self.current_runtime
             self.errors: list[EvaluationError] = []

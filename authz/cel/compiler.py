@@ -58,6 +58,7 @@ from .values import (
     Uint,
     cel_equals,
     check_int,
+    from_json,
     no_overload,
     type_name,
 )
@@ -89,6 +90,24 @@ class Compiler:
         self.time_dependent = False
         self.external_refs = 0  # names compiled so far that read the request, variables or globals
         self.lowest_local_ref = 1 << 30  # the outermost comprehension variable referenced so far
+        # How ``P`` / ``R`` and their ``attr`` maps are used: every ``P`` node should become a field
+        # selection, every ``P.attr`` node a single named attribute (``P.attr.x``, ``has(P.attr.x)``).
+        self.roots_made: dict[str, int] = {"P": 0, "R": 0}
+        self.roots_selected: dict[str, int] = {"P": 0, "R": 0}
+        self.attrs_made: dict[str, int] = {"P": 0, "R": 0}
+        self.attrs_named: dict[str, int] = {"P": 0, "R": 0}
+        self.request_used = False
+
+    def attr_escapes(self) -> set[str]:
+        """The roots whose whole ``attr`` map this expression may see (through ``request``, ``R``
+        itself, ``R.attr`` as a map...). Where no expression of a policy set lets it escape, the
+        engine hands the request's attributes over unconverted and each named attribute is
+        converted as it is read (JSON numbers to doubles)."""
+        if self.request_used:
+            return {"P", "R"}
+        return {root for root in ("P", "R")
+                if self.roots_made[root] != self.roots_selected[root]
+                or self.attrs_made[root] != self.attrs_named[root]}
 
     def error(self, tree: Any, message: str) -> CelCompileError:
         meta = getattr(tree, "meta", None)
@@ -345,10 +364,13 @@ class Compiler:
             return Node(lambda a: a.locals[name])
         self.external_refs += 1
         if name == "request":
+            self.request_used = True
             return Node(lambda a: a.request, "request")
         if name == "P":
+            self.roots_made["P"] += 1
             return Node(lambda a: a.P, "principal", root="P")
         if name == "R":
+            self.roots_made["R"] += 1
             return Node(lambda a: a.R, "resource", root="R")
         if name == "runtime":
             return Node(lambda a: a.current_runtime(), "runtime")
@@ -383,12 +405,16 @@ class Compiler:
             if name not in fields:
                 raise self.error(name_token, f"undefined field '{name}'")
             if target.root is not None and target.type in ("principal", "resource"):
+                self.roots_selected[target.root] += 1
+                if name == "attr":
+                    self.attrs_made[target.root] += 1
                 return _request_field(target.root, name, fields[name])
             tf = target.fn
             return Node(lambda a: tf(a).fields[name], fields[name])
         if target.type in _PRIMITIVES or target.type in ("list", "timestamp", "duration"):
             raise self.error(name_token, f"type '{target.type}' does not support field selection")
         if target.root is not None and target.type == "map":
+            self.attrs_named[target.root] += 1
             return _attribute(target.root, name)
         tf = target.fn
         return self._fold(Node(lambda a: _select(tf(a), name)), target)
@@ -523,6 +549,7 @@ class Compiler:
         if target.type == "variables" or target.type == "constants":
             raise self.error(tree, "has() is not supported on variables or constants")
         if target.root is not None and target.type == "map":
+            self.attrs_named[target.root] += 1
             return _has_attribute(target.root, name)
         tf = target.fn
         return Node(lambda a: _has_field(tf(a), name), "bool")
@@ -652,7 +679,13 @@ def _attribute(root: str, name: str) -> Node:
     def attribute(a: Activation) -> Any:
         attrs = message(a).fields["attr"]
         if type(attrs) is dict and name in attrs:
-            return attrs[name]
+            value = attrs[name]
+            kind = type(value)
+            if kind is int:  # the request's attributes may be unconverted (see attr_escapes)
+                return float(value)
+            if kind is dict or kind is list:
+                return from_json(value)
+            return value
         return _select(attrs, name)
     return Node(attribute)
 
@@ -726,6 +759,8 @@ class CompiledExpression:
 def compile_expression(text: str, scope: Scope | None = None) -> CompiledExpression:
     """Parses and compiles ``text``; raises ``CelCompileError`` with the position of the problem."""
     tree = parse(text)
-    compiler = Compiler(scope or Scope())
+    scope = scope or Scope()
+    compiler = Compiler(scope)
     node = compiler.compile(tree)
+    scope.attr_escapes |= compiler.attr_escapes()
     return CompiledExpression(text, node.fn, node.type, node.const)

@@ -96,11 +96,16 @@ class Variable:
 
 @dataclass
 class Scope:
-    """What an expression may name: the policy's variables and constants."""
+    """What an expression may name: the policy's variables and constants.
+
+    ``attr_escapes`` collects, from every expression compiled in this scope, the roots ("P", "R")
+    whose ``attr`` map some expression reads other than one named attribute at a time (see
+    ``Compiler.attr_escapes``). Scopes of one policy set may share one set."""
 
     variables: dict[str, Variable] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     runtime_variables: set[str] = field(default_factory=set)  # those that may read ``runtime``
+    attr_escapes: set[str] = field(default_factory=set)
 
 
 _UNSET = object()

@@ -102,3 +102,67 @@ def test_a_skipped_derived_role_rule_reports_not_met_for_its_later_actions_as_ce
     assert ours == theirs
     first = ours["results"][0]
     assert [o["action"] for o in first["outputs"]] == ["write", "share"]  # "read" was the silent one
+
+
+def _numbers_policy(rules: str) -> str:
+    return f"""apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: gauge
+  version: default
+  rules:
+{rules}"""
+
+
+# Attributes read one by name (the engine then converts each as it reads it), or as whole maps
+# (converted up front): JSON numbers must be doubles either way, nested ones included.
+NAMED_RULES = """    - actions: [read]
+      effect: EFFECT_ALLOW
+      roles: [user]
+      condition:
+        match:
+          expr: R.attr.n + 1.0 == 3.0 && type(R.attr.n) == double && R.attr.m.k / 2.0 == 2.0
+      output:
+        when:
+          ruleActivated: '[R.attr.n, R.attr.l, R.attr.m, P.attr.age, has(R.attr.missing)]'
+          conditionNotMet: 'R.attr.l[0] + 0.5'
+    - actions: [write]
+      effect: EFFECT_ALLOW
+      roles: [user]
+      condition:
+        match:
+          expr: R.attr.n == 2 && P.attr.age > 17
+"""
+WHOLE_RULES = NAMED_RULES + """    - actions: [list]
+      effect: EFFECT_ALLOW
+      roles: [user]
+      condition:
+        match:
+          expr: size(R.attr) > 2 && R.attr["n"] + 0.0 == 2.0
+      output:
+        when:
+          ruleActivated: 'R.attr'
+          conditionNotMet: 'request.principal.attr'
+"""
+
+
+@pytest.mark.parametrize(("rules", "raw"), [(NAMED_RULES, {"P", "R"}), (WHOLE_RULES, set())],
+                         ids=["named-attributes", "whole-maps"])
+def test_json_numbers_in_attributes_are_doubles_read_by_name_or_as_maps(tmp_path: Path, rules: str,
+                                                                       raw: set[str]) -> None:
+    write_policies(tmp_path, {"gauge.yaml": _numbers_policy(rules)})
+    engine = Engine.from_directory(tmp_path)
+    assert set(engine.policy_set.raw_attrs) == raw
+    bodies = [{"requestId": f"n{i}", "principal": {"id": "u", "roles": ["user"], "attr": {"age": age}},
+               "resources": [{"actions": ["read", "write", "list"],
+                              "resource": {"kind": "gauge", "id": "g", "attr": attr}}]}
+              for i, (age, attr) in enumerate([
+                  (30, {"n": 2, "l": [1, 2.5, "x"], "m": {"k": 4, "deep": [{"z": 7}]}}),
+                  (12, {"n": 2.0, "l": [3], "m": {"k": 4.0}}),
+                  (18, {"n": 3, "l": [], "m": {}}),
+                  (40, {"n": True, "l": [1], "m": {"k": "4"}}),
+              ])]
+    with CerbosPDP(tmp_path) as pdp:
+        theirs = [_normalise(pdp.check(body)) for body in bodies]
+    ours = [_normalise(engine.check_request(body)) for body in bodies]
+    assert ours == theirs
+    assert ours[0]["results"][0]["actions"]["read"] == "EFFECT_ALLOW"  # the arithmetic held
