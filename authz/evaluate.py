@@ -39,8 +39,6 @@ from .plan import (
 )
 from .policy import ALLOW, DENY
 
-_UNDECIDED = UNDECIDED
-
 
 @dataclass
 class EvalParams:
@@ -165,14 +163,14 @@ class _Walk:
                 role_result = self.decide_role(action, step)
                 if role_result.final:
                     return role_result
-                if result.effect == _UNDECIDED:
+                if result.effect == UNDECIDED:
                     result = role_result
                 if role_result.effect == ALLOW:
                     result = role_result
                     break
-            if result.effect != _UNDECIDED:
+            if result.effect != UNDECIDED:
                 break
-        if result.effect == _UNDECIDED:
+        if result.effect == UNDECIDED:
             return ActionEffect(DENY, result.policy, result.scope, result.rule)
         return result
 
@@ -400,13 +398,13 @@ class _Decision(_Walk):
             found = self.role_conditions[key] = (held, errors)
         return found
 
-    def emit(self, row: Row, fn: Callable[[Activation], Any], action: str) -> None:
+    def emit(self, row: Row, output: Callable[[Activation], Any], action: str) -> None:
         # A rule matching several roles or actions emits its output for each: its value is
         # worked out once per check (per runtime scope, which the expression may read).
-        key = (fn, self.runtime_scope)
+        key = (output, self.runtime_scope)
         found = self.output_values.get(key)
         if found is None:
-            found = self.output_values[key] = output_value(fn, self.act)
+            found = self.output_values[key] = output_value(output, self.act)
         val, error = found
         if error is not None:
             self.errors.append(EvaluationError(f"output of {row.src}", error))
@@ -443,7 +441,7 @@ class _Decision(_Walk):
         return found
 
 
-_NO_DECISION = ActionEffect(_UNDECIDED)
+_NO_DECISION = ActionEffect(UNDECIDED)
 _DENIED = ActionEffect(DENY)
 _NO_AUX_DATA = Message("cerbos.engine.v1.AuxData", {"jwt": {}, "jwts": {}})
 

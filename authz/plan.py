@@ -3,9 +3,10 @@
 Everything except the conditions depends only on a check's coordinates (the principal's id and
 roles, the resource kind, both scopes and policy versions, and the action). A ``CheckPlan`` holds,
 for one set of coordinates, the scope chains, the policy keys and, per action, an ``ActionPlan``:
-the principal's roles in order, each with the rows to evaluate scope by scope. The evaluator
-(``evaluate.py``) walks these plans; where a walk needs no condition at all, it decides the action
-once, when the plan is made, and later checks only read that answer.
+the principal's roles in order, each with the rows to evaluate scope by scope, and each row with
+the answers (``ActionEffect``) it can give already made. The evaluator (``evaluate.py``) walks
+these plans; where a walk needs no condition at all, it decides the action once, when the plan is
+made, and later checks only read that answer.
 
 Plans are cached on the ``PolicySet`` (immutable, so safe from any thread); a principal id only
 counts towards the cache key when some principal policy names it.
