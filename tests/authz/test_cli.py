@@ -148,3 +148,23 @@ def test_audited_answers_from_several_processes_keep_one_intact_chain_in_input_o
     calls = [r.call_id for r in chain.records()]
     assert len(calls) == sum(len(res["actions"]) for a in decided for res in a["results"])
     assert list(dict.fromkeys(calls)) == [a["cerbosCallId"] for a in decided]  # records in answer order
+
+
+def test_a_worker_that_dies_loses_no_answer(monkeypatch) -> None:
+    """A worker killed mid-batch (here it exits on its first line): its share is answered by the
+    main process, in order, and later batches stay in the main process."""
+    parent = os.getpid()
+
+    def answer(item: tuple[int, bytes], audited: bool) -> tuple[bytes, None]:
+        if os.getpid() != parent:
+            os._exit(1)
+        return f"{item[0]}:{os.getpid()}".encode(), None
+
+    monkeypatch.setattr(cli, "_answer", answer)
+    answers = cli.BatchAnswers(processes=3, audited=False)
+    try:
+        first = answers([(n, b"{}") for n in range(1, 301)])
+        later = answers([(n, b"{}") for n in range(301, 401)])
+    finally:
+        answers.close()
+    assert [text for text, _ in first + later] == [f"{n}:{parent}".encode() for n in range(1, 401)]
