@@ -97,6 +97,13 @@ def test_a_plan_does_not_grow_with_invented_action_names(engine: Engine) -> None
     assert len(plan_for(engine, "ann", ("admin",)).actions) == plan_module.MAX_ACTIONS_PER_PLAN
 
 
+def test_role_steps_kept_per_coordinates_are_bounded(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan_module, "MAX_STEPS_PER_TABLE", 50)
+    for i in range(200):
+        assert check(engine, "ann", ["admin", "user"], [f"action{i}"]) == {f"action{i}": "EFFECT_ALLOW"}
+    assert len(plan_for(engine, "ann", ("admin", "user")).resource_steps) == 50
+
+
 def test_a_derived_role_is_evaluated_once_per_check(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     for dr in {d for ds in engine.policy_set.derived_roles.values() for d in ds}:
