@@ -11,7 +11,7 @@ import pytest
 from authz import Engine, EvalParams
 from tests.authz.differential import random_requests
 from tests.support.cerbos_pdp import CerbosPDP
-from tests.support.policy_files import DERIVED_ROLES, write_policies
+from tests.support.policy_files import DERIVED_ROLES, resource_policy, write_policies
 
 POLICY_SETS = Path(__file__).parent / "policysets"
 REQUESTS_PER_SET = 1500
@@ -65,13 +65,7 @@ def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict
 
 QUIRK_POLICIES = {
     "roles.yaml": DERIVED_ROLES,
-    "doc.yaml": """apiVersion: api.cerbos.dev/v1
-resourcePolicy:
-  resource: doc
-  version: default
-  importDerivedRoles: [roles]
-  rules:
-    - name: owners_read
+    "doc.yaml": resource_policy("doc", derived_roles="roles", rules="""    - name: owners_read
       actions: [read, write, share]
       effect: EFFECT_ALLOW
       derivedRoles: [owner]
@@ -82,7 +76,7 @@ resourcePolicy:
         when:
           ruleActivated: '"activated"'
           conditionNotMet: '"not met"'
-""",
+"""),
 }
 
 
@@ -102,15 +96,6 @@ def test_a_skipped_derived_role_rule_reports_not_met_for_its_later_actions_as_ce
     assert ours == theirs
     first = ours["results"][0]
     assert [o["action"] for o in first["outputs"]] == ["write", "share"]  # "read" was the silent one
-
-
-def _numbers_policy(rules: str) -> str:
-    return f"""apiVersion: api.cerbos.dev/v1
-resourcePolicy:
-  resource: gauge
-  version: default
-  rules:
-{rules}"""
 
 
 # Attributes read one by name (the engine then converts each as it reads it), or as whole maps
@@ -149,7 +134,7 @@ WHOLE_RULES = NAMED_RULES + """    - actions: [list]
                          ids=["named-attributes", "whole-maps"])
 def test_json_numbers_in_attributes_are_doubles_read_by_name_or_as_maps(tmp_path: Path, rules: str,
                                                                        raw: set[str]) -> None:
-    write_policies(tmp_path, {"gauge.yaml": _numbers_policy(rules)})
+    write_policies(tmp_path, {"gauge.yaml": resource_policy("gauge", rules)})
     engine = Engine.from_directory(tmp_path)
     assert set(engine.policy_set.raw_attrs) == raw
     bodies = [{"requestId": f"n{i}", "principal": {"id": "u", "roles": ["user"], "attr": {"age": age}},

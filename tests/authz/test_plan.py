@@ -13,19 +13,13 @@ from authz import plan as plan_module
 from authz.compile import CompiledDerivedRole
 from authz.plan import check_plan
 from tests.authz.differential import random_requests
-from tests.support.policy_files import DERIVED_ROLES, write_policies
+from tests.support.policy_files import DERIVED_ROLES, resource_policy, write_policies
 
 CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
 POLICIES = {
     "roles.yaml": DERIVED_ROLES,
-    "doc.yaml": """apiVersion: api.cerbos.dev/v1
-resourcePolicy:
-  resource: doc
-  version: default
-  importDerivedRoles: [roles]
-  rules:
-    - actions: ["*"]
+    "doc.yaml": resource_policy("doc", derived_roles="roles", rules="""    - actions: ["*"]
       effect: EFFECT_ALLOW
       roles: [admin]
     - actions: [read, comment]
@@ -37,7 +31,7 @@ resourcePolicy:
     - actions: [peek]
       effect: EFFECT_ALLOW
       derivedRoles: [curious]
-""",
+"""),
     "principal_zed.yaml": """apiVersion: api.cerbos.dev/v1
 principalPolicy:
   principal: zed
