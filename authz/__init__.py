@@ -4,11 +4,15 @@
     out = engine.check(CheckInput(principal, resource, ["view"]))
 """
 
-from .compile import PolicySet, compile_policy_dir
-from .conditions import EvaluationError
-from .engine import Engine
-from .errors import AuthzError, PolicyErrors, PolicyProblem, RequestError
-from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, OutputEntry, Principal, Resource
+from . import native
+
+native.use_current_sources()  # a compiled engine module built from older sources is never used
+
+from .compile import PolicySet, compile_policy_dir  # noqa: E402
+from .conditions import EvaluationError  # noqa: E402
+from .engine import Engine  # noqa: E402
+from .errors import AuthzError, PolicyErrors, PolicyProblem, RequestError  # noqa: E402
+from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, OutputEntry, Principal, Resource  # noqa: E402
 
 __all__ = [
     "ActionEffect",

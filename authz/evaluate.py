@@ -53,10 +53,12 @@ class EvalParams:
     schema_enforcement: str = "none"  # none | warn | reject
 
 
+# Roles and actions are typed as the sequences they are read as: a caller may pass tuples (the
+# compiled build, see native.py, checks concrete types strictly; attributes must be dicts).
 @dataclass(slots=True)
 class Principal:
     id: str
-    roles: list[str]
+    roles: Sequence[str]
     attr: dict[str, Any] = field(default_factory=dict)
     policy_version: str = ""
     scope: str = ""
@@ -75,7 +77,7 @@ class Resource:
 class CheckInput:
     principal: Principal
     resource: Resource
-    actions: list[str]
+    actions: Sequence[str]
     aux_data: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
 
@@ -372,7 +374,7 @@ class _Decision(_Walk):
         if row.condition is None:
             ok = True
         else:
-            ok = row.condition(self.act, self.strict, self.errors)
+            ok = row.condition(self.act, self.strict, self.errors)  # type: ignore[arg-type]  # set above
         self.condition_cache[row.evaluation_key] = ok
         return ok
 
@@ -394,7 +396,7 @@ class _Decision(_Walk):
         found = self.role_conditions.get(key)
         if found is None:
             errors: list[EvaluationError] = []
-            held = dr.condition(self.act, False, errors)  # type: ignore[misc]
+            held = dr.condition(self.act, False, errors)  # type: ignore[misc,arg-type]  # set by the caller
             found = self.role_conditions[key] = (held, errors)
         return found
 
@@ -404,7 +406,7 @@ class _Decision(_Walk):
         key = (output, self.runtime_scope)
         found = self.output_values.get(key)
         if found is None:
-            found = self.output_values[key] = output_value(output, self.act)
+            found = self.output_values[key] = output_value(output, self.act)  # type: ignore[arg-type]
         val, error = found
         if error is not None:
             self.errors.append(EvaluationError(f"output of {row.src}", error))
@@ -421,6 +423,7 @@ class _Decision(_Walk):
         effective: set[str] = set()
         failed: list[str] = []
         for dr in self.plan.derived_roles_in(self.ps, scope):
+            errors: list[EvaluationError]
             if dr.condition is None:
                 ok, errors = True, []
             elif dr.reads_runtime:  # it sees no runtime here, so its outcome is not shared

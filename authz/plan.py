@@ -157,7 +157,9 @@ def _row_step(row: Row, scope: str, policy_key: str) -> RowStep:
         allow = None
     else:
         deny, allow = None, ActionEffect(ALLOW, policy_key, scope, row.src)
-    return RowStep(row, row.evaluation_key, output and output.rule_activated, output and output.condition_not_met,
+    activated = output.rule_activated if output is not None else None
+    not_met = output.condition_not_met if output is not None else None
+    return RowStep(row, row.evaluation_key, activated, not_met,
                    deny, allow, ActionEffect(DENY, row.policy_key, scope, row.src, final=True))
 
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import publish  # noqa: E402
 
-from authz import Engine, api  # noqa: E402
+from authz import Engine, api, evaluate, native  # noqa: E402
 from authz.cli import default_processes  # noqa: E402
 from tests.authz.differential import random_requests  # noqa: E402
 from tests.support.cerbos_pdp import CerbosPDP  # noqa: E402
@@ -196,6 +196,7 @@ def run(workload: Workload, rounds: int) -> list[str]:
         f"## {time.strftime('%Y-%m-%d')} — {workload.name}: {len(bodies)} requests, {total} decisions",
         "",
         f"Workload: {workload.describe}. Machine: {platform.machine()}, Python {platform.python_version()}; "
+        f"engine: {'compiled (scripts/build-native)' if native.is_compiled(evaluate) else 'Python sources'}; "
         f"load and compile of the policy set {load:.0f} ms (median of 5).",
         "",
         "| path | decisions/s | vs Cerbos HTTP | p50 per request | p99 per request |",

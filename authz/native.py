@@ -1,0 +1,82 @@
+"""The decision engine's compiled build: ``evaluate.py`` and ``plan.py`` compiled to C with mypyc.
+
+The Python sources are the engine; ``scripts/build-native`` compiles the same sources into
+extension modules beside them (a check costs about a quarter less). A compiled module is used only
+when it was built from the source now beside it: each build records its sources' SHA-256 in
+``native.json``, and a module whose source changed since (an edit, a checkout) is loaded from its
+source instead, with a warning, so a stale build can never decide anything. Without a build, or
+with ``CCC_AUTHZ_PURE=1``, everything runs as plain Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+STAMP = PACKAGE / "native.json"
+MODULES = ("plan", "evaluate")  # compiled one by one (each build holds one module)
+
+
+def source_hash(name: str) -> str:
+    return hashlib.sha256((PACKAGE / f"{name}.py").read_bytes()).hexdigest()
+
+
+def compiled_files(name: str) -> list[Path]:
+    return sorted(PACKAGE.glob(f"{name}.*.so")) + sorted(PACKAGE.glob(f"{name}.*.pyd"))
+
+
+def stale_modules() -> list[str]:
+    """The compiled modules present that were not built from the sources beside them."""
+    try:
+        built = json.loads(STAMP.read_text())
+    except (OSError, ValueError):
+        built = {}
+    return [name for name in MODULES
+            if compiled_files(name) and (built.get(name) != source_hash(name) or os.environ.get("CCC_AUTHZ_PURE"))]
+
+
+def use_current_sources() -> None:
+    """Makes sure no stale compiled module is imported: each one is loaded from its source first.
+    Called by ``authz/__init__.py`` before anything imports the engine."""
+    for name in stale_modules():
+        if not os.environ.get("CCC_AUTHZ_PURE"):
+            warnings.warn(f"authz/{name}.py changed since scripts/build-native compiled it: using the source "
+                          "(run scripts/build-native again for the compiled build)", stacklevel=2)
+        load_source(name, f"authz.{name}")
+
+
+def load_source(name: str, module_name: str) -> object:
+    """The module ``name`` executed from its Python source under ``module_name``."""
+    spec = importlib.util.spec_from_file_location(module_name, PACKAGE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_compiled(module: object) -> bool:
+    return str(getattr(module, "__file__", "")).endswith((".so", ".pyd"))
+
+
+def build() -> None:
+    """Compiles the engine modules in place (needs mypy and a C compiler) and records their sources."""
+    for name in MODULES:
+        for old in compiled_files(name) + sorted(PACKAGE.glob(f"{name}__mypyc.*")):
+            old.unlink()
+    hashes = {}
+    for name in MODULES:
+        hashes[name] = source_hash(name)
+        done = subprocess.run([sys.executable, "-m", "mypyc", f"authz/{name}.py"], cwd=PACKAGE.parent,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mypyc could not compile authz/{name}.py:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    STAMP.write_text(json.dumps(hashes, indent=1) + "\n")
+
