@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import RequestError
 from .evaluate import CheckInput, CheckOutput, OutputEntry, Principal, Resource
@@ -153,7 +153,7 @@ def _plain_scope_and_version(obj: dict[str, Any]) -> tuple[str, str] | None:
     return scope, version
 
 
-def _plain_strings(values: Any, limit: int) -> bool:
+def _plain_strings(values: Any, limit: int) -> TypeGuard[list[str]]:
     """A non-empty list of at most ``limit`` distinct strings."""
     if type(values) is not list or not 0 < len(values) <= limit:
         return False

@@ -1,4 +1,5 @@
-"""The decision engine's compiled build: ``evaluate.py`` and ``plan.py`` compiled to C with mypyc.
+"""The decision engine's compiled build: ``evaluate.py``, ``plan.py`` and the Cerbos JSON adapter
+``api.py`` compiled to C with mypyc.
 
 The Python sources are the engine; ``scripts/build-native`` compiles the same sources into
 extension modules beside them (a check costs about a quarter less). A compiled module is used only
@@ -21,7 +22,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 STAMP = PACKAGE / "native.json"
-MODULES = ("plan", "evaluate")  # compiled one by one (each build holds one module)
+MODULES = ("plan", "evaluate", "api")  # compiled one by one (each build holds one module)
 
 
 def source_hash(name: str) -> str:

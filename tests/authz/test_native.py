@@ -18,18 +18,19 @@ from authz import evaluate as engine_module
 from tests.authz.differential import random_requests
 
 POLICY_SETS = Path(__file__).parent / "policysets"
-compiled_only = pytest.mark.skipif(not native.is_compiled(engine_module),
+compiled_only = pytest.mark.skipif(not (native.is_compiled(engine_module) and native.is_compiled(api)),
                                    reason="no compiled build (scripts/build-native) in use")
 
 
-def _answers(check, engine: Engine, bodies: list[dict]) -> list[list[dict]]:  # noqa: ANN001
+def _answers(check, json_api, engine: Engine, bodies: list[dict]) -> list[list[dict]]:  # noqa: ANN001
+    """Each request parsed, decided and rendered by the given modules."""
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     answers = []
     for body in bodies:
-        _, inputs, meta = api.parse_check_request(body)
+        _, inputs, meta = json_api.parse_check_request(body)
         shared: dict = {}
-        answers.append([api.render_result(inp, check(engine.policy_set, inp, engine.params, now, shared, meta), meta)
-                        for inp in inputs])
+        answers.append([json_api.render_result(inp, check(engine.policy_set, inp, engine.params, now, shared, meta),
+                                               meta) for inp in inputs])
     return answers
 
 
@@ -38,11 +39,13 @@ def _answers(check, engine: Engine, bodies: list[dict]) -> list[list[dict]]:  # 
 @pytest.mark.parametrize("policy_set", ["clinic", "scopes"])
 def test_the_compiled_build_decides_as_the_sources_do(policy_set: str, strict: bool) -> None:
     source = native.load_source("evaluate", "authz._evaluate_from_source")
-    assert not native.is_compiled(source)
+    source_api = native.load_source("api", "authz._api_from_source")
+    assert not native.is_compiled(source) and not native.is_compiled(source_api)
     bodies = [{**b, "includeMeta": i % 3 == 0} for i, b in enumerate(random_requests(policy_set, 2000, seed=21))]
     params = EvalParams(strict_evaluation=strict)
-    compiled = _answers(engine_module.check, Engine.from_directory(POLICY_SETS / policy_set, params), bodies)
-    interpreted = _answers(source.check, Engine.from_directory(POLICY_SETS / policy_set, params), bodies)  # type: ignore[attr-defined]
+    compiled = _answers(engine_module.check, api, Engine.from_directory(POLICY_SETS / policy_set, params), bodies)
+    interpreted = _answers(source.check, source_api,  # type: ignore[attr-defined]
+                           Engine.from_directory(POLICY_SETS / policy_set, params), bodies)
     assert compiled == interpreted
 
 
