@@ -2,11 +2,12 @@
 ``api.py`` compiled to C with mypyc.
 
 The Python sources are the engine; ``scripts/build-native`` compiles the same sources into
-extension modules beside them (a check costs about a quarter less). A compiled module is used only
-when it was built from the source now beside it: each build records its sources' SHA-256 in
-``native.json``, and a module whose source changed since (an edit, a checkout) is loaded from its
-source instead, with a warning, so a stale build can never decide anything. Without a build, or
-with ``CCC_AUTHZ_PURE=1``, everything runs as plain Python.
+extension modules beside them (a check costs about a quarter less). The build is used only with
+the sources it was built from: it records one SHA-256 over every source of the package (a compiled
+module also relies on the modules it imports) in ``native.json``, and after any change (an edit, a
+checkout) every compiled module is loaded from its source instead, with a warning, so a stale
+build can never decide anything. Without a build, or with ``CCC_AUTHZ_PURE=1``, everything runs
+as plain Python.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ STAMP = PACKAGE / "native.json"
 MODULES = ("plan", "evaluate", "api")  # compiled one by one (each build holds one module)
 
 
-def source_hash(name: str) -> str:
-    return hashlib.sha256((PACKAGE / f"{name}.py").read_bytes()).hexdigest()
+def sources_hash() -> str:
+    """One digest of every Python source in the package, names included."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def compiled_files(name: str) -> list[Path]:
@@ -34,13 +39,16 @@ def compiled_files(name: str) -> list[Path]:
 
 
 def stale_modules() -> list[str]:
-    """The compiled modules present that were not built from the sources beside them."""
+    """The compiled modules present that are not to be used: all of them when the sources differ
+    from those they were built from (or CCC_AUTHZ_PURE is set)."""
+    present = [name for name in MODULES if compiled_files(name)]
+    if not present:
+        return []
     try:
-        built = json.loads(STAMP.read_text())
-    except (OSError, ValueError):
-        built = {}
-    return [name for name in MODULES
-            if compiled_files(name) and (built.get(name) != source_hash(name) or os.environ.get("CCC_AUTHZ_PURE"))]
+        built = json.loads(STAMP.read_text()).get("sources")
+    except (OSError, ValueError, AttributeError):
+        built = None
+    return present if os.environ.get("CCC_AUTHZ_PURE") or built != sources_hash() else []
 
 
 def use_current_sources() -> None:
@@ -48,7 +56,7 @@ def use_current_sources() -> None:
     Called by ``authz/__init__.py`` before anything imports the engine."""
     for name in stale_modules():
         if not os.environ.get("CCC_AUTHZ_PURE"):
-            warnings.warn(f"authz/{name}.py changed since scripts/build-native compiled it: using the source "
+            warnings.warn(f"authz/ changed since scripts/build-native compiled authz/{name}.py: using its source "
                           "(run scripts/build-native again for the compiled build)", stacklevel=2)
         load_source(name, f"authz.{name}")
 
@@ -72,12 +80,11 @@ def build() -> None:
     for name in MODULES:
         for old in compiled_files(name) + sorted(PACKAGE.glob(f"{name}__mypyc.*")):
             old.unlink()
-    hashes = {}
+    sources = sources_hash()
     for name in MODULES:
-        hashes[name] = source_hash(name)
         done = subprocess.run([sys.executable, "-m", "mypyc", f"authz/{name}.py"], cwd=PACKAGE.parent,
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"mypyc could not compile authz/{name}.py:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    STAMP.write_text(json.dumps(hashes, indent=1) + "\n")
+    STAMP.write_text(json.dumps({"sources": sources, "modules": list(MODULES)}, indent=1) + "\n")
 

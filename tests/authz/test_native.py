@@ -53,17 +53,21 @@ def _fake_build(root: Path, recorded: str) -> None:
     (root / "evaluate.py").write_text("X = 1\n")
     (root / "plan.py").write_text("Y = 1\n")
     (root / "evaluate.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
-    (root / "native.json").write_text(json.dumps({"evaluate": recorded}))
+    (root / "native.json").write_text(json.dumps({"sources": recorded}))
 
 
-def test_a_build_is_used_only_while_its_source_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_is_used_only_with_the_sources_it_was_built_from(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native, "PACKAGE", tmp_path)
     monkeypatch.setattr(native, "STAMP", tmp_path / "native.json")
     monkeypatch.delenv("CCC_AUTHZ_PURE", raising=False)
-    _fake_build(tmp_path, "not the source's hash")
+    _fake_build(tmp_path, "not these sources")
     assert native.stale_modules() == ["evaluate"]  # plan.py has no build: nothing to shun
-    _fake_build(tmp_path, native.source_hash("evaluate"))
+    _fake_build(tmp_path, native.sources_hash())
     assert native.stale_modules() == []
+    (tmp_path / "plan.py").write_text("Y = 2\n")  # a module the build relies on changed
+    assert native.stale_modules() == ["evaluate"]
+    _fake_build(tmp_path, native.sources_hash())
     monkeypatch.setenv("CCC_AUTHZ_PURE", "1")
     assert native.stale_modules() == ["evaluate"]
 
@@ -81,5 +85,5 @@ def test_an_edited_source_is_loaded_instead_of_its_stale_build(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     evaluate_file, edited, plan_file = result.stdout.split()
     assert evaluate_file.endswith("evaluate.py") and edited == "True"
-    assert plan_file.endswith(".so")  # plan.py is unchanged: its build stays in use
-    assert "changed since scripts/build-native compiled it" in result.stderr
+    assert plan_file.endswith("plan.py")  # its build relied on the old evaluate.py's neighbours too
+    assert "changed since scripts/build-native compiled" in result.stderr
