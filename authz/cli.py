@@ -153,7 +153,8 @@ class BatchAnswers:
 
 
 def default_processes() -> int:
-    """The machine's cores, up to four: beyond that, handing lines over costs more than it gives."""
+    """The machine's cores, up to four (a batch is cut into one share per process, so more
+    processes mean smaller shares for the same hand-off cost; measured here on two cores)."""
     return max(1, min(4, os.cpu_count() or 1))
 
 

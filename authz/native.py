@@ -87,4 +87,5 @@ def build() -> None:
         if done.returncode != 0:
             raise SystemExit(f"mypyc could not compile authz/{name}.py:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     STAMP.write_text(json.dumps({"sources": sources, "modules": list(MODULES)}, indent=1) + "\n")
+    print(f"compiled {', '.join(f'authz/{name}.py' for name in MODULES)} with mypyc")
 
