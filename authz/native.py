@@ -2,7 +2,7 @@
 ``api.py`` compiled to C with mypyc.
 
 The Python sources are the engine; ``scripts/build-native`` compiles the same sources into
-extension modules beside them (a check costs about a quarter less). The build is used only with
+extension modules beside them (a check from a fresh engine costs about a third less). The build is used only with
 the sources it was built from: it records one SHA-256 over every source of the package (a compiled
 module also relies on the modules it imports) in ``native.json``, and after any change (an edit, a
 checkout) every compiled module is loaded from its source instead, with a warning, so a stale
