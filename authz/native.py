@@ -1,13 +1,13 @@
 """The decision engine's compiled build: ``evaluate.py``, ``plan.py`` and the Cerbos JSON adapter
-``api.py`` compiled to C with mypyc.
+``api.py`` compiled to C with mypyc, as one group.
 
 The Python sources are the engine; ``scripts/build-native`` compiles the same sources into
-extension modules beside them (a check from a fresh engine costs about a third less). The build is used only with
-the sources it was built from: it records one SHA-256 over every source of the package (a compiled
-module also relies on the modules it imports) in ``native.json``, and after any change (an edit, a
-checkout) every compiled module is loaded from its source instead, with a warning, so a stale
-build can never decide anything. Without a build, or with ``CCC_AUTHZ_PURE=1``, everything runs
-as plain Python.
+extension modules beside them (a check from a fresh engine costs about a third less). The build is
+used only with the sources it was built from: it records one SHA-256 over every source of the
+package (a compiled module also relies on the modules it imports) in ``native.json``, and after any
+change (an edit, a checkout) every compiled module is loaded from its source instead, with a
+warning, so a stale build can never decide anything. Without a build, or with
+``CCC_AUTHZ_PURE=1``, everything runs as plain Python.
 """
 
 from __future__ import annotations
