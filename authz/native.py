@@ -78,8 +78,11 @@ def is_compiled(module: object) -> bool:
 
 def build() -> None:
     """Compiles the engine modules in place (needs mypy and a C compiler) and records the sources."""
-    library = GROUP.rsplit(".", 1)[1]
-    for old in [*(f for name in MODULES for f in compiled_files(name)), *PACKAGE.glob(f"{library}__mypyc.*")]:
+    # Everything an earlier build left: the modules, the group's library, and the per-module
+    # libraries of builds made before the modules were compiled as one group.
+    libraries = [GROUP.rsplit(".", 1)[1], *MODULES]
+    for old in [*(f for name in MODULES for f in compiled_files(name)),
+                *(f for library in libraries for f in PACKAGE.glob(f"{library}__mypyc.*"))]:
         old.unlink()
     sources = sources_hash()
     script = ("from setuptools import setup\n"
