@@ -10,6 +10,7 @@ native.use_current_sources()  # a compiled engine module built from older source
 
 from .compile import PolicySet, compile_policy_dir  # noqa: E402
 from .conditions import EvaluationError  # noqa: E402
+from .decision import Decision, Effect  # noqa: E402
 from .engine import Engine  # noqa: E402
 from .errors import AuthzError, PolicyErrors, PolicyProblem, RequestError  # noqa: E402
 from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, OutputEntry, Principal, Resource  # noqa: E402
@@ -19,6 +20,8 @@ __all__ = [
     "AuthzError",
     "CheckInput",
     "CheckOutput",
+    "Decision",
+    "Effect",
     "Engine",
     "EvalParams",
     "EvaluationError",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import new_call_id
+from .decision import Decision, decisions
 from .errors import AuthzError
 
 GENESIS = "0" * 64
@@ -278,15 +279,34 @@ def _record(row: tuple[Any, ...]) -> AuditRecord:
     return AuditRecord(**data)
 
 
+def decision_record(principal: Any, resource: Any, decision: Decision, *, call_id: str = "",
+                    bundle_version: str = "", purpose_of_use: str = "TREAT", justification: str = "",
+                    patient_id: str = "") -> AuditRecord:
+    """The audit record of one decision: the only place one is made, for the CLI and the app alike."""
+    return AuditRecord(
+        "decision", principal.id, decision.action, list(principal.roles), resource.kind, resource.id,
+        patient_id or str(resource.attr.get("patient_id", "")), decision.effect.value, decision.policy,
+        decision.rule, bundle_version, purpose_of_use, justification, [dict(o) for o in decision.outputs],
+        call_id=call_id,
+    )
+
+
 def decision_records(principal: Any, resource: Any, output: Any, *, call_id: str = "", bundle_version: str = "",
                      purpose_of_use: str = "TREAT", justification: str = "", patient_id: str = "") -> list[AuditRecord]:
     """One audit record per action of a decided CheckOutput."""
-    records = []
-    for action, effect in output.actions.items():
-        outs = [{"src": o.src, "val": o.val} for o in output.outputs if o.action == action]
-        records.append(AuditRecord(
-            "decision", principal.id, action, list(principal.roles), resource.kind, resource.id,
-            patient_id or str(resource.attr.get("patient_id", "")), effect.effect, effect.policy, effect.rule,
-            bundle_version, purpose_of_use, justification, outs, call_id=call_id,
-        ))
-    return records
+    return [decision_record(principal, resource, d, call_id=call_id, bundle_version=bundle_version,
+                            purpose_of_use=purpose_of_use, justification=justification, patient_id=patient_id)
+            for d in decisions(output).values()]
+
+
+def event_record(principal: Any, resource: Any, decision: Decision, event_type: str, *,
+                 details: dict[str, Any] | None = None, purpose_of_use: str = "", justification: str = "",
+                 bundle_version: str = "") -> AuditRecord:
+    """What a decision let happen (a note saved, an export written, a session started): the event
+    carries the action, effect and rule of the decision that allowed it, and its outputs."""
+    return AuditRecord(
+        "event", principal.id, decision.action, list(principal.roles), resource.kind, resource.id,
+        str(resource.attr.get("patient_id", "")), decision.effect.value, decision.policy, decision.rule,
+        bundle_version, purpose_of_use, justification, [dict(o) for o in decision.outputs], event_type=event_type,
+        details=dict(details or {}),
+    )

@@ -8,6 +8,7 @@ replacing the reference, which is atomic in Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 from . import api
 from .audit import AuditRecord, decision_records
 from .compile import PolicySet, compile_policy_dir
+from .decision import Decision, decisions
 from .errors import RequestError
-from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, check
+from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, Principal, Resource, check
 from .schemas import SchemaValidator
 
 
@@ -53,6 +55,11 @@ class Engine:
         out = check(self.policy_set, inp, self.params, now, shared, with_derived_roles)
         out.validation_errors = errors
         return out
+
+    def decide(self, principal: Principal, resource: Resource, actions: Sequence[str],
+               now: datetime | None = None) -> dict[str, Decision]:
+        """Each action on ``resource`` as a ``Decision``, its refusal explained in the policies' words."""
+        return decisions(self.check(CheckInput(principal, resource, list(actions)), now))
 
     def check_request(self, body: Any, now: datetime | None = None,
                       audit: list[AuditRecord] | None = None) -> dict[str, Any]:
