@@ -1,0 +1,277 @@
+"""The store owns the schema: databases of the first release are migrated in place, new ones get
+every migration, a newer release's database is refused untouched, and the files are the owner's."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from app.services.demo_data import DemoHospital, generate
+from app.services.store import MIGRATIONS, SCHEMA_VERSION, SchemaError, SchemaTooNew, Store, StoreLocationError
+from app.services.store import schema as schema_module
+from app.services.users import DEMO_PASSWORD, DemoUserDirectory, hash_password
+from app.services.workstation import Workstation
+
+V1_SCHEMA = Path(__file__).parent / "data" / "schema-v1.sql"  # `sqlite3 ccc.db .schema` of the first release
+NOW = datetime.now(UTC)
+
+
+def make_v1_store(path: Path, demo: DemoHospital, *, services: bool = True) -> None:
+    """A database exactly as the first release (schema version 1, commit 57c83bb) made it, frozen
+    here: its Store.seed, then, with ``services``, the tables its DemoUserDirectory,
+    BreakGlassService and ConsentService created on first use. sqlite-utils builds the tables from
+    the rows, as it did; the test below holds the result to data/schema-v1.sql."""
+    import json
+
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    encode = {"care_team", "assigned_physicians", "hospital_ids", "approvals"}
+    with db.conn:
+        for table, rows in (("hospitals", demo.hospitals), ("staff", demo.staff), ("patients", demo.patients),
+                            ("devices", demo.devices), ("notes", demo.notes), ("history", demo.history),
+                            ("delegations", demo.delegations), ("firmware_updates", demo.firmware_updates)):
+            db[table].insert_all([{k: json.dumps(v) if k in encode else v for k, v in r.items()} for r in rows],
+                                 pk="id", replace=True)
+        db["transmissions"].insert_all(demo.transmissions)
+        db["transmissions"].create_index(["patient_id", "time"], if_not_exists=True)
+        db["meta"].insert({"key": "schema_version", "value": "1"}, pk="key", replace=True)
+    if services:
+        staff = [sid for (sid,) in db.execute("SELECT id FROM staff").fetchall()]
+        with ThreadPoolExecutor() as pool:
+            hashes = list(pool.map(lambda _: hash_password(DEMO_PASSWORD), staff))
+        db["credentials"].insert_all(({"user_id": s, "password_hash": h} for s, h in zip(staff, hashes, strict=True)),
+                                     pk="user_id", replace=True)
+        db["break_glass"].create({"id": str, "user_id": str, "patient_id": str, "reason": str, "justification": str,
+                                  "started_at": str, "ended_at": str, "end_reason": str}, pk="id")
+        db["consents"].create({"id": str, "patient_id": str, "scope": str, "given_by": str, "recorded_by": str,
+                               "recorded_at": str, "expires_at": str}, pk="id")
+    db.conn.close()
+
+
+def add_v1_activity(path: Path) -> None:
+    """What a first-release user left behind: a consent, a revoked and a live delegation beside the
+    seed's, an open break-glass session, a note and a firmware approval, written as its services did."""
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    db["consents"].insert({"id": "consent-legacy", "patient_id": "p02", "scope": "export", "given_by": "Patient p02",
+                           "recorded_by": "dr_aly", "recorded_at": (NOW - timedelta(days=2)).isoformat(),
+                           "expires_at": (NOW + timedelta(days=30)).isoformat()})
+    for did, revoked in (("del-old", True), ("del-live", False)):
+        db["delegations"].insert({"id": did, "patient_id": "p01", "delegate_id": "gina", "granted_by": "dr_aly",
+                                  "patient_permission": True, "expires_at": (NOW + timedelta(days=9)).isoformat(),
+                                  "revoked": revoked}, pk="id")
+    db["break_glass"].insert({"id": "bg-legacy", "user_id": "er_eli", "patient_id": "p03", "reason": "ETREAT",
+                              "justification": "Unresponsive in the ER, pacemaker interrogation needed",
+                              "started_at": (NOW - timedelta(minutes=10)).isoformat(), "ended_at": None,
+                              "end_reason": None})
+    db["notes"].insert({"id": "n-p02-legacy", "patient_id": "p02", "author_id": "nurse_nia", "note_type": "basic",
+                        "time": (NOW - timedelta(hours=1)).isoformat(), "text": "Written before the upgrade."}, pk="id")
+    db["firmware_updates"].update("fw-1", {"state": "approved_by_one",
+                                           "approvals": [{"by": "dr_aly", "role": "physician"}]})
+    db.conn.close()
+
+
+def schema_of(conn: sqlite3.Connection) -> dict[str, str | None]:
+    return {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master")}
+
+
+def schema_of_file(path: Path) -> dict[str, str | None]:
+    conn = sqlite3.connect(path)
+    try:
+        return schema_of(conn)
+    finally:
+        conn.close()
+
+
+def v1_schema() -> dict[str, str | None]:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(V1_SCHEMA.read_text())
+    return schema_of(conn)
+
+
+def contents(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+    finally:
+        conn.close()
+
+
+def recorded_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_migrations_are_numbered_up_to_the_schema_version() -> None:
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1)) and SCHEMA_VERSION >= 2
+
+
+def test_the_frozen_first_release_makes_exactly_the_recorded_version_1_schema(tmp_path: Path) -> None:
+    make_v1_store(tmp_path / "ccc.db", generate(patients_per_hospital=3))
+    assert schema_of_file(tmp_path / "ccc.db") == v1_schema()
+
+
+def test_migration_1_and_2_are_the_first_releases_schema_to_the_letter() -> None:
+    conn = sqlite3.connect(":memory:")
+    for migration in MIGRATIONS[:2]:
+        for statement in migration.statements:
+            conn.execute(statement)
+    assert schema_of(conn) == v1_schema()
+
+
+@pytest.mark.parametrize("services", [True, False], ids=["every-table", "store-only"])
+def test_a_first_release_database_is_migrated_and_the_app_works_on_it(tmp_path: Path, services: bool) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "ccc.db"
+    make_v1_store(path, generate(patients_per_hospital=3), services=services)
+    if services:
+        add_v1_activity(path)
+    before = contents(path)
+
+    ws = Workstation(data)
+
+    assert (ws.store.migrated_from, ws.store.schema_version) == (1, SCHEMA_VERSION)
+    assert recorded_version(path) == SCHEMA_VERSION
+    after = contents(path)
+    meta = after.pop("meta")
+    assert meta == [("schema_version", str(SCHEMA_VERSION))]
+    before.pop("meta")
+    if services:  # every row of the first release is still there, unchanged
+        assert after == before
+    else:  # the tables its services made lazily now exist; the user directory filled credentials
+        assert {t: r for t, r in after.items() if t in before} == before
+        assert len(after["credentials"]) == len(before["staff"]) and after["consents"] == after["break_glass"] == []
+    # the schema is the one a new store gets
+    fresh = Store(tmp_path / "fresh" / "ccc.db", generate(patients_per_hospital=1))
+    assert schema_of_file(path) == schema_of(fresh.db.conn)
+
+    # and the app works on it
+    assert [p.id for p in ws.store.patients()] == [f"p{i:02d}" for i in range(1, 7)]
+    assert DemoUserDirectory(ws.store).authenticate("dr_aly", DEMO_PASSWORD) is not None
+    aly = ws.sign_in("dr_aly", DEMO_PASSWORD)
+    assert aly is not None and {r.patient.id for r in ws.patient_rows(aly)} >= {"p01", "p02"}
+    record = ws.open_record(aly, "p02")
+    gina = ws.users.authenticate("gina", DEMO_PASSWORD)
+    delegated = sorted(d["patient_id"] for d in gina.attributes["delegations"])
+    if services:
+        assert ws.consents.current("p02").id == "consent-legacy"
+        assert "n-p02-legacy" in [n["id"] for n in record.notes]
+        assert record.firmware.state == "approved_by_one" and record.firmware.approvals[0]["by"] == "dr_aly"
+        assert ws.break_glass.active("er_eli").id == "bg-legacy"
+        assert delegated == ["p01", "p02"]  # the live one and the seed's; not the revoked one
+    else:
+        assert ws.consents.current("p02") is None and ws.break_glass.active("er_eli") is None
+        assert delegated == ["p02"]
+
+
+def test_a_new_database_gets_every_migration_and_the_demo_data(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data" / "ccc.db")
+    assert (store.migrated_from, store.schema_version) == (0, SCHEMA_VERSION)
+    assert recorded_version(tmp_path / "data" / "ccc.db") == SCHEMA_VERSION
+    schema = schema_of(store.db.conn)
+    v1 = v1_schema()
+    assert {k: v for k, v in schema.items() if k in v1} == v1  # versions 1 and 2, to the letter
+    indexes = {name for m in MIGRATIONS[2:] for s in m.statements for name in [s.split('"')[1]]}
+    assert indexes and indexes <= set(schema) and set(schema) == set(v1) | indexes
+    assert len(store.patients()) == 40 and store.patient("p02").assigned_physicians == ("dr_aly",)
+    assert store.db["transmissions"].count == 40 * 30 * 9
+
+
+def test_opening_again_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "ccc.db"
+    Store(path).close()
+    image = path.read_bytes()
+    again = Store(path)
+    assert (again.migrated_from, again.schema_version) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    assert again.db["patients"].count == 40
+    again.close()
+    assert path.read_bytes() == image
+
+
+def test_a_database_of_a_newer_release_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "ccc.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+        conn.execute("CREATE TABLE from_the_future (x)")
+    conn.close()
+    image = path.read_bytes()
+    with pytest.raises(SchemaTooNew) as refused:
+        Store(path)
+    message = str(refused.value)
+    assert "newer" in message and f"schema version {SCHEMA_VERSION + 1}" in message
+    assert f"up to {SCHEMA_VERSION}" in message and "left unchanged" in message
+    with pytest.raises(SchemaTooNew):
+        Workstation(tmp_path / "data")
+    assert path.read_bytes() == image
+
+
+def test_a_database_that_is_not_a_store_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "ccc.db"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE patients (id)")
+    conn.close()
+    image = path.read_bytes()
+    with pytest.raises(SchemaError, match="not a CCC Workstation store"):
+        Store(path)
+    assert path.read_bytes() == image
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ccc.db"
+    make_v1_store(path, generate(patients_per_hospital=2), services=False)
+    before, schema = contents(path), schema_of_file(path)
+    broken = schema_module.Migration(SCHEMA_VERSION + 1, "broken", ('CREATE TABLE "patients" (x)',))
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+        Store(path)
+    assert recorded_version(path) == 1 and contents(path) == before and schema_of_file(path) == schema
+
+
+def test_the_data_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    Store(data / "ccc.db").close()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "ccc.db").stat().st_mode) == 0o600
+
+
+def test_a_first_release_database_and_its_side_files_are_made_owner_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    path = data / "ccc.db"
+    make_v1_store(path, generate(patients_per_hospital=1), services=False)
+    path.chmod(0o644)
+    data.chmod(0o755)
+    other = sqlite3.connect(path)  # another connection in WAL mode keeps -wal and -shm (0644, as the file was)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("SELECT COUNT(*) FROM patients").fetchone()
+    side = [data / "ccc.db-wal", data / "ccc.db-shm"]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in side)
+    store = Store(path)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in (path, *side))
+    store.close()
+    other.close()
+
+
+def test_the_store_refuses_a_shared_directory(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(StoreLocationError, match="shared directory"):
+        Store(shared / "ccc.db")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777 and not (shared / "ccc.db").exists()
