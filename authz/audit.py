@@ -130,7 +130,8 @@ class AuditChain:
         db = sqlite_utils.Database(self.conn)
         if "audit" in db.table_names():
             return
-        db["audit"].create(
+        table = db.table("audit")  # a Table (db["audit"] might also be a View, to the type checker)
+        table.create(
             {
                 "seq": int, "record_id": str, "kind": str, "time": str, "workstation_id": str, "call_id": str,
                 "principal_id": str, "principal_roles": str, "resource_kind": str, "resource_id": str,
@@ -141,9 +142,9 @@ class AuditChain:
             pk="seq",
             not_null={"record_id", "kind", "time", "prev_hash", "hash"},
         )
-        db["audit"].create_index(["record_id"], unique=True)
-        db["audit"].create_index(["patient_id"])
-        db["audit"].create_index(["ref"])
+        table.create_index(["record_id"], unique=True)
+        table.create_index(["patient_id"])
+        table.create_index(["ref"])
         for op in ("UPDATE", "DELETE"):
             self.conn.execute(
                 f"CREATE TRIGGER audit_no_{op.lower()} BEFORE {op} ON audit "
@@ -256,7 +257,8 @@ def _check_range(job: tuple[Path, int, int]) -> int | None:
         for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq",
                                 (lo, hi)):
             if _hash_row(row[_PREV], row) != row[_HASH]:
-                return row[_SEQ]
+                seq: int = row[_SEQ]
+                return seq
     finally:
         conn.close()
     return None

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 
@@ -217,7 +217,7 @@ def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditCh
 def _byte_writer(out: TextIO) -> Callable[[bytes], Any]:
     """Writes UTF-8 JSON to ``out``: straight to its byte buffer when it has one (no round trip
     through str), else decoded."""
-    buffer = getattr(out, "buffer", None)
+    buffer: BinaryIO | None = getattr(out, "buffer", None)
     if buffer is not None:
         return buffer.write
     return lambda data: out.write(data.decode())
@@ -231,8 +231,8 @@ def _input_lines(inp: TextIO) -> Iterator[tuple[bytes | str, bool]]:
     try:
         fd = inp.fileno()
     except (OSError, AttributeError, ValueError):
-        for line in inp:
-            yield line, True
+        for text_line in inp:
+            yield text_line, True
         return
     buffer = bytearray()
     while chunk := os.read(fd, 1 << 20):

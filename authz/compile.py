@@ -115,16 +115,17 @@ class PolicySet:
     # "P" / "R" when no expression reads that attribute map other than one named attribute at a
     # time: the request's attributes are then handed to CEL unconverted, each read converting.
     raw_attrs: frozenset[str] = frozenset()
-    plan_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)  # see plan.py
+    # Plans of several kinds (plan.py: CheckPlan, ActionPlan, role-step tables), by coordinates.
+    plan_cache: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Everything a check looks up depends only on the request's coordinates, so it is
         # worked out once per distinct coordinates and then served from these caches (and the
         # decision plans of plan.py, which call role_plan once per role and action).
-        self.scopes_for = lru_cache(maxsize=4096)(self._scopes_for)  # type: ignore[method-assign]
-        self.principal_exists = lru_cache(maxsize=4096)(self._principal_exists)  # type: ignore[method-assign]
-        self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)  # type: ignore[method-assign]
-        self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)  # type: ignore[method-assign]
+        self.scopes_for = lru_cache(maxsize=4096)(self._scopes_for)
+        self.principal_exists = lru_cache(maxsize=4096)(self._principal_exists)
+        self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)
+        self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)
 
     def role_plan(self, kind: str, version: str, scopes: tuple[str, ...], resource: str, action: str,
                    role: str, principal: str, role_scope: str) -> tuple[tuple[str, tuple[Row, ...]], ...]:

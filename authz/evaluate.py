@@ -30,13 +30,13 @@ from .conditions import ConditionError, EvaluationError, output_value
 from .plan import (
     MAX_ACTIONS_PER_PLAN,
     UNDECIDED,
-    ActionEffect,
     ActionPlan,
     CheckPlan,
     RoleStep,
     check_plan,
     settled_action,
 )
+from .plan import ActionEffect as ActionEffect  # re-exported: authz and authz.engine import it from here
 from .policy import ALLOW, DENY
 
 
@@ -449,7 +449,7 @@ _DENIED = ActionEffect(DENY)
 _NO_AUX_DATA = Message("cerbos.engine.v1.AuxData", {"jwt": {}, "jwts": {}})
 
 
-class _UnknownFields(dict):
+class _UnknownFields(dict[str, Any]):
     """Message fields whose every read is a CEL error (used for an undecidable runtime)."""
 
     def __init__(self, fields: dict[str, Any], message: str) -> None:

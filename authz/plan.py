@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .compile import PRINCIPAL, RESOURCE, CompiledDerivedRole, PolicySet, Row
 from .names import principal_key, sanitize, scope_value
@@ -27,6 +27,8 @@ UNDECIDED = "EFFECT_NO_MATCH"
 MAX_CACHED_PLANS = 20000
 MAX_ACTIONS_PER_PLAN = 512  # beyond this, an action's walk is worked out afresh each time
 MAX_STEPS_PER_TABLE = 4096  # role steps kept per coordinates (actions x roles)
+
+_Cached = TypeVar("_Cached")
 
 
 class ActionEffect(NamedTuple):
@@ -169,7 +171,7 @@ def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: st
     if principal not in ps.principal_ids:
         principal = ""  # no principal policy can match: the id does not change the plan
     key = (principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
-    plan = ps.plan_cache.get(key)
+    plan: CheckPlan | None = ps.plan_cache.get(key)
     if plan is None:
         plan = _remember(ps, key, _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion,
                                             lenient))
@@ -180,13 +182,13 @@ def settled_action(ps: PolicySet, effect: ActionEffect, visited: tuple[str, ...]
     """The one shared plan for an action decided without conditions: many coordinates settle to
     the same answer, and fewer long-lived objects keep the garbage collector's full passes short."""
     key = ("settled", effect, visited)
-    plan = ps.plan_cache.get(key)
+    plan: ActionPlan | None = ps.plan_cache.get(key)
     if plan is None:
         plan = _remember(ps, key, ActionPlan((), effect, visited))
     return plan
 
 
-def _remember(ps: PolicySet, key: tuple, value: Any) -> Any:
+def _remember(ps: PolicySet, key: tuple[object, ...], value: _Cached) -> _Cached:
     cache = ps.plan_cache
     if len(cache) >= MAX_CACHED_PLANS:
         cache.clear()  # an unusual spread of coordinates: start again rather than grow
@@ -219,10 +221,10 @@ def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str
     return plan
 
 
-def _steps_table(ps: PolicySet, coordinates: tuple) -> dict[tuple[str, str], RoleStep]:
+def _steps_table(ps: PolicySet, coordinates: tuple[object, ...]) -> dict[tuple[str, str], RoleStep]:
     """The role steps of every plan with these coordinates, by action and role."""
     key = ("steps", coordinates)
-    table = ps.plan_cache.get(key)
+    table: dict[tuple[str, str], RoleStep] | None = ps.plan_cache.get(key)
     if table is None:
         table = _remember(ps, key, {})
     return table

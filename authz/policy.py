@@ -239,7 +239,7 @@ class _Reader:
                 self.problem(node.pos(), f"{what} needs {key}")
             return []
         value = node[key]
-        if not isinstance(value, list):
+        if not isinstance(value, SourceList):
             self.problem(node.pos(key), f"{what}.{key} must be a list of strings")
             return []
         out: list[str] = []
@@ -286,7 +286,7 @@ class _Reader:
         if group is None:
             return None
         items = group.get("of")
-        if not isinstance(items, list) or not items:
+        if not isinstance(items, SourceList) or not items:
             self.problem(group.pos("of") if "of" in group else group.pos(), f"{what}.{op}.of must be a non-empty list")
             return None
         children = []
@@ -403,7 +403,7 @@ def _resource_policy(r: _Reader, node: SourceMap, top: SourceMap) -> ResourcePol
     imports = [(n, p["importDerivedRoles"].pos(i)) for i, n in enumerate(imports_list)]
     rules: list[ResourceRule] = []
     raw_rules = p.get("rules", [])
-    if not isinstance(raw_rules, list):
+    if not isinstance(raw_rules, SourceList):
         r.problem(p.pos("rules"), f"{what}.rules must be a list")
         raw_rules = []
     for i, raw in enumerate(raw_rules):
@@ -472,7 +472,7 @@ def _principal_policy(r: _Reader, node: SourceMap, top: SourceMap) -> PrincipalP
         return None
     rules: list[PrincipalRule] = []
     raw_rules = p.get("rules", [])
-    if not isinstance(raw_rules, list):
+    if not isinstance(raw_rules, SourceList):
         r.problem(p.pos("rules"), f"{what}.rules must be a list")
         raw_rules = []
     for i, raw in enumerate(raw_rules):
@@ -482,7 +482,7 @@ def _principal_policy(r: _Reader, node: SourceMap, top: SourceMap) -> PrincipalP
             continue
         resource = r.string(rn, "resource", rw, required=True, pattern=_RESOURCE_RE)
         actions = rn.get("actions", [])
-        if not isinstance(actions, list) or not actions:
+        if not isinstance(actions, SourceList) or not actions:
             r.problem(rn.pos("actions") if "actions" in rn else rn.pos(), f"{rw}.actions must be a non-empty list")
             continue
         for j, raw_action in enumerate(actions):
@@ -519,7 +519,7 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
         return None
     defs: list[DerivedRole] = []
     raw_defs = p.get("definitions", [])
-    if not isinstance(raw_defs, list) or not raw_defs:
+    if not isinstance(raw_defs, SourceList) or not raw_defs:
         r.problem(p.pos("definitions") if "definitions" in p else p.pos(),
                   f"{what}.definitions must be a non-empty list")
         raw_defs = []
@@ -553,7 +553,7 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
         return None
     rules: list[RoleRule] = []
     raw_rules = p.get("rules", [])
-    if not isinstance(raw_rules, list):
+    if not isinstance(raw_rules, SourceList):
         r.problem(p.pos("rules"), f"{what}.rules must be a list")
         raw_rules = []
     for i, raw in enumerate(raw_rules):

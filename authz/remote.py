@@ -32,7 +32,8 @@ class RemotePDP:
         if response.status_code >= 500:
             raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered HTTP {response.status_code}")
         try:
-            return response.json()
+            answer: dict[str, Any] = response.json()  # Cerbos answers with a JSON object
+            return answer
         except ValueError as exc:
             raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered with invalid JSON") from exc
 

@@ -74,6 +74,9 @@ class SchemaValidator:
 
 
 
+_JSON_TYPES: dict[type, str] = {str: "string", list: "array", dict: "object"}
+
+
 def _json_type(value: object) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -81,7 +84,7 @@ def _json_type(value: object) -> str:
         return "number"
     if value is None:
         return "null"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _message(err: Any) -> str:
@@ -101,4 +104,5 @@ def _message(err: Any) -> str:
         allowed = err.schema.get("properties", {})
         extra = [k for k in err.instance if k not in allowed]
         return "additionalProperties " + ", ".join(f"'{k}'" for k in extra) + " not allowed"
-    return err.message
+    message: str = err.message  # err: a jsonschema ValidationError
+    return message

@@ -9,6 +9,7 @@ does, and the listed outputs. Results come back as data; ``render_results`` prin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from .cel.values import CelError
 from .compile import PolicySet
 from .engine import Engine
 from .errors import PolicyProblem, RequestError
-from .evaluate import CheckInput, EvalParams
+from .evaluate import CheckInput, EvalParams, OutputEntry
 from .loader import TESTDATA_DIR, read_yaml_documents, test_files
 from .yamlsrc import Position, SourceMap, plain
 
@@ -213,7 +214,7 @@ def _run_pair(runner: Engine, suite: str, test: dict[str, Any], p_name: str, r_n
     return cases
 
 
-def _missing_outputs(expected_outputs: list[dict[str, Any]], action: str, actual: list[Any]) -> str:
+def _missing_outputs(expected_outputs: list[dict[str, Any]], action: str, actual: Sequence[OutputEntry]) -> str:
     for block in expected_outputs:
         if block.get("action") != action:
             continue

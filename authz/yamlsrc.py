@@ -23,7 +23,7 @@ class Position:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-class SourceMap(dict):
+class SourceMap(dict[str, Any]):
     """A YAML mapping with the position of itself, of each key and of each value."""
 
     position: Position
@@ -39,7 +39,7 @@ class SourceMap(dict):
         return self.key_positions.get(key, self.position)
 
 
-class SourceList(list):
+class SourceList(list[Any]):
     """A YAML sequence with the position of itself and of each item."""
 
     position: Position
@@ -60,6 +60,8 @@ class YamlError(Exception):
 
 class _Loader(yaml.SafeLoader):
     """A safe loader that builds SourceMap/SourceList with positions (no arbitrary objects)."""
+
+    source_name: str  # the file, set by load_documents
 
 
 def _position(loader: _Loader, node: yaml.Node, path: str) -> Position:

@@ -46,7 +46,7 @@ def _hierarchy(value: Any, delim: Any = ".") -> Hierarchy:
     raise no_overload("hierarchy", value, delim)
 
 
-def _h_pair(name: str, fn: Callable[[tuple, tuple], Any]) -> Callable[[Any, Any], Any]:
+def _h_pair(name: str, fn: Callable[[tuple[str, ...], tuple[str, ...]], Any]) -> Callable[[Any, Any], Any]:
     def call(a: Any, b: Any) -> Any:
         if type(a) is not Hierarchy or type(b) is not Hierarchy:
             raise no_overload(name, a, b)
@@ -55,11 +55,11 @@ def _h_pair(name: str, fn: Callable[[tuple, tuple], Any]) -> Callable[[Any, Any]
     return call
 
 
-def _is_prefix(short: tuple, long: tuple) -> bool:
+def _is_prefix(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
     return len(short) < len(long) and long[: len(short)] == short
 
 
-def _common(a: tuple, b: tuple) -> Hierarchy:
+def _common(a: tuple[str, ...], b: tuple[str, ...]) -> Hierarchy:
     n = 0
     limit = min(len(a), len(b)) - 1
     while n < limit and a[n] == b[n]:
@@ -76,26 +76,26 @@ def _ip_in_range(ip: Any, cidr: Any) -> bool:
         raise CelError(str(exc)) from None
 
 
-def _need_lists(name: str, a: Any, b: Any) -> tuple[list, list]:
+def _need_lists(name: str, a: Any, b: Any) -> tuple[list[Any], list[Any]]:
     if type(a) not in (list, tuple) or type(b) not in (list, tuple):
         raise no_overload(name, a, b)
     return list(a), list(b)
 
 
-def _contains(lst: list, v: Any) -> bool:
+def _contains(lst: list[Any], v: Any) -> bool:
     return any(cel_equals(v, x) for x in lst)
 
 
-def _intersect(a: Any, b: Any) -> list:
+def _intersect(a: Any, b: Any) -> list[Any]:
     la, lb = _need_lists("intersect", a, b)
-    out: list = []
+    out: list[Any] = []
     for v in la:
         if _contains(lb, v) and not _contains(out, v):
             out.append(v)
     return out
 
 
-def _except(a: Any, b: Any) -> list:
+def _except(a: Any, b: Any) -> list[Any]:
     la, lb = _need_lists("except", a, b)
     return [v for v in la if not _contains(lb, v)]
 
@@ -273,9 +273,12 @@ def _contains_cidr(c: Any, other: Any) -> bool:
         other = _cidr(other)
     if type(c) is not CIDR or type(other) is not CIDR:
         raise no_overload("containsCIDR", c, other)
-    return other.iface.network.subnet_of(c.iface.network) if (
-        other.iface.version == c.iface.version
-    ) else False
+    inner, outer = other.iface.network, c.iface.network
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False  # an IPv4 network never contains an IPv6 one, nor the reverse
 
 
 def _cidr_method(name: str, fn: Callable[[Any], Any]) -> Callable[..., Any]:

@@ -34,7 +34,7 @@ from .checker import (
     _static_type,
 )
 from .macros import _MACRO_IMPLS
-from .parser import CelCompileError, _parse_bytes, _parse_int, _parse_string, parse
+from .parser import CelCompileError, ParseTree, _parse_bytes, _parse_int, _parse_string, parse
 from .runtime import (
     _UNSET,
     Activation,
@@ -117,20 +117,20 @@ class Compiler:
             line, column = tree.line or 1, tree.column or 1
         return CelCompileError(message, line, column)
 
-    def compile(self, tree: lark.Tree) -> Node:
-        method = getattr(self, "c_" + tree.data, None)
+    def compile(self, tree: ParseTree) -> Node:
+        method: Callable[[ParseTree], Node] | None = getattr(self, "c_" + tree.data, None)
         if method is None:
             raise self.error(tree, f"unsupported CEL construct: {tree.data}")
         return method(tree)
 
     # -- structure ---------------------------------------------------------------------
 
-    def _passthrough(self, tree: lark.Tree) -> Node:
+    def _passthrough(self, tree: ParseTree) -> Node:
         return self.compile(tree.children[0])
 
     c_member = c_primary = c_paren_expr = _passthrough
 
-    def c_expr(self, tree: lark.Tree) -> Node:
+    def c_expr(self, tree: ParseTree) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         cond, then, other = (self.compile(c) for c in tree.children)
@@ -149,13 +149,13 @@ class Compiler:
 
         return Node(ternary, then.type if then.type == other.type else "dyn")
 
-    def c_conditionalor(self, tree: lark.Tree) -> Node:
+    def c_conditionalor(self, tree: ParseTree) -> Node:
         return self._logical(tree, is_or=True)
 
-    def c_conditionaland(self, tree: lark.Tree) -> Node:
+    def c_conditionaland(self, tree: ParseTree) -> Node:
         return self._logical(tree, is_or=False)
 
-    def _logical(self, tree: lark.Tree, is_or: bool) -> Node:
+    def _logical(self, tree: ParseTree, is_or: bool) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         left, right = (self.compile(c) for c in tree.children)
@@ -168,7 +168,7 @@ class Compiler:
 
         def logical(a: Activation) -> bool:
             try:
-                lv = lf(a)
+                lv: object = lf(a)  # object, not Any: ``lv is decisive`` must not make ``decisive`` Any
             except CelError as exc:
                 return absorbing(a, exc)
             if lv is decisive:
@@ -184,7 +184,8 @@ class Compiler:
             """The left side erred or is not a bool: the right side may still decide (CEL's
             commutative logic), else the left side's error stands."""
             try:
-                if rf(a) is decisive:
+                rv: object = rf(a)
+                if rv is decisive:
                     return decisive
             except CelError:
                 pass
@@ -195,7 +196,7 @@ class Compiler:
 
         return self._fold(Node(logical, "bool"), left, right)
 
-    def c_relation(self, tree: lark.Tree) -> Node:
+    def c_relation(self, tree: ParseTree) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         op_tree, right_tree = tree.children
@@ -203,21 +204,21 @@ class Compiler:
               "relation_eq": "==", "relation_ne": "!=", "relation_in": "in"}[op_tree.data]
         return self._binary(tree, op, self.compile(op_tree.children[0]), self.compile(right_tree))
 
-    def c_addition(self, tree: lark.Tree) -> Node:
+    def c_addition(self, tree: ParseTree) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         op_tree, right_tree = tree.children
         op = "+" if op_tree.data == "addition_add" else "-"
         return self._binary(tree, op, self.compile(op_tree.children[0]), self.compile(right_tree))
 
-    def c_multiplication(self, tree: lark.Tree) -> Node:
+    def c_multiplication(self, tree: ParseTree) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         op_tree, right_tree = tree.children
         op = {"multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}[op_tree.data]
         return self._binary(tree, op, self.compile(op_tree.children[0]), self.compile(right_tree))
 
-    def _binary(self, tree: lark.Tree, op: str, left: Node, right: Node) -> Node:
+    def _binary(self, tree: ParseTree, op: str, left: Node, right: Node) -> Node:
         result_type = _check_binary(op, left.type, right.type)
         if op in ("==", "!=") and left.elem and right.elem and left.elem != right.elem:
             result_type = None
@@ -241,14 +242,15 @@ class Compiler:
                 v = lf(a)
                 if type(v) is str:
                     return v in members
-                return impl(v, right.value)
+                found: bool = impl(v, right.value)
+                return found
 
             return self._fold(Node(in_strings, "bool"), left, right)
         if op in ("==", "!="):
             return self._fold(_equality(op, left, right), left, right)
         return self._fold(Node(lambda a: impl(lf(a), rf(a)), result_type), left, right)
 
-    def c_unary(self, tree: lark.Tree) -> Node:
+    def c_unary(self, tree: ParseTree) -> Node:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         op_tree, operand_tree = tree.children
@@ -263,8 +265,8 @@ class Compiler:
 
     # -- literals and constructors ------------------------------------------------------
 
-    def c_literal(self, tree: lark.Tree) -> Node:
-        token = tree.children[0]
+    def c_literal(self, tree: ParseTree) -> Node:
+        token = _token(tree.children[0])
         kind, text = token.type, token.value
         try:
             if kind == "INT_LIT":
@@ -285,7 +287,7 @@ class Compiler:
             raise self.error(token, f"invalid literal {text}: {exc}") from None
         raise self.error(token, f"unsupported literal {text}")
 
-    def c_list_lit(self, tree: lark.Tree) -> Node:
+    def c_list_lit(self, tree: ParseTree) -> Node:
         elems = tree.children[0].children if tree.children else []
         if not elems:
             return _const([], "list")
@@ -300,7 +302,7 @@ class Compiler:
         if any(optional):
             pairs = list(zip(fns, optional, strict=True))
 
-            def build_optional(a: Activation) -> list:
+            def build_optional(a: Activation) -> list[Any]:
                 out = []
                 for f, opt in pairs:
                     v = f(a)
@@ -320,7 +322,7 @@ class Compiler:
         node.elem = elem
         return node
 
-    def c_map_lit(self, tree: lark.Tree) -> Node:
+    def c_map_lit(self, tree: ParseTree) -> Node:
         if not tree.children:
             return _const({}, "map")
         entries: list[tuple[Node, Node, bool]] = []
@@ -333,8 +335,8 @@ class Compiler:
             entries.append((k, self.compile(value_tree), is_opt))
         fns = [(k.fn, v.fn, opt) for k, v, opt in entries]
 
-        def build(a: Activation) -> dict:
-            out: dict = {}
+        def build(a: Activation) -> dict[Any, Any]:
+            out: dict[Any, Any] = {}
             for kf, vf, opt in fns:
                 key = kf(a)
                 if type(key) not in (str, int, Uint, bool):
@@ -351,13 +353,13 @@ class Compiler:
 
         return self._fold(Node(build, "map"), *(n for k, v, _ in entries for n in (k, v)))
 
-    def c_member_object(self, tree: lark.Tree) -> Node:
+    def c_member_object(self, tree: ParseTree) -> Node:
         raise self.error(tree, "message construction is not supported in Cerbos conditions")
 
     # -- names, fields, indexes ---------------------------------------------------------
 
-    def c_ident(self, tree: lark.Tree) -> Node:
-        name = tree.children[0].value
+    def c_ident(self, tree: ParseTree) -> Node:
+        name = _token(tree.children[0]).value
         if name in self.local_names:
             index = len(self.local_names) - 1 - self.local_names[::-1].index(name)
             self.lowest_local_ref = min(self.lowest_local_ref, index)
@@ -384,12 +386,12 @@ class Compiler:
             return _const(CelType(name), "type")
         raise self.error(tree, f"undeclared reference to '{name}' (in container '')")
 
-    def c_dot_ident(self, tree: lark.Tree) -> Node:
+    def c_dot_ident(self, tree: ParseTree) -> Node:
         return self.c_ident(tree)
 
-    def c_member_dot(self, tree: lark.Tree) -> Node:
+    def c_member_dot(self, tree: ParseTree) -> Node:
         target_tree, name_token = tree.children
-        name = name_token.value
+        name = _token(name_token).value
         target = self.compile(target_tree)
         if target.type == "variables":
             variable = self.scope.variables.get(name)
@@ -419,27 +421,27 @@ class Compiler:
         tf = target.fn
         return self._fold(Node(lambda a: _select(tf(a), name)), target)
 
-    def c_member_dot_opt(self, tree: lark.Tree) -> Node:
+    def c_member_dot_opt(self, tree: ParseTree) -> Node:
         target_tree, name_token = tree.children
-        name = name_token.value
+        name = _token(name_token).value
         target = self.compile(target_tree)
         tf = target.fn
         return self._fold(Node(lambda a: _select_optional(tf(a), name), "optional_type"), target)
 
-    def c_member_index(self, tree: lark.Tree) -> Node:
+    def c_member_index(self, tree: ParseTree) -> Node:
         target, key = (self.compile(c) for c in tree.children)
         tf, kf = target.fn, key.fn
         return self._fold(Node(lambda a: _index(tf(a), kf(a))), target, key)
 
-    def c_member_index_opt(self, tree: lark.Tree) -> Node:
+    def c_member_index_opt(self, tree: ParseTree) -> Node:
         target, key = (self.compile(c) for c in tree.children)
         tf, kf = target.fn, key.fn
         return self._fold(Node(lambda a: _index_optional(tf(a), kf(a)), "optional_type"), target, key)
 
     # -- calls ---------------------------------------------------------------------------
 
-    def c_ident_arg(self, tree: lark.Tree) -> Node:
-        name = tree.children[0].value
+    def c_ident_arg(self, tree: ParseTree) -> Node:
+        name = _token(tree.children[0]).value
         arg_trees = tree.children[1].children if len(tree.children) > 1 else []
         if name == "has":
             return self._has(tree, arg_trees)
@@ -453,12 +455,12 @@ class Compiler:
             return self._time_since(tree, args)
         return self._call_global(tree, name, args)
 
-    def c_dot_ident_arg(self, tree: lark.Tree) -> Node:
+    def c_dot_ident_arg(self, tree: ParseTree) -> Node:
         return self.c_ident_arg(tree)
 
-    def c_member_dot_arg(self, tree: lark.Tree) -> Node:
+    def c_member_dot_arg(self, tree: ParseTree) -> Node:
         target_tree, name_token = tree.children[0], tree.children[1]
-        name = name_token.value
+        name = _token(name_token).value
         arg_trees = tree.children[2].children if len(tree.children) > 2 else []
         namespace = _namespace_of(target_tree)
         if namespace is not None and namespace not in self.local_names:
@@ -492,7 +494,7 @@ class Compiler:
                 raise self.error(tree, str(exc)) from None
         return self._fold(node, target, *args)
 
-    def _call_global(self, tree: lark.Tree, name: str, args: list[Node]) -> Node:
+    def _call_global(self, tree: ParseTree, name: str, args: list[Node]) -> Node:
         fn = library.GLOBALS.get(name)
         if fn is None:
             raise self.error(tree, f"undeclared reference to '{name}' (in container '')")
@@ -509,21 +511,21 @@ class Compiler:
         node = Node(_caller(fn, [a.fn for a in args]), result_type)
         return self._fold(node, *args)
 
-    def _check_list_elements(self, tree: lark.Tree, name: str, args: list[Node]) -> None:
+    def _check_list_elements(self, tree: ParseTree, name: str, args: list[Node]) -> None:
         """Set functions over two list literals of different element types fail cel-go's checker."""
         if name in _SET_FUNCTIONS and len(args) == 2 and args[0].elem and args[1].elem \
                 and args[0].elem != args[1].elem:
             raise self.error(tree, f"found no matching overload for '{name}' applied to "
                                    f"'(list({args[0].elem}), list({args[1].elem}))'")
 
-    def _validate_literal(self, tree: lark.Tree, name: str, fn: Callable[..., Any], value: Any) -> None:
+    def _validate_literal(self, tree: ParseTree, name: str, fn: Callable[..., Any], value: Any) -> None:
         """cel-go's literal validators: a constant that can never parse is a compile error."""
         try:
             fn(value)
         except CelError:
             raise self.error(tree, f"invalid {name} argument") from None
 
-    def _time_since(self, tree: lark.Tree, args: list[Node]) -> Node:
+    def _time_since(self, tree: ParseTree, args: list[Node]) -> Node:
         if len(args) != 1:
             raise self.error(tree, "timeSince takes one timestamp")
         self.time_dependent = True
@@ -537,14 +539,14 @@ class Compiler:
 
         return Node(since, "duration")
 
-    def _has(self, tree: lark.Tree, arg_trees: list) -> Node:
+    def _has(self, tree: ParseTree, arg_trees: list[Any]) -> Node:
         if len(arg_trees) != 1:
             raise self.error(tree, "invalid argument to has() macro")
         inner = _unwrap(arg_trees[0])
         if not isinstance(inner, lark.Tree) or inner.data != "member_dot":
             raise self.error(tree, "invalid argument to has() macro")
         target_tree, name_token = inner.children
-        name = name_token.value
+        name = _token(name_token).value
         target = self.compile(target_tree)
         if target.type == "variables" or target.type == "constants":
             raise self.error(tree, "has() is not supported on variables or constants")
@@ -554,10 +556,10 @@ class Compiler:
         tf = target.fn
         return Node(lambda a: _has_field(tf(a), name), "bool")
 
-    def _bind(self, tree: lark.Tree, arg_trees: list) -> Node:
-        if len(arg_trees) != 3 or _ident_name(arg_trees[0]) is None:
+    def _bind(self, tree: ParseTree, arg_trees: list[Any]) -> Node:
+        var = _ident_name(arg_trees[0]) if len(arg_trees) == 3 else None
+        if var is None:
             raise self.error(tree, "cel.bind() takes a variable name, a value and an expression")
-        var = _ident_name(arg_trees[0])
         init = self.compile(arg_trees[1])
         self.local_names.append(var)
         try:
@@ -576,9 +578,11 @@ class Compiler:
 
         return Node(bind, body.type)
 
-    def _opt_map(self, tree: lark.Tree, target_tree: Any, name: str, arg_trees: list) -> Node:
+    def _opt_map(self, tree: ParseTree, target_tree: Any, name: str, arg_trees: list[Any]) -> Node:
         target = self.compile(target_tree)
         var = _ident_name(arg_trees[0])
+        if var is None:  # the caller saw a name there
+            raise self.error(tree, f"{name}() needs a variable name first")
         self.local_names.append(var)
         try:
             body = self.compile(arg_trees[1])
@@ -607,7 +611,7 @@ class Compiler:
 
         return Node(opt_map, "optional_type")
 
-    def _macro(self, tree: lark.Tree, target_tree: Any, name: str, arg_trees: list) -> Node:
+    def _macro(self, tree: ParseTree, target_tree: Any, name: str, arg_trees: list[Any]) -> Node:
         target = self.compile(target_tree)
         names = [_ident_name(t) for t in arg_trees]
         two_var = name in _MACROS_2 and len(arg_trees) >= 3 and names[1] is not None and name not in (
@@ -616,7 +620,7 @@ class Compiler:
         n_vars = 2 if two_var else 1
         if any(n is None for n in names[:n_vars]):
             raise self.error(tree, f"{name}() macro needs variable names first")
-        variables = names[:n_vars]
+        variables = [n for n in names[:n_vars] if n is not None]  # all of them, as just checked
         base = len(self.local_names)
         self.local_names.extend(variables)
         refs_before, lowest_before = self.external_refs, self.lowest_local_ref
@@ -649,7 +653,7 @@ class Compiler:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _expect_bool(self, tree: lark.Tree, node: Node, op: str) -> None:
+    def _expect_bool(self, tree: ParseTree, node: Node, op: str) -> None:
         if node.type not in ("bool", "dyn"):
             raise self.error(tree, f"found no matching overload for '{op}' applied to '({node.type})'")
 
@@ -731,8 +735,16 @@ def _unwrap(tree: Any) -> Any:
 def _ident_name(tree: Any) -> str | None:
     inner = _unwrap(tree)
     if isinstance(inner, lark.Tree) and inner.data == "ident":
-        return inner.children[0].value
+        name: str = _token(inner.children[0]).value
+        return name
     return None
+
+
+def _token(branch: object) -> lark.Token:
+    """A child that its grammar rule makes a token (a name, a literal)."""
+    if not isinstance(branch, lark.Token):
+        raise TypeError(f"the CEL grammar has a token here, not {branch!r}")
+    return branch
 
 
 def _namespace_of(tree: Any) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import cerbos_ext, spiffe, timefuncs
 from .values import (
+    EPOCH,
     INT64_MAX,
     INT64_MIN,
     OPTIONAL_NONE,
@@ -60,7 +61,8 @@ def _string_conversion_error(target: str) -> CelError:
 def _int(x: Any) -> int:
     t = type(x)
     if t is int:
-        return x
+        same: int = x
+        return same
     if t is Uint:
         return check_int(int(x))
     if t is float:
@@ -73,14 +75,15 @@ def _int(x: Any) -> int:
         except ValueError:
             raise _string_conversion_error("int") from None
     if t is datetime:
-        return int((x - timefuncs.EPOCH).total_seconds() // 1)
+        return int((x - EPOCH).total_seconds() // 1)
     raise _conversion_error("int", x)
 
 
 def _uint(x: Any) -> Uint:
     t = type(x)
     if t is Uint:
-        return x
+        same: Uint = x
+        return same
     if t is int:
         if x < 0:
             raise CelError("unsigned integer overflow")
@@ -103,7 +106,8 @@ def _uint(x: Any) -> Uint:
 def _double(x: Any) -> float:
     t = type(x)
     if t is float:
-        return x
+        same: float = x
+        return same
     if t is int or t is Uint:
         return float(x)
     if t is str:
@@ -117,7 +121,8 @@ def _double(x: Any) -> float:
 def _string(x: Any) -> str:
     t = type(x)
     if t is str:
-        return x
+        same: str = x
+        return same
     if t is bool:
         return "true" if x else "false"
     if t is int or t is Uint:
@@ -126,7 +131,8 @@ def _string(x: Any) -> str:
         return format_double(x)
     if t is bytes:
         try:
-            return x.decode("utf-8")
+            text: str = x.decode("utf-8")
+            return text
         except UnicodeDecodeError:
             raise CelError("invalid UTF-8 in bytes, cannot convert to string") from None
     if t is datetime:
@@ -238,17 +244,21 @@ def _index_of(s: Any, sub: Any, start: Any = 0) -> int:
     _need_int("indexOf", start)
     if start < 0 or start > len(s):
         raise CelError(f"index out of range: {start}")
-    return s.find(sub, start)
+    found: int = s.find(sub, start)
+    return found
 
 
 def _last_index_of(s: Any, sub: Any, start: Any = None) -> int:
     _need_str("lastIndexOf", s, sub)
+    found: int
     if start is None:
-        return s.rfind(sub)
+        found = s.rfind(sub)
+        return found
     _need_int("lastIndexOf", start)
     if start < 0 or start >= len(s) and len(s) > 0:
         raise CelError(f"index out of range: {start}")
-    return s.rfind(sub, 0, start + len(sub))
+    found = s.rfind(sub, 0, start + len(sub))
+    return found
 
 
 def _lower_ascii(s: Any) -> str:
@@ -264,7 +274,8 @@ def _upper_ascii(s: Any) -> str:
 def _replace(s: Any, old: Any, new: Any, n: Any = -1) -> str:
     _need_str("replace", s, old, new)
     _need_int("replace", n)
-    return s.replace(old, new, n if n >= 0 else -1)
+    replaced: str = s.replace(old, new, n if n >= 0 else -1)
+    return replaced
 
 
 def _split(s: Any, sep: Any, n: Any = -1) -> list[str]:
@@ -277,7 +288,8 @@ def _split(s: Any, sep: Any, n: Any = -1) -> list[str]:
         if n > 0 and len(chars) > n:
             chars = chars[: n - 1] + ["".join(chars[n - 1 :])]
         return chars
-    return s.split(sep, n - 1) if n > 0 else s.split(sep)
+    parts: list[str] = s.split(sep, n - 1) if n > 0 else s.split(sep)
+    return parts
 
 
 def _substring(s: Any, start: Any, end: Any = None) -> str:
@@ -290,7 +302,8 @@ def _substring(s: Any, start: Any, end: Any = None) -> str:
         raise CelError(f"index out of range: {end}")
     if start > end:
         raise CelError(f"invalid substring range. start: {start}, end: {end}")
-    return s[start:end]
+    part: str = s[start:end]
+    return part
 
 
 _UNICODE_SPACE = (
@@ -301,7 +314,8 @@ _UNICODE_SPACE = (
 
 def _trim(s: Any) -> str:
     _need_str("trim", s)
-    return s.strip(_UNICODE_SPACE)
+    trimmed: str = s.strip(_UNICODE_SPACE)
+    return trimmed
 
 
 def _reverse(x: Any) -> Any:
@@ -381,7 +395,8 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
         if arg is None:
             return "null"
         if t is CelType:
-            return arg.name
+            type_value: CelType = arg
+            return type_value.name
         return _string(arg)
     if verb == "d":
         if t in (int, Uint):
@@ -404,7 +419,7 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
             body = format(abs(v), {"x": "x", "X": "X", "o": "o", "b": "b"}[verb])
             return ("-" if v < 0 else "") + body
         if t is str and verb in "xX":
-            h = arg.encode().hex()
+            h: str = arg.encode().hex()
             return h.upper() if verb == "X" else h
         if t is bytes and verb in "xX":
             h = arg.hex()
@@ -418,29 +433,29 @@ def _format_one(verb: str, precision: int | None, arg: Any) -> str:
 # ---- lists extension ---------------------------------------------------------------------
 
 
-def _need_list(name: str, x: Any) -> list:
+def _need_list(name: str, x: Any) -> list[Any]:
     if type(x) not in (list, tuple):
         raise no_overload(name, x)
     return list(x)
 
 
-def _distinct(x: Any) -> list:
-    out: list = []
+def _distinct(x: Any) -> list[Any]:
+    out: list[Any] = []
     for v in _need_list("distinct", x):
         if not any(cel_equals(v, o) for o in out):
             out.append(v)
     return out
 
 
-def _flatten(x: Any, depth: Any = 1) -> list:
+def _flatten(x: Any, depth: Any = 1) -> list[Any]:
     _need_int("flatten", depth)
     if depth < 0:
         raise CelError("level must be non-negative")
     return _flatten_to(_need_list("flatten", x), depth)
 
 
-def _flatten_to(lst: list, depth: int) -> list:
-    out: list = []
+def _flatten_to(lst: list[Any], depth: int) -> list[Any]:
+    out: list[Any] = []
     for v in lst:
         if type(v) in (list, tuple) and depth > 0:
             out.extend(_flatten_to(list(v), depth - 1))
@@ -449,7 +464,7 @@ def _flatten_to(lst: list, depth: int) -> list:
     return out
 
 
-def _slice(x: Any, start: Any, end: Any) -> list:
+def _slice(x: Any, start: Any, end: Any) -> list[Any]:
     lst = _need_list("slice", x)
     _need_int("slice", start, end)
     if start < 0 or end < 0:
@@ -461,7 +476,7 @@ def _slice(x: Any, start: Any, end: Any) -> list:
     return lst[start:end]
 
 
-def sort_key_check(values: list, name: str) -> None:
+def sort_key_check(values: list[Any], name: str) -> None:
     kinds = {type(v) for v in values}
     if not values:
         return
@@ -469,7 +484,7 @@ def sort_key_check(values: list, name: str) -> None:
         raise CelError("list elements must have the same type")
 
 
-def _sort(x: Any) -> list:
+def _sort(x: Any) -> list[Any]:
     lst = _need_list("sort", x)
     sort_key_check(lst, "sort")
     return sorted(lst)
@@ -493,7 +508,7 @@ def _range(n: Any) -> list[int]:
 # ---- math extension ----------------------------------------------------------------------
 
 
-def _numbers(name: str, args: tuple) -> list:
+def _numbers(name: str, args: tuple[Any, ...]) -> list[Any]:
     if len(args) == 1 and type(args[0]) in (list, tuple):
         args = tuple(args[0])
         if not args:
@@ -522,7 +537,7 @@ def _least(*args: Any) -> Any:
     return best
 
 
-def _num1(name: str, fn: Callable[[Any], Any], kinds: tuple = (int, Uint, float)) -> Fn:
+def _num1(name: str, fn: Callable[[Any], Any], kinds: tuple[type, ...] = (int, Uint, float)) -> Fn:
     def call(x: Any) -> Any:
         if type(x) not in kinds:
             raise no_overload(name, x)
@@ -651,7 +666,8 @@ def _regex_replace(s: Any, pattern: Any, repl: Any, n: Any = -1) -> str:
     _need_str("regex.replace", s, pattern, repl)
     _need_int("regex.replace", n)
     if n == 0:
-        return s
+        unchanged: str = s
+        return unchanged
     py_repl = re.sub(r"\\(\d)", r"\\g<\1>", repl)
     return compile_regex(pattern).sub(py_repl, s, count=max(n, 0))
 

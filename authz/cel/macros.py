@@ -49,7 +49,7 @@ def _quantifier(name: str, decisive: bool) -> Callable[..., Any]:
         for item in _items(name, target, len(variables) == 2):
             _bind_loop(a, variables, item)
             try:
-                v = pred(a)
+                v: object = pred(a)  # object, not Any: ``v is decisive`` must not make ``decisive`` Any
             except CelError as exc:
                 err = err or exc
                 continue
@@ -91,14 +91,14 @@ def _filtered(a: Activation, name: str, target: Any, variables: list[str], bodie
 
 
 @_looping
-def _map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
+def _map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list[Any]:
     """map(x, [filter,] e) and transformList(i, v, [filter,] e): the same walk."""
     expr = bodies[-1]
     return [expr(a) for _ in _filtered(a, "map", target, variables, bodies)]
 
 
 @_looping
-def _filter(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
+def _filter(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list[Any]:
     (pred,) = bodies
     out = []
     for item in _items("filter", target, False):
@@ -112,15 +112,15 @@ def _filter(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) 
 
 
 @_looping
-def _transform_map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict:
+def _transform_map(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict[Any, Any]:
     expr = bodies[-1]
     return {item[0]: expr(a) for item in _filtered(a, "transformMap", target, variables, bodies)}
 
 
 @_looping
-def _transform_map_entry(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict:
+def _transform_map_entry(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> dict[Any, Any]:
     expr = bodies[-1]
-    out: dict = {}
+    out: dict[Any, Any] = {}
     for _ in _filtered(a, "transformMapEntry", target, variables, bodies):
         entry = expr(a)
         if type(entry) is not dict:
@@ -133,7 +133,7 @@ def _transform_map_entry(a: Activation, target: Any, variables: list[str], bodie
 
 
 @_looping
-def _sort_by(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list:
+def _sort_by(a: Activation, target: Any, variables: list[str], bodies: list[Fn]) -> list[Any]:
     (key_fn,) = bodies
     items = _items("sortBy", target, False)
     keyed = []

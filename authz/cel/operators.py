@@ -115,9 +115,11 @@ def _compare(op: str, a: Any, b: Any) -> int:
     if ta in (int, float, Uint) and tb in (int, float, Uint):
         if ta is float and math.isnan(a) or tb is float and math.isnan(b):
             return 2  # unordered: every comparison is false
-        return (a > b) - (a < b)
+        order: int = (a > b) - (a < b)
+        return order
     if ta is tb and ta in _ORDERED_SAME:
-        return (a > b) - (a < b)
+        same_type_order: int = (a > b) - (a < b)
+        return same_type_order
     raise no_overload(op, a, b)
 
 

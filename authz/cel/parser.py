@@ -8,6 +8,7 @@ import importlib.util
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import lark
 
@@ -23,6 +24,11 @@ class CelCompileError(Exception):
 
 
 # ---- the parser --------------------------------------------------------------------------
+
+# A CEL parse tree as the compiler walks it. Its leaves are lark Tokens, but whether a given child is
+# a token or a subtree is fixed by the grammar rule, which mypy cannot follow: children are read by
+# rule, so the leaf type stays open (tokens are narrowed where they are read, see compiler._token).
+ParseTree = lark.Tree[Any]
 
 _GRAMMAR_ADDITIONS = """
 member_dot_opt : member ".?" IDENT
@@ -76,7 +82,7 @@ def _bool_literals(t: lark.Token) -> lark.Token:
 _PARSER: lark.Lark | None = None
 
 
-def parse(text: str) -> lark.Tree:
+def parse(text: str) -> lark.Tree[lark.Token]:
     global _PARSER
     if _PARSER is None:
         _PARSER = _build_parser()

@@ -111,7 +111,7 @@ class Scope:
 _UNSET = object()
 
 
-def _restore(locals_: dict, var: str, saved: Any) -> None:
+def _restore(locals_: dict[str, Any], var: str, saved: Any) -> None:
     if saved is _UNSET:
         locals_.pop(var, None)
     else:

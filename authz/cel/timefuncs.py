@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -92,7 +93,7 @@ def _in_zone(ts: Any, tz: Any, fname: str) -> datetime:
     return ts.astimezone(_zone(tz))
 
 
-def _timestamp_getter(fname: str, pick: Any) -> Any:
+def _timestamp_getter(fname: str, pick: Callable[[datetime], int]) -> Callable[..., int]:
     def get(ts: Any, tz: Any = None) -> int:
         return pick(_in_zone(ts, tz, fname))
 

@@ -150,8 +150,10 @@ def type_name(value: Any) -> str:
     if t is Optional:
         return "optional_type"
     if t is Message:
-        return value.type_name
-    return getattr(value, "cel_type_name", t.__name__)
+        message: Message = value
+        return message.type_name
+    name: str = getattr(value, "cel_type_name", t.__name__)
+    return name
 
 
 def is_number(value: Any) -> bool:
@@ -163,9 +165,11 @@ def cel_equals(a: Any, b: Any) -> bool:
     """CEL heterogeneous equality: numbers compare by value, other types must match."""
     ta, tb = type(a), type(b)
     if ta is tb and ta in (str, int, bool, bytes, Uint):
-        return a == b
+        same: bool = a == b
+        return same
     if is_number(a) and is_number(b):
-        return a == b  # Python compares int and float exactly, as CEL does; NaN is unequal.
+        equal: bool = a == b  # Python compares int and float exactly, as CEL does; NaN is unequal.
+        return equal
     if a is None or b is None:
         return a is None and b is None
     if ta is bool or tb is bool:
@@ -188,7 +192,7 @@ def cel_equals(a: Any, b: Any) -> bool:
 _MISSING = object()
 
 
-def _map_get(m: dict, key: Any) -> Any:
+def _map_get(m: dict[Any, Any], key: Any) -> Any:
     """Looks a key up in a CEL map, where 1, 1u and 1.0 name the same key but true does not."""
     if type(key) is bool:
         for k, v in m.items():
@@ -205,7 +209,7 @@ def _map_get(m: dict, key: Any) -> Any:
     return m.get(key, _MISSING)
 
 
-def map_lookup(m: dict, key: Any) -> Any:
+def map_lookup(m: dict[Any, Any], key: Any) -> Any:
     """``m[key]`` with CEL's error for a missing key."""
     if type(key) is str:
         try:
@@ -218,7 +222,7 @@ def map_lookup(m: dict, key: Any) -> Any:
     return found
 
 
-def map_contains(m: dict, key: Any) -> bool:
+def map_contains(m: dict[Any, Any], key: Any) -> bool:
     if type(key) is str:
         return key in m
     return _map_get(m, key) is not _MISSING
