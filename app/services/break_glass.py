@@ -78,10 +78,6 @@ class BreakGlassService:
         self.store, self.users, self.audit, self.decide = store, users, audit, decide
         self.clock, self.monotonic = clock, monotonic
         self._monotonic_starts: dict[str, float] = {}
-        if "break_glass" not in store.db.table_names():
-            store.db["break_glass"].create({"id": str, "user_id": str, "patient_id": str, "reason": str,
-                                             "justification": str, "started_at": str, "ended_at": str,
-                                             "end_reason": str}, pk="id")
 
     def start(self, user: SignedInUser, patient_id: str, reason: str, justification: str,
               password: str) -> BreakGlassSession:
@@ -107,17 +103,15 @@ class BreakGlassService:
             event_type="break_glass_started",
             details={"session_id": session.id, "expires_at": (session.started_at + WINDOW).isoformat(),
                      "review": "required"}))
-        self.store.db["break_glass"].insert({"id": session.id, "user_id": user.id, "patient_id": patient_id,
-                                             "reason": reason, "justification": session.justification,
-                                             "started_at": session.started_at.isoformat(), "ended_at": None,
-                                             "end_reason": None})
+        self.store.add_break_glass_session({"id": session.id, "user_id": user.id, "patient_id": patient_id,
+                                            "reason": reason, "justification": session.justification,
+                                            "started_at": session.started_at.isoformat(), "ended_at": None,
+                                            "end_reason": None})
         return session
 
     def active(self, user_id: str) -> BreakGlassSession | None:
         """The user's session still inside its window (after a restart too), else None."""
-        rows = list(self.store.db["break_glass"].rows_where("user_id = ? AND ended_at IS NULL", [user_id],
-                                                            order_by="started_at desc"))
-        for row in rows:
+        for row in self.store.open_break_glass_sessions(user_id):
             session = self._session(row)
             if self.remaining(session) > timedelta(0):
                 return session
@@ -129,18 +123,14 @@ class BreakGlassService:
 
     def end(self, session: BreakGlassSession, why: str = "ended by the clinician") -> None:
         """Closes the session (by the clinician or at expiry) and audits it, once."""
-        with self.store.db.conn:
-            changed = self.store.db.execute(
-                "UPDATE break_glass SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
-                [self.clock().isoformat(), why, session.id]).rowcount
-        if changed:
+        if self.store.end_break_glass_session(session.id, self.clock().isoformat(), why):
             self.audit.append(AuditRecord(
                 "event", session.user_id, "break_glass", [], "patient_record", session.patient_id,
                 session.patient_id, event_type="break_glass_ended", purpose_of_use=session.reason,
                 details={"session_id": session.id, "why": why, "review": "required"}))
 
     def _end_open_sessions(self, user: SignedInUser, why: str) -> None:
-        for row in self.store.db["break_glass"].rows_where("user_id = ? AND ended_at IS NULL", [user.id]):
+        for row in reversed(self.store.open_break_glass_sessions(user.id)):  # the earliest started first
             self.end(self._session(row), why)
 
     def _session(self, row: dict[str, Any]) -> BreakGlassSession:

@@ -39,9 +39,6 @@ class ConsentService:
     def __init__(self, store: Store, audit: AuditChain, may_view: Callable[[SignedInUser, str], bool],
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store, self.audit, self.may_view, self.clock = store, audit, may_view, clock
-        if "consents" not in store.db.table_names():
-            store.db["consents"].create({"id": str, "patient_id": str, "scope": str, "given_by": str,
-                                         "recorded_by": str, "recorded_at": str, "expires_at": str}, pk="id")
 
     def record(self, recorder: SignedInUser, patient_id: str, scope: str, given_by: str,
                expires_at: datetime) -> Consent:
@@ -60,15 +57,13 @@ class ConsentService:
             "event", recorder.id, "record_consent", list(recorder.roles), "patient_record", patient_id, patient_id,
             event_type="consent_recorded",
             details={"consent_id": consent.id, "scope": scope, "expires_at": consent.expires_at.isoformat()}))
-        self.store.db["consents"].insert({**consent.__dict__, "recorded_at": consent.recorded_at.isoformat(),
-                                          "expires_at": consent.expires_at.isoformat()})
+        self.store.add_consent({**consent.__dict__, "recorded_at": consent.recorded_at.isoformat(),
+                                "expires_at": consent.expires_at.isoformat()})
         return consent
 
     def current(self, patient_id: str, scope: str = "export") -> Consent | None:
         """The latest consent of that scope still in force, else None."""
-        now = self.clock().isoformat()
-        rows = list(self.store.db["consents"].rows_where(
-            "patient_id = ? AND scope = ? AND expires_at > ?", [patient_id, scope, now], order_by="recorded_at desc"))
+        rows = self.store.consents_in_force(patient_id, scope, self.clock().isoformat())
         if not rows:
             return None
         r = rows[0]

@@ -62,18 +62,18 @@ class DelegationService:
             "EFFECT_ALLOW", rule=rule, event_type="delegation_granted",
             details={"delegation_id": delegation.id, "delegate_id": delegate_id,
                      "expires_at": delegation.expires_at.isoformat(), "patient_permission": patient_permission}))
-        self.store.db["delegations"].insert({
+        self.store.add_delegation({
             "id": delegation.id, "patient_id": patient_id, "delegate_id": delegate_id, "granted_by": granter.id,
             "patient_permission": patient_permission, "expires_at": delegation.expires_at.isoformat(),
-            "revoked": False}, pk="id")
+            "revoked": False})
         return delegation
 
     def revoke(self, revoker: SignedInUser, delegation_id: str) -> None:
         """Ends a delegation now; the same people who may grant it may revoke it."""
-        rows = list(self.store.db["delegations"].rows_where("id = ?", [delegation_id]))
-        if not rows:
+        row = self.store.delegation(delegation_id)
+        if row is None:
             raise DelegationRefused("There is no such delegation.")
-        delegation = Delegation.from_row(rows[0])
+        delegation = Delegation.from_row(row)
         allowed, why, rule = self.may_delegate(revoker, delegation.patient_id, True)
         if not allowed:
             raise DelegationRefused(why)
@@ -81,8 +81,7 @@ class DelegationService:
             "event", revoker.id, "delegate_access", list(revoker.roles), "patient_record", delegation.patient_id,
             delegation.patient_id, "EFFECT_ALLOW", rule=rule, event_type="delegation_revoked",
             details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id}))
-        self.store.db["delegations"].update(delegation_id, {"revoked": True})
+        self.store.revoke_delegation(delegation_id)
 
     def for_patient(self, patient_id: str) -> list[Delegation]:
-        rows = self.store.db["delegations"].rows_where("patient_id = ?", [patient_id], order_by="expires_at")
-        return [Delegation.from_row(r) for r in rows]
+        return [Delegation.from_row(r) for r in self.store.delegations_for_patient(patient_id)]

@@ -48,13 +48,15 @@ def age_band(born: str, today: date) -> str:
 
 def patient_data(store: Store, patient_id: str) -> dict[str, Any]:
     """Everything an export may contain, identified."""
-    patient = store.db["patients"].get(patient_id)
-    return {"patient": {k: patient[k] for k in ("id", "mrn", "name", "birth_date", "sex", "hospital_id",
-                                                "room", "bed")},
+    patient = store.patient(patient_id)
+    if patient is None:
+        raise ExportRefused("There is no such patient.")
+    return {"patient": {k: getattr(patient, k) for k in ("id", "mrn", "name", "birth_date", "sex", "hospital_id",
+                                                         "room", "bed")},
             "device": store.device_for(patient_id),
             "transmissions": store.transmissions(patient_id),
-            "history": list(store.db["history"].rows_where("patient_id = ?", [patient_id], order_by="date")),
-            "notes": list(store.db["notes"].rows_where("patient_id = ?", [patient_id], order_by="time"))}
+            "history": store.history_for(patient_id),
+            "notes": store.notes_for(patient_id)}
 
 
 def deidentify(data: dict[str, Any], today: date) -> dict[str, Any]:

@@ -62,8 +62,7 @@ class FirmwareService:
 
     def current(self, device_id: str) -> FirmwareUpdate | None:
         """The update in progress, else the latest one, else None."""
-        rows = [FirmwareUpdate.from_row(r) for r in self.store.db["firmware_updates"].rows_where(
-            "device_id = ?", [device_id], order_by="requested_at desc")]
+        rows = [FirmwareUpdate.from_row(r) for r in self.store.firmware_updates_for(device_id)]
         return next((u for u in rows if u.state in IN_PROGRESS), rows[0] if rows else None)
 
     def request(self, user: SignedInUser, device_id: str, target_version: str) -> FirmwareUpdate:
@@ -72,7 +71,7 @@ class FirmwareService:
         self._check(user, device_id, "request_firmware_update", self.current(device_id))
         update = FirmwareUpdate(f"fw-{uuid.uuid4().hex[:12]}", device_id, target_version.strip(), "requested",
                                 user.id, (), self.clock().isoformat())
-        self.store.db["firmware_updates"].insert({**update.__dict__, "approvals": []}, pk="id", alter=True)
+        self.store.add_firmware_update({**update.__dict__, "approvals": []})
         self._audit(user, update, "firmware_requested")
         return update
 
@@ -99,14 +98,14 @@ class FirmwareService:
         update = self._get(update_id)
         self._check(user, update.device_id, "apply_firmware_update", update)
         moved = self._move(user, update, "applied", "firmware_applied")
-        self.store.db["devices"].update(update.device_id, {"firmware_version": update.target_version})
+        self.store.set_device_firmware(update.device_id, update.target_version)
         return moved
 
     def _get(self, update_id: str) -> FirmwareUpdate:
-        rows = list(self.store.db["firmware_updates"].rows_where("id = ?", [update_id]))
-        if not rows:
+        row = self.store.firmware_update(update_id)
+        if row is None:
             raise FirmwareRefused("There is no such firmware update.")
-        return FirmwareUpdate.from_row(rows[0])
+        return FirmwareUpdate.from_row(row)
 
     def _check(self, user: SignedInUser, device_id: str, action: str, update: FirmwareUpdate | None) -> None:
         allowed, why, _rule = self.decide(user, device_id, action, update)
@@ -118,11 +117,11 @@ class FirmwareService:
         moved = FirmwareUpdate(update.id, update.device_id, update.target_version, state, update.requested_by,
                                approvals if approvals is not None else update.approvals, update.requested_at)
         self._audit(user, moved, event, **details)
-        self.store.db["firmware_updates"].update(update.id, {"state": state, "approvals": list(moved.approvals)})
+        self.store.update_firmware_update(update.id, state, moved.approvals)
         return moved
 
     def _audit(self, user: SignedInUser, update: FirmwareUpdate, event: str, **details: str) -> None:
-        device = self.store.db["devices"].get(update.device_id)
+        device = self.store.device(update.device_id)
         self.audit.append(AuditRecord(
             "event", user.id, ACTION_OF_EVENT[event], list(user.roles), "device",
             update.device_id, device["patient_id"], "EFFECT_ALLOW", event_type=event,

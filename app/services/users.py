@@ -54,17 +54,15 @@ class DemoUserDirectory:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        table = store.db["credentials"]
-        if "credentials" not in store.db.table_names() or table.count == 0:
-            staff = [sid for (sid,) in store.db.execute("SELECT id FROM staff").fetchall()]
+        if not store.has_credentials():
+            staff = store.staff_ids()
             with ThreadPoolExecutor() as pool:  # scrypt releases the GIL: first start on all cores
                 hashes = list(pool.map(lambda _: hash_password(DEMO_PASSWORD), staff))
-            table.insert_all(({"user_id": sid, "password_hash": h} for sid, h in zip(staff, hashes, strict=True)),
-                             pk="user_id", replace=True)
+            store.set_password_hashes(dict(zip(staff, hashes, strict=True)))
 
     def authenticate(self, user_id: str, password: str) -> SignedInUser | None:
-        rows = list(self.store.db["credentials"].rows_where("user_id = ?", [user_id]))
-        if not rows or not check_password(password, rows[0]["password_hash"]):
+        stored = self.store.password_hash(user_id)
+        if stored is None or not check_password(password, stored):
             return None
         staff = self.store.staff(user_id)
         if staff is None:

@@ -211,7 +211,7 @@ class Workstation:
         """The devices whose data this user may view (each decided by the device policy)."""
         user = self.as_policies_see(user)
         rows = []
-        for device in self.store.db["devices"].rows_where(order_by="id"):
+        for device in self.store.devices():
             if self._device_decision(user, device["id"], "view_device_data", None)[0]:
                 rows.append(DeviceRow(device["id"], device["patient_id"], device["model"],
                                       device["firmware_version"], self.firmware.current(device["id"])))
@@ -229,12 +229,12 @@ class Workstation:
 
     def _device_resource(self, device_id: str, update: FirmwareUpdate | None) -> Resource | None:
         """The device as the device policy reads it, with its update; None when unknown."""
-        rows = list(self.store.db["devices"].rows_where("id = ?", [device_id]))
-        patient = self.store.patient(rows[0]["patient_id"]) if rows else None
-        if patient is None:
+        device = self.store.device(device_id)
+        patient = self.store.patient(device["patient_id"]) if device else None
+        if device is None or patient is None:
             return None
         attrs: dict[str, Any] = {"patient_id": patient.id, "hospital_id": patient.hospital_id,
-                                 "manufacturer_id": rows[0]["manufacturer_id"], "care_team": list(patient.care_team),
+                                 "manufacturer_id": device["manufacturer_id"], "care_team": list(patient.care_team),
                                  "assigned_physicians": list(patient.assigned_physicians)}
         if update is not None:
             attrs["update"] = update.attribute()
@@ -294,8 +294,7 @@ class Workstation:
 
     def find_by_mrn(self, mrn: str) -> str | None:
         """The patient id for an exact MRN (what the ER types from a wristband), or None."""
-        rows = self.store.db.execute("SELECT id FROM patients WHERE mrn = ?", [mrn.strip().upper()]).fetchall()
-        return rows[0][0] if rows else None
+        return self.store.patient_id_for_mrn(mrn.strip().upper())
 
     def sign_out(self) -> None:
         if self.session is not None:
@@ -304,10 +303,10 @@ class Workstation:
 
     def caregiver_choices(self) -> list[tuple[str, str]]:
         """Registered caregiver accounts a patient's access can be delegated to."""
-        return [(r["id"], r["name"]) for r in self.store.db["staff"].rows_where("role = ?", ["delegated_caregiver"])]
+        return [(r["id"], r["name"]) for r in self.store.staff_with_role("delegated_caregiver")]
 
     def staff_choices(self) -> list[tuple[str, str]]:
-        return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.db["staff"].rows]
+        return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.staff_members()]
 
     def patient_rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
@@ -342,7 +341,7 @@ class Workstation:
             points = [(t["time"], float(t["value"])) for t in raw if t["code"] == code]
             series.append(Series(code, display, unit, low, high, points))
         history = self._history(user, patient) if decisions["view_history"].allowed else []
-        notes = list(self.store.db["notes"].rows_where("patient_id = ?", [patient_id], order_by="time desc"))
+        notes = self.store.notes_for(patient_id, newest_first=True)
         device = self.store.device_for(patient_id)
         firmware = self.firmware.current(device["id"]) if device else None
         firmware_decisions = self._firmware_decisions(user, device["id"]) if device else {}
@@ -369,7 +368,7 @@ class Workstation:
     def _history(self, user: SignedInUser, patient: Patient) -> list[dict[str, Any]]:
         """History entries one by one: a delegate's history is limited by policy."""
         entries = []
-        for entry in self.store.db["history"].rows_where("patient_id = ?", [patient.id], order_by="date desc"):
+        for entry in self.store.history_for(patient.id, newest_first=True):
             resource = Resource("history_entry", entry["id"], {
                 "patient_id": patient.id, "hospital_id": patient.hospital_id, "care_team": list(patient.care_team),
                 "assigned_physicians": list(patient.assigned_physicians), "category": entry["category"]})
@@ -405,7 +404,7 @@ class Workstation:
                                       patient_id, patient_id, "EFFECT_ALLOW", rule=decision.rule,
                                       event_type="note_saved", details={"note_id": note["id"],
                                                                         "note_type": note_type}))
-        self.store.db["notes"].insert(note, pk="id")
+        self.store.add_note(note)
         return note
 
     def status(self) -> Status:

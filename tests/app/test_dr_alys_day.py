@@ -19,7 +19,7 @@ ER_WHY = "Chest pain on admission, pacemaker patient; need device data and histo
 def test_dr_alys_day(qtbot, window: MainWindow, tmp_path: Path) -> None:
     ws, vm = window.vm.workstation, window.vm
     for standing in ws.delegations.for_patient("p02"):  # the day starts as in the story: no delegate yet
-        ws.store.db["delegations"].update(standing.id, {"revoked": True})
+        ws.store.revoke_delegation(standing.id)
 
     # 9:00, room 901: review the new pacemaker and write a note.
     sign_in(qtbot, window, "dr_aly")
@@ -66,7 +66,7 @@ def test_dr_alys_day(qtbot, window: MainWindow, tmp_path: Path) -> None:
     qtbot.keyClicks(consent.given_by, "Patient of room 902 (signed on the tablet)")
     qtbot.mouseClick(consent.save, Qt.MouseButton.LeftButton)
     export = ws.export(max_, "p02", deidentified=True, reason="", fmt="fhir", directory=tmp_path / "exports")
-    assert export.reason_missing and ws.store.db["patients"].get("p02")["mrn"] not in export.path.read_text()
+    assert export.reason_missing and ws.store.patient("p02").mrn not in export.path.read_text()
 
     # The granddaughter becomes a delegate, with the patient's permission.
     vm.open_patient("p02")

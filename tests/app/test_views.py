@@ -262,7 +262,7 @@ def test_a_physician_is_not_offered_break_glass_for_a_non_emergency_patient(qtbo
 def test_dr_aly_delegates_to_the_granddaughter_from_the_record(qtbot, window: MainWindow) -> None:
     ws = window.vm.workstation
     for existing in ws.delegations.for_patient("p02"):
-        ws.store.db["delegations"].update(existing.id, {"revoked": True})
+        ws.store.revoke_delegation(existing.id)
     sign_in(qtbot, window, "dr_aly")
     window.vm.open_patient("p02")
     assert window.record.delegate.isEnabled()
@@ -374,7 +374,7 @@ def test_engineer_approves_from_the_device_list_and_exports_de_identified(qtbot,
     view = window.engineering
     assert window.workspaces.currentWidget() is view
     ids = [r.device_id for r in view.rows]
-    assert "d-p02" in ids and all(ws.store.db["devices"].get(i)["manufacturer_id"] == "m_acme" for i in ids)
+    assert "d-p02" in ids and all(ws.store.device(i)["manufacturer_id"] == "m_acme" for i in ids)
     names = {p.name for p in ws.store.patients()}
     shown = {view.table.item(i, j).text() for i in range(view.table.rowCount()) for j in range(4)}
     assert not shown & names  # no patient identifiers on an engineer's screen
@@ -389,7 +389,7 @@ def test_engineer_approves_from_the_device_list_and_exports_de_identified(qtbot,
     qtbot.waitUntil(lambda: "Exported to" in dialog.result.text())
     assert "flagged for compliance review" in dialog.result.text()
     exported = next((tmp_path / "out").iterdir()).read_text()
-    assert ws.store.db["patients"].get("p02")["mrn"] not in exported
+    assert ws.store.patient("p02").mrn not in exported
 
 
 # Room 902's patient (p02), as each role sees her: (may open the record, may write a note).

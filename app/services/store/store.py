@@ -66,21 +66,109 @@ class Store:
     def close(self) -> None:
         self.db.conn.close()
 
-    def patients(self, hospital_ids: list[str] | None = None) -> list[Patient]:
-        where = f"hospital_id in ({','.join('?' * len(hospital_ids))})" if hospital_ids else None
-        rows = self.db["patients"].rows_where(where, hospital_ids or None, order_by="id")
-        return [_patient(r) for r in rows]
+    # The queries, by table. Rows are plain dicts (JSON columns decoded); nothing else in the app
+    # writes SQL. Lists come in a stated order, or in the order the rows were written.
 
-    def patient(self, patient_id: str) -> Patient | None:
-        rows = list(self.db["patients"].rows_where("id = ?", [patient_id]))
-        return _patient(rows[0]) if rows else None
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [_decode(r) for r in self.db.query(sql, list(params))]
 
-    def device_for(self, patient_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["devices"].rows_where("patient_id = ?", [patient_id]))
+    def _row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
         return rows[0] if rows else None
 
+    def _insert(self, table: str, row: Mapping[str, Any], verb: str = "INSERT") -> None:
+        with self.db.conn:
+            _insert_many(self.db.conn, table, [row], verb)
+
+    def _change(self, sql: str, params: Iterable[Any]) -> int:
+        """Runs one UPDATE and commits it; the number of rows it changed."""
+        with self.db.conn:
+            return self.db.execute(sql, list(params)).rowcount
+
+    # patients
+
+    def patients(self, hospital_ids: list[str] | None = None) -> list[Patient]:
+        """Every patient (of those hospitals), by id."""
+        if hospital_ids:
+            marks = ",".join("?" * len(hospital_ids))
+            return [_patient(r) for r in self._rows(f"SELECT * FROM patients WHERE hospital_id IN ({marks}) "
+                                                    "ORDER BY id", hospital_ids)]
+        return [_patient(r) for r in self._rows("SELECT * FROM patients ORDER BY id")]
+
+    def patient(self, patient_id: str) -> Patient | None:
+        row = self._row("SELECT * FROM patients WHERE id = ?", [patient_id])
+        return _patient(row) if row else None
+
+    def patient_id_for_mrn(self, mrn: str) -> str | None:
+        """The id of the patient with exactly this MRN, or None."""
+        row = self._row("SELECT id FROM patients WHERE mrn = ?", [mrn])
+        return row["id"] if row else None
+
+    # staff and their credentials
+
+    def staff(self, staff_id: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM staff WHERE id = ?", [staff_id])
+
+    def staff_members(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM staff ORDER BY rowid")
+
+    def staff_with_role(self, role: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM staff WHERE role = ? ORDER BY rowid", [role])
+
+    def staff_ids(self) -> list[str]:
+        return [r["id"] for r in self._rows("SELECT id FROM staff ORDER BY rowid")]
+
+    def has_credentials(self) -> bool:
+        """Whether any password is recorded (the demo directory records them on first use)."""
+        return self._row("SELECT 1 AS found FROM credentials LIMIT 1") is not None
+
+    def password_hash(self, user_id: str) -> str | None:
+        row = self._row("SELECT password_hash FROM credentials WHERE user_id = ?", [user_id])
+        return row["password_hash"] if row else None
+
+    def set_password_hashes(self, hashes: Mapping[str, str]) -> None:
+        """Records (or replaces) each user's password hash, in one transaction."""
+        with self.db.conn:
+            _insert_many(self.db.conn, "credentials",
+                         [{"user_id": u, "password_hash": h} for u, h in hashes.items()], "INSERT OR REPLACE")
+
+    # devices and their firmware updates
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device, by id."""
+        return self._rows("SELECT * FROM devices ORDER BY id")
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM devices WHERE id = ?", [device_id])
+
+    def device_for(self, patient_id: str) -> dict[str, Any] | None:
+        """The patient's implanted device, or None."""
+        return self._row("SELECT * FROM devices WHERE patient_id = ? ORDER BY rowid LIMIT 1", [patient_id])
+
+    def set_device_firmware(self, device_id: str, version: str) -> None:
+        self._change("UPDATE devices SET firmware_version = ? WHERE id = ?", [version, device_id])
+
+    def firmware_updates_for(self, device_id: str) -> list[dict[str, Any]]:
+        """The device's firmware updates, the latest requested first."""
+        return self._rows("SELECT * FROM firmware_updates WHERE device_id = ? ORDER BY requested_at DESC",
+                          [device_id])
+
+    def firmware_update(self, update_id: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM firmware_updates WHERE id = ?", [update_id])
+
+    def add_firmware_update(self, update: Mapping[str, Any]) -> None:
+        self._insert("firmware_updates", update)
+
+    def update_firmware_update(self, update_id: str, state: str, approvals: Iterable[Mapping[str, str]]) -> None:
+        """Records an update's new state and its approvals so far."""
+        self._change("UPDATE firmware_updates SET state = ?, approvals = ? WHERE id = ?",
+                     [state, json.dumps([dict(a) for a in approvals]), update_id])
+
+    # telemetry
+
     def transmissions(self, patient_id: str) -> list[dict[str, Any]]:
-        return list(self.db["transmissions"].rows_where("patient_id = ?", [patient_id], order_by="time, code"))
+        """The patient's observations, by time and code."""
+        return self._rows("SELECT * FROM transmissions WHERE patient_id = ? ORDER BY time, code", [patient_id])
 
     def latest_transmission(self, patient_id: str) -> str | None:
         row = self.db.execute("SELECT MAX(time) FROM transmissions WHERE patient_id = ?", [patient_id]).fetchone()
@@ -92,12 +180,67 @@ class Store:
                               [patient_id]).fetchone()
         return int(row[0])
 
-    def staff(self, staff_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["staff"].rows_where("id = ?", [staff_id]))
-        return _decode(rows[0]) if rows else None
+    # notes and history
+
+    def notes_for(self, patient_id: str, newest_first: bool = False) -> list[dict[str, Any]]:
+        """The patient's notes by time, oldest first unless ``newest_first``."""
+        order = "DESC" if newest_first else "ASC"
+        return self._rows(f"SELECT * FROM notes WHERE patient_id = ? ORDER BY time {order}", [patient_id])
+
+    def add_note(self, note: Mapping[str, Any]) -> None:
+        self._insert("notes", note)
+
+    def history_for(self, patient_id: str, newest_first: bool = False) -> list[dict[str, Any]]:
+        """The patient's history entries by date, oldest first unless ``newest_first``."""
+        order = "DESC" if newest_first else "ASC"
+        return self._rows(f"SELECT * FROM history WHERE patient_id = ? ORDER BY date {order}", [patient_id])
+
+    # delegations
 
     def delegations_for(self, delegate_id: str) -> list[dict[str, Any]]:
-        return list(self.db["delegations"].rows_where("delegate_id = ? AND revoked = 0", [delegate_id]))
+        """The delegations granted to this caregiver and not revoked (expired ones included: the
+        policies read the expiry)."""
+        return self._rows("SELECT * FROM delegations WHERE delegate_id = ? AND revoked = 0 ORDER BY rowid",
+                          [delegate_id])
+
+    def delegations_for_patient(self, patient_id: str) -> list[dict[str, Any]]:
+        """Every delegation of this patient's access, revoked ones included, by expiry."""
+        return self._rows("SELECT * FROM delegations WHERE patient_id = ? ORDER BY expires_at", [patient_id])
+
+    def delegation(self, delegation_id: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM delegations WHERE id = ?", [delegation_id])
+
+    def add_delegation(self, delegation: Mapping[str, Any]) -> None:
+        self._insert("delegations", delegation)
+
+    def revoke_delegation(self, delegation_id: str) -> None:
+        self._change("UPDATE delegations SET revoked = 1 WHERE id = ?", [delegation_id])
+
+    # consents
+
+    def add_consent(self, consent: Mapping[str, Any]) -> None:
+        self._insert("consents", consent)
+
+    def consents_in_force(self, patient_id: str, scope: str, now: str) -> list[dict[str, Any]]:
+        """The patient's consents of that scope expiring after ``now`` (ISO 8601 in UTC), the latest
+        recorded first."""
+        return self._rows("SELECT * FROM consents WHERE patient_id = ? AND scope = ? AND expires_at > ? "
+                          "ORDER BY recorded_at DESC", [patient_id, scope, now])
+
+    # break-glass sessions
+
+    def open_break_glass_sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's sessions not yet ended (expired or not), the latest started first."""
+        return self._rows("SELECT * FROM break_glass WHERE user_id = ? AND ended_at IS NULL "
+                          "ORDER BY started_at DESC", [user_id])
+
+    def add_break_glass_session(self, session: Mapping[str, Any]) -> None:
+        self._insert("break_glass", session)
+
+    def end_break_glass_session(self, session_id: str, ended_at: str, why: str) -> bool:
+        """Ends the session if it is still open; whether this call ended it (so it is audited once)."""
+        return self._change("UPDATE break_glass SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                            [ended_at, why, session_id]) > 0
 
 
 def observation_catalogue() -> list[tuple[str, str, str, float, float]]:

@@ -17,7 +17,7 @@ from app.services.workstation import Workstation
 def ws(tmp_path: Path) -> Workstation:
     ws = Workstation(tmp_path / "data")
     for existing in ws.delegations.for_patient("p02"):  # start with Gina delegated to nobody
-        ws.store.db["delegations"].update(existing.id, {"revoked": True})
+        ws.store.revoke_delegation(existing.id)
     return ws
 
 

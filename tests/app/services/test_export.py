@@ -28,9 +28,9 @@ def in_days(days: int) -> datetime:
 
 
 def identifiers(ws: Workstation, patient_id: str) -> list[str]:
-    p = ws.store.db["patients"].get(patient_id)
+    p = ws.store.patient(patient_id)
     d = ws.store.device_for(patient_id)
-    return [p["name"], p["mrn"], p["birth_date"], d["serial"], d["implanted_on"], f"Room {p['room']}",
+    return [p.name, p.mrn, p.birth_date, d["serial"], d["implanted_on"], f"Room {p.room}",
             *(t["time"][:10] for t in ws.store.transmissions(patient_id)[:5])]
 
 

@@ -74,7 +74,7 @@ def test_the_full_lifecycle_is_persisted_audited_and_shown_on_the_device(ws: Wor
     update = ws.firmware.schedule(max_, update.id, datetime.now(UTC) + timedelta(days=2))
     assert update.state == "scheduled"
     update = ws.firmware.mark_applied(max_, update.id)
-    assert update.state == "applied" and ws.store.db["devices"].get(device)["firmware_version"] == "4.3.0"
+    assert update.state == "applied" and ws.store.device(device)["firmware_version"] == "4.3.0"
     assert ws.firmware_decisions(aly, device)["request_firmware_update"].allowed  # a new one may start
     events = [r.event_type for r in ws.audit.records() if r.kind == "event"]
     assert events == ["firmware_requested", "firmware_approved", "firmware_approved", "firmware_scheduled",

@@ -51,7 +51,7 @@ def test_store_is_seeded_once(tmp_path: Path) -> None:
 
 
 def test_passwords_are_salted_hashes_only(store: Store, users: DemoUserDirectory) -> None:
-    stored = [r["password_hash"] for r in store.db["credentials"].rows]
+    stored = [store.password_hash(sid) for sid in store.staff_ids()]
     assert all(DEMO_PASSWORD not in s for s in stored) and len(set(stored)) == len(stored)
     assert check_password("x", hash_password("x")) and not check_password("y", hash_password("x"))
     assert users.authenticate("dr_aly", "wrong") is None
