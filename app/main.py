@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from app.viewmodels.workstation_vm import WorkstationViewModel
+    from app.viewmodels.app_vm import ViewModels
     from app.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -53,17 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     sync = _policy_sync(args.policy_server, args.public_key, data_dir, stop) if args.policy_server else None
     workstation = Workstation(data_dir, args.policies, sync=sync, idle_lock_seconds=int(args.idle_lock_minutes * 60))
-    vm = WorkstationViewModel(workstation)
-    window = MainWindow(vm)
+    vms = ViewModels.build(workstation)
+    window = MainWindow(vms)
     window.resize(1400, 900)
     window.show()
     if args.screenshot:
         if args.user:
-            vm.sign_in(args.user, DEMO_PASSWORD)
-            rows = workstation.patient_rows(vm.user) if vm.user else []
+            vms.session.sign_in(args.user, DEMO_PASSWORD)
+            rows = vms.patients.rows
             target = args.patient or (rows[0].patient.id if rows else None)
             if target:
-                vm.open_patient(target)
+                vms.record.open(target)
         app.processEvents()
         window.grab().save(str(args.screenshot))
         stop.set()

@@ -1,13 +1,15 @@
-"""Break-glass (emergency access): a coded reason, a real justification and the password again
-open one patient's record for 60 minutes. Start, every access and end are audited and flagged for
-compliance review.
+"""Break-glass (emergency access): a coded reason, a justification in words and the password again
+open one patient's record for the time the policies give (``expires_in`` of the break_glass rule).
+Start, every access and end are audited and flagged for compliance review.
 
-The window is kept twice: the wall-clock start is recorded (so an app restart resumes it, never
-resets it) and, within this process, a monotonic start (so changing the clock cannot lengthen it).
-The policies decide as well (``emergency_clinician`` in ccc_roles.yaml), from the recorded start."""
+The window is kept twice: the wall-clock start and end are recorded (so an app restart resumes it,
+never resets it) and, within this process, a monotonic start (so changing the clock cannot
+lengthen it). The policies decide every access as well (``emergency_clinician`` in ccc_roles.yaml),
+from the recorded start."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -15,35 +17,41 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision
 
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser, UserDirectory
 
-WINDOW = timedelta(minutes=60)
 WARN_BEFORE = timedelta(minutes=5)
-MIN_JUSTIFICATION = 20
-# HL7 v3 ActReason purpose-of-use codes the policies accept (ccc_constants.emergency_reasons).
+# Used only if a policy set allows emergency access without saying for how long (its own rules
+# still decide every access under it).
+FALLBACK_WINDOW = timedelta(minutes=60)
+# HL7 v3 ActReason purpose-of-use codes, as the dialog names them; the policies decide which count.
 REASONS = {
     "ETREAT": "Emergency treatment",
     "ERTREAT": "Emergency research treatment",
     "BTG": "Break the glass (other emergency)",
 }
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 
 
-class BreakGlassRefused(Exception):
-    """Emergency access was not granted; the message says why, for the clinician."""
+def in_words(text: str) -> str:
+    """Why a justification is not written in words (one repeated character), or ""."""
+    letters = {c for c in text.lower() if not c.isspace()}
+    return "" if len(letters) >= 5 or not text.strip() else "The justification must say why, in words."
 
 
-def justification_problem(text: str) -> str:
-    """Why a justification is not acceptable, or "" when it is."""
-    stripped = " ".join(text.split())
-    if len(stripped) < MIN_JUSTIFICATION:
-        return f"Write at least {MIN_JUSTIFICATION} characters on why you need emergency access."
-    letters = [c for c in stripped.lower() if not c.isspace()]
-    if len(set(letters)) < 5:
-        return "The justification must say why, in words (not a repeated character)."
-    return ""
+def window_of(decision: Decision) -> timedelta:
+    """The time the policy gives an emergency access (a duration such as "60m" or "1h30m")."""
+    text = decision.output("expires_in")
+    parts = _DURATION.findall(text) if isinstance(text, str) else []
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return FALLBACK_WINDOW
+    unit = {"h": 3600, "m": 60, "s": 1}
+    return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
 
 
 @dataclass(frozen=True)
@@ -54,14 +62,16 @@ class BreakGlassSession:
     reason: str
     justification: str
     started_at: datetime  # wall clock, recorded
+    expires_at: datetime  # wall clock, recorded
     started_monotonic: float | None = None  # this process only
 
     def remaining(self, now: datetime, monotonic_now: float | None = None) -> timedelta:
         """Time left: the smaller of the wall-clock and the monotonic view, so neither a clock
         change nor a restart can extend the window."""
-        left = WINDOW - (now - self.started_at)
+        left = self.expires_at - now
         if self.started_monotonic is not None and monotonic_now is not None:
-            left = min(left, WINDOW - timedelta(seconds=monotonic_now - self.started_monotonic))
+            window = self.expires_at - self.started_at
+            left = min(left, window - timedelta(seconds=monotonic_now - self.started_monotonic))
         return max(left, timedelta(0))
 
     def attribute(self) -> dict[str, str]:
@@ -70,70 +80,134 @@ class BreakGlassSession:
                 "reason": self.reason, "justification": self.justification}
 
 
-class BreakGlassService:
-    def __init__(self, store: Store, users: UserDirectory, audit: AuditChain,
-                 decide: Callable[[SignedInUser, str, str, str], tuple[bool, str, str]],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+class BreakGlassSessions:
+    """The recorded sessions and, within this process, their monotonic starts."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.users, self.audit, self.decide = store, users, audit, decide
-        self.clock, self.monotonic = clock, monotonic
+        self.store, self.clock, self.monotonic = store, clock, monotonic
         self._monotonic_starts: dict[str, float] = {}
 
-    def start(self, user: SignedInUser, patient_id: str, reason: str, justification: str,
-              password: str) -> BreakGlassSession:
-        """Grants emergency access to one patient, or raises BreakGlassRefused saying why."""
-        if reason not in REASONS:
-            raise BreakGlassRefused("Choose the reason for emergency access.")
-        problem = justification_problem(justification)
-        if problem:
-            raise BreakGlassRefused(problem)
-        if self.users.authenticate(user.id, password) is None:
-            raise BreakGlassRefused("The password is not correct: emergency access needs your password again.")
-        allowed, why, rule = self.decide(user, patient_id, reason, justification.strip())
-        if not allowed:
-            raise BreakGlassRefused(why)
-        self._end_open_sessions(user, "replaced by a new emergency access")
-        started = self.monotonic()
-        session = BreakGlassSession(f"bg-{uuid.uuid4().hex[:12]}", user.id, patient_id, reason,
-                                    justification.strip(), self.clock(), started)
-        self._monotonic_starts[session.id] = started
-        self.audit.append(AuditRecord(
-            "event", user.id, "break_glass", list(user.roles), "patient_record", patient_id, patient_id,
-            "EFFECT_ALLOW", rule=rule, purpose_of_use=reason, justification=session.justification,
-            event_type="break_glass_started",
-            details={"session_id": session.id, "expires_at": (session.started_at + WINDOW).isoformat(),
-                     "review": "required"}))
-        self.store.add_break_glass_session({"id": session.id, "user_id": user.id, "patient_id": patient_id,
-                                            "reason": reason, "justification": session.justification,
-                                            "started_at": session.started_at.isoformat(), "ended_at": None,
-                                            "end_reason": None})
-        return session
+    def open_sessions(self, user_id: str) -> list[BreakGlassSession]:
+        """The user's sessions not yet closed, the latest first (some may be past their window)."""
+        return [self._session(row) for row in self.store.open_break_glass_sessions(user_id)]
 
     def active(self, user_id: str) -> BreakGlassSession | None:
         """The user's session still inside its window (after a restart too), else None."""
-        for row in self.store.open_break_glass_sessions(user_id):
-            session = self._session(row)
-            if self.remaining(session) > timedelta(0):
-                return session
-            self.end(session, "expired")
-        return None
+        return next((s for s in self.open_sessions(user_id) if self.remaining(s) > timedelta(0)), None)
 
     def remaining(self, session: BreakGlassSession) -> timedelta:
         return session.remaining(self.clock(), self.monotonic())
 
-    def end(self, session: BreakGlassSession, why: str = "ended by the clinician") -> None:
-        """Closes the session (by the clinician or at expiry) and audits it, once."""
-        if self.store.end_break_glass_session(session.id, self.clock().isoformat(), why):
-            self.audit.append(AuditRecord(
-                "event", session.user_id, "break_glass", [], "patient_record", session.patient_id,
-                session.patient_id, event_type="break_glass_ended", purpose_of_use=session.reason,
-                details={"session_id": session.id, "why": why, "review": "required"}))
+    def open(self, user_id: str, patient_id: str, reason: str, justification: str,
+             window: timedelta) -> BreakGlassSession:
+        started, now = self.monotonic(), self.clock()
+        session = BreakGlassSession(f"bg-{uuid.uuid4().hex[:12]}", user_id, patient_id, reason, justification,
+                                    now, now + window, started)
+        self._monotonic_starts[session.id] = started
+        self.store.add_break_glass_session({
+            "id": session.id, "user_id": user_id, "patient_id": patient_id, "reason": reason,
+            "justification": justification, "started_at": session.started_at.isoformat(),
+            "expires_at": session.expires_at.isoformat(), "ended_at": None, "end_reason": None})
+        return session
 
-    def _end_open_sessions(self, user: SignedInUser, why: str) -> None:
-        for row in reversed(self.store.open_break_glass_sessions(user.id)):  # the earliest started first
-            self.end(self._session(row), why)
+    def close(self, session: BreakGlassSession, why: str) -> bool:
+        """Closes it if still open; whether this call closed it (so it is audited once)."""
+        return self.store.end_break_glass_session(session.id, self.clock().isoformat(), why)
 
     def _session(self, row: dict[str, Any]) -> BreakGlassSession:
-        """A recorded session; its monotonic start is known only in the process that started it."""
+        started = datetime.fromisoformat(row["started_at"])
+        expires = datetime.fromisoformat(row["expires_at"]) if row.get("expires_at") else started + FALLBACK_WINDOW
         return BreakGlassSession(row["id"], row["user_id"], row["patient_id"], row["reason"], row["justification"],
-                                 datetime.fromisoformat(row["started_at"]), self._monotonic_starts.get(row["id"]))
+                                 started, expires, self._monotonic_starts.get(row["id"]))
+
+
+class Principals:
+    """The user as the policies must see them now: delegations as currently recorded, and
+    ``break_glass`` while an emergency access is active."""
+
+    def __init__(self, users: UserDirectory, sessions: BreakGlassSessions) -> None:
+        self.users, self.sessions = users, sessions
+
+    def __call__(self, user: SignedInUser) -> SignedInUser:
+        current = self.users.refresh(user)
+        session = self.sessions.active(user.id)
+        if session is None:
+            return current
+        return SignedInUser(current.id, current.name, current.roles,
+                            {**current.attributes, "break_glass": session.attribute()})
+
+
+class BreakGlassService:
+    def __init__(self, store: Store, sessions: BreakGlassSessions, users: UserDirectory, access: AccessService,
+                 audit: AuditTrail) -> None:
+        self.store, self.sessions, self.users, self.access, self.audit = store, sessions, users, access, audit
+
+    def offer(self, user: SignedInUser, patient_id: str, reason: str = "", justification: str = "") -> Decision:
+        """Whether emergency access would be granted with what is typed so far (nothing, at
+        first): the policies' answer and, when only the form is missing, remedy "complete_form"."""
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return Decision.refused("break_glass", "There is no such patient.")
+        return self.access.decide_one(user, self._record(patient_id, reason, justification), "break_glass")
+
+    def start(self, user: SignedInUser, patient_id: str, reason: str, justification: str,
+              password: str) -> BreakGlassSession:
+        """Grants emergency access to one patient, or raises Refused saying why."""
+        justification = " ".join(justification.split())
+        problem = in_words(justification)
+        if problem:
+            raise refuse("break_glass", problem)
+        if self.users.authenticate(user.id, password) is None:
+            raise refuse("break_glass", "The password is not correct: emergency access needs your password again.")
+        if self.store.patient(patient_id) is None:
+            raise refuse("break_glass", "There is no such patient.")
+        record = self._record(patient_id, reason, justification)
+        decision = self.access.require(user, record, "break_glass")
+        current = self.active(user)
+        if current is not None:
+            self._close(user, current, "replaced by a new emergency access")
+        window = window_of(decision)
+        session = self.sessions.open(user.id, patient_id, reason, justification, window)
+        self.audit.event(user, record, decision, "break_glass_started", purpose_of_use=reason,
+                         justification=justification,
+                         details={"session_id": session.id, "expires_at": session.expires_at.isoformat(),
+                                  "review": "required"})
+        return session
+
+    def active(self, user: SignedInUser) -> BreakGlassSession | None:
+        """The user's session inside its window; any that ran out are closed (and audited) first."""
+        for session in self.sessions.open_sessions(user.id):
+            if self.sessions.remaining(session) <= timedelta(0):
+                self._close(user, session, "expired")
+        return self.sessions.active(user.id)
+
+    def remaining(self, session: BreakGlassSession) -> timedelta:
+        return self.sessions.remaining(session)
+
+    def end(self, user: SignedInUser, why: str = "ended by the clinician") -> None:
+        """Ends the user's emergency access now (decided by ``end_break_glass``)."""
+        for session in self.sessions.open_sessions(user.id):
+            self._close(user, session, why)
+
+    def _close(self, user: SignedInUser, session: BreakGlassSession, why: str) -> None:
+        record = self._record(session.patient_id)
+        if self.sessions.remaining(session) <= timedelta(0):
+            why = "expired"
+        details = {"session_id": session.id, "why": why, "review": "required"}
+        if why == "expired":  # nobody decided this: the time ran out
+            if self.sessions.close(session, why):
+                self.audit.closed_by_the_system(user.id, record, "break_glass_ended", details=details,
+                                                purpose_of_use=session.reason)
+            return
+        decision = self.access.require(user, record, "end_break_glass")
+        if self.sessions.close(session, why):
+            self.audit.event(user, record, decision, "break_glass_ended", details=details,
+                             purpose_of_use=session.reason)
+
+    def _record(self, patient_id: str, reason: str = "", justification: str = "") -> Any:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            raise refuse("break_glass", "There is no such patient.")
+        extra = {k: v for k, v in (("break_glass_reason", reason), ("break_glass_justification", justification)) if v}
+        return resources.patient_record(patient, **extra)

@@ -1,29 +1,34 @@
 """Compliance review: the queue of break-glass sessions and exports with their context; accept or
 reject with a comment, remind the clinician, take a late justification, mark resolved. Every step
-is an annotation in the audit log that references the event, so the log itself holds the review
-(nothing is edited). Reports: a compliance officer any type, a hospital admin usage only."""
+is a policy action on the event (``accept_review``, ``reject_review``, ``remind``,
+``resolve_review``, ``add_late_justification``) and an annotation in the audit log that references
+it, so the log itself holds the review (nothing is edited). Reports: one ``generate`` decision per
+report type."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authz import Resource
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision, Effect
+from authz.audit import AuditRecord
 
-from .access import Decision
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser
 
 REVIEWED_EVENTS = ("break_glass_started", "export")
-REVIEW_STEPS = {"review_accepted": "accepted", "review_rejected": "rejected", "review_resolved": "resolved"}
+REVIEW_STEPS = ("accept_review", "reject_review", "remind", "resolve_review")
+LATE_JUSTIFICATION = "add_late_justification"
+# An event's review state after each kind of annotation (the earlier release's names too).
+STATE_AFTER = {"accept_review": "accepted", "reject_review": "rejected", "resolve_review": "resolved",
+               "review_accepted": "accepted", "review_rejected": "rejected", "review_resolved": "resolved"}
+REMINDERS = ("remind", "reminder")
+LATE = (LATE_JUSTIFICATION, "late_justification")
 REPORT_TYPES = ("usage", "access", "break_glass", "export", "firmware")
-
-
-class ReviewRefused(Exception):
-    """The review step was not allowed; the message says why."""
 
 
 @dataclass
@@ -36,7 +41,7 @@ class ReviewItem:
 
     @property
     def late_justification(self) -> str:
-        return next((a.justification for a in reversed(self.annotations) if a.event_type == "late_justification"), "")
+        return next((a.justification for a in reversed(self.annotations) if a.event_type in LATE), "")
 
     @property
     def needs_attention(self) -> bool:
@@ -52,43 +57,89 @@ class Report:
     total: int
 
 
-Decide = Callable[[SignedInUser, Resource, str], Decision]
-
-
 class ComplianceService:
-    def __init__(self, store: Store, audit: AuditChain, decide: Decide,
-                 resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user) -> None:
-        """``resolve`` gives the user as the policies see them now; each public method calls it once."""
-        self.store, self.audit, self.decide, self.resolve = store, audit, decide, resolve
-
-    def _event_resource(self, event: AuditRecord) -> Resource:
-        patient = self.store.patient(event.patient_id) if event.patient_id else None
-        return Resource("audit_event", event.record_id, {
-            "hospital_id": patient.hospital_id if patient else "", "actor_id": event.principal_id,
-            "event_type": event.event_type, "patient_id": event.patient_id})
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail) -> None:
+        self.store, self.access, self.audit = store, access, audit
 
     def queue(self, user: SignedInUser) -> list[ReviewItem]:
         """The events this user may review, with their review state and context, newest first."""
-        user = self.resolve(user)
         records = list(self.audit.records())
         annotations: dict[str, list[AuditRecord]] = {}
         for r in records:
             if r.kind == "annotation":
                 annotations.setdefault(r.ref, []).append(r)
+        events = {r.record_id: r for r in records if r.kind == "event" and r.event_type in REVIEWED_EVENTS}
+        allowed = self.access.permitted(user, (self._resource(e) for e in events.values()), "review")
         items = []
-        for event in records:
-            if event.kind != "event" or event.event_type not in REVIEWED_EVENTS:
-                continue
-            resource = self._event_resource(event)
-            if not self.decide(user, resource, "review").allowed:
-                continue
+        for resource in allowed:
+            event = events[resource.id]
             item = ReviewItem(event, resource.attr["hospital_id"], annotations=annotations.get(event.record_id, []))
             for a in item.annotations:
-                item.state = REVIEW_STEPS.get(a.event_type, item.state)
+                item.state = STATE_AFTER.get(a.event_type, item.state)
             if event.event_type == "break_glass_started":
                 item.accesses = self._accesses_under(event, records)
             items.append(item)
         return sorted(items, key=lambda i: i.event.seq, reverse=True)
+
+    def steps(self, user: SignedInUser, event_id: str) -> dict[str, Decision]:
+        """The review steps this user may take on the event (each decided by the policies)."""
+        event = self.audit.get(event_id)
+        if event is None:
+            return {s: Decision.refused(s, "There is no such event to review.") for s in REVIEW_STEPS}
+        return self.access.decide(user, self._resource(event), REVIEW_STEPS)
+
+    def annotate(self, user: SignedInUser, event_id: str, step: str, comment: str) -> AuditRecord:
+        """A review step or a late justification, as the policies allow (raises Refused)."""
+        event = self.audit.get(event_id)
+        if event is None or event.kind != "event":
+            raise refuse(step, "There is no such event to review.")
+        if step not in (*REVIEW_STEPS, LATE_JUSTIFICATION):
+            raise refuse(step, f"Unknown review step {step!r}.")
+        if step == LATE_JUSTIFICATION and len(comment.strip()) < 10:
+            raise refuse(step, "Write the justification (at least 10 characters).")
+        if step != LATE_JUSTIFICATION and len(comment.strip()) < 5:
+            raise refuse(step, "Write a comment for the clinician and the record.")
+        decision = self.access.require(user, self._resource(event), step)
+        return self.audit.annotate(user, event_id, comment.strip(), decision)
+
+    def open_questions(self, user: SignedInUser, include_answered: bool = False) -> list[tuple[str, str, str]]:
+        """(event id, compliance's reminder, what the event was) for this clinician's own events
+        that compliance asked about and that have no late justification yet."""
+        records = list(self.audit.records())
+        by_id = {r.record_id: r for r in records}
+        answered = {r.ref for r in records if r.kind == "annotation" and r.event_type in LATE}
+        out = []
+        for r in records:
+            if r.kind != "annotation" or r.event_type not in REMINDERS:
+                continue
+            original = by_id.get(r.ref)
+            if original is None or original.principal_id != user.id:
+                continue
+            if include_answered or r.ref not in answered:
+                what = (f"{original.event_type.replace('_', ' ')} for patient {original.patient_id} "
+                        f"on {original.time[:16].replace('T', ' ')} UTC")
+                out.append((r.ref, r.justification, what))
+        return out
+
+    def report_types(self, user: SignedInUser, hospital_id: str) -> dict[str, Decision]:
+        """Each report type, as the policies let this user generate it for the hospital."""
+        return {t: self.access.decide_one(user, resources.compliance_report(t, hospital_id), "generate")
+                for t in REPORT_TYPES}
+
+    def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:
+        """A report the policies allow this user to generate (raises Refused)."""
+        if report_type not in REPORT_TYPES:
+            raise refuse("generate", f"Unknown report type {report_type!r}.")
+        self.access.require(user, resources.compliance_report(report_type, hospital_id), "generate")
+        patients = {p.id for p in self.store.patients([hospital_id])}
+        records = [r for r in self.audit.records() if r.patient_id in patients or not r.patient_id]
+        counts: Counter[str] = Counter(label for r in records if (label := _label(report_type, r)))
+        return Report(report_type, hospital_id, sorted(counts.items()), sum(counts.values()))
+
+    def _resource(self, event: AuditRecord) -> Any:
+        patient = self.store.patient(event.patient_id) if event.patient_id else None
+        return resources.audit_event(event.record_id, patient.hospital_id if patient else "", event.principal_id,
+                                     event.event_type, event.patient_id)
 
     @staticmethod
     def _accesses_under(start: AuditRecord, records: list[AuditRecord]) -> int:
@@ -99,79 +150,17 @@ class ComplianceService:
                    and r.patient_id == start.patient_id and r.seq > start.seq and (end_seq is None or r.seq < end_seq)
                    and {"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs])
 
-    def annotate(self, user: SignedInUser, event_id: str, step: str, comment: str) -> AuditRecord:
-        """accept, reject, remind or resolve (compliance), or a late justification (the actor)."""
-        user = self.resolve(user)
-        event = self.audit.get(event_id)
-        if event is None or event.kind != "event":
-            raise ReviewRefused("There is no such event to review.")
-        if step != "late_justification" and len(comment.strip()) < 5:
-            raise ReviewRefused("Write a comment for the clinician and the record.")
-        if step == "late_justification" and len(comment.strip()) < 10:
-            raise ReviewRefused("Write the justification (at least 10 characters).")
-        if step not in ("review_accepted", "review_rejected", "review_resolved", "reminder", "late_justification"):
-            raise ReviewRefused(f"Unknown review step {step!r}.")
-        decision = self.decide(user, self._event_resource(event), "annotate")
-        if not decision.allowed or (step != "late_justification" and "compliance_officer" not in user.roles):
-            raise ReviewRefused("Only a compliance officer of this hospital reviews events; the clinician who "
-                                "acted may add a late justification.")
-        return self.audit.annotate(event_id, user.id, comment.strip(), event_type=step,
-                                   principal_roles=list(user.roles))
 
-    def reminders_for(self, user: SignedInUser) -> list[str]:
-        """Reminders compliance sent to this clinician about their own events."""
-        return [text for _, text, _ in self.open_questions(user, include_answered=True)]
-
-    def open_questions(self, user: SignedInUser, include_answered: bool = False) -> list[tuple[str, str, str]]:
-        """(event id, compliance's reminder, what the event was) for this clinician's own events
-        that compliance asked about and that have no late justification yet."""
-        records = list(self.audit.records())
-        by_id = {r.record_id: r for r in records}
-        answered = {r.ref for r in records if r.kind == "annotation" and r.event_type == "late_justification"}
-        out = []
-        for r in records:
-            if r.kind == "annotation" and r.event_type == "reminder":
-                original = by_id.get(r.ref)
-                if original is None or original.principal_id != user.id:
-                    continue
-                if include_answered or r.ref not in answered:
-                    what = f"{original.event_type.replace('_', ' ')} for patient {original.patient_id} " \
-                           f"on {original.time[:16].replace('T', ' ')} UTC"
-                    out.append((r.ref, r.justification, what))
-        return out
-
-    def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:
-        """A report the policy allows this user to generate (raises ReviewRefused)."""
-        user = self.resolve(user)
-        if report_type not in REPORT_TYPES:
-            raise ReviewRefused(f"Unknown report type {report_type!r}.")
-        resource = Resource("compliance_report", f"{report_type}-{hospital_id}",
-                            {"hospital_id": hospital_id, "report_type": report_type})
-        if not self.decide(user, resource, "generate").allowed:
-            raise ReviewRefused("Hospital administrators generate usage reports only; compliance officers "
-                                "generate every report of their hospital.")
-        patients = {p.id for p in self.store.patients([hospital_id])}
-        records = [r for r in self.audit.records() if r.patient_id in patients or not r.patient_id]
-        counts: Counter[str] = Counter()
-        for r in records:
-            label = self._label(report_type, r)
-            if label:
-                counts[label] += 1
-        rows = sorted(counts.items())
-        return Report(report_type, hospital_id, rows, sum(counts.values()))
-
-    @staticmethod
-    def _label(report_type: str, r: AuditRecord) -> str:
-        if report_type == "usage":
-            return r.time[:10] if r.kind == "decision" else ""
-        if report_type == "access":
-            return f"{r.action}: {r.effect.replace('EFFECT_', '').lower()}" if r.kind == "decision" else ""
-        if report_type == "break_glass":
-            return r.event_type if r.event_type.startswith("break_glass") else ""
-        if report_type == "export":
-            return ("de-identified" if r.details.get("deidentified") else "identified") \
-                if r.event_type == "export" else ""
-        return r.event_type if r.event_type.startswith("firmware") else ""
+def _label(report_type: str, r: AuditRecord) -> str:
+    if report_type == "usage":
+        return r.time[:10] if r.kind == "decision" else ""
+    if report_type == "access":
+        return f"{r.action}: {Effect(r.effect).name.lower()}" if r.kind == "decision" else ""
+    if report_type == "break_glass":
+        return r.event_type if r.event_type.startswith("break_glass") else ""
+    if report_type == "export":
+        return ("de-identified" if r.details.get("deidentified") else "identified") if r.event_type == "export" else ""
+    return r.event_type if r.event_type.startswith("firmware") else ""
 
 
 def summary(item: ReviewItem) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The patient's consent, captured in the app: who gave it, to what scope, when, until when, and
-who recorded it. The policies read it as ``R.attr.consent`` (policies/README.md)."""
+who recorded it. Recording it is the ``record_consent`` action (the patient, or the assigned
+physician on the patient's word); the policies read it as ``R.attr.consent`` (policies/README.md)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision
 
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser
 
 SCOPES = {"export": "Export of my data (identified to my physician, de-identified to the device manufacturer)"}
-
-
-class ConsentRefused(Exception):
-    """The consent could not be recorded; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -36,27 +36,38 @@ class Consent:
 
 
 class ConsentService:
-    def __init__(self, store: Store, audit: AuditChain, may_view: Callable[[SignedInUser, str], bool],
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.store, self.audit, self.may_view, self.clock = store, audit, may_view, clock
+        self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
-    def record(self, recorder: SignedInUser, patient_id: str, scope: str, given_by: str,
-               expires_at: datetime) -> Consent:
-        """Records consent given in person; the recorder must be someone allowed to view the chart."""
+    def offer(self, user: SignedInUser, patient_id: str) -> Decision:
+        """Whether this user may record the patient's consent (remedy "complete_form": once the
+        form says the patient gave it in person)."""
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return Decision.refused("record_consent", "There is no such patient.")
+        return self.access.decide_one(user, resources.patient_record(patient), "record_consent")
+
+    def record(self, recorder: SignedInUser, patient_id: str, scope: str, given_by: str, expires_at: datetime,
+               patients_word: bool = False) -> Consent:
+        """Records consent given in person, as the policies allow (raises Refused saying why).
+        ``patients_word``: the recorder confirms the patient gave it to them in person."""
         if scope not in SCOPES:
-            raise ConsentRefused(f"Unknown consent scope {scope!r}.")
+            raise refuse("record_consent", f"Unknown consent scope {scope!r}.")
         if not given_by.strip():
-            raise ConsentRefused("Enter who gave the consent (the patient's name as signed).")
+            raise refuse("record_consent", "Enter who gave the consent (the patient's name as signed).")
         if expires_at <= self.clock():
-            raise ConsentRefused("The consent must last until a time in the future.")
-        if not self.may_view(recorder, patient_id):
-            raise ConsentRefused("Only someone who may open this patient's record can record their consent.")
+            raise refuse("record_consent", "The consent must last until a time in the future.")
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            raise refuse("record_consent", "There is no such patient.")
+        record = resources.patient_record(patient, patient_permission=patients_word)
+        decision = self.access.require(recorder, record, "record_consent")
         consent = Consent(f"consent-{uuid.uuid4().hex[:12]}", patient_id, scope, given_by.strip(), recorder.id,
                           self.clock(), expires_at.astimezone(UTC))
-        self.audit.append(AuditRecord(
-            "event", recorder.id, "record_consent", list(recorder.roles), "patient_record", patient_id, patient_id,
-            event_type="consent_recorded",
-            details={"consent_id": consent.id, "scope": scope, "expires_at": consent.expires_at.isoformat()}))
+        self.audit.event(recorder, record, decision, "consent_recorded",
+                         details={"consent_id": consent.id, "scope": scope,
+                                  "expires_at": consent.expires_at.isoformat()})
         self.store.add_consent({**consent.__dict__, "recorded_at": consent.recorded_at.isoformat(),
                                 "expires_at": consent.expires_at.isoformat()})
         return consent

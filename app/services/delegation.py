@@ -1,8 +1,10 @@
-"""Delegation: the patient, or the assigned physician with the patient's permission recorded,
-lets a named caregiver see that one patient's permitted data until an expiry; revocable.
+"""Delegation: the patient, or the assigned physician with the patient's permission, lets a named
+caregiver see that one patient's permitted data until an expiry; revocable.
 
-The policies do the enforcing (``active_delegate`` in ccc_roles.yaml reads ``P.attr.delegations``
-and their expiry); this service records grants and revocations and audits both."""
+Every step is a policy action: ``delegate_access`` and ``revoke_delegation`` on the record, and
+``receive_delegation`` on the caregiver's account (who may be chosen at all). The policies also do
+the enforcing (``active_delegate`` in ccc_roles.yaml reads ``P.attr.delegations`` and their expiry);
+this service records grants and revocations and audits both."""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision
 
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser
-
-
-class DelegationRefused(Exception):
-    """The grant or revocation was not allowed; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -39,29 +40,40 @@ class Delegation:
 
 
 class DelegationService:
-    def __init__(self, store: Store, audit: AuditChain,
-                 may_delegate: Callable[[SignedInUser, str, bool], tuple[bool, str, str]],
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.store, self.audit, self.may_delegate, self.clock = store, audit, may_delegate, clock
+        self.store, self.access, self.audit, self.clock = store, access, audit, clock
+
+    def offer(self, user: SignedInUser, patient_id: str) -> Decision:
+        """Whether this user may delegate the patient's access (remedy "complete_form": once the
+        form records the patient's permission)."""
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return Decision.refused("delegate_access", "There is no such patient.")
+        return self.access.decide_one(user, resources.patient_record(patient), "delegate_access")
+
+    def caregivers(self, user: SignedInUser) -> list[tuple[str, str]]:
+        """(id, name) of the accounts the policies let this user delegate to."""
+        staff = {s["id"]: s for s in self.store.staff_members()}
+        accounts = (resources.account(s["id"], [s["role"]]) for s in staff.values())
+        return [(r.id, staff[r.id]["name"]) for r in self.access.permitted(user, accounts, "receive_delegation")]
 
     def grant(self, granter: SignedInUser, patient_id: str, delegate_id: str, expires_at: datetime,
               patient_permission: bool) -> Delegation:
-        """Records a delegation after the policy allowed ``delegate_access``; raises DelegationRefused."""
+        """Records a delegation the policies allow; raises Refused saying why not."""
         delegate = self.store.staff(delegate_id)
-        if delegate is None or delegate["role"] != "delegated_caregiver":
-            raise DelegationRefused("Choose a registered caregiver account to delegate to.")
+        if delegate is None:
+            raise refuse("delegate_access", "Choose the caregiver's account.")
         if expires_at.tzinfo is None or expires_at <= self.clock():
-            raise DelegationRefused("The delegation must end at a time in the future.")
-        allowed, why, rule = self.may_delegate(granter, patient_id, patient_permission)
-        if not allowed:
-            raise DelegationRefused(why)
+            raise refuse("delegate_access", "The delegation must end at a time in the future.")
+        self.access.require(granter, resources.account(delegate_id, [delegate["role"]]), "receive_delegation")
+        record = self._record(patient_id, patient_permission=patient_permission)
+        decision = self.access.require(granter, record, "delegate_access")
         delegation = Delegation(f"del-{uuid.uuid4().hex[:12]}", patient_id, delegate_id, granter.id,
                                 patient_permission, expires_at.astimezone(UTC), False)
-        self.audit.append(AuditRecord(
-            "event", granter.id, "delegate_access", list(granter.roles), "patient_record", patient_id, patient_id,
-            "EFFECT_ALLOW", rule=rule, event_type="delegation_granted",
-            details={"delegation_id": delegation.id, "delegate_id": delegate_id,
-                     "expires_at": delegation.expires_at.isoformat(), "patient_permission": patient_permission}))
+        self.audit.event(granter, record, decision, "delegation_granted", details={
+            "delegation_id": delegation.id, "delegate_id": delegate_id,
+            "expires_at": delegation.expires_at.isoformat(), "patient_permission": patient_permission})
         self.store.add_delegation({
             "id": delegation.id, "patient_id": patient_id, "delegate_id": delegate_id, "granted_by": granter.id,
             "patient_permission": patient_permission, "expires_at": delegation.expires_at.isoformat(),
@@ -69,19 +81,22 @@ class DelegationService:
         return delegation
 
     def revoke(self, revoker: SignedInUser, delegation_id: str) -> None:
-        """Ends a delegation now; the same people who may grant it may revoke it."""
+        """Ends a delegation now, as the policies allow (``revoke_delegation``)."""
         row = self.store.delegation(delegation_id)
         if row is None:
-            raise DelegationRefused("There is no such delegation.")
+            raise refuse("revoke_delegation", "There is no such delegation.")
         delegation = Delegation.from_row(row)
-        allowed, why, rule = self.may_delegate(revoker, delegation.patient_id, True)
-        if not allowed:
-            raise DelegationRefused(why)
-        self.audit.append(AuditRecord(
-            "event", revoker.id, "delegate_access", list(revoker.roles), "patient_record", delegation.patient_id,
-            delegation.patient_id, "EFFECT_ALLOW", rule=rule, event_type="delegation_revoked",
-            details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id}))
+        record = self._record(delegation.patient_id)
+        decision = self.access.require(revoker, record, "revoke_delegation")
+        self.audit.event(revoker, record, decision, "delegation_revoked",
+                         details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id})
         self.store.revoke_delegation(delegation_id)
 
     def for_patient(self, patient_id: str) -> list[Delegation]:
         return [Delegation.from_row(r) for r in self.store.delegations_for_patient(patient_id)]
+
+    def _record(self, patient_id: str, **extra: Any) -> Any:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            raise refuse("delegate_access", "There is no such patient.")
+        return resources.patient_record(patient, **extra)

@@ -16,8 +16,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision
 
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
+from .consent import ConsentService
 from .store import Store
 from .users import SignedInUser
 
@@ -25,10 +29,6 @@ MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 DAYS_BEFORE_EXPORT = "https://ccc-workstation.invalid/fhir/StructureDefinition/days-before-export"
 Progress = Callable[[int, int], None]
-
-
-class ExportRefused(Exception):
-    """The export was not allowed or could not be written; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def patient_data(store: Store, patient_id: str) -> dict[str, Any]:
     """Everything an export may contain, identified."""
     patient = store.patient(patient_id)
     if patient is None:
-        raise ExportRefused("There is no such patient.")
+        raise refuse("export", "There is no such patient.")
     return {"patient": {k: getattr(patient, k) for k in ("id", "mrn", "name", "birth_date", "sex", "hospital_id",
                                                          "room", "bed")},
             "device": store.device_for(patient_id),
@@ -127,19 +127,24 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 
 class ExportService:
-    def __init__(self, store: Store, audit: AuditChain,
-                 decide: Callable[[SignedInUser, str, str, bool], tuple[bool, str, str, list[dict[str, Any]]]],
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail, consents: ConsentService,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.store, self.audit, self.decide, self.clock = store, audit, decide, clock
+        self.store, self.access, self.audit, self.consents, self.clock = store, access, audit, consents, clock
+
+    def offers(self, user: SignedInUser, patient_id: str) -> dict[str, Decision]:
+        """The export of this record as this user could make it, identified and de-identified,
+        decided on the record as it stands (consent included) before a reason is typed: allowed,
+        or refused with remedy "complete_form" when only the form's reason is missing."""
+        return {kind: self.access.decide_one(user, self._record(patient_id, "", kind == "deidentified"), "export")
+                for kind in ("identified", "deidentified")}
 
     def export(self, user: SignedInUser, patient_id: str, *, deidentified: bool, reason: str, fmt: str,
                directory: Path, progress: Progress | None = None) -> ExportResult:
-        """Decides, builds, writes and audits one export (raises ExportRefused saying why)."""
+        """Decides, builds, writes and audits one export (raises Refused saying why)."""
         if fmt not in ("json", "fhir"):
-            raise ExportRefused(f"Unknown export format {fmt!r}: use json or fhir.")
-        allowed, why, rule, outputs = self.decide(user, patient_id, reason.strip(), deidentified)
-        if not allowed:
-            raise ExportRefused(why)
+            raise refuse("export", f"Unknown export format {fmt!r}: use json or fhir.")
+        record = self._record(patient_id, reason.strip(), deidentified)
+        decision = self.access.require(user, record, "export")
         step = progress or (lambda done, total: None)
         step(0, 3)
         today = self.clock().date()
@@ -150,21 +155,28 @@ class ExportService:
         document = fhir_bundle(data, deidentified) if fmt == "fhir" else {"format": "ccc-export/1", **data}
         content = json.dumps(document, indent=1, sort_keys=True, default=str).encode()
         name = f"{data['study_id'] if deidentified else patient_id}-{self.clock():%Y%m%dT%H%M%S}.{fmt}.json"
-        path = directory / name
         step(2, 3)
-        flagged = any(o.get("val", {}).get("audit_flag") == "export_reason_missing" for o in outputs
-                      if isinstance(o.get("val"), dict))
-        record = self.audit.append(AuditRecord(
-            "event", user.id, "export", list(user.roles), "patient_record", patient_id, patient_id, "EFFECT_ALLOW",
-            rule=rule, justification=reason.strip(), outputs=outputs, event_type="export",
-            details={"format": fmt, "deidentified": deidentified, "sha256": hashlib.sha256(content).hexdigest(),
-                     "file": name, "review": "required" if flagged else "none"}))
-        write_atomically(path, content)  # after the audit record: nothing leaves unrecorded
+        flagged = decision.output("audit_flag") == "export_reason_missing"
+        event = self.audit.event(user, record, decision, "export", justification=reason.strip(), details={
+            "format": fmt, "deidentified": deidentified, "sha256": hashlib.sha256(content).hexdigest(),
+            "file": name, "review": "required" if flagged else "none"})
+        write_atomically(directory / name, content)  # after the audit record: nothing leaves unrecorded
         step(3, 3)
-        return ExportResult(path, record.record_id, deidentified, flagged)
+        return ExportResult(directory / name, event.record_id, deidentified, flagged)
 
-    def add_late_reason(self, user: SignedInUser, export_record_id: str, reason: str) -> AuditRecord:
-        """The reason an export lacked, added afterwards as an annotation that references it."""
-        if len(reason.strip()) < 10:
-            raise ExportRefused("Write the reason for the export (at least 10 characters).")
-        return self.audit.annotate(export_record_id, user.id, reason.strip(), event_type="late_justification")
+    def _record(self, patient_id: str, reason: str, deidentified: bool) -> Any:
+        """The record as the export rule reads it: consent in force, the reason, the kind of data
+        and the device's manufacturer."""
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            raise refuse("export", "There is no such patient.")
+        extra: dict[str, Any] = {"deidentified": deidentified}
+        consent = self.consents.current(patient_id)
+        if consent is not None:
+            extra["consent"] = consent.attribute()
+        if reason:
+            extra["export_reason"] = reason
+        device = self.store.device_for(patient_id)
+        if device is not None:
+            extra["manufacturer_id"] = device["manufacturer_id"]
+        return resources.patient_record(patient, **extra)

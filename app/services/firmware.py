@@ -1,6 +1,7 @@
 """Firmware updates for an implanted device: requested, approved by one, approved (a physician
 and a manufacturer engineer, neither the requester), scheduled, applied; or rejected. Every step
-is a decision of the device policy (policies/resources/device.yaml), persisted and audited."""
+is a decision of the device policy (policies/resources/device.yaml), which also says, for an
+approval, which role approved and the state the update moves to. Persisted and audited."""
 
 from __future__ import annotations
 
@@ -8,23 +9,27 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from authz.audit import AuditChain, AuditRecord
+from authz import Decision, Resource
 
+from . import resources
+from .access import AccessService, refuse
+from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser
 
 IN_PROGRESS = ("requested", "approved_by_one", "approved", "scheduled")
-ACTION_OF_EVENT = {"firmware_requested": "request_firmware_update", "firmware_approved": "approve_firmware_update",
-                   "firmware_rejected": "reject_firmware_update", "firmware_scheduled": "schedule_firmware_update",
-                   "firmware_applied": "apply_firmware_update"}
-APPROVER_ROLES = ("physician", "manufacturer_engineer")
-
-
-class FirmwareRefused(Exception):
-    """The step was not allowed; the message says why."""
+STEPS = ("request_firmware_update", "approve_firmware_update", "reject_firmware_update",
+         "schedule_firmware_update", "apply_firmware_update")
+# The state each step (other than an approval, whose outcome the policy gives) moves an update to,
+# and the event it is recorded as.
+MOVES = {"request_firmware_update": ("requested", "firmware_requested"),
+         "approve_firmware_update": ("", "firmware_approved"),
+         "reject_firmware_update": ("rejected", "firmware_rejected"),
+         "schedule_firmware_update": ("scheduled", "firmware_scheduled"),
+         "apply_firmware_update": ("applied", "firmware_applied")}
 
 
 @dataclass(frozen=True)
@@ -51,79 +56,98 @@ class FirmwareUpdate:
                 "approvals": [dict(a) for a in self.approvals]}
 
 
-# (user, device id, action, update or None) -> (allowed, reason, rule)
-DeviceDecision = Callable[[SignedInUser, str, str, "FirmwareUpdate | None"], tuple[bool, str, str]]
+@dataclass(frozen=True)
+class DeviceRow:
+    """A device as a manufacturer's engineer sees it: no patient identifiers, its firmware and update."""
+
+    device_id: str
+    patient_id: str  # internal key only, for the de-identified export; never shown
+    model: str
+    firmware_version: str
+    update: FirmwareUpdate | None
 
 
 class FirmwareService:
-    def __init__(self, store: Store, audit: AuditChain, decide: DeviceDecision,
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.store, self.audit, self.decide, self.clock = store, audit, decide, clock
+        self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
     def current(self, device_id: str) -> FirmwareUpdate | None:
         """The update in progress, else the latest one, else None."""
         rows = [FirmwareUpdate.from_row(r) for r in self.store.firmware_updates_for(device_id)]
         return next((u for u in rows if u.state in IN_PROGRESS), rows[0] if rows else None)
 
-    def request(self, user: SignedInUser, device_id: str, target_version: str) -> FirmwareUpdate:
-        if not target_version.strip():
-            raise FirmwareRefused("Enter the firmware version to update to.")
-        self._check(user, device_id, "request_firmware_update", self.current(device_id))
-        update = FirmwareUpdate(f"fw-{uuid.uuid4().hex[:12]}", device_id, target_version.strip(), "requested",
-                                user.id, (), self.clock().isoformat())
-        self.store.add_firmware_update({**update.__dict__, "approvals": []})
-        self._audit(user, update, "firmware_requested")
-        return update
+    def devices(self, user: SignedInUser) -> list[DeviceRow]:
+        """The devices whose data this user may view (each decided by the device policy)."""
+        known = {d["id"]: d for d in self.store.devices()}
+        candidates = [r for r in (self._resource(d) for d in known.values()) if r is not None]
+        return [DeviceRow(r.id, known[r.id]["patient_id"], known[r.id]["model"], known[r.id]["firmware_version"],
+                          self.current(r.id)) for r in self.access.permitted(user, candidates, "view_device_data")]
 
-    def approve(self, user: SignedInUser, update_id: str) -> FirmwareUpdate:
-        update = self._get(update_id)
-        self._check(user, update.device_id, "approve_firmware_update", update)
-        role = next(r for r in user.roles if r in APPROVER_ROLES)
-        approvals = (*update.approvals, {"by": user.id, "role": role})
-        both = {a["role"] for a in approvals} == set(APPROVER_ROLES)
-        return self._move(user, update, "approved" if both else "approved_by_one", "firmware_approved",
-                          approvals=approvals)
+    def decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
+        """Each step on the device's current update, as the device panel offers it."""
+        device = self.store.device(device_id)
+        resource = self._resource(device) if device else None
+        if resource is None:
+            return {a: Decision.refused(a, "There is no such device.") for a in STEPS}
+        return self.access.decide(user, resource, STEPS)
 
-    def reject(self, user: SignedInUser, update_id: str, comment: str) -> FirmwareUpdate:
-        update = self._get(update_id)
-        self._check(user, update.device_id, "reject_firmware_update", update)
-        return self._move(user, update, "rejected", "firmware_rejected", comment=comment.strip())
+    def step(self, user: SignedInUser, action: str, device_id: str, value: str = "") -> FirmwareUpdate:
+        """One step of the device's update (raises Refused saying why not). ``value``: the target
+        version of a request, the comment of a rejection."""
+        if action not in MOVES:
+            raise refuse(action, f"Unknown firmware step {action!r}.")
+        if action == "request_firmware_update" and not value.strip():
+            raise refuse(action, "Enter the firmware version to update to.")
+        device = self.store.device(device_id)
+        resource = self._resource(device) if device else None
+        if resource is None:
+            raise refuse(action, "There is no such device.")
+        update = self.current(device_id)
+        if action != "request_firmware_update" and update is None:
+            raise refuse(action, "There is no firmware update for this device.")
+        decision = self.access.require(user, resource, action)
+        if action == "request_firmware_update":
+            update = FirmwareUpdate(f"fw-{uuid.uuid4().hex[:12]}", device_id, value.strip(), "requested", user.id,
+                                    (), self.clock().isoformat())
+            self.audit.event(user, resource, decision, "firmware_requested", details=self._details(update))
+            self.store.add_firmware_update({**update.__dict__, "approvals": []})
+            return update
+        assert update is not None
+        return self._move(user, resource, decision, update, value)
 
-    def schedule(self, user: SignedInUser, update_id: str, when: datetime) -> FirmwareUpdate:
-        update = self._get(update_id)
-        self._check(user, update.device_id, "schedule_firmware_update", update)
-        return self._move(user, update, "scheduled", "firmware_scheduled", scheduled_for=when.isoformat())
-
-    def mark_applied(self, user: SignedInUser, update_id: str) -> FirmwareUpdate:
-        update = self._get(update_id)
-        self._check(user, update.device_id, "apply_firmware_update", update)
-        moved = self._move(user, update, "applied", "firmware_applied")
-        self.store.set_device_firmware(update.device_id, update.target_version)
-        return moved
-
-    def _get(self, update_id: str) -> FirmwareUpdate:
-        row = self.store.firmware_update(update_id)
-        if row is None:
-            raise FirmwareRefused("There is no such firmware update.")
-        return FirmwareUpdate.from_row(row)
-
-    def _check(self, user: SignedInUser, device_id: str, action: str, update: FirmwareUpdate | None) -> None:
-        allowed, why, _rule = self.decide(user, device_id, action, update)
-        if not allowed:
-            raise FirmwareRefused(why)
-
-    def _move(self, user: SignedInUser, update: FirmwareUpdate, state: str, event: str,
-              approvals: tuple[dict[str, str], ...] | None = None, **details: str) -> FirmwareUpdate:
+    def _move(self, user: SignedInUser, resource: Resource, decision: Decision, update: FirmwareUpdate,
+              comment: str) -> FirmwareUpdate:
+        state, event = MOVES[decision.action]
+        approvals = update.approvals
+        details = self._details(update)
+        if decision.action == "approve_firmware_update":
+            state, role = decision.output("firmware_state"), decision.output("approval_role")
+            if not isinstance(state, str) or not isinstance(role, str):
+                raise refuse(decision.action, f"The policy that allowed the approval ({decision.rule}) does not "
+                                              "say which role approved and what follows; ask the policy team.")
+            approvals = (*approvals, {"by": user.id, "role": role})
+        if decision.action == "schedule_firmware_update":
+            details["scheduled_for"] = (self.clock() + timedelta(days=1)).isoformat()
+        if decision.action == "reject_firmware_update":
+            details["comment"] = comment.strip()
         moved = FirmwareUpdate(update.id, update.device_id, update.target_version, state, update.requested_by,
-                               approvals if approvals is not None else update.approvals, update.requested_at)
-        self._audit(user, moved, event, **details)
+                               approvals, update.requested_at)
+        self.audit.event(user, resource, decision, event, details={**details, "state": state})
         self.store.update_firmware_update(update.id, state, moved.approvals)
+        if state == "applied":
+            self.store.set_device_firmware(update.device_id, update.target_version)
         return moved
 
-    def _audit(self, user: SignedInUser, update: FirmwareUpdate, event: str, **details: str) -> None:
-        device = self.store.device(update.device_id)
-        self.audit.append(AuditRecord(
-            "event", user.id, ACTION_OF_EVENT[event], list(user.roles), "device",
-            update.device_id, device["patient_id"], "EFFECT_ALLOW", event_type=event,
-            details={"update_id": update.id, "state": update.state, "target_version": update.target_version,
-                     **details}))
+    @staticmethod
+    def _details(update: FirmwareUpdate) -> dict[str, Any]:
+        return {"update_id": update.id, "state": update.state, "target_version": update.target_version}
+
+    def _resource(self, device: dict[str, Any]) -> Resource | None:
+        """The device as the device policy reads it, with its update; None when its patient is unknown."""
+        patient = self.store.patient(device["patient_id"])
+        if patient is None:
+            return None
+        update = self.current(device["id"])
+        return resources.device(device["id"], device["manufacturer_id"], patient,
+                                update.attribute() if update else None)

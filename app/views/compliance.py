@@ -19,11 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.compliance import REPORT_TYPES, Report, ReviewItem, summary
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, summary
+from app.viewmodels.reports_vm import Report, ReportsViewModel
 
-STEPS = {"review_accepted": "&Accept", "review_rejected": "&Reject", "reminder": "Re&mind clinician",
-         "review_resolved": "Mark re&solved"}
+STEPS = {"accept_review": "&Accept", "reject_review": "&Reject", "remind": "Re&mind clinician",
+         "resolve_review": "Mark re&solved"}
 
 
 class ReportChart(QWidget):
@@ -79,14 +79,15 @@ def write_report_pdf(report: Report, path: str) -> None:
 
 
 class ComplianceView(QTabWidget):
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: ComplianceViewModel, reports: ReportsViewModel) -> None:
         super().__init__()
-        self.vm = vm
+        self.vm, self.reports = vm, reports
         self.items: list[ReviewItem] = []
         self.addTab(self._queue_tab(), "Review &queue")
         self.addTab(self._reports_tab(), "Re&ports")
-        vm.signed_in.connect(self._on_signed_in)
-        vm.report_ready.connect(self._report_ready)
+        vm.queue_changed.connect(self.show_queue)
+        reports.types_changed.connect(self.show_report_types)
+        reports.ready.connect(self._report_ready)
 
     def _queue_tab(self) -> QWidget:
         tab = QWidget()
@@ -104,6 +105,7 @@ class ComplianceView(QTabWidget):
         buttons = QHBoxLayout()
         for step, label in STEPS.items():
             button = QPushButton(label)
+            button.setEnabled(False)
             button.clicked.connect(lambda _=False, s=step: self._step(s))
             self.step_buttons[step] = button
             buttons.addWidget(button)
@@ -120,8 +122,6 @@ class ComplianceView(QTabWidget):
     def _reports_tab(self) -> QWidget:
         tab = QWidget()
         self.report_type = QComboBox()
-        for report_type in REPORT_TYPES:
-            self.report_type.addItem(report_type.replace("_", " "), report_type)
         self.generate = QPushButton("&Generate")
         self.generate.clicked.connect(self._generate)
         self.pdf = QPushButton("Export &PDF")
@@ -142,41 +142,46 @@ class ComplianceView(QTabWidget):
         layout.addWidget(self.report_message)
         return tab
 
-    def _on_signed_in(self, user: object) -> None:
-        """Only reviewers load the queue: a clinician's sign-in does not read the whole audit log."""
-        if user is not None and self.vm.workspace() == "compliance":
-            self.refresh()
-        else:
-            self.clear_all()
+    def show_report_types(self, types: list[tuple[str, str]]) -> None:
+        """The report types the policies let this user generate; nothing else is offered."""
+        self.report_type.clear()
+        for report_type, label in types:
+            self.report_type.addItem(label, report_type)
+        self.generate.setEnabled(bool(types))
+        self.chart.show_report(None)
+        self.report = None
+        self.pdf.setEnabled(False)
 
-    def refresh(self) -> None:
-        self.items = self.vm.review_queue()
-        self.table.setRowCount(len(self.items))
-        for i, item in enumerate(self.items):
+    def show_queue(self, items: list[ReviewItem]) -> None:
+        row = self.table.currentRow()
+        self.items = items
+        self.table.setRowCount(len(items))
+        for i, item in enumerate(items):
             info = summary(item)
             state = info["state"] + (" ⚑ needs review" if item.needs_attention else "")
             for j, text in enumerate([state, info["when"], info["who"], info["what"].replace("_", " "),
                                       info["patient"], info["reason"]]):
                 self.table.setItem(i, j, QTableWidgetItem(str(text)))
         self.table.resizeColumnsToContents()
-        can_annotate = "compliance_officer" in (self.vm.user.roles if self.vm.user else ())
-        for button in self.step_buttons.values():
-            button.setEnabled(can_annotate)
-            button.setToolTip("" if can_annotate else "Hospital administrators review; compliance officers decide.")
-
-    def clear_all(self) -> None:
-        self.items = []
-        self.table.setRowCount(0)
-        self.detail.setText("Select an event to see its context.")
-        self.chart.show_report(None)
-        self.report = None
+        if not items:
+            self.detail.setText("Select an event to see its context.")
+        self._show_detail(row)
 
     def _show_detail(self, row: int) -> None:
-        if not 0 <= row < len(self.items):
+        """The selected event in full, and the review steps the policies allow on it."""
+        item = self.items[row] if 0 <= row < len(self.items) else None
+        decisions = self.vm.steps(item.event.record_id) if item else {}
+        for step, button in self.step_buttons.items():
+            decision = decisions.get(step)
+            button.setEnabled(decision is not None and decision.allowed)
+            button.setToolTip(decision.reason if decision is not None else "")
+        refused = next((d for d in decisions.values() if not d.allowed), None)
+        self.message.setText(refused.reason if refused is not None else "")
+        if item is None:
             return
-        info = summary(self.items[row])
+        info = summary(item)
         notes = "".join(f"<li>{a.event_type.replace('_', ' ')} by {a.principal_id}: {a.justification}</li>"
-                        for a in self.items[row].annotations)
+                        for a in item.annotations)
         self.detail.setText(
             f"<b>{info['what'].replace('_', ' ')}</b> by {info['who']} ({', '.join(info['roles'])}) on patient "
             f"{info['patient']} at {info['when']} UTC · reason {info['reason'] or '—'}<br>"
@@ -188,17 +193,18 @@ class ComplianceView(QTabWidget):
         if not 0 <= row < len(self.items):
             self.message.setText("Select an event first.")
             return
-        problem = self.vm.review_step(self.items[row].event.record_id, step, self.comment.text())
-        self.message.setText(problem or "Recorded in the audit log.")
+        event_id = self.items[row].event.record_id
+        problem = self.vm.review_step(event_id, step, self.comment.text())
         if not problem:
             self.comment.clear()
-            self.refresh()
-            self.table.setCurrentCell(row, 0)
+            ids = [i.event.record_id for i in self.items]
+            self.table.setCurrentCell(ids.index(event_id) if event_id in ids else -1, 0)
+        self.message.setText(problem or "Recorded in the audit log.")
 
     def _generate(self) -> None:
         self.busy.setRange(0, 0)  # busy while the worker runs
         self.generate.setEnabled(False)
-        self.vm.start_report(self.report_type.currentData())
+        self.reports.start(self.report_type.currentData())
 
     def _report_ready(self, outcome: object) -> None:
         self.busy.setRange(0, 1)
@@ -216,8 +222,9 @@ class ComplianceView(QTabWidget):
     def export_pdf(self, path: str | None = None) -> str:
         if self.report is None:
             return ""
-        target = path or str(self.vm.default_export_directory() / f"{self.report.report_type}-report.pdf")
-        self.vm.default_export_directory().mkdir(parents=True, exist_ok=True)
+        folder = self.reports.default_directory()
+        target = path or str(folder / f"{self.report.report_type}-report.pdf")
+        folder.mkdir(parents=True, exist_ok=True)
         write_report_pdf(self.report, target)
         self.report_message.setText(f"Saved {target}")
         return target

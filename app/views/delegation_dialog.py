@@ -1,5 +1,6 @@
-"""Delegating the open record's patient to a caregiver: who, until when, the patient's
-permission; the current delegations with Revoke. The service decides and audits."""
+"""Delegating the open record's patient to a caregiver: who (the accounts the policies allow),
+until when, the patient's permission; the current delegations with Revoke. The service decides
+and audits."""
 
 from __future__ import annotations
 
@@ -17,26 +18,30 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.record_vm import RecordViewModel, offered
 from app.views.dialog_parts import action_buttons, message_line
 
 
 class DelegationDialog(QDialog):
-    def __init__(self, vm: WorkstationViewModel, parent: object = None) -> None:
+    def __init__(self, vm: RecordViewModel, parent: object = None) -> None:
         super().__init__(parent)
         self.vm = vm
         self.setWindowTitle("Delegate access to a caregiver")
         self.caregiver = QComboBox()
-        for caregiver_id, name in vm.caregiver_choices():
+        for caregiver_id, name in vm.caregivers():
             self.caregiver.addItem(name, caregiver_id)
         self.days = QSpinBox()
         self.days.setRange(1, 365)
         self.days.setValue(30)
         self.days.setSuffix(" days")
         self.permission = QCheckBox("The patient has given permission (asked in person)")
+        decision = vm.record.view.decisions.get("delegate_access") if vm.record else None
+        self.permission.setVisible(decision is not None and not decision.allowed and offered(decision))
         self.current = QListWidget()
         self.revoke = QPushButton("&Revoke selected")
         self.revoke.clicked.connect(self._revoke)
+        revoking = vm.record.view.decisions.get("revoke_delegation") if vm.record else None
+        self.revoke.setEnabled(revoking is not None and revoking.allowed)
         self.error = message_line()
         buttons, self.grant = action_buttons(self, "&Grant access", self._grant, QDialogButtonBox.StandardButton.Close)
         form = QFormLayout()

@@ -14,14 +14,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.workstation import DeviceRow
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.devices_vm import DeviceRow, DevicesViewModel
 from app.views.export_dialog import ExportDialog
 from app.views.record import FIRMWARE_STEPS
 
 
 class EngineeringView(QWidget):
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: DevicesViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.rows: list[DeviceRow] = []
@@ -53,10 +52,7 @@ class EngineeringView(QWidget):
         layout.addLayout(steps)
         layout.addWidget(self.export)
         layout.addWidget(self.message)
-        vm.signed_in.connect(lambda user: self.refresh() if user is not None else self.show_rows([]))
-
-    def refresh(self) -> None:
-        self.show_rows(self.vm.device_rows() if self.vm.workspace() == "engineering" else [])
+        vm.rows_changed.connect(self.show_rows)
 
     def show_rows(self, rows: list[DeviceRow]) -> None:
         self.rows = rows
@@ -66,6 +62,7 @@ class EngineeringView(QWidget):
             for j, text in enumerate([r.device_id, r.model, r.firmware_version, state]):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
+        self._select(self.table.currentRow())
 
     def current(self) -> DeviceRow | None:
         row = self.table.currentRow()
@@ -73,17 +70,15 @@ class EngineeringView(QWidget):
 
     def _select(self, row: int) -> None:
         device = self.rows[row] if 0 <= row < len(self.rows) else None
-        decisions = self.vm.firmware_decisions(device.device_id) if device else {}
-        reasons = []
+        decisions = self.vm.decisions(device.device_id) if device else {}
         for action, button in self.buttons.items():
             decision = decisions.get(action)
             button.setEnabled(decision is not None and decision.allowed)
-            button.setToolTip(decision.reason if decision is not None and not decision.allowed else "")
-        if device and device.update and not self.buttons["approve_firmware_update"].isEnabled() \
-                and device.update.state in ("requested", "approved_by_one"):
-            reasons.append(decisions["approve_firmware_update"].reason)
+            button.setToolTip(decision.reason if decision is not None else "")
+        approve = decisions.get("approve_firmware_update")
+        waiting = device is not None and device.update is not None and approve is not None and not approve.allowed
         self.export.setEnabled(device is not None)
-        self.message.setText(" ".join(reasons))
+        self.message.setText(approve.reason if waiting else "")
 
     def _step(self, action: str) -> None:
         device = self.current()
@@ -93,8 +88,8 @@ class EngineeringView(QWidget):
         if action == "reject_firmware_update":
             value = "Rejected by the manufacturer."
         row = self.table.currentRow()
-        problem = self.vm.firmware_step(action, value, device_id=device.device_id)
-        self.refresh()
+        problem = self.vm.step(action, device.device_id, value)
+        self.vm.refresh()
         self.table.setCurrentCell(row, 0)
         self.message.setText(problem or "Recorded in the audit log.")
 
@@ -102,6 +97,6 @@ class EngineeringView(QWidget):
         device = self.current()
         if device is None:
             return None
-        self.export_dialog = ExportDialog(self.vm, self, patient_id=device.patient_id)
+        self.export_dialog = ExportDialog(self.vm.export(device), self)
         self.export_dialog.open()
         return self.export_dialog

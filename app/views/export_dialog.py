@@ -1,11 +1,13 @@
 """Consent capture and export: the consent the patient gives (who, until when), then an export
-(JSON or a FHIR R4 Bundle) with a reason, running off the UI thread with a progress bar."""
+(JSON or a FHIR R4 Bundle) of a kind the policies offer, with a reason, running off the UI thread
+with a progress bar."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -17,12 +19,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.export_vm import ExportViewModel
+from app.viewmodels.record_vm import RecordViewModel, offered
 from app.views.dialog_parts import action_buttons, message_line
 
 
 class ConsentDialog(QDialog):
-    def __init__(self, vm: WorkstationViewModel, parent: object = None) -> None:
+    def __init__(self, vm: RecordViewModel, parent: object = None) -> None:
         super().__init__(parent)
         self.vm = vm
         self.setWindowTitle("Record the patient's consent to export")
@@ -32,6 +35,9 @@ class ConsentDialog(QDialog):
         self.days.setRange(1, 3650)
         self.days.setValue(365)
         self.days.setSuffix(" days")
+        self.patients_word = QCheckBox("The patient gave this consent to me, in person")
+        decision = vm.record.view.decisions.get("record_consent") if vm.record else None
+        self.patients_word.setVisible(decision is not None and not decision.allowed and offered(decision))
         self.error = message_line()
         buttons, self.save = action_buttons(self, "&Record consent", self.submit)
         form = QFormLayout()
@@ -39,42 +45,46 @@ class ConsentDialog(QDialog):
                                     "de-identified to the device manufacturer)"))
         form.addRow("&Given by", self.given_by)
         form.addRow("&Valid for", self.days)
+        form.addRow("", self.patients_word)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
 
     def submit(self) -> None:
-        problem = self.vm.record_consent(self.given_by.text(), self.days.value())
+        problem = self.vm.record_consent(self.given_by.text(), self.days.value(), self.patients_word.isChecked())
         self.error.setText(problem)
         if not problem:
             self.accept()
 
 
 class ExportDialog(QDialog):
-    def __init__(self, vm: WorkstationViewModel, parent: object = None, patient_id: str | None = None) -> None:
+    def __init__(self, vm: ExportViewModel, parent: object = None) -> None:
         super().__init__(parent)
-        self.vm, self.patient_id = vm, patient_id
-        kind = "de-identified (HIPAA Safe Harbor)" if vm.export_is_deidentified() else "identified"
-        self.setWindowTitle(f"Export {kind} patient data")
+        self.vm = vm
+        self.setWindowTitle(f"Export patient data ({vm.patient_id})")
+        self.kind = QComboBox()
+        for kind, label in vm.kinds():
+            self.kind.addItem(label, kind)
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText("Why this export is needed (at least 10 characters)")
+        self.reason.setPlaceholderText("Why this export is needed")
         self.format = QComboBox()
         self.format.addItem("FHIR R4 Bundle", "fhir")
         self.format.addItem("JSON", "json")
-        self.directory = QLineEdit(str(vm.default_export_directory()))
+        self.directory = QLineEdit(str(vm.default_directory()))
         self.progress = QProgressBar()
         self.progress.setRange(0, 3)
         self.progress.setValue(0)
         self.result = message_line(error=False)
         buttons, self.start = action_buttons(self, "&Export", self.submit, QDialogButtonBox.StandardButton.Close)
-        vm.export_progress.connect(self._progress)
-        vm.export_finished.connect(self._finished)
+        self.start.setEnabled(self.kind.count() > 0)
+        vm.progress.connect(self._progress)
+        vm.finished.connect(self._finished)
         form = QFormLayout()
-        form.addRow("Data", QLabel(kind))
+        form.addRow("&Data", self.kind)
         form.addRow("&Reason", self.reason)
         form.addRow("&Format", self.format)
-        form.addRow("&Folder", self.directory)
+        form.addRow("F&older", self.directory)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.progress)
@@ -84,8 +94,8 @@ class ExportDialog(QDialog):
     def submit(self) -> None:
         self.start.setEnabled(False)
         self.result.setText("Exporting…")
-        self.vm.start_export(self.reason.text(), self.format.currentData(), Path(self.directory.text()),
-                             self.patient_id)
+        self.vm.start(self.kind.currentData(), self.reason.text(), self.format.currentData(),
+                      Path(self.directory.text()))
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)

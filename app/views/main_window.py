@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.workstation import Status
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.app_vm import ViewModels
+from app.viewmodels.break_glass_vm import BreakGlassViewModel
+from app.viewmodels.compliance_vm import ComplianceViewModel
+from app.viewmodels.session_vm import SessionViewModel, Status
 from app.views.compliance import ComplianceView
 from app.views.engineering import EngineeringView
 from app.views.patient_list import PatientListView
@@ -34,7 +36,7 @@ USER_INPUT = {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Mo
 class IdleWarning(QFrame):
     """"Locking in 42 s": in words, not only in colour, with a Continue button."""
 
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: SessionViewModel) -> None:
         super().__init__()
         self.setStyleSheet("IdleWarning { background: #fff3c4; border: 1px solid #b08800; }")
         self.text = QLabel()
@@ -58,18 +60,18 @@ class EmergencyBanner(QFrame):
     """The red banner of an active break-glass session: whose record, the time left (in words),
     a warning near the end, and "End emergency access"."""
 
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: BreakGlassViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.setStyleSheet("EmergencyBanner { background: #b3261e; } QLabel { color: white; font-weight: bold; }")
         self.text = QLabel()
         self.button = QPushButton("&End emergency access")
-        self.button.clicked.connect(lambda: vm.end_emergency_access())
+        self.button.clicked.connect(vm.end)
         layout = QHBoxLayout(self)
         layout.addWidget(self.text, 1)
         layout.addWidget(self.button)
         vm.emergency_changed.connect(lambda session: self.setVisible(session is not None))
-        vm.emergency_countdown.connect(self.show_countdown)
+        vm.countdown.connect(self.show_countdown)
         self.hide()
 
     def show_countdown(self, seconds: int, ending_soon: bool) -> None:
@@ -85,7 +87,7 @@ class EmergencyBanner(QFrame):
 class ComplianceQuestion(QFrame):
     """Compliance asked about one of this clinician's own events: answer with a late justification."""
 
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: ComplianceViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.event_id = ""
@@ -102,11 +104,10 @@ class ComplianceQuestion(QFrame):
         row.addWidget(self.answer, 1)
         row.addWidget(self.send)
         layout.addLayout(row)
-        vm.signed_in.connect(lambda _user: self.refresh())
+        vm.questions_changed.connect(self.show_questions)
         self.hide()
 
-    def refresh(self) -> None:
-        questions = self.vm.open_questions()
+    def show_questions(self, questions: list[tuple[str, str, str]]) -> None:
         if not questions:
             self.event_id = ""
             self.hide()
@@ -116,36 +117,47 @@ class ComplianceQuestion(QFrame):
         self.show()
 
     def submit(self) -> None:
-        problem = self.vm.review_step(self.event_id, "late_justification", self.answer.text())
+        problem = self.vm.justify(self.event_id, self.answer.text())
         if problem:
             self.text.setText(f"{self.text.text()}<br><i>{problem}</i>")
             return
         self.answer.clear()
-        self.refresh()
+
+
+class NoWorkspace(QLabel):
+    """Shown when the policies open no workspace to the signed-in user: their reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWordWrap(True)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vms: ViewModels) -> None:
         super().__init__()
-        self.vm = vm
+        self.vms = vms
+        session = vms.session
+        self.vm = session
         self.setWindowTitle("CCC Workstation")
-        self.sign_in = SignInView(vm)
-        self.patients = PatientListView(vm)
-        self.record = RecordViewWidget(vm)
-        self.idle_warning = IdleWarning(vm)
-        self.emergency_banner = EmergencyBanner(vm)
-        self.compliance_question = ComplianceQuestion(vm)
+        self.sign_in = SignInView(session)
+        self.patients = PatientListView(vms.patients)
+        self.record = RecordViewWidget(vms.record, vms.break_glass)
+        self.idle_warning = IdleWarning(session)
+        self.emergency_banner = EmergencyBanner(vms.break_glass)
+        self.compliance_question = ComplianceQuestion(vms.compliance)
         self.who = QLabel()
         self.switch_user = QPushButton("Switch &user / lock (Ctrl+L)")
-        self.switch_user.clicked.connect(vm.sign_out)
+        self.switch_user.clicked.connect(session.sign_out)
         splitter = QSplitter()
         splitter.addWidget(self.patients)
         splitter.addWidget(self.record)
         splitter.setSizes([520, 880])
-        self.compliance = ComplianceView(vm)
-        self.engineering = EngineeringView(vm)
-        self.workspaces = QStackedWidget()  # by role: clinical, compliance, engineering
-        self.workspace_pages = {"clinical": splitter, "compliance": self.compliance, "engineering": self.engineering}
+        self.compliance = ComplianceView(vms.compliance, vms.reports)
+        self.engineering = EngineeringView(vms.devices)
+        self.no_workspace = NoWorkspace()
+        self.workspaces = QStackedWidget()  # the one the policies open: clinical, compliance, engineering
+        self.workspace_pages = {"clinical": splitter, "compliance": self.compliance, "engineering": self.engineering,
+                                "": self.no_workspace}
         for page in self.workspace_pages.values():
             self.workspaces.addWidget(page)
         header = QHBoxLayout()
@@ -164,15 +176,15 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
-        vm.signed_in.connect(self._on_signed_in)
-        vm.status_changed.connect(self.show_status)
-        vm.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
-        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.patients.search.setFocus)
-        QShortcut(QKeySequence("Ctrl+L"), self, activated=vm.sign_out)
+        session.signed_in.connect(self._on_signed_in)
+        session.status_changed.connect(self.show_status)
+        session.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self.find_shortcut = QShortcut(QKeySequence("Ctrl+F"), self, activated=self.patients.search.setFocus)
+        self.lock_shortcut = QShortcut(QKeySequence("Ctrl+L"), self, activated=session.sign_out)
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self)
-        self.show_status(vm.status())
+        self.show_status(session.status())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's naming
         if event.type() in USER_INPUT:
@@ -186,11 +198,13 @@ class MainWindow(QMainWindow):
             self.who.clear()
             return
         self.stack.setCurrentIndex(1)
-        self.workspaces.setCurrentWidget(self.workspace_pages[self.vm.workspace()])
+        workspace = self.vm.workspace
+        self.no_workspace.setText(workspace.decision.reason if not workspace.name else "")
+        self.workspaces.setCurrentWidget(self.workspace_pages[workspace.name])
         roles = ", ".join(r.replace("_", " ") for r in user.roles)
         self.setWindowTitle(f"CCC Workstation — {user.name}")
         self.who.setText(f"<b>{user.name}</b> · {roles}")
-        for reminder in self.vm.reminders():
+        for reminder in self.vms.compliance.reminders():
             self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
 
     def show_status(self, status: Status) -> None:

@@ -1,5 +1,5 @@
 """The patient list: only the patients the signed-in user may view, with search, alert badges
-(a word and a colour) and the last transmission."""
+(a word and a colour) and the last transmission; an empty list says what to do, in the policies' words."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from app.services.workstation import PatientRow
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.patient_list_vm import PatientListViewModel, PatientRow
 
 ALERT_TEXT = {"red": "ALERT", "yellow": "check", "none": ""}
 ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
@@ -17,13 +16,13 @@ ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
 class PatientListView(QWidget):
     COLUMNS = ["Alert", "Patient", "MRN", "Born", "Last transmission"]
 
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: PatientListViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search name or MRN (Ctrl+F); Enter opens")
         self.search.textChanged.connect(vm.set_search)
-        self.search.returnPressed.connect(self._search_entered)
+        self.search.returnPressed.connect(vm.open_entered)
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
@@ -37,12 +36,12 @@ class PatientListView(QWidget):
         layout.addWidget(self.search)
         layout.addWidget(self.table)
         layout.addWidget(self.empty)
-        vm.patients_changed.connect(self.show_rows)
+        vm.rows_changed.connect(self.show_rows)
         self.rows: list[PatientRow] = []
 
     def show_rows(self, rows: list[PatientRow]) -> None:
         self.rows = rows
-        if self.vm.user is None and self.search.text():
+        if self.vm.session.user is None and self.search.text():
             self.search.blockSignals(True)  # the next user starts with an empty search
             self.search.clear()
             self.search.blockSignals(False)
@@ -58,15 +57,7 @@ class PatientListView(QWidget):
                     item.setBackground(ALERT_COLOUR[row.alert_level])
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
-        signed_in = self.vm.user is not None
-        self.empty.setText("" if rows or not signed_in else self.vm.empty_list_reason())
-
-    def _search_entered(self) -> None:
-        """Enter in the search: opens the only match, or an exact MRN the list does not show (ER)."""
-        if len(self.rows) == 1:
-            self.vm.open_patient(self.rows[0].patient.id)
-        elif not self.rows and self.search.text().strip():
-            self.vm.open_by_mrn(self.search.text())
+        self.empty.setText("" if rows or self.search.text().strip() else self.vm.empty_text())
 
     def _open(self, row: int, _column: int) -> None:
-        self.vm.open_patient(self.rows[row].patient.id)
+        self.vm.open(self.rows[row].patient.id)

@@ -1,10 +1,11 @@
 """A patient's record: a banner with two identifiers (name and MRN, date of birth; never the room),
 the device panel, telemetry charts with normal ranges, history, notes, and controls enabled by the
-engine's decisions, each denial explained in words."""
+engine's decisions, each refusal explained in the policies' words."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -18,8 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.workstation import RecordView
-from app.viewmodels.workstation_vm import Refusal, WorkstationViewModel
+from app.viewmodels.break_glass_vm import BreakGlassViewModel
+from app.viewmodels.export_vm import ExportViewModel
+from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel, offered
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
 from app.views.export_dialog import ConsentDialog, ExportDialog
@@ -32,32 +34,38 @@ FIRMWARE_STEPS = {
     "schedule_firmware_update": "S&chedule",
     "apply_firmware_update": "Mark a&pplied",
 }
+NOTE_LABELS = {"emergency": "Emergency note", "full": "Full note", "basic": "Basic note"}
+
+
+def refusal_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
 
 
 class RecordViewWidget(QScrollArea):
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: RecordViewModel, break_glass: BreakGlassViewModel) -> None:
         super().__init__()
-        self.vm = vm
+        self.vm, self.break_glass = vm, break_glass
         self.setWidgetResizable(True)
         vm.record_changed.connect(self.show_record)
         vm.record_denied.connect(self.show_denial)
         self.show_record(None)
 
-    def show_denial(self, refusal: Refusal) -> None:
+    def show_denial(self, refusal: RecordRefusal) -> None:
         """A refused record says why, in the place the record would have been, and offers
-        emergency access when the policies would allow it (or says why it would not)."""
+        emergency access when the policies name it as the remedy (or says why it is closed)."""
         body = QWidget()
         layout = QVBoxLayout(body)
-        self.denial = QLabel(f"<h3>This record is not available to you</h3><p>{refusal.reason}</p>")
+        self.denial = QLabel(f"<h3>This record is not available to you</h3><p>{refusal.decision.reason}</p>")
         self.denial.setWordWrap(True)
         self.denial.setStyleSheet("QLabel { background: #fdecea; border: 1px solid #b3261e; padding: 12px; }")
         layout.addWidget(self.denial)
         self.emergency_button = QPushButton("&Emergency access (break-glass)…")
-        self.emergency_reason = QLabel()
-        self.emergency_reason.setWordWrap(True)
+        self.emergency_reason = refusal_label("")
         if refusal.emergency is not None:
-            self.emergency_button.setEnabled(refusal.emergency.allowed)
-            self.emergency_reason.setText(refusal.emergency.reason)
+            self.emergency_button.setEnabled(offered(refusal.emergency))
+            self.emergency_reason.setText("" if offered(refusal.emergency) else refusal.emergency.reason)
             self.emergency_button.clicked.connect(lambda: self.open_break_glass(refusal.patient_id))
             layout.addWidget(self.emergency_button)
             layout.addWidget(self.emergency_reason)
@@ -65,11 +73,11 @@ class RecordViewWidget(QScrollArea):
         self.setWidget(body)
 
     def open_break_glass(self, patient_id: str) -> BreakGlassDialog:
-        self.dialog = BreakGlassDialog(self.vm, patient_id, self)
+        self.dialog = BreakGlassDialog(self.break_glass, patient_id, self)
         self.dialog.open()
         return self.dialog
 
-    def show_record(self, record: RecordView | None) -> None:
+    def show_record(self, record: OpenRecord | None) -> None:
         body = QWidget()
         layout = QVBoxLayout(body)
         if record is None:
@@ -77,23 +85,24 @@ class RecordViewWidget(QScrollArea):
             layout.addStretch(1)
             self.setWidget(body)
             return
-        p = record.patient
+        view = record.view
+        p = view.patient
         banner = QLabel(f"<h2>{p.name}</h2><b>MRN</b> {p.mrn} &nbsp; <b>Born</b> {p.birth_date} &nbsp; {p.sex}")
         banner.setObjectName("banner")
         layout.addWidget(banner)
-        if record.device:
+        if view.device:
             layout.addWidget(self._device(record))
         charts = QGroupBox("Remote monitoring, last 30 days (shaded: normal range; ✕: out of range)")
         grid = QGridLayout(charts)
-        for i, series in enumerate(record.series):
+        for i, series in enumerate(view.series):
             grid.addWidget(TelemetryChart(series), i // 2, i % 2)
         layout.addWidget(charts)
         history = QGroupBox("History")
         hl = QVBoxLayout(history)
-        allowed = record.decisions.get("view_history")
-        if allowed is not None and not allowed.allowed:
-            hl.addWidget(QLabel(allowed.reason))
-        for entry in record.history:
+        decision = view.decisions.get("view_history")
+        if decision is not None and not decision.allowed:
+            hl.addWidget(refusal_label(decision.reason))
+        for entry in view.history:
             hl.addWidget(QLabel(f"{entry['date']} — {entry['summary']}"))
         layout.addWidget(history)
         layout.addWidget(self._actions(record))
@@ -101,33 +110,29 @@ class RecordViewWidget(QScrollArea):
         layout.addStretch(1)
         self.setWidget(body)
 
-    def _device(self, record: RecordView) -> QGroupBox:
+    def _device(self, record: OpenRecord) -> QGroupBox:
         """The device, its firmware, the update in progress and the steps this user may take."""
-        d, update = record.device, record.firmware
+        d, update = record.view.device, record.firmware
         box = QGroupBox("Implanted device")
         column = QVBoxLayout(box)
         column.addWidget(QLabel(f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
                                 f"implanted {d['implanted_on']}"))
+        self.firmware_state = QLabel("")
         if update is not None:
             approvals = ", ".join(f"{a['by']} ({a['role'].replace('_', ' ')})" for a in update.approvals) or "none yet"
-            self.firmware_state = QLabel(f"Firmware update to <b>{update.target_version}</b>: "
-                                         f"<b>{update.state.replace('_', ' ')}</b> · requested by "
-                                         f"{update.requested_by} · approvals: {approvals}")
+            self.firmware_state.setText(f"Firmware update to <b>{update.target_version}</b>: "
+                                        f"<b>{update.state.replace('_', ' ')}</b> · requested by "
+                                        f"{update.requested_by} · approvals: {approvals}")
             column.addWidget(self.firmware_state)
         row = QHBoxLayout()
         self.firmware_version = QLineEdit()
         self.firmware_version.setPlaceholderText("Target version")
         self.firmware_buttons: dict[str, QPushButton] = {}
-        reasons = []
         for action, label in FIRMWARE_STEPS.items():
             decision = record.firmware_decisions.get(action)
             button = QPushButton(label)
             button.setEnabled(decision is not None and decision.allowed)
-            if decision is not None and not decision.allowed:
-                button.setToolTip(decision.reason)
-                if update is not None and update.state in ("requested", "approved_by_one") and \
-                        action == "approve_firmware_update":
-                    reasons.append(decision.reason)
+            button.setToolTip(decision.reason if decision is not None else "")
             button.clicked.connect(lambda _=False, a=action: self._firmware(a))
             self.firmware_buttons[action] = button
             if action == "request_firmware_update":
@@ -135,8 +140,9 @@ class RecordViewWidget(QScrollArea):
                 row.addWidget(self.firmware_version)
             row.addWidget(button)
         column.addLayout(row)
-        self.firmware_message = QLabel(" ".join(reasons))
-        self.firmware_message.setWordWrap(True)
+        approve = record.firmware_decisions.get("approve_firmware_update")
+        waiting = update is not None and approve is not None and not approve.allowed
+        self.firmware_message = refusal_label(approve.reason if waiting else "")
         column.addWidget(self.firmware_message)
         return box
 
@@ -148,30 +154,28 @@ class RecordViewWidget(QScrollArea):
         if problem:
             self.firmware_message.setText(problem)
 
-    def _actions(self, record: RecordView) -> QGroupBox:
+    def _offer(self, column: QVBoxLayout, label: str, decision: object, slot: object) -> tuple[QPushButton, QLabel]:
+        """A record action: enabled when the policies offer it, its refusal written beside it."""
+        button = QPushButton(label)
+        button.clicked.connect(slot)
+        button.setEnabled(decision is not None and offered(decision))
+        why = refusal_label(decision.reason if decision is not None and not offered(decision) else "")
+        column.addWidget(button)
+        column.addWidget(why)
+        return button, why
+
+    def _actions(self, record: OpenRecord) -> QGroupBox:
         """Record actions, each enabled by its decision; a refused one says why beside it."""
         box = QGroupBox("Actions")
         column = QVBoxLayout(box)
-        self.delegate = QPushButton("&Delegate access to a caregiver…")
-        self.delegate.clicked.connect(self.open_delegation)
-        decision = record.decisions.get("delegate_access")
-        self.delegate.setEnabled(decision is not None and decision.allowed)
-        column.addWidget(self.delegate)
-        if decision is not None and not decision.allowed:
-            self.delegate_reason = QLabel(decision.reason)
-            self.delegate_reason.setWordWrap(True)
-            column.addWidget(self.delegate_reason)
-        self.consent = QPushButton("Record the patient's &consent to export…")
-        self.consent.clicked.connect(self.open_consent)
-        column.addWidget(self.consent)
-        self.export = QPushButton("E&xport…")
-        self.export.clicked.connect(self.open_export)
-        export = record.decisions.get("export")
-        self.export.setEnabled(export is not None and export.allowed)
-        self.export_reason = QLabel("" if export is None or export.allowed else export.reason)
-        self.export_reason.setWordWrap(True)
-        column.addWidget(self.export)
-        column.addWidget(self.export_reason)
+        decisions = record.view.decisions
+        self.delegate, self.delegate_reason = self._offer(column, "&Delegate access to a caregiver…",
+                                                          decisions.get("delegate_access"), self.open_delegation)
+        self.consent, self.consent_reason = self._offer(column, "Record the patient's &consent to export…",
+                                                        decisions.get("record_consent"), self.open_consent)
+        exports = record.exports
+        offer = next((d for d in exports.values() if offered(d)), exports.get("identified"))
+        self.export, self.export_reason = self._offer(column, "E&xport…", offer, self.open_export)
         return box
 
     def open_consent(self) -> ConsentDialog:
@@ -180,7 +184,8 @@ class RecordViewWidget(QScrollArea):
         return self.consent_dialog
 
     def open_export(self) -> ExportDialog:
-        self.export_dialog = ExportDialog(self.vm, self)
+        assert self.vm.record is not None
+        self.export_dialog = ExportDialog(ExportViewModel(self.vm.session, self.vm.record.patient_id), self)
         self.export_dialog.open()
         return self.export_dialog
 
@@ -189,26 +194,28 @@ class RecordViewWidget(QScrollArea):
         self.delegation_dialog.open()
         return self.delegation_dialog
 
-    def _notes(self, record: RecordView) -> QGroupBox:
+    def _notes(self, record: OpenRecord) -> QGroupBox:
         box = QGroupBox("Notes")
         nl = QVBoxLayout(box)
         notes = QListWidget()
-        for n in record.notes:
+        for n in record.view.notes:
             notes.addItem(f"{n['time'][:16]} {n['author_id']} ({n['note_type']}): {n['text']}")
         nl.addWidget(notes)
-        decision = record.decisions.get("edit_clinical_notes")
+        self.note_type = QComboBox()
+        for note_type in record.view.note_types:
+            self.note_type.addItem(NOTE_LABELS.get(note_type, note_type), note_type)
+        self.note_type.setVisible(len(record.view.note_types) > 1)
         self.editor = QPlainTextEdit()
         self.editor.setPlaceholderText("New note")
         self.save = QPushButton("Save &note")
-        self.reason = QLabel()
-        self.reason.setWordWrap(True)
-        can_write = decision is not None and decision.allowed
+        can_write = bool(record.view.note_types)
+        refusal = record.view.notes_refusal
+        self.reason = refusal_label(refusal.reason if refusal is not None else "")
         self.editor.setEnabled(can_write)
         self.save.setEnabled(can_write)
-        if decision is not None and not decision.allowed:
-            self.reason.setText(decision.reason)
-            self.save.setToolTip(decision.reason)
-        self.save.clicked.connect(lambda: self.vm.save_note(self.editor.toPlainText()))
+        self.save.setToolTip(self.reason.text())
+        self.save.clicked.connect(lambda: self.vm.save_note(self.note_type.currentData(), self.editor.toPlainText()))
+        nl.addWidget(self.note_type)
         nl.addWidget(self.editor)
         nl.addWidget(self.save)
         nl.addWidget(self.reason)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.session_vm import SessionViewModel
 
 
 class SignInView(QWidget):
-    def __init__(self, vm: WorkstationViewModel) -> None:
+    def __init__(self, vm: SessionViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.user = QComboBox()

@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.services.workstation import Series
+from app.viewmodels.record_vm import Series
 
 
 class TelemetryChart(QWidget):

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,15 @@ _V3 = (
     'CREATE INDEX "idx_break_glass_user_id" ON "break_glass" ("user_id", "ended_at")',
 )
 
+# Version 4: a break-glass session records when it ends, as the policy that granted it said
+# (``expires_in``); sessions recorded before keep a missing end, read as the 60 minutes they had.
+_V4 = ('ALTER TABLE "break_glass" ADD COLUMN "expires_at" TEXT',)
+
 MIGRATIONS = (
     Migration(1, "the first release's tables, as its demo seed created them, and meta", _V1),
     Migration(2, "credentials, break_glass and consents, which the first release's services created lazily", _V2),
     Migration(3, "indexes for the lookups by patient, device, delegate, user and MRN", _V3),
+    Migration(4, "break_glass.expires_at: the end of the window the policy gave", _V4),
 )
 
 

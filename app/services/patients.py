@@ -1,0 +1,132 @@
+"""Patients and their records: the list a user may see, a record opened after its audited
+decision, and notes. What a record screen offers (each note type, history, export, delegation,
+consent) is asked of the policies on the real record; nothing here knows who may do what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from authz import Decision
+
+from . import resources
+from .access import AccessService, Refused, refuse
+from .audit_trail import AuditTrail
+from .store import Patient, Store, observation_catalogue
+from .users import SignedInUser
+
+# The note types a record may take, most complete first (the editor offers the allowed ones in
+# this order, so a physician starts on a full note and a nurse on a basic one).
+NOTE_TYPES = ("emergency", "full", "basic")
+# What the record screen asks about the record itself, besides the note types.
+RECORD_ACTIONS = ("view_history", "delegate_access", "revoke_delegation", "record_consent")
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    patient: Patient
+    alerts: int
+    last_transmission: str | None
+
+    @property
+    def alert_level(self) -> str:
+        return "red" if self.alerts >= 3 else "yellow" if self.alerts > 0 else "none"
+
+
+@dataclass(frozen=True)
+class Series:
+    code: str
+    display: str
+    unit: str
+    low: float
+    high: float
+    points: list[tuple[str, float]]
+
+
+@dataclass
+class RecordView:
+    """Everything the record screen shows, and the decisions behind each control."""
+
+    patient: Patient
+    device: dict[str, Any] | None
+    series: list[Series]
+    notes: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    note_types: tuple[str, ...] = ()  # the note types this user may write here, most complete first
+    notes_refusal: Decision | None = None  # why no note may be written, when none may
+
+
+class PatientService:
+    def __init__(self, store: Store, access: AccessService, audit: AuditTrail) -> None:
+        self.store, self.access, self.audit = store, access, audit
+
+    def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
+        """The patients this user may view (each decided by the engine), matching the search."""
+        needle = search.strip().lower()
+        patients = {p.id: p for p in self.store.patients()
+                    if not needle or needle in p.name.lower() or needle in p.mrn.lower()}
+        visible = self.access.permitted(user, (resources.patient_record(p) for p in patients.values()), "view")
+        return [PatientRow(patients[r.id], self.store.alerts(r.id), self.store.latest_transmission(r.id))
+                for r in visible]
+
+    def find_by_mrn(self, mrn: str) -> str | None:
+        """The patient id for an exact MRN (what the ER types from a wristband), or None."""
+        return self.store.patient_id_for_mrn(mrn)
+
+    def patient(self, patient_id: str) -> Patient:
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            raise refuse("view", "There is no such patient.")
+        return patient
+
+    def open_record(self, user: SignedInUser, patient_id: str, purpose_of_use: str = "TREAT") -> RecordView:
+        """The record, once the decision that allows it is durably in the audit log; Refused
+        (with the policies' reason) otherwise. AuditWriteError when the log cannot be written:
+        then nothing is shown."""
+        patient = self.patient(patient_id)
+        record = resources.patient_record(patient)
+        view = self.access.decide(user, record, ["view"])
+        self.audit.decisions(user, record, view.values(), purpose_of_use)
+        if not view["view"].allowed:
+            raise Refused(view["view"])
+        decisions = {**view, **self.access.decide(user, record, RECORD_ACTIONS)}
+        note_types, notes_refusal = self.note_types(user, patient)
+        raw = self.store.transmissions(patient_id)
+        series = [Series(code, display, unit, low, high,
+                         [(t["time"], float(t["value"])) for t in raw if t["code"] == code])
+                  for code, display, unit, low, high in observation_catalogue()]
+        history = self._history(user, patient) if decisions["view_history"].allowed else []
+        return RecordView(patient, self.store.device_for(patient_id), series,
+                          self.store.notes_for(patient_id, newest_first=True), history, decisions, note_types,
+                          notes_refusal)
+
+    def note_types(self, user: SignedInUser, patient: Patient) -> tuple[tuple[str, ...], Decision | None]:
+        """The note types the policies let this user write on this record, and, when none, why not."""
+        decided = [self.access.decide_one(user, resources.patient_record(patient, note_type=t), "edit_clinical_notes")
+                   for t in NOTE_TYPES]
+        allowed = tuple(t for t, d in zip(NOTE_TYPES, decided, strict=True) if d.allowed)
+        refusal = None if allowed else next((d for d in decided if d.reason), decided[-1])
+        return allowed, refusal
+
+    def save_note(self, user: SignedInUser, patient_id: str, note_type: str, text: str) -> dict[str, Any]:
+        """Saves a note after the policies allowed that note type here; audited with it."""
+        patient = self.patient(patient_id)
+        if not text.strip():
+            raise refuse("edit_clinical_notes", "The note is empty.")
+        record = resources.patient_record(patient, note_type=note_type)
+        decision = self.access.require(user, record, "edit_clinical_notes")
+        now = datetime.now(UTC).isoformat()
+        note = {"id": f"n-{patient_id}-{now}", "patient_id": patient_id, "author_id": user.id,
+                "note_type": note_type, "time": now, "text": text.strip()}
+        self.audit.event(user, record, decision, "note_saved", details={"note_id": note["id"], "note_type": note_type})
+        self.store.add_note(note)
+        return note
+
+    def _history(self, user: SignedInUser, patient: Patient) -> list[dict[str, Any]]:
+        """History entries one by one: a delegate's history is limited by policy."""
+        entries = {e["id"]: e for e in self.store.history_for(patient.id, newest_first=True)}
+        visible = self.access.permitted(
+            user, (resources.history_entry(patient, e["id"], e["category"]) for e in entries.values()), "view")
+        return [entries[r.id] for r in visible]

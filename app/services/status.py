@@ -1,0 +1,60 @@
+"""What the status bar shows: the policy set and its age, online or not, the audit backlog, and
+whether session secrets are kept in a real keyring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from authz.audit_ship import AuditShipper
+from authz.sync import PolicySync
+
+from .credentials import SecretStore
+
+
+@dataclass(frozen=True)
+class Status:
+    policy_version: str
+    policy_age: str  # "3 h", "2 d"; "" for the bundled policies
+    online: bool
+    audit_backlog: int | None  # records not yet uploaded; None when no upload is configured
+    message: str
+
+    @property
+    def text(self) -> str:
+        age = f" ({self.policy_age} old)" if self.policy_age else ""
+        backlog = ("audit upload not configured" if self.audit_backlog is None
+                   else f"audit backlog: {self.audit_backlog}")
+        online = "online" if self.online else "offline"
+        return f"Policies: {self.policy_version}{age} · {online} · {backlog}" + (f" · {self.message}"
+                                                                                 if self.message else "")
+
+
+def age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{max(seconds // 60, 0)} min"
+    return f"{seconds // 3600} h" if seconds < 86400 else f"{seconds // 86400} d"
+
+
+class StatusService:
+    def __init__(self, sync: PolicySync | None, shipper: AuditShipper | None, secrets: SecretStore) -> None:
+        self.sync, self.shipper, self.secrets = sync, shipper, secrets
+
+    def no_policy_reason(self) -> str:
+        """Why no policy set is loaded (the sync's words), or "" to use the default."""
+        return self.sync.state().reason if self.sync is not None else ""
+
+    def status(self) -> Status:
+        backlog = self.shipper.state().pending if self.shipper is not None else None
+        notice = self.secrets.notice and "demo-only session store (no OS keyring)"
+        if self.sync is None:
+            return Status("bundled", "", False, backlog, ", ".join(filter(None, ["embedded demo policies", notice])))
+        state = self.sync.state()
+        online = state.last_success is not None and not state.last_error
+        if state.version is None:
+            return Status("none", "", online, backlog, state.reason)
+        message = ", ".join(filter(None, [
+            "policies are older than allowed: ask IT to check the policy server" if state.stale else "",
+            state.last_error and f"last sync failed: {state.last_error}", notice]))
+        return Status(f"v{state.version}", age(state.age) if state.age is not None else "", online, backlog, message)

@@ -1,0 +1,99 @@
+"""Emergency access (break-glass): the offer on a refused record, the dialog's live answer from
+the policies as the clinician types, the start, the countdown with its warning, and the end (by
+the clinician, or when the time runs out, whether or not anyone is at the keyboard)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.services.access import Refused
+from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession, in_words
+from app.viewmodels.record_vm import RecordViewModel
+from app.viewmodels.session_vm import SessionViewModel
+
+__all__ = ["BreakGlassSession", "BreakGlassViewModel"]
+
+
+class BreakGlassViewModel(QObject):
+    emergency_changed = Signal(object)  # BreakGlassSession | None
+    countdown = Signal(int, bool)  # seconds left, ending soon
+    ended = Signal()  # the emergency access is over (ended or expired): lists may change
+
+    def __init__(self, session: SessionViewModel, record: RecordViewModel, tick_ms: int = 1000) -> None:
+        super().__init__()
+        self.session, self.record = session, record
+        self.service = session.workstation.break_glass
+        self.emergency: BreakGlassSession | None = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(tick_ms)
+        self.timer.timeout.connect(self.tick)
+        session.signed_in.connect(self._on_signed_in)
+
+    @staticmethod
+    def reason_codes() -> list[tuple[str, str]]:
+        return list(REASONS.items())
+
+    def hint(self, patient_id: str, reason: str, justification: str) -> str:
+        """What still stands in the way, with what is typed so far: the policies' words (or "")."""
+        if self.session.user is None:
+            return "Sign in first."
+        problem = in_words(justification)
+        if problem:
+            return problem
+        decision = self.service.offer(self.session.user, patient_id, reason, " ".join(justification.split()))
+        return "" if decision.allowed else decision.reason
+
+    def request(self, patient_id: str, reason: str, justification: str, password: str) -> str:
+        """Starts break-glass for one patient and opens the record; returns why not, or ""."""
+        if self.session.user is None:
+            return "Sign in first."
+        try:
+            self.service.start(self.session.user, patient_id, reason, justification, password)
+        except Refused as refused:
+            return str(refused)
+        self._set(self.service.active(self.session.user))
+        self.record.open(patient_id)
+        return ""
+
+    def end(self) -> None:
+        """"End emergency access": the session ends and its record closes."""
+        if self.session.user is None or self.emergency is None:
+            return
+        try:
+            self.service.end(self.session.user)
+        except Refused as refused:
+            self.session.message.emit(str(refused))
+        self._finish()
+
+    def tick(self) -> None:
+        """Every tick: the countdown, and at expiry the record closes, idle or not."""
+        if self.emergency is None or self.session.user is None:
+            return
+        left = self.service.remaining(self.emergency)
+        if left.total_seconds() <= 0:
+            self.service.active(self.session.user)  # closes (and audits) the expired session
+            self._finish()
+            self.session.message.emit("Emergency access has ended; the record is closed.")
+            return
+        self.countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
+
+    def _finish(self) -> None:
+        patient_id = self.emergency.patient_id if self.emergency else None
+        self._set(None)
+        if self.record.record is not None and self.record.record.patient_id == patient_id:
+            self.record.close()
+        self.ended.emit()
+
+    def _on_signed_in(self, user: object) -> None:
+        """A session goes on across sign-outs: it resumes when its user signs in again."""
+        self._set(self.service.active(self.session.user) if self.session.user is not None else None)
+
+    def _set(self, emergency: BreakGlassSession | None) -> None:
+        self.emergency = emergency
+        if emergency is None:
+            self.timer.stop()
+        else:
+            self.timer.start()
+        self.emergency_changed.emit(emergency)
+        if emergency is not None:
+            self.tick()

@@ -1,0 +1,60 @@
+"""Compliance review: the queue of events the policies let this user review, the review steps
+allowed on the selected one, and, for a clinician, the questions compliance asked about their
+own events, answered with a late justification."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from app.services.access import Refused
+from app.services.compliance import LATE_JUSTIFICATION, REVIEW_STEPS, ReviewItem, summary
+from app.viewmodels.session_vm import SessionViewModel
+
+__all__ = ["REVIEW_STEPS", "ComplianceViewModel", "ReviewItem", "summary"]
+
+
+class ComplianceViewModel(QObject):
+    queue_changed = Signal(list)  # list[ReviewItem]
+    questions_changed = Signal(list)  # list[(event id, reminder, what)]
+
+    def __init__(self, session: SessionViewModel) -> None:
+        super().__init__()
+        self.session = session
+        self.service = session.workstation.compliance
+        self.items: list[ReviewItem] = []
+        session.signed_in.connect(lambda _user: self.refresh())
+
+    def refresh(self) -> None:
+        """Only reviewers load the queue: a clinician's sign-in does not read the whole audit log
+        for it, only for their own open questions."""
+        user = self.session.user
+        reviewing = user is not None and self.session.workspace.name == "compliance"
+        self.items = self.service.queue(user) if reviewing else []
+        self.queue_changed.emit(self.items)
+        self.questions_changed.emit(self.open_questions())
+
+    def steps(self, event_id: str) -> dict:
+        """Each review step on the event: the policies' decision (reason when refused)."""
+        return self.service.steps(self.session.user, event_id) if self.session.user else {}
+
+    def review_step(self, event_id: str, step: str, comment: str) -> str:
+        """Records a review step; returns why not, or ""."""
+        if self.session.user is None:
+            return "Sign in first."
+        try:
+            self.service.annotate(self.session.user, event_id, step, comment)
+        except Refused as refused:
+            return str(refused)
+        self.refresh()
+        return ""
+
+    def open_questions(self) -> list[tuple[str, str, str]]:
+        return self.service.open_questions(self.session.user) if self.session.user else []
+
+    def reminders(self) -> list[str]:
+        return [text for _, text, _ in self.service.open_questions(self.session.user, include_answered=True)] \
+            if self.session.user else []
+
+    def justify(self, event_id: str, text: str) -> str:
+        """The clinician's late justification for one of their own events; why not, or ""."""
+        return self.review_step(event_id, LATE_JUSTIFICATION, text)

@@ -1,0 +1,146 @@
+"""The open record: what the record screen shows and the controls the policies allow on it
+(notes of each allowed type, firmware steps on the device, consent, delegation), or, when the
+record is refused, why, and whether emergency access is offered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from PySide6.QtCore import QObject, Signal
+
+from app.services.access import Refused, offered
+from app.services.delegation import Delegation
+from app.services.firmware import FirmwareUpdate
+from app.services.patients import RecordView, Series
+from app.viewmodels.session_vm import SessionViewModel
+
+__all__ = ["Delegation", "OpenRecord", "RecordRefusal", "RecordViewModel", "Series", "offered"]
+
+
+@dataclass
+class OpenRecord:
+    """The record and everything its screen offers, each control with its decision."""
+
+    view: RecordView
+    firmware: FirmwareUpdate | None = None
+    firmware_decisions: dict = field(default_factory=dict)  # step -> Decision
+    exports: dict = field(default_factory=dict)  # "identified" / "deidentified" -> Decision
+
+    @property
+    def patient_id(self) -> str:
+        return self.view.patient.id
+
+
+@dataclass(frozen=True)
+class RecordRefusal:
+    """A record that was not shown: the policies' decision, and the emergency-access offer when
+    the policies name break-glass as the remedy (None otherwise)."""
+
+    patient_id: str
+    decision: object  # authz Decision
+    emergency: object | None  # authz Decision
+
+
+class RecordViewModel(QObject):
+    record_changed = Signal(object)  # OpenRecord | None
+    record_denied = Signal(object)  # RecordRefusal
+
+    def __init__(self, session: SessionViewModel) -> None:
+        super().__init__()
+        self.session = session
+        ws = session.workstation
+        self.patients, self.firmware, self.exports = ws.patients, ws.firmware, ws.exports
+        self.consents, self.delegation_service, self.break_glass = ws.consents, ws.delegations, ws.break_glass
+        self.record: OpenRecord | None = None
+        session.signed_in.connect(lambda _user: self.close())
+        session.resume.connect(self.open)
+
+    def open(self, patient_id: str) -> None:
+        user = self.session.user
+        if user is None:
+            return
+        try:
+            view = self.patients.open_record(user, patient_id)
+        except Refused as refused:
+            self._refused(patient_id, refused.decision)
+            return
+        except Exception as exc:  # noqa: BLE001 - the audit log could not be written: show nothing
+            self.close()
+            self.session.message.emit(f"The record cannot be shown: {exc}")
+            return
+        device = view.device
+        self.record = OpenRecord(view, self.firmware.current(device["id"]) if device else None,
+                                 self.firmware.decisions(user, device["id"]) if device else {},
+                                 self.exports.offers(user, patient_id))
+        self.session.open_patient_id = patient_id
+        self.record_changed.emit(self.record)
+        self.session.show_status()
+
+    def reopen(self) -> None:
+        if self.record is not None:
+            self.open(self.record.patient_id)
+
+    def close(self) -> None:
+        self.record = None
+        self.session.open_patient_id = None
+        self.record_changed.emit(None)
+
+    def _refused(self, patient_id: str, decision: object) -> None:
+        self.close()
+        emergency = None
+        if getattr(decision, "remedy", "") == "break_glass" and self.session.user is not None:
+            emergency = self.break_glass.offer(self.session.user, patient_id)
+        self.record_denied.emit(RecordRefusal(patient_id, decision, emergency))
+        self.session.message.emit(getattr(decision, "reason", ""))
+        self.session.show_status()
+
+    def _act(self, work: object) -> str:
+        """Runs one user action; "" when done, else why not (the policies' or the form's words)."""
+        if self.session.user is None or self.record is None:
+            return "Open the patient's record first."
+        try:
+            work()  # type: ignore[operator]
+        except Refused as refused:
+            return str(refused)
+        return ""
+
+    def save_note(self, note_type: str, text: str) -> bool:
+        problem = self._act(lambda: self.patients.save_note(self.session.user, self.record.patient_id, note_type, text))
+        if problem:
+            self.session.message.emit(problem)
+            return False
+        self.reopen()
+        return True
+
+    def firmware_step(self, action: str, value: str = "") -> str:
+        if self.record is not None and self.record.view.device is None:
+            return "This patient has no implanted device."
+        problem = self._act(lambda: self.firmware.step(self.session.user, action, self.record.view.device["id"],
+                                                       value))
+        if not problem:
+            self.reopen()
+        return problem
+
+    def record_consent(self, given_by: str, days: int, patients_word: bool) -> str:
+        problem = self._act(lambda: self.consents.record(
+            self.session.user, self.record.patient_id, "export", given_by, datetime.now(UTC) + timedelta(days=days),
+            patients_word))
+        if not problem:
+            self.reopen()
+        return problem
+
+    def caregivers(self) -> list[tuple[str, str]]:
+        return self.delegation_service.caregivers(self.session.user) if self.session.user else []
+
+    def delegations(self) -> list[Delegation]:
+        return self.delegation_service.for_patient(self.record.patient_id) if self.record else []
+
+    def grant_delegation(self, delegate_id: str, days: int, patient_permission: bool) -> str:
+        """Grants the open record's patient to a caregiver for ``days``; returns why not, or ""."""
+        return self._act(lambda: self.delegation_service.grant(
+            self.session.user, self.record.patient_id, delegate_id, datetime.now(UTC) + timedelta(days=days),
+            patient_permission))
+
+    def revoke_delegation(self, delegation_id: str) -> str:
+        return self._act(lambda: self.delegation_service.revoke(self.session.user, delegation_id))
