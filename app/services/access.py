@@ -6,6 +6,7 @@ emergency access), so no screen can decide on a stale picture."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 
 from authz import Decision, Engine, Principal, Resource
 
@@ -34,10 +35,11 @@ def principal(user: SignedInUser) -> Principal:
 class AccessService:
     def __init__(self, engine: Callable[[], Engine | None],
                  resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user,
-                 no_policy_reason: Callable[[], str] = lambda: "") -> None:
+                 no_policy_reason: Callable[[], str] = lambda: "",
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """``engine`` gives the active engine (None while no policy set is loaded); ``resolve``
-        gives the user as the policies see them now."""
-        self.engine, self.resolve, self.no_policy_reason = engine, resolve, no_policy_reason
+        gives the user as the policies see them now; ``clock`` is the policies' ``now()``."""
+        self.engine, self.resolve, self.no_policy_reason, self.clock = engine, resolve, no_policy_reason, clock
 
     @property
     def bundle_version(self) -> str:
@@ -50,7 +52,7 @@ class AccessService:
         if engine is None:
             reason = self.no_policy_reason() or NO_POLICIES
             return {a: Decision.refused(a, reason) for a in actions}
-        return engine.decide(principal(self.resolve(user)), resource, actions)
+        return engine.decide(principal(self.resolve(user)), resource, actions, self.clock())
 
     def decide_one(self, user: SignedInUser, resource: Resource, action: str) -> Decision:
         return self.decide(user, resource, [action])[action]
@@ -67,8 +69,8 @@ class AccessService:
         engine = self.engine()
         if engine is None:
             return []
-        who = principal(self.resolve(user))
-        return [r for r in resources if engine.decide(who, r, [action])[action].allowed]
+        who, now = principal(self.resolve(user)), self.clock()
+        return [r for r in resources if engine.decide(who, r, [action], now)[action].allowed]
 
 
 def offered(decision: Decision) -> bool:

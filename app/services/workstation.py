@@ -5,7 +5,9 @@ no logic of its own (Qt-free, so everything is tested without a display)."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from authz import Engine
@@ -37,7 +39,10 @@ class Workstation:
 
     def __init__(self, data_dir: Path, policies: Path = BUNDLED_POLICIES, workstation_id: str | None = None,
                  sync: PolicySync | None = None, shipper_factory: Callable[[AuditChain], AuditShipper] | None = None,
-                 secrets: SecretStore | None = None, idle_lock_seconds: int = 600) -> None:
+                 secrets: SecretStore | None = None, idle_lock_seconds: int = 600,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them."""
         self.data_dir = data_dir
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
@@ -47,8 +52,9 @@ class Workstation:
         self.status = StatusService(sync, shipper_factory(self.chain) if shipper_factory else None, self.secrets)
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
-        self.sessions = BreakGlassSessions(self.store)
-        self.access = AccessService(self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason)
+        self.sessions = BreakGlassSessions(self.store, clock, monotonic)
+        self.access = AccessService(self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason,
+                                    clock)
         self.audit = AuditTrail(self.chain, lambda: self.access.bundle_version)
         services = (self.store, self.access, self.audit)
         self.session = SessionService(self.store, self.users, self.secrets, self.access)
