@@ -172,13 +172,23 @@ def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
     request_id = "" if request_id is None else request_id
     p = body.get("principal")
     entries = body.get("resources")
-    if (type(request_id) is not str or type(p) is not dict or not _KEYS["principal"].issuperset(p)
-            or type(entries) is not list or not 0 < len(entries) <= MAX_RESOURCES):
+    if (
+        type(request_id) is not str
+        or type(p) is not dict
+        or not _KEYS["principal"].issuperset(p)
+        or type(entries) is not list
+        or not 0 < len(entries) <= MAX_RESOURCES
+    ):
         return None
     pid, roles, pattr = p.get("id"), p.get("roles"), p.get("attr")
     sv = _plain_scope_and_version(p)
-    if (type(pid) is not str or not pid or not _plain_strings(roles, len(roles) if type(roles) is list else 0)
-            or sv is None or (pattr is not None and type(pattr) is not dict)):
+    if (
+        type(pid) is not str
+        or not pid
+        or not _plain_strings(roles, len(roles) if type(roles) is list else 0)
+        or sv is None
+        or (pattr is not None and type(pattr) is not dict)
+    ):
         return None
     principal = Principal(pid, roles, pattr or {}, sv[1], sv[0])
     inputs = []
@@ -191,8 +201,14 @@ def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
             return None
         kind, rid, rattr = r.get("kind"), r.get("id"), r.get("attr")
         sv = _plain_scope_and_version(r)
-        if (type(kind) is not str or not kind or type(rid) is not str or not rid or sv is None
-                or (rattr is not None and type(rattr) is not dict)):
+        if (
+            type(kind) is not str
+            or not kind
+            or type(rid) is not str
+            or not rid
+            or sv is None
+            or (rattr is not None and type(rattr) is not dict)
+        ):
             return None
         inputs.append(CheckInput(principal, Resource(kind, rid, rattr or {}, sv[1], sv[0]), actions, {}, request_id))
     return request_id, inputs, body.get("includeMeta") is True

@@ -133,11 +133,30 @@ class AuditChain:
         table = db.table("audit")  # a Table (db["audit"] might also be a View, to the type checker)
         table.create(
             {
-                "seq": int, "record_id": str, "kind": str, "time": str, "workstation_id": str, "call_id": str,
-                "principal_id": str, "principal_roles": str, "resource_kind": str, "resource_id": str,
-                "patient_id": str, "action": str, "effect": str, "policy": str, "rule": str,
-                "bundle_version": str, "purpose_of_use": str, "justification": str, "outputs": str,
-                "event_type": str, "ref": str, "details": str, "prev_hash": str, "hash": str,
+                "seq": int,
+                "record_id": str,
+                "kind": str,
+                "time": str,
+                "workstation_id": str,
+                "call_id": str,
+                "principal_id": str,
+                "principal_roles": str,
+                "resource_kind": str,
+                "resource_id": str,
+                "patient_id": str,
+                "action": str,
+                "effect": str,
+                "policy": str,
+                "rule": str,
+                "bundle_version": str,
+                "purpose_of_use": str,
+                "justification": str,
+                "outputs": str,
+                "event_type": str,
+                "ref": str,
+                "details": str,
+                "prev_hash": str,
+                "hash": str,
             },
             pk="seq",
             not_null={"record_id", "kind", "time", "prev_hash", "hash"},
@@ -183,17 +202,18 @@ class AuditChain:
             raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
         return records
 
-    def annotate(self, original: str, principal_id: str, text: str, event_type: str = "annotation",
-                 **extra: Any) -> AuditRecord:
+    def annotate(
+        self, original: str, principal_id: str, text: str, event_type: str = "annotation", **extra: Any
+    ) -> AuditRecord:
         """A late justification or review outcome: a new record that references the original."""
         if self.get(original) is None:
             raise AuthzError(f"no audit record {original} to annotate")
-        return self.append(AuditRecord("annotation", principal_id, ref=original, justification=text,
-                                       event_type=event_type, **extra))
+        return self.append(
+            AuditRecord("annotation", principal_id, ref=original, justification=text, event_type=event_type, **extra)
+        )
 
     def get(self, record_id: str) -> AuditRecord | None:
-        row = self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE record_id = ?",
-                                (record_id,)).fetchone()
+        row = self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE record_id = ?", (record_id,)).fetchone()
         return _record(row) if row else None
 
     def records(self, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
@@ -215,7 +235,8 @@ class AuditChain:
         problems: list[tuple[int, str]] = []
         prev, expected, count, record_ids = GENESIS, 1, 0, {}
         for seq, prev_hash, digest, record_id in self.conn.execute(
-                "SELECT seq, prev_hash, hash, record_id FROM audit ORDER BY seq"):
+            "SELECT seq, prev_hash, hash, record_id FROM audit ORDER BY seq"
+        ):
             record_ids[seq] = record_id
             if seq != expected:
                 problems.append((seq, f"record {expected} is missing (deleted); the chain jumps to {seq}"))
@@ -229,8 +250,7 @@ class AuditChain:
             problems.append((changed, f"record {changed} was changed after it was written"))
         if problems:
             seq, problem = min(problems)
-            return VerifyResult(False, seq - 1, "", time.perf_counter() - start, problem, seq,
-                                record_ids.get(seq, ""))
+            return VerifyResult(False, seq - 1, "", time.perf_counter() - start, problem, seq, record_ids.get(seq, ""))
         return VerifyResult(True, count, prev, time.perf_counter() - start)
 
     def _first_changed(self, last_seq: int, workers: int | None) -> int | None:
@@ -254,8 +274,9 @@ def _check_range(job: tuple[Path, int, int]) -> int | None:
     path, lo, hi = job
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                                (lo, hi)):
+        for row in conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq", (lo, hi)
+        ):
             if _hash_row(row[_PREV], row) != row[_HASH]:
                 seq: int = row[_SEQ]
                 return seq
@@ -281,34 +302,92 @@ def _record(row: tuple[Any, ...]) -> AuditRecord:
     return AuditRecord(**data)
 
 
-def decision_record(principal: Any, resource: Any, decision: Decision, *, call_id: str = "",
-                    bundle_version: str = "", purpose_of_use: str = "TREAT", justification: str = "",
-                    patient_id: str = "") -> AuditRecord:
+def decision_record(
+    principal: Any,
+    resource: Any,
+    decision: Decision,
+    *,
+    call_id: str = "",
+    bundle_version: str = "",
+    purpose_of_use: str = "TREAT",
+    justification: str = "",
+    patient_id: str = "",
+) -> AuditRecord:
     """The audit record of one decision: the only place one is made, for the CLI and the app alike."""
     return AuditRecord(
-        "decision", principal.id, decision.action, list(principal.roles), resource.kind, resource.id,
-        patient_id or str(resource.attr.get("patient_id", "")), decision.effect.value, decision.policy,
-        decision.rule, bundle_version, purpose_of_use, justification, [dict(o) for o in decision.outputs],
+        "decision",
+        principal.id,
+        decision.action,
+        list(principal.roles),
+        resource.kind,
+        resource.id,
+        patient_id or str(resource.attr.get("patient_id", "")),
+        decision.effect.value,
+        decision.policy,
+        decision.rule,
+        bundle_version,
+        purpose_of_use,
+        justification,
+        [dict(o) for o in decision.outputs],
         call_id=call_id,
     )
 
 
-def decision_records(principal: Any, resource: Any, output: Any, *, call_id: str = "", bundle_version: str = "",
-                     purpose_of_use: str = "TREAT", justification: str = "", patient_id: str = "") -> list[AuditRecord]:
+def decision_records(
+    principal: Any,
+    resource: Any,
+    output: Any,
+    *,
+    call_id: str = "",
+    bundle_version: str = "",
+    purpose_of_use: str = "TREAT",
+    justification: str = "",
+    patient_id: str = "",
+) -> list[AuditRecord]:
     """One audit record per action of a decided CheckOutput."""
-    return [decision_record(principal, resource, d, call_id=call_id, bundle_version=bundle_version,
-                            purpose_of_use=purpose_of_use, justification=justification, patient_id=patient_id)
-            for d in decisions(output).values()]
+    return [
+        decision_record(
+            principal,
+            resource,
+            d,
+            call_id=call_id,
+            bundle_version=bundle_version,
+            purpose_of_use=purpose_of_use,
+            justification=justification,
+            patient_id=patient_id,
+        )
+        for d in decisions(output).values()
+    ]
 
 
-def event_record(principal: Any, resource: Any, decision: Decision, event_type: str, *,
-                 details: dict[str, Any] | None = None, purpose_of_use: str = "", justification: str = "",
-                 bundle_version: str = "") -> AuditRecord:
+def event_record(
+    principal: Any,
+    resource: Any,
+    decision: Decision,
+    event_type: str,
+    *,
+    details: dict[str, Any] | None = None,
+    purpose_of_use: str = "",
+    justification: str = "",
+    bundle_version: str = "",
+) -> AuditRecord:
     """What a decision let happen (a note saved, an export written, a session started): the event
     carries the action, effect and rule of the decision that allowed it, and its outputs."""
     return AuditRecord(
-        "event", principal.id, decision.action, list(principal.roles), resource.kind, resource.id,
-        str(resource.attr.get("patient_id", "")), decision.effect.value, decision.policy, decision.rule,
-        bundle_version, purpose_of_use, justification, [dict(o) for o in decision.outputs], event_type=event_type,
+        "event",
+        principal.id,
+        decision.action,
+        list(principal.roles),
+        resource.kind,
+        resource.id,
+        str(resource.attr.get("patient_id", "")),
+        decision.effect.value,
+        decision.policy,
+        decision.rule,
+        bundle_version,
+        purpose_of_use,
+        justification,
+        [dict(o) for o in decision.outputs],
+        event_type=event_type,
         details=dict(details or {}),
     )

@@ -27,29 +27,72 @@ _EVENTS: dict[str, tuple[str, str, str, str, str]] = {
     "annotation": ("110110", "Patient Record", "", "", "U"),
 }
 # FHIR action per policy action verb, for decisions.
-_ACTIONS = {"view": "R", "view_phi": "R", "view_history": "R", "export": "R", "edit_clinical_notes": "U",
-            "delegate_access": "C", "break_glass": "E"}
+_ACTIONS = {
+    "view": "R",
+    "view_phi": "R",
+    "view_history": "R",
+    "export": "R",
+    "edit_clinical_notes": "U",
+    "delegate_access": "C",
+    "break_glass": "E",
+}
 
 
 def to_decision_log(r: AuditRecord) -> dict[str, Any]:
     """A record as a Cerbos decision-log line (``log.kind: decision``), with our chain fields."""
-    base = {"log.logger": "cerbos.audit", "callId": r.call_id or r.record_id, "timestamp": r.time,
-            "ccc": {"seq": r.seq, "recordId": r.record_id, "hash": r.hash, "prevHash": r.prev_hash,
-                    "workstationId": r.workstation_id, "kind": r.kind}}
+    base = {
+        "log.logger": "cerbos.audit",
+        "callId": r.call_id or r.record_id,
+        "timestamp": r.time,
+        "ccc": {
+            "seq": r.seq,
+            "recordId": r.record_id,
+            "hash": r.hash,
+            "prevHash": r.prev_hash,
+            "workstationId": r.workstation_id,
+            "kind": r.kind,
+        },
+    }
     if r.kind != "decision":
-        return {**base, "log.kind": r.kind, "event": {
-            "type": r.event_type, "principalId": r.principal_id, "patientId": r.patient_id,
-            "resource": {"kind": r.resource_kind, "id": r.resource_id}, "ref": r.ref,
-            "justification": r.justification, "details": r.details}}
-    return {**base, "log.kind": "decision", "checkResources": {
-        "inputs": [{"requestId": r.call_id, "principal": {"id": r.principal_id, "roles": r.principal_roles},
-                    "resource": {"kind": r.resource_kind, "id": r.resource_id}, "actions": [r.action]}],
-        "outputs": [{"requestId": r.call_id, "resourceId": r.resource_id,
-                     "actions": {r.action: {"effect": r.effect, "policy": r.policy}},
-                     **({"outputs": [{**o, "action": r.action} for o in r.outputs]} if r.outputs else {})}],
-    }, "auditTrail": {"effectivePolicies": {r.policy: {"attributes": {"rule": r.rule,
-                                                                       "bundleVersion": r.bundle_version}}}},
-       "purposeOfUse": r.purpose_of_use}
+        return {
+            **base,
+            "log.kind": r.kind,
+            "event": {
+                "type": r.event_type,
+                "principalId": r.principal_id,
+                "patientId": r.patient_id,
+                "resource": {"kind": r.resource_kind, "id": r.resource_id},
+                "ref": r.ref,
+                "justification": r.justification,
+                "details": r.details,
+            },
+        }
+    return {
+        **base,
+        "log.kind": "decision",
+        "checkResources": {
+            "inputs": [
+                {
+                    "requestId": r.call_id,
+                    "principal": {"id": r.principal_id, "roles": r.principal_roles},
+                    "resource": {"kind": r.resource_kind, "id": r.resource_id},
+                    "actions": [r.action],
+                }
+            ],
+            "outputs": [
+                {
+                    "requestId": r.call_id,
+                    "resourceId": r.resource_id,
+                    "actions": {r.action: {"effect": r.effect, "policy": r.policy}},
+                    **({"outputs": [{**o, "action": r.action} for o in r.outputs]} if r.outputs else {}),
+                }
+            ],
+        },
+        "auditTrail": {
+            "effectivePolicies": {r.policy: {"attributes": {"rule": r.rule, "bundleVersion": r.bundle_version}}}
+        },
+        "purposeOfUse": r.purpose_of_use,
+    }
 
 
 def to_fhir(r: AuditRecord) -> dict[str, Any]:
@@ -60,7 +103,8 @@ def to_fhir(r: AuditRecord) -> dict[str, Any]:
         outcome = "0" if r.effect == "EFFECT_ALLOW" else "4"
     else:
         type_code, type_display, sub_code, sub_display, action = _EVENTS.get(
-            r.event_type or r.kind, ("110110", "Patient Record", "", "", "E"))
+            r.event_type or r.kind, ("110110", "Patient Record", "", "", "E")
+        )
         outcome = "0"
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -69,13 +113,17 @@ def to_fhir(r: AuditRecord) -> dict[str, Any]:
         "action": action,
         "recorded": r.time,
         "outcome": outcome,
-        "agent": [{
-            "who": {"identifier": {"value": r.principal_id}},
-            "requestor": True,
-            "role": [{"text": role} for role in r.principal_roles],
-        }],
-        "source": {"observer": {"display": r.workstation_id or "ccc-workstation"},
-                   "type": [{"system": SOURCE_TYPE, "code": "1", "display": "User Device"}]},
+        "agent": [
+            {
+                "who": {"identifier": {"value": r.principal_id}},
+                "requestor": True,
+                "role": [{"text": role} for role in r.principal_roles],
+            }
+        ],
+        "source": {
+            "observer": {"display": r.workstation_id or "ccc-workstation"},
+            "type": [{"system": SOURCE_TYPE, "code": "1", "display": "User Device"}],
+        },
         "entity": [],
     }
     subtypes = []
@@ -91,16 +139,20 @@ def to_fhir(r: AuditRecord) -> dict[str, Any]:
     if r.purpose_of_use:
         event["purposeOfEvent"] = [{"coding": [{"system": ACT_REASON, "code": r.purpose_of_use}]}]
     if r.patient_id:
-        event["entity"].append({
-            "what": {"identifier": {"value": r.patient_id}},
-            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-        })
+        event["entity"].append(
+            {
+                "what": {"identifier": {"value": r.patient_id}},
+                "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+            }
+        )
     if r.resource_kind or r.resource_id:
-        event["entity"].append({
-            "what": {"identifier": {"value": f"{r.resource_kind}/{r.resource_id}"}},
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-        })
+        event["entity"].append(
+            {
+                "what": {"identifier": {"value": f"{r.resource_kind}/{r.resource_id}"}},
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            }
+        )
     details = [{"type": "hash", "valueString": r.hash}, {"type": "seq", "valueString": str(r.seq)}]
     if r.justification:
         details.append({"type": "justification", "valueString": r.justification})

@@ -61,16 +61,16 @@ def syslog_message(r: AuditRecord, hostname: str, app: str = "ccc-workstation") 
     """One RFC 5424 message, framed for TLS transport (RFC 5425: length, space, message)."""
     pri = FACILITY_AUTHPRIV * 8 + _severity(r)
     stamp = datetime.fromisoformat(r.time).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    sd = (f'[ccc@32473 recordId="{_sd_escape(r.record_id)}" seq="{r.seq}" '
-          f'hash="{r.hash}" kind="{_sd_escape(r.kind)}"]')
+    sd = f'[ccc@32473 recordId="{_sd_escape(r.record_id)}" seq="{r.seq}" hash="{r.hash}" kind="{_sd_escape(r.kind)}"]'
     body = json.dumps(to_fhir(r), separators=(",", ":"), ensure_ascii=False)
     msg = f"<{pri}>1 {stamp} {hostname[:255] or '-'} {app} - IHE+FHIR {sd} \ufeff{body}".encode()
     return f"{len(msg)} ".encode() + msg
 
 
 class SyslogTlsDestination(Destination):
-    def __init__(self, host: str, port: int, ca_file: str, timeout: float = 5.0,
-                 client_cert: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, ca_file: str, timeout: float = 5.0, client_cert: tuple[str, str] | None = None
+    ) -> None:
         self.name = f"syslog-tls://{host}:{port}"
         self.host, self.port, self.timeout = host, port, timeout
         self.context = ssl.create_default_context(cafile=ca_file)
@@ -82,8 +82,10 @@ class SyslogTlsDestination(Destination):
     def send(self, records: Sequence[AuditRecord]) -> None:
         payload = b"".join(syslog_message(r, self.hostname) for r in records)
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout) as raw, \
-                    self.context.wrap_socket(raw, server_hostname=self.host) as tls:
+            with (
+                socket.create_connection((self.host, self.port), timeout=self.timeout) as raw,
+                self.context.wrap_socket(raw, server_hostname=self.host) as tls,
+            ):
                 tls.sendall(payload)
                 try:
                     # close_notify, then wait for the peer to close: everything written was read.
@@ -96,8 +98,9 @@ class SyslogTlsDestination(Destination):
 
 
 class FhirHttpDestination(Destination):
-    def __init__(self, base_url: str, client: httpx.Client | None = None,
-                 token_provider: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, client: httpx.Client | None = None, token_provider: Callable[[], str] | None = None
+    ) -> None:
         self.name = base_url
         self.base = base_url.rstrip("/")
         self.client = client or httpx.Client(timeout=httpx.Timeout(5.0))
@@ -109,8 +112,9 @@ class FhirHttpDestination(Destination):
             headers["Authorization"] = f"Bearer {self.token_provider()}"
         for r in records:
             try:
-                response = self.client.put(f"{self.base}/AuditEvent/{r.record_id}", headers=headers,
-                                           content=json.dumps(to_fhir(r)))
+                response = self.client.put(
+                    f"{self.base}/AuditEvent/{r.record_id}", headers=headers, content=json.dumps(to_fhir(r))
+                )
             except httpx.HTTPError as exc:
                 raise ShippingError(f"{self.name}: {exc}") from exc
             if response.status_code >= 300:
@@ -134,12 +138,14 @@ class AuditShipper:
         self.batch_size = batch_size
         self.last_error = ""
         self._lock = threading.Lock()
-        chain.conn.execute("CREATE TABLE IF NOT EXISTS audit_shipping (destination TEXT PRIMARY KEY, "
-                           "shipped_seq INTEGER NOT NULL)")
+        chain.conn.execute(
+            "CREATE TABLE IF NOT EXISTS audit_shipping (destination TEXT PRIMARY KEY, shipped_seq INTEGER NOT NULL)"
+        )
 
     def shipped_seq(self) -> int:
-        row = self.chain.conn.execute("SELECT shipped_seq FROM audit_shipping WHERE destination = ?",
-                                      (self.destination.name,)).fetchone()
+        row = self.chain.conn.execute(
+            "SELECT shipped_seq FROM audit_shipping WHERE destination = ?", (self.destination.name,)
+        ).fetchone()
         return row[0] if row else 0
 
     def ship(self) -> int:
@@ -160,11 +166,13 @@ class AuditShipper:
                 self.chain.conn.execute(
                     "INSERT INTO audit_shipping (destination, shipped_seq) VALUES (?, ?) "
                     "ON CONFLICT(destination) DO UPDATE SET shipped_seq = excluded.shipped_seq",
-                    (self.destination.name, batch[-1].seq))
+                    (self.destination.name, batch[-1].seq),
+                )
                 sent += len(batch)
 
-    def run(self, stop: threading.Event, interval: float = 5.0, max_backoff: float = 300.0,
-            rng: random.Random | None = None) -> None:
+    def run(
+        self, stop: threading.Event, interval: float = 5.0, max_backoff: float = 300.0, rng: random.Random | None = None
+    ) -> None:
         """Ships until ``stop`` is set: every ``interval`` seconds when all is well, backing off
         exponentially (with jitter, up to ``max_backoff``) while the destination fails."""
         rng = rng or random.Random()

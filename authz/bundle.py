@@ -52,8 +52,14 @@ class Manifest:
     tests: dict[str, Any]
 
     def to_json(self) -> bytes:
-        data = {"format": FORMAT, "version": self.version, "created_at": self.created_at,
-                "min_app_version": self.min_app_version, "files": self.files, "tests": self.tests}
+        data = {
+            "format": FORMAT,
+            "version": self.version,
+            "created_at": self.created_at,
+            "min_app_version": self.min_app_version,
+            "files": self.files,
+            "tests": self.tests,
+        }
         return json.dumps(data, sort_keys=True, indent=1).encode()
 
 
@@ -88,10 +94,14 @@ def generate_keys(directory: Path) -> tuple[Path, Path]:
     key = Ed25519PrivateKey.generate()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private_path, public_path
 
 
@@ -121,8 +131,11 @@ def load_public_key(path: Path | bytes) -> Ed25519PublicKey:
 
 def policy_source_files(policy_dir: Path) -> list[Path]:
     """Everything under the policy directory a bundle carries: policies, schemas, test suites."""
-    return sorted(p.relative_to(policy_dir) for p in policy_dir.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(policy_dir).parts))
+    return sorted(
+        p.relative_to(policy_dir)
+        for p in policy_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(policy_dir).parts)
+    )
 
 
 def _creation_time(policy_dir: Path, files: list[Path]) -> str:
@@ -147,15 +160,26 @@ def _tar(entries: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def build_bundle(policy_dir: Path, key: Ed25519PrivateKey, version: int, tests: dict[str, Any],
-                 min_app_version: str = "0.1.0", created_at: str | None = None) -> bytes:
+def build_bundle(
+    policy_dir: Path,
+    key: Ed25519PrivateKey,
+    version: int,
+    tests: dict[str, Any],
+    min_app_version: str = "0.1.0",
+    created_at: str | None = None,
+) -> bytes:
     """The signed bundle bytes for the policies under ``policy_dir`` (already compiled and tested)."""
     if version < 1:
         raise BundleError("a bundle version is a positive integer")
     files = policy_source_files(policy_dir)
     contents = {str(PurePosixPath(*f.parts)): (policy_dir / f).read_bytes() for f in files}
-    manifest = Manifest(version, created_at or _creation_time(policy_dir, files), min_app_version,
-                        {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}, tests)
+    manifest = Manifest(
+        version,
+        created_at or _creation_time(policy_dir, files),
+        min_app_version,
+        {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+        tests,
+    )
     payload = _tar([(MANIFEST, manifest.to_json()), *contents.items()])
     return MAGIC + key.sign(payload) + payload
 
@@ -169,13 +193,15 @@ def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> VerifiedBundle:
         raise BundleError(f"bundle is {len(data)} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
     if len(data) < len(MAGIC) + SIGNATURE_SIZE or not data.startswith(MAGIC):
         raise BundleError("not a CCC policy bundle (missing the CCCBNDL1 marker or truncated)")
-    signature = data[len(MAGIC):len(MAGIC) + SIGNATURE_SIZE]
-    payload = data[len(MAGIC) + SIGNATURE_SIZE:]
+    signature = data[len(MAGIC) : len(MAGIC) + SIGNATURE_SIZE]
+    payload = data[len(MAGIC) + SIGNATURE_SIZE :]
     try:
         public_key.verify(signature, payload)
     except InvalidSignature:
-        raise BundleError("signature does not match the pinned public key: the bundle was altered, "
-                          "truncated, or signed with another key") from None
+        raise BundleError(
+            "signature does not match the pinned public key: the bundle was altered, "
+            "truncated, or signed with another key"
+        ) from None
     files = _read_tar(payload)
     manifest = _manifest(files.pop(MANIFEST, None))
     if set(files) != set(manifest.files):
@@ -213,8 +239,13 @@ def _manifest(raw: bytes | None) -> Manifest:
         version = data["version"]
         if not isinstance(version, int) or version < 1:
             raise BundleError("manifest version must be a positive integer")
-        return Manifest(version, str(data["created_at"]), str(data["min_app_version"]), dict(data["files"]),
-                        dict(data.get("tests", {})))
+        return Manifest(
+            version,
+            str(data["created_at"]),
+            str(data["min_app_version"]),
+            dict(data["files"]),
+            dict(data.get("tests", {})),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"manifest.json is malformed: {exc}") from None
 

@@ -134,7 +134,7 @@ class BatchAnswers:
             # interval a worker waited as long as it worked (measured: 1.4 s -> 0.95 s per 20,000).
             sys.setswitchinterval(SWITCH_INTERVAL)
         share = -(-len(batch) // self.processes)
-        shares = [batch[i:i + share] for i in range(share, len(batch), share)]
+        shares = [batch[i : i + share] for i in range(share, len(batch), share)]
         pending = [self.pool.submit(_answer_many, part, self.audited) for part in shares]
         answers = _answer_many(batch[:share], self.audited)
         for part, future in zip(shares, pending, strict=True):
@@ -201,8 +201,9 @@ def _batches(lines: Iterator[tuple[bytes | str, bool]]) -> Iterator[list[tuple[i
         yield batch
 
 
-def _write_answer(text: bytes, records: list[AuditRecord] | None, chain: AuditChain | None,
-                  write: Callable[[bytes], Any]) -> bool:
+def _write_answer(
+    text: bytes, records: list[AuditRecord] | None, chain: AuditChain | None, write: Callable[[bytes], Any]
+) -> bool:
     """Writes one answer, its audit records committed first; False when they cannot be."""
     if chain is not None and records:
         try:
@@ -241,7 +242,7 @@ def _input_lines(inp: TextIO) -> Iterator[tuple[bytes | str, bool]]:
         if end < 0:
             continue  # a line longer than a chunk: read on
         lines = bytes(buffer[:end]).split(b"\n")
-        del buffer[:end + 1]
+        del buffer[: end + 1]
         for i, line in enumerate(lines):
             yield line, i == len(lines) - 1
     if buffer:
@@ -257,11 +258,14 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     if args.audit_command == "verify":
         result = chain.verify()
         if result.ok:
-            out.write(f"OK: {result.count} records, chain intact, head {result.head} "
-                      f"(verified in {result.seconds:.2f} s)\n")
+            out.write(
+                f"OK: {result.count} records, chain intact, head {result.head} (verified in {result.seconds:.2f} s)\n"
+            )
             return 0
-        out.write(f"TAMPERED: {result.problem} (record id {result.first_bad_record}); "
-                  f"{result.count} records before it verify\n")
+        out.write(
+            f"TAMPERED: {result.problem} (record id {result.first_bad_record}); "
+            f"{result.count} records before it verify\n"
+        )
         return EXIT_AUDIT_FAILURE
     convert = to_fhir if args.format == "fhir" else to_decision_log
     for record in chain.records():
@@ -291,9 +295,11 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"INVALID: {exc}\n")
             return 1
         m = bundle.manifest
-        out.write(f"OK: bundle version {m.version}, created {m.created_at}, {len(m.files)} files, "
-                  f"tests {m.tests.get('passed', 0)}/{m.tests.get('executed', 0)} passed, "
-                  f"needs app >= {m.min_app_version}, sha256 {bundle.sha256}\n")
+        out.write(
+            f"OK: bundle version {m.version}, created {m.created_at}, {len(m.files)} files, "
+            f"tests {m.tests.get('passed', 0)}/{m.tests.get('executed', 0)} passed, "
+            f"needs app >= {m.min_app_version}, sha256 {bundle.sha256}\n"
+        )
         return 0
     root = Path(args.dir)
     code = cmd_compile(argparse.Namespace(dir=str(root), skip_tests=False, no_strict_evaluation=False), out)
@@ -303,8 +309,11 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     policy_set = compile_policy_dir(root)
     results, _ = run_test_suites(root, policy_set)
     cases = [c for s in results for c in s.cases]
-    tests = {"executed": len(cases), "passed": sum(c.result == "OK" for c in cases),
-             "suites": sorted(s.name for s in results)}
+    tests = {
+        "executed": len(cases),
+        "passed": sum(c.result == "OK" for c in cases),
+        "suites": sorted(s.name for s in results),
+    }
     try:
         data = build_bundle(root, load_private_key(Path(args.key)), args.version, tests, args.min_app_version)
     except BundleError as exc:
@@ -320,8 +329,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     token = Path(args.token_file).read_text().strip() if args.token_file else None
     server = make_server(Path(args.dir), args.port, args.host, token)
-    sys.stderr.write(f"serving the newest bundle in {args.dir} at http://{args.host}:{server.server_port}"
-                     "/current.bundle\n")
+    sys.stderr.write(
+        f"serving the newest bundle in {args.dir} at http://{args.host}:{server.server_port}/current.bundle\n"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -335,15 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_compile = sub.add_parser("compile", help="compile policies and run their test suites")
     p_compile.add_argument("dir")
     p_compile.add_argument("--skip-tests", action="store_true")
-    p_compile.add_argument("--no-strict-evaluation", action="store_true",
-                           help="Cerbos's default: an erroring condition is just not satisfied")
+    p_compile.add_argument(
+        "--no-strict-evaluation",
+        action="store_true",
+        help="Cerbos's default: an erroring condition is just not satisfied",
+    )
     p_check = sub.add_parser("check", help="decide Cerbos CheckResources requests read from stdin")
     p_check.add_argument("--policies", required=True)
     p_check.add_argument("--no-strict-evaluation", action="store_true")
     p_check.add_argument("--audit", metavar="DB", help="record every decision in this audit log")
-    p_check.add_argument("--workers", type=int, default=0,
-                         help="share large batches between this many processes (default: the machine's "
-                              "cores, up to 4); answers keep the input order")
+    p_check.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="share large batches between this many processes (default: the machine's "
+        "cores, up to 4); answers keep the input order",
+    )
     p_audit = sub.add_parser("audit", help="verify or export an audit log")
     audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
     p_verify = audit_sub.add_parser("verify", help="check the whole hash chain")

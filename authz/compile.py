@@ -127,12 +127,22 @@ class PolicySet:
         self.resource_exists = lru_cache(maxsize=4096)(self._resource_exists)
         self.parent_roles = lru_cache(maxsize=4096)(self._parent_roles)
 
-    def role_plan(self, kind: str, version: str, scopes: tuple[str, ...], resource: str, action: str,
-                   role: str, principal: str, role_scope: str) -> tuple[tuple[str, tuple[Row, ...]], ...]:
+    def role_plan(
+        self,
+        kind: str,
+        version: str,
+        scopes: tuple[str, ...],
+        resource: str,
+        action: str,
+        role: str,
+        principal: str,
+        role_scope: str,
+    ) -> tuple[tuple[str, tuple[Row, ...]], ...]:
         """For one role and action: the rows to evaluate in each scope, most specific first."""
         roles = self.parent_roles(role_scope, (role,))
-        return tuple((scope, self.rows_for(kind, version, scope, resource, action, roles, principal))
-                     for scope in scopes)
+        return tuple(
+            (scope, self.rows_for(kind, version, scope, resource, action, roles, principal)) for scope in scopes
+        )
 
     def _scopes_for(self, kind: str, scope: str, lenient: bool) -> tuple[str, ...]:
         """The scopes a check walks, most specific first (none when the scope is unknown and the
@@ -147,16 +157,18 @@ class PolicySet:
     def _resource_exists(self, kind: str, version: str, scopes: tuple[str, ...]) -> bool:
         return any(
             any(globs.matches(r.resource, kind) for r in self.rows.get((RESOURCE, version, s), ()))
-            or any(globs.matches(rule.resource, kind) for rules in self.role_rules.get(s, {}).values()
-                   for rule in rules)
+            or any(
+                globs.matches(rule.resource, kind) for rules in self.role_rules.get(s, {}).values() for rule in rules
+            )
             for s in scopes
         )
 
     def resource_policy_key(self, kind: str, version: str, scope: str) -> str:
         return resource_key(kind, version, scope)
 
-    def rows_for(self, kind: str, version: str, scope: str, resource: str, action: str,
-               roles: tuple[str, ...], principal: str) -> tuple[Row, ...]:
+    def rows_for(
+        self, kind: str, version: str, scope: str, resource: str, action: str, roles: tuple[str, ...], principal: str
+    ) -> tuple[Row, ...]:
         """The rows of one scope that apply to this resource kind, action and roles, in rule order."""
         out: list[Row] = []
         if kind == RESOURCE:
@@ -171,8 +183,9 @@ class PolicySet:
             out.append(row)
         return tuple(out)
 
-    def _role_policy_rows(self, version: str, scope: str, resource: str, action: str,
-                          roles: tuple[str, ...]) -> list[Row]:
+    def _role_policy_rows(
+        self, version: str, scope: str, resource: str, action: str, roles: tuple[str, ...]
+    ) -> list[Row]:
         """Role policies narrow what their roles may do: an action they do not allow is denied,
         and a conditional one is denied when its condition fails.
 
@@ -196,15 +209,44 @@ class PolicySet:
                 continue
             matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
             if not matched:
-                out.append(Row(RESOURCE, version, scope, resource, role, action, DENY, None, None,
-                               f"{policy_key}#implicit-deny", policy_key, f"{policy_key}#implicit-deny",
-                               from_role_policy=True, no_match_for_scope_permissions=True))
+                out.append(
+                    Row(
+                        RESOURCE,
+                        version,
+                        scope,
+                        resource,
+                        role,
+                        action,
+                        DENY,
+                        None,
+                        None,
+                        f"{policy_key}#implicit-deny",
+                        policy_key,
+                        f"{policy_key}#implicit-deny",
+                        from_role_policy=True,
+                        no_match_for_scope_permissions=True,
+                    )
+                )
                 continue
             for r in matched:
                 if r.condition is not None:
-                    out.append(Row(RESOURCE, version, scope, resource, role, action, DENY,
-                                   negate(r.condition), None, r.evaluation_key, r.policy_key,
-                                   r.evaluation_key, from_role_policy=True))
+                    out.append(
+                        Row(
+                            RESOURCE,
+                            version,
+                            scope,
+                            resource,
+                            role,
+                            action,
+                            DENY,
+                            negate(r.condition),
+                            None,
+                            r.evaluation_key,
+                            r.policy_key,
+                            r.evaluation_key,
+                            from_role_policy=True,
+                        )
+                    )
         return out
 
     def scope_exists(self, kind: str, scope: str) -> bool:
@@ -277,8 +319,9 @@ class _Builder:
             p = lp.policy
             key = p.key
             if key in seen:
-                self.problem(p.position, f"duplicate policy {key} (also defined at {seen[key]})",
-                             "duplicate definition")
+                self.problem(
+                    p.position, f"duplicate policy {key} (also defined at {seen[key]})", "duplicate definition"
+                )
                 continue
             seen[key] = p.position
             self.set.sources[key] = lp.file
@@ -308,8 +351,9 @@ class _Builder:
     def _scope(self, variables: Definitions, constants: Definitions) -> Scope:
         """The variables and constants a policy's expressions may name, compiled in order."""
         merged_constants = self._merged(constants, self.export_constants, "constant")
-        scope = Scope(constants={k: from_json(_plain(v)) for k, v in merged_constants.items()},
-                      attr_escapes=self.attr_escapes)
+        scope = Scope(
+            constants={k: from_json(_plain(v)) for k, v in merged_constants.items()}, attr_escapes=self.attr_escapes
+        )
         sources = self._merged(variables, self.export_variables, "variable")
         for name in sources:
             scope.variables[name] = Variable(name, _undefined_variable)
@@ -328,7 +372,7 @@ class _Builder:
 
         def visit(n: str, trail: list[str]) -> bool:
             if state.get(n) == 1:
-                cycle = " -> ".join([*trail[trail.index(n):], n])
+                cycle = " -> ".join([*trail[trail.index(n) :], n])
                 self.problem(sources[n].position, f"variables form a cycle: {cycle}", "cyclical variables")
                 return True
             if state.get(n) == 2:
@@ -360,8 +404,11 @@ class _Builder:
                 continue
             for d in self.compiled_derived_roles.get(name, []):
                 if d.name in out:
-                    self.problem(where, f'derived role "{d.name}" is defined in both {origin[d.name]} and {name}',
-                                 "ambiguous derived role")
+                    self.problem(
+                        where,
+                        f'derived role "{d.name}" is defined in both {origin[d.name]} and {name}',
+                        "ambiguous derived role",
+                    )
                 out[d.name] = d
                 origin[d.name] = name
         return out
@@ -379,8 +426,9 @@ class _Builder:
                 self._check_schema(which, ref)
         self._scope_permissions(p.scope, p.scope_permissions, p.position)
         if p.scope == "" and p.scope_permissions == REQUIRE_PARENTAL_CONSENT:
-            self.problem(p.position, "a policy without a scope cannot require parental consent",
-                         "invalid scope permissions")
+            self.problem(
+                p.position, "a policy without a scope cannot require parental consent", "invalid scope permissions"
+            )
         rows = self.set.rows.setdefault((RESOURCE, p.version, p.scope), [])
         requires_consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
         for i, rule in enumerate(p.rules, start=1):
@@ -393,16 +441,32 @@ class _Builder:
                 cond, effect = negate(cond), DENY
             for action in rule.actions:
                 for role in rule.roles:
-                    rows.append(Row(RESOURCE, p.version, p.scope, kind, role, action, effect, cond, output,
-                                    src, p.key, src))
+                    rows.append(
+                        Row(RESOURCE, p.version, p.scope, kind, role, action, effect, cond, output, src, p.key, src)
+                    )
                 for dr_name in rule.derived_roles:
                     dr = derived.get(dr_name)
                     if dr is None:
                         self.problem(rule.position, f'unknown derived role "{dr_name}"', "unknown derived role")
                         continue
                     for parent in dr.parent_roles:
-                        rows.append(Row(RESOURCE, p.version, p.scope, kind, parent, action, effect, cond,
-                                        output, src, p.key, f"{dr.origin}.{dr_name}#{src}", derived_role=dr))
+                        rows.append(
+                            Row(
+                                RESOURCE,
+                                p.version,
+                                p.scope,
+                                kind,
+                                parent,
+                                action,
+                                effect,
+                                cond,
+                                output,
+                                src,
+                                p.key,
+                                f"{dr.origin}.{dr_name}#{src}",
+                                derived_role=dr,
+                            )
+                        )
         if rows:
             self.set.scopes[RESOURCE].add(p.scope)
 
@@ -413,15 +477,19 @@ class _Builder:
         name = ref.ref.removeprefix("cerbos:///")
         path = self.root / "_schemas" / name
         if not ref.ref.startswith("cerbos:///") or not path.is_file():
-            self.problem(ref.position, f'{which} schema "{ref.ref}" cannot be loaded: _schemas/{name} does not exist',
-                         "invalid schema")
+            self.problem(
+                ref.position,
+                f'{which} schema "{ref.ref}" cannot be loaded: _schemas/{name} does not exist',
+                "invalid schema",
+            )
             return
         try:
             schema = json.loads(path.read_text(encoding="utf-8"))
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except (ValueError, jsonschema.SchemaError) as exc:
-            self.problem(ref.position, f'{which} schema "{ref.ref}" is not a valid JSON schema: {exc}',
-                         "invalid schema")
+            self.problem(
+                ref.position, f'{which} schema "{ref.ref}" is not a valid JSON schema: {exc}', "invalid schema"
+            )
 
     def _scope_permissions(self, scope: str, value: str, where: Position) -> None:
         """Records a scope's scopePermissions. Like Cerbos's rule table, the setting is per scope,
@@ -444,9 +512,23 @@ class _Builder:
             effect = rule.effect
             if requires_consent and effect == ALLOW and cond is not None:
                 cond, effect = negate(cond), DENY
-            rows.append(Row(PRINCIPAL, p.version, p.scope, sanitize(rule.resource), "*", rule.action, effect, cond,
-                            compile_output(rule.output, scope, self.problems), src, p.key, src,
-                            principal=p.principal))
+            rows.append(
+                Row(
+                    PRINCIPAL,
+                    p.version,
+                    p.scope,
+                    sanitize(rule.resource),
+                    "*",
+                    rule.action,
+                    effect,
+                    cond,
+                    compile_output(rule.output, scope, self.problems),
+                    src,
+                    p.key,
+                    src,
+                    principal=p.principal,
+                )
+            )
         if rows:
             self.set.scopes[PRINCIPAL].add(p.scope)
 
@@ -455,8 +537,9 @@ class _Builder:
         rules = self.set.role_rules.setdefault(p.scope, {}).setdefault(p.role, [])
         for i, rule in enumerate(p.rules):
             cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
-            rules.append(RolePolicyRule(rule.resource, rule.allow_actions, cond, p.key,
-                                        f"{p.key}#{p.role}_rule-{i:03d}"))
+            rules.append(
+                RolePolicyRule(rule.resource, rule.allow_actions, cond, p.key, f"{p.key}#{p.role}_rule-{i:03d}")
+            )
         self.set.role_parents.setdefault(p.scope, {})[p.role] = p.parent_roles
         self.set.scopes[RESOURCE].add(p.scope)
         # A role policy's scopePermissions is accepted (as Cerbos 0.55 does) but, as there, it does
@@ -482,10 +565,12 @@ class _Builder:
                 for parent in scope_chain(scope)[1:]:
                     if parent not in scopes:
                         kind, name, version = ident
-                        self.problem(where[(*ident, scope)],
-                                     f'missing ancestor: no {kind} policy for "{name}" version {version} '
-                                     f'in scope "{parent}" (needed by scope "{scope}")',
-                                     "missing scope")
+                        self.problem(
+                            where[(*ident, scope)],
+                            f'missing ancestor: no {kind} policy for "{name}" version {version} '
+                            f'in scope "{parent}" (needed by scope "{scope}")',
+                            "missing scope",
+                        )
                         break
 
 
@@ -527,8 +612,9 @@ def compile_policy_dir(root: Path) -> PolicySet:
     """Loads and compiles every policy below ``root``; raises ``PolicyErrors`` listing all problems."""
     problems: list[PolicyProblem] = []
     if not root.is_dir():
-        raise PolicyErrors([PolicyProblem(Position(str(root), 1, 1), "policy directory does not exist",
-                                          "missing directory")])
+        raise PolicyErrors(
+            [PolicyProblem(Position(str(root), 1, 1), "policy directory does not exist", "missing directory")]
+        )
     loaded = load_policies(root, problems)
     builder = _Builder(loaded, root)
     policy_set = builder.build()

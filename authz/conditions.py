@@ -42,8 +42,9 @@ def compile_cel(expr: Expr, scope: Scope, problems: list[PolicyProblem]) -> Call
     try:
         return compile_expression(expr.text, scope).evaluate
     except CelCompileError as exc:
-        problems.append(PolicyProblem(_cel_position(expr, exc), f"{exc.message} in `{expr.text.strip()}`",
-                                      "invalid expression"))
+        problems.append(
+            PolicyProblem(_cel_position(expr, exc), f"{exc.message} in `{expr.text.strip()}`", "invalid expression")
+        )
     except RecursionError:
         problems.append(PolicyProblem(expr.position, "expression is nested too deeply", "invalid expression"))
     return None
@@ -76,6 +77,7 @@ def compile_match(match: Match, scope: Scope, problems: list[PolicyProblem]) -> 
 
             def both(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
                 return first(act, strict, errors) and second(act, strict, errors)
+
             return both
 
         def all_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
@@ -83,13 +85,16 @@ def compile_match(match: Match, scope: Scope, problems: list[PolicyProblem]) -> 
                 if not k(act, strict, errors):
                     return False
             return True
+
         return all_of
     if match.op == "any":
+
         def any_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
             for k in kids:  # noqa: SIM110
                 if k(act, strict, errors):
                     return True
             return False
+
         return any_of
 
     def none_of(act: Activation, strict: bool, errors: list[EvaluationError]) -> bool:
@@ -97,6 +102,7 @@ def compile_match(match: Match, scope: Scope, problems: list[PolicyProblem]) -> 
             if k(act, strict, errors):
                 return False
         return True
+
     return none_of
 
 

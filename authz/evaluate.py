@@ -110,20 +110,32 @@ def request_message(inp: CheckInput, rscope: str, principal: Message, raw_attrs:
     one request). ``raw_attrs``: the policies read attributes only by name, converting as they
     read (``PolicySet.raw_attrs``)."""
     r = inp.resource
-    resource = Message("cerbos.engine.v1.Request.Resource", {
-        "kind": r.kind, "id": r.id, "attr": r.attr if raw_attrs else from_json(r.attr),
-        "policyVersion": r.policy_version, "scope": rscope,
-    })
+    resource = Message(
+        "cerbos.engine.v1.Request.Resource",
+        {
+            "kind": r.kind,
+            "id": r.id,
+            "attr": r.attr if raw_attrs else from_json(r.attr),
+            "policyVersion": r.policy_version,
+            "scope": rscope,
+        },
+    )
     jwt = inp.aux_data.get("jwt")
     aux = _NO_AUX_DATA if not jwt else Message("cerbos.engine.v1.AuxData", {"jwt": from_json(jwt), "jwts": {}})
     return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
 
 
 def principal_message(p: Principal, pscope: str, raw_attrs: bool = False) -> Message:
-    return Message("cerbos.engine.v1.Request.Principal", {
-        "id": p.id, "roles": list(p.roles), "attr": p.attr if raw_attrs else from_json(p.attr),
-        "policyVersion": p.policy_version, "scope": pscope,
-    })
+    return Message(
+        "cerbos.engine.v1.Request.Principal",
+        {
+            "id": p.id,
+            "roles": list(p.roles),
+            "attr": p.attr if raw_attrs else from_json(p.attr),
+            "policyVersion": p.policy_version,
+            "scope": pscope,
+        },
+    )
 
 
 class _Dynamic(Exception):
@@ -269,12 +281,36 @@ def _settle(ps: PolicySet, action: str, plan: ActionPlan) -> ActionPlan:
 class _Decision(_Walk):
     """The state of deciding one CheckInput."""
 
-    __slots__ = ("ps", "inp", "params", "now", "strict", "plan", "shared", "act", "errors", "outputs",
-                 "condition_cache", "role_conditions", "runtimes", "output_values", "derived_roles", "visited",
-                 "runtime_scope")
+    __slots__ = (
+        "ps",
+        "inp",
+        "params",
+        "now",
+        "strict",
+        "plan",
+        "shared",
+        "act",
+        "errors",
+        "outputs",
+        "condition_cache",
+        "role_conditions",
+        "runtimes",
+        "output_values",
+        "derived_roles",
+        "visited",
+        "runtime_scope",
+    )
 
-    def __init__(self, ps: PolicySet, inp: CheckInput, plan: CheckPlan, params: EvalParams, now: datetime | None,
-                 shared: dict[Any, Any] | None, with_derived_roles: bool) -> None:
+    def __init__(
+        self,
+        ps: PolicySet,
+        inp: CheckInput,
+        plan: CheckPlan,
+        params: EvalParams,
+        now: datetime | None,
+        shared: dict[Any, Any] | None,
+        with_derived_roles: bool,
+    ) -> None:
         self.ps = ps
         self.inp = inp
         self.params = params
@@ -295,13 +331,15 @@ class _Decision(_Walk):
             key = id(self.inp.principal)
             principal = shared.get(key)
             if principal is None:
-                principal = shared[key] = principal_message(self.inp.principal, plan.pscope,
-                                                            "P" in self.ps.raw_attrs)
+                principal = shared[key] = principal_message(self.inp.principal, plan.pscope, "P" in self.ps.raw_attrs)
             globals_ = shared.get("globals")
             if globals_ is None:
                 globals_ = shared["globals"] = from_json(self.params.globals)
-            act = self.act = Activation(request_message(self.inp, plan.rscope, principal, "R" in self.ps.raw_attrs),
-                                        self.now or self.params.now(), globals_)
+            act = self.act = Activation(
+                request_message(self.inp, plan.rscope, principal, "R" in self.ps.raw_attrs),
+                self.now or self.params.now(),
+                globals_,
+            )
             act.runtime_source = self.current_runtime
             self.errors: list[EvaluationError] = []
             self.outputs: list[OutputEntry] = []
@@ -460,8 +498,14 @@ class _UnknownFields(dict[str, Any]):
         raise CelError(self.message)
 
 
-def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | None = None,
-          shared: dict[Any, Any] | None = None, with_derived_roles: bool = True) -> CheckOutput:
+def check(
+    ps: PolicySet,
+    inp: CheckInput,
+    params: EvalParams,
+    now: datetime | None = None,
+    shared: dict[Any, Any] | None = None,
+    with_derived_roles: bool = True,
+) -> CheckOutput:
     """Decides one CheckInput. Never raises for anything the request or the policies contain.
 
     The checks of one request may pass the same ``shared`` dict (empty at first): the principal's
@@ -470,9 +514,17 @@ def check(ps: PolicySet, inp: CheckInput, params: EvalParams, now: datetime | No
     ``with_derived_roles=False`` skips working out derived roles no rule needed (they are only
     reported in ``meta``)."""
     p, r = inp.principal, inp.resource
-    plan = check_plan(ps, p.id, tuple(p.roles), p.scope or params.default_scope,
-                      p.policy_version or params.default_policy_version, r.kind, r.scope or params.default_scope,
-                      r.policy_version or params.default_policy_version, params.lenient_scope_search)
+    plan = check_plan(
+        ps,
+        p.id,
+        tuple(p.roles),
+        p.scope or params.default_scope,
+        p.policy_version or params.default_policy_version,
+        r.kind,
+        r.scope or params.default_scope,
+        r.policy_version or params.default_policy_version,
+        params.lenient_scope_search,
+    )
     if not plan.has_policies:
         return CheckOutput(inp.request_id, r.id, dict.fromkeys(inp.actions, _DENIED))
     return _Decision(ps, inp, plan, params, now, shared, with_derived_roles).decide()

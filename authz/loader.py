@@ -46,7 +46,9 @@ def test_files(root: Path) -> list[Path]:
     return [
         path.relative_to(root)
         for path in sorted(root.rglob("*"))
-        if path.is_file() and is_test_file(path) and _visible(path.relative_to(root))
+        if path.is_file()
+        and is_test_file(path)
+        and _visible(path.relative_to(root))
         and path.relative_to(root).parts[0] != SCHEMAS_DIR
     ]
 
@@ -77,8 +79,11 @@ def load_policies(root: Path, problems: list[PolicyProblem]) -> list[LoadedPolic
         docs = read_yaml_documents(root, rel, problems)
         if len(docs) > 1:
             # Cerbos's disk store holds one policy per file and rejects the rest.
-            problems.append(PolicyProblem(docs[1][1], "more than one YAML document detected: "
-                                          "put each policy in its own file", "load failure"))
+            problems.append(
+                PolicyProblem(
+                    docs[1][1], "more than one YAML document detected: put each policy in its own file", "load failure"
+                )
+            )
             continue
         for doc, where in docs:
             policy = parse_policy(doc, where, problems)

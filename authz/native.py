@@ -57,8 +57,11 @@ def use_current_sources() -> None:
     Called by ``authz/__init__.py`` before anything imports the engine."""
     for name in stale_modules():
         if not os.environ.get("CCC_AUTHZ_PURE"):
-            warnings.warn(f"authz/ changed since scripts/build-native compiled authz/{name}.py: using its source "
-                          "(run scripts/build-native again for the compiled build)", stacklevel=2)
+            warnings.warn(
+                f"authz/ changed since scripts/build-native compiled authz/{name}.py: using its source "
+                "(run scripts/build-native again for the compiled build)",
+                stacklevel=2,
+            )
         load_source(name, f"authz.{name}")
 
 
@@ -81,14 +84,18 @@ def build() -> None:
     # Everything an earlier build left: the modules, the group's library, and the per-module
     # libraries of builds made before the modules were compiled as one group.
     libraries = [GROUP.rsplit(".", 1)[1], *MODULES]
-    for old in [*(f for name in MODULES for f in compiled_files(name)),
-                *(f for library in libraries for f in PACKAGE.glob(f"{library}__mypyc.*"))]:
+    for old in [
+        *(f for name in MODULES for f in compiled_files(name)),
+        *(f for library in libraries for f in PACKAGE.glob(f"{library}__mypyc.*")),
+    ]:
         old.unlink()
     sources = sources_hash()
-    script = ("from setuptools import setup\n"
-              "from mypyc.build import mypycify\n"
-              f"setup(name='authz-compiled', script_args=['build_ext', '--inplace'], ext_modules=mypycify("
-              f"['--follow-imports=silent', *{[f'authz/{name}.py' for name in MODULES]!r}], group_name={GROUP!r}))\n")
+    script = (
+        "from setuptools import setup\n"
+        "from mypyc.build import mypycify\n"
+        f"setup(name='authz-compiled', script_args=['build_ext', '--inplace'], ext_modules=mypycify("
+        f"['--follow-imports=silent', *{[f'authz/{name}.py' for name in MODULES]!r}], group_name={GROUP!r}))\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"mypyc could not compile the engine:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")

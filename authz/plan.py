@@ -118,8 +118,10 @@ class CheckPlan:
         if found is None:
             # Cerbos compares parent roles literally here ("*" aside), unlike when matching rules.
             found = self.derived_roles[scope] = tuple(
-                dr for dr in ps.derived_roles.get((self.kind, self.rversion, scope), ())
-                if any(p == "*" or p in self.parent_roles for p in dr.parent_roles))
+                dr
+                for dr in ps.derived_roles.get((self.kind, self.rversion, scope), ())
+                if any(p == "*" or p in self.parent_roles for p in dr.parent_roles)
+            )
         return found
 
     def action_plan(self, ps: PolicySet, action: str) -> ActionPlan:
@@ -127,25 +129,61 @@ class CheckPlan:
         kinds: list[tuple[RoleStep, ...]] = []
         if self.principal_key != NO_MATCH:
             # Principal rules are keyed by principal id, and looked up by the resource's version.
-            kinds.append(tuple(self._step(ps, self.principal_steps, PRINCIPAL, action, role, self.pscopes,
-                                          self.principal_key, self.principal) for role in self.roles[:1]))
+            kinds.append(
+                tuple(
+                    self._step(
+                        ps,
+                        self.principal_steps,
+                        PRINCIPAL,
+                        action,
+                        role,
+                        self.pscopes,
+                        self.principal_key,
+                        self.principal,
+                    )
+                    for role in self.roles[:1]
+                )
+            )
         steps = self.resource_steps
-        kinds.append(tuple(steps.get((action, role)) or self._step(ps, steps, RESOURCE, action, role,
-                                                                    self.rscopes, self.resource_key, "")
-                           for role in self.roles))
+        kinds.append(
+            tuple(
+                steps.get((action, role))
+                or self._step(ps, steps, RESOURCE, action, role, self.rscopes, self.resource_key, "")
+                for role in self.roles
+            )
+        )
         return ActionPlan(tuple(kinds))
 
-    def _step(self, ps: PolicySet, steps: dict[tuple[str, str], RoleStep], kind: str, action: str, role: str,
-              scopes: tuple[str, ...], policy_key: str, principal: str) -> RoleStep:
+    def _step(
+        self,
+        ps: PolicySet,
+        steps: dict[tuple[str, str], RoleStep],
+        kind: str,
+        action: str,
+        role: str,
+        scopes: tuple[str, ...],
+        policy_key: str,
+        principal: str,
+    ) -> RoleStep:
         """A role's walk, shared by every plan with the same role coordinates (so each is settled
         once, however many combinations of roles and ids it appears in)."""
         step = steps.get((action, role))
         if step is None:
             plan = ps.role_plan(kind, self.rversion, scopes, self.kind, action, role, principal, self.rscope)
-            step = RoleStep(kind, role, policy_key, tuple(
-                ScopeStep(scope, tuple(_row_step(row, scope, policy_key) for row in rows),
-                          ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT)
-                for scope, rows in plan), ActionEffect(UNDECIDED, policy_key))
+            step = RoleStep(
+                kind,
+                role,
+                policy_key,
+                tuple(
+                    ScopeStep(
+                        scope,
+                        tuple(_row_step(row, scope, policy_key) for row in rows),
+                        ps.scope_permissions.get(scope) == REQUIRE_PARENTAL_CONSENT,
+                    )
+                    for scope, rows in plan
+                ),
+                ActionEffect(UNDECIDED, policy_key),
+            )
             if len(steps) < MAX_STEPS_PER_TABLE:
                 steps[(action, role)] = step
         return step
@@ -161,20 +199,35 @@ def _row_step(row: Row, scope: str, policy_key: str) -> RowStep:
         deny, allow = None, ActionEffect(ALLOW, policy_key, scope, row.src)
     activated = output.rule_activated if output is not None else None
     not_met = output.condition_not_met if output is not None else None
-    return RowStep(row, row.evaluation_key, activated, not_met,
-                   deny, allow, ActionEffect(DENY, row.policy_key, scope, row.src, final=True))
+    return RowStep(
+        row,
+        row.evaluation_key,
+        activated,
+        not_met,
+        deny,
+        allow,
+        ActionEffect(DENY, row.policy_key, scope, row.src, final=True),
+    )
 
 
-def check_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,
-               kind: str, rscope: str, rversion: str, lenient: bool) -> CheckPlan:
+def check_plan(
+    ps: PolicySet,
+    principal: str,
+    roles: tuple[str, ...],
+    pscope: str,
+    pversion: str,
+    kind: str,
+    rscope: str,
+    rversion: str,
+    lenient: bool,
+) -> CheckPlan:
     """The (cached) plan for these coordinates; scopes and versions already defaulted."""
     if principal not in ps.principal_ids:
         principal = ""  # no principal policy can match: the id does not change the plan
     key = (principal, roles, pscope, pversion, kind, rscope, rversion, lenient)
     plan: CheckPlan | None = ps.plan_cache.get(key)
     if plan is None:
-        plan = _remember(ps, key, _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion,
-                                            lenient))
+        plan = _remember(ps, key, _new_plan(ps, principal, roles, pscope, pversion, kind, rscope, rversion, lenient))
     return plan
 
 
@@ -196,8 +249,17 @@ def _remember(ps: PolicySet, key: tuple[object, ...], value: _Cached) -> _Cached
     return value
 
 
-def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str, pversion: str,
-              kind: str, rscope: str, rversion: str, lenient: bool) -> CheckPlan:
+def _new_plan(
+    ps: PolicySet,
+    principal: str,
+    roles: tuple[str, ...],
+    pscope: str,
+    pversion: str,
+    kind: str,
+    rscope: str,
+    rversion: str,
+    lenient: bool,
+) -> CheckPlan:
     pscope, rscope = scope_value(pscope), scope_value(rscope)
     plan = CheckPlan(sanitize(kind), pscope, rscope, rversion, roles, principal, has_policies=False)
     plan.pscopes = ps.scopes_for(PRINCIPAL, pscope, lenient)
@@ -214,10 +276,12 @@ def _new_plan(ps: PolicySet, principal: str, roles: tuple[str, ...], pscope: str
     if resource_exists:
         plan.resource_key = ps.resource_policy_key(kind, rversion, plan.rscopes[0] if plan.rscopes else "")
     plan.parent_roles = ps.parent_roles(rscope, roles)
-    plan.principal_steps = _steps_table(ps, (PRINCIPAL, plan.rversion, plan.pscopes, plan.kind, plan.principal,
-                                             plan.rscope, plan.principal_key))
-    plan.resource_steps = _steps_table(ps, (RESOURCE, plan.rversion, plan.rscopes, plan.kind, plan.rscope,
-                                            plan.resource_key))
+    plan.principal_steps = _steps_table(
+        ps, (PRINCIPAL, plan.rversion, plan.pscopes, plan.kind, plan.principal, plan.rscope, plan.principal_key)
+    )
+    plan.resource_steps = _steps_table(
+        ps, (RESOURCE, plan.rversion, plan.rscopes, plan.kind, plan.rscope, plan.resource_key)
+    )
     return plan
 
 

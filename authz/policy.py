@@ -213,8 +213,15 @@ class _Reader:
                 self.problem(node.key_pos(key), f'unknown field "{key}" in {what}')
         return node
 
-    def string(self, node: SourceMap, key: str, what: str, required: bool = False,
-               pattern: re.Pattern[str] | None = None, default: str = "") -> str:
+    def string(
+        self,
+        node: SourceMap,
+        key: str,
+        what: str,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        default: str = "",
+    ) -> str:
         if key not in node:
             if required:
                 self.problem(node.pos(), f"{what} needs {key}")
@@ -232,8 +239,15 @@ class _Reader:
             self.problem(node.pos(key), f'{what}.{key} "{value}" is not valid')
         return value
 
-    def strings(self, node: SourceMap, key: str, what: str, required: bool = False,
-                unique: bool = True, pattern: re.Pattern[str] | None = None) -> list[str]:
+    def strings(
+        self,
+        node: SourceMap,
+        key: str,
+        what: str,
+        required: bool = False,
+        unique: bool = True,
+        pattern: re.Pattern[str] | None = None,
+    ) -> list[str]:
         if key not in node:
             if required:
                 self.problem(node.pos(), f"{what} needs {key}")
@@ -245,8 +259,10 @@ class _Reader:
         out: list[str] = []
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                self.problem(value.pos(i) if isinstance(value, SourceList) else node.pos(key),
-                             f"{what}.{key}[{i}] must be a string")
+                self.problem(
+                    value.pos(i) if isinstance(value, SourceList) else node.pos(key),
+                    f"{what}.{key}[{i}] must be a string",
+                )
                 continue
             if unique and item in out:
                 self.problem(value.pos(i), f'{what}.{key} repeats "{item}"')
@@ -317,15 +333,18 @@ class _Reader:
         if "expr" in out:
             activated = self.expr(out["expr"], out.pos("expr"), f"{what}.output.expr")
         if "when" in out:
-            when = self.fields(out["when"], out.pos("when"), f"{what}.output.when",
-                               {"ruleActivated", "conditionNotMet"})
+            when = self.fields(
+                out["when"], out.pos("when"), f"{what}.output.when", {"ruleActivated", "conditionNotMet"}
+            )
             if when is not None:
                 if "ruleActivated" in when:
-                    activated = self.expr(when["ruleActivated"], when.pos("ruleActivated"),
-                                          f"{what}.output.when.ruleActivated")
+                    activated = self.expr(
+                        when["ruleActivated"], when.pos("ruleActivated"), f"{what}.output.when.ruleActivated"
+                    )
                 if "conditionNotMet" in when:
-                    not_met = self.expr(when["conditionNotMet"], when.pos("conditionNotMet"),
-                                        f"{what}.output.when.conditionNotMet")
+                    not_met = self.expr(
+                        when["conditionNotMet"], when.pos("conditionNotMet"), f"{what}.output.when.conditionNotMet"
+                    )
         return Output(activated, not_met)
 
     def effect(self, node: SourceMap, what: str) -> str:
@@ -394,8 +413,17 @@ def _rule_name(r: _Reader, node: SourceMap, what: str) -> str:
 
 def _resource_policy(r: _Reader, node: SourceMap, top: SourceMap) -> ResourcePolicy | None:
     what = "resourcePolicy"
-    allowed = {"resource", "version", "importDerivedRoles", "rules", "scope", "schemas", "variables",
-               "constants", "scopePermissions"}
+    allowed = {
+        "resource",
+        "version",
+        "importDerivedRoles",
+        "rules",
+        "scope",
+        "schemas",
+        "variables",
+        "constants",
+        "scopePermissions",
+    }
     p = r.fields(node, top.pos("resourcePolicy"), what, allowed)
     if p is None:
         return None
@@ -408,24 +436,27 @@ def _resource_policy(r: _Reader, node: SourceMap, top: SourceMap) -> ResourcePol
         raw_rules = []
     for i, raw in enumerate(raw_rules):
         rw = f"{what}.rules[{i}]"
-        rn = r.fields(raw, raw_rules.pos(i), rw, {"actions", "derivedRoles", "roles", "condition", "effect",
-                                                   "name", "output"})
+        rn = r.fields(
+            raw, raw_rules.pos(i), rw, {"actions", "derivedRoles", "roles", "condition", "effect", "name", "output"}
+        )
         if rn is None:
             continue
         roles = r.strings(rn, "roles", rw, pattern=_ROLE_RE)
         derived = r.strings(rn, "derivedRoles", rw, pattern=_DERIVED_ROLE_NAME_RE)
         if not roles and not derived:
             r.problem(rn.pos(), f"{rw} needs roles or derivedRoles")
-        rules.append(ResourceRule(
-            actions=r.strings(rn, "actions", rw, required=True),
-            effect=r.effect(rn, rw),
-            roles=roles,
-            derived_roles=derived,
-            condition=r.condition(rn, rw),
-            output=r.output(rn, rw),
-            name=_rule_name(r, rn, rw),
-            position=raw_rules.pos(i),
-        ))
+        rules.append(
+            ResourceRule(
+                actions=r.strings(rn, "actions", rw, required=True),
+                effect=r.effect(rn, rw),
+                roles=roles,
+                derived_roles=derived,
+                condition=r.condition(rn, rw),
+                output=r.output(rn, rw),
+                name=_rule_name(r, rn, rw),
+                position=raw_rules.pos(i),
+            )
+        )
     principal_schema = resource_schema = None
     if "schemas" in p:
         s = r.fields(p["schemas"], p.pos("schemas"), f"{what}.schemas", {"principalSchema", "resourceSchema"})
@@ -490,16 +521,18 @@ def _principal_policy(r: _Reader, node: SourceMap, top: SourceMap) -> PrincipalP
             an = r.fields(raw_action, actions.pos(j), aw, {"action", "effect", "condition", "name", "output"})
             if an is None:
                 continue
-            rules.append(PrincipalRule(
-                resource=resource,
-                action=r.string(an, "action", aw, required=True),
-                effect=r.effect(an, aw),
-                condition=r.condition(an, aw),
-                output=r.output(an, aw),
-                name=_rule_name(r, an, aw),
-                position=actions.pos(j),
-                index=j + 1,
-            ))
+            rules.append(
+                PrincipalRule(
+                    resource=resource,
+                    action=r.string(an, "action", aw, required=True),
+                    effect=r.effect(an, aw),
+                    condition=r.condition(an, aw),
+                    output=r.output(an, aw),
+                    name=_rule_name(r, an, aw),
+                    position=actions.pos(j),
+                    index=j + 1,
+                )
+            )
     return PrincipalPolicy(
         principal=r.string(p, "principal", what, required=True),
         version=r.string(p, "version", what, required=True, pattern=_VERSION_RE),
@@ -520,8 +553,9 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
     defs: list[DerivedRole] = []
     raw_defs = p.get("definitions", [])
     if not isinstance(raw_defs, SourceList) or not raw_defs:
-        r.problem(p.pos("definitions") if "definitions" in p else p.pos(),
-                  f"{what}.definitions must be a non-empty list")
+        r.problem(
+            p.pos("definitions") if "definitions" in p else p.pos(), f"{what}.definitions must be a non-empty list"
+        )
         raw_defs = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_defs):
@@ -531,11 +565,15 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
             continue
         name = r.string(dn, "name", dw, required=True, pattern=_DERIVED_ROLE_NAME_RE)
         if name in seen:
-            r.problem(dn.pos("name"), f'derived role "{name}" is defined more than once in {p.get("name")}',
-                      "duplicate definition")
+            r.problem(
+                dn.pos("name"),
+                f'derived role "{name}" is defined more than once in {p.get("name")}',
+                "duplicate definition",
+            )
         seen.add(name)
-        defs.append(DerivedRole(name, r.strings(dn, "parentRoles", dw, required=True), r.condition(dn, dw),
-                                raw_defs.pos(i)))
+        defs.append(
+            DerivedRole(name, r.strings(dn, "parentRoles", dw, required=True), r.condition(dn, dw), raw_defs.pos(i))
+        )
     return DerivedRoles(
         name=r.string(p, "name", what, required=True, pattern=_DERIVED_ROLE_NAME_RE),
         definitions=defs,
@@ -547,8 +585,9 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
 
 def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | None:
     what = "rolePolicy"
-    p = r.fields(node, top.pos("rolePolicy"), what, {"role", "scope", "parentRoles", "rules", "version",
-                                                      "scopePermissions"})
+    p = r.fields(
+        node, top.pos("rolePolicy"), what, {"role", "scope", "parentRoles", "rules", "version", "scopePermissions"}
+    )
     if p is None:
         return None
     rules: list[RoleRule] = []
@@ -561,16 +600,21 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
         rn = r.fields(raw, raw_rules.pos(i), rw, {"resource", "allowActions", "condition"})
         if rn is None:
             continue
-        rules.append(RoleRule(
-            resource=r.string(rn, "resource", rw, required=True, pattern=_RESOURCE_RE),
-            allow_actions=r.strings(rn, "allowActions", rw, required=True),
-            condition=r.condition(rn, rw),
-            position=raw_rules.pos(i),
-        ))
+        rules.append(
+            RoleRule(
+                resource=r.string(rn, "resource", rw, required=True, pattern=_RESOURCE_RE),
+                allow_actions=r.strings(rn, "allowActions", rw, required=True),
+                condition=r.condition(rn, rw),
+                position=raw_rules.pos(i),
+            )
+        )
     permissions = r.scope_permissions(p, what)
     if permissions == OVERRIDE_PARENT:
-        r.problem(p.pos("scopePermissions"), f"{what}.scopePermissions must be one of "
-                  "[SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS, SCOPE_PERMISSIONS_UNSPECIFIED]")
+        r.problem(
+            p.pos("scopePermissions"),
+            f"{what}.scopePermissions must be one of "
+            "[SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS, SCOPE_PERMISSIONS_UNSPECIFIED]",
+        )
     return RolePolicy(
         role=r.string(p, "role", what, required=True, pattern=_ROLE_RE),
         scope=_scope(r, p, what),
@@ -589,8 +633,9 @@ def _export_variables(r: _Reader, node: SourceMap, top: SourceMap) -> ExportVari
     defs = Definitions()
     if "definitions" in p:
         r._local(p, "definitions", what, True, defs)
-    return ExportVariables(r.string(p, "name", what, required=True, pattern=_DERIVED_ROLE_NAME_RE),
-                           defs.local, top.pos("exportVariables"))
+    return ExportVariables(
+        r.string(p, "name", what, required=True, pattern=_DERIVED_ROLE_NAME_RE), defs.local, top.pos("exportVariables")
+    )
 
 
 def _export_constants(r: _Reader, node: SourceMap, top: SourceMap) -> ExportConstants | None:
@@ -601,8 +646,9 @@ def _export_constants(r: _Reader, node: SourceMap, top: SourceMap) -> ExportCons
     defs = Definitions()
     if "definitions" in p:
         r._local(p, "definitions", what, False, defs)
-    return ExportConstants(r.string(p, "name", what, required=True, pattern=_DERIVED_ROLE_NAME_RE),
-                           defs.local, top.pos("exportConstants"))
+    return ExportConstants(
+        r.string(p, "name", what, required=True, pattern=_DERIVED_ROLE_NAME_RE), defs.local, top.pos("exportConstants")
+    )
 
 
 _KINDS = {
@@ -621,13 +667,11 @@ def parse_policy(doc: Any, where: Position, problems: list[PolicyProblem]) -> Po
     A document marked ``disabled: true`` is valid and returns None without problems.
     """
     r = _Reader(problems)
-    top = r.fields(doc, where, "policy", {"apiVersion", "description", "disabled", "metadata", "variables",
-                                           *_KINDS})
+    top = r.fields(doc, where, "policy", {"apiVersion", "description", "disabled", "metadata", "variables", *_KINDS})
     if top is None:
         return None
     if top.get("apiVersion") != "api.cerbos.dev/v1":
-        r.problem(top.pos("apiVersion") if "apiVersion" in top else top.pos(),
-                  'apiVersion must be "api.cerbos.dev/v1"')
+        r.problem(top.pos("apiVersion") if "apiVersion" in top else top.pos(), 'apiVersion must be "api.cerbos.dev/v1"')
     kinds = [k for k in _KINDS if k in top]
     if len(kinds) != 1:
         r.problem(top.pos(), "a policy needs exactly one of: " + ", ".join(_KINDS))

@@ -23,7 +23,7 @@ def bundle_version(path: Path) -> int:
     if not data.startswith(MAGIC):
         return -1
     try:
-        with tarfile.open(fileobj=io.BytesIO(data[len(MAGIC) + SIGNATURE_SIZE:]), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data[len(MAGIC) + SIGNATURE_SIZE :]), mode="r:") as tar:
             member = tar.extractfile(MANIFEST)
             return int(json.loads(member.read())["version"]) if member else -1
     except (tarfile.TarError, KeyError, ValueError):

@@ -25,8 +25,11 @@ class RemotePDP:
 
     def check_request(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = self.client.post(f"{self.base_url}/api/check/resources", content=json.dumps(body),
-                                        headers={"Content-Type": "application/json"})
+            response = self.client.post(
+                f"{self.base_url}/api/check/resources",
+                content=json.dumps(body),
+                headers={"Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise PDPUnavailable(f"Cerbos PDP at {self.base_url} unreachable: {exc}") from exc
         if response.status_code >= 500:
@@ -42,8 +45,12 @@ class DecisionService:
     """Decides CheckResources requests: the remote PDP first when one is configured, the embedded
     engine when it is unreachable (or not configured). With neither, everything is denied."""
 
-    def __init__(self, embedded: Callable[[], Engine | None], remote: RemotePDP | None = None,
-                 no_policy_reason: Callable[[], str] = lambda: "no policy set is loaded") -> None:
+    def __init__(
+        self,
+        embedded: Callable[[], Engine | None],
+        remote: RemotePDP | None = None,
+        no_policy_reason: Callable[[], str] = lambda: "no policy set is loaded",
+    ) -> None:
         self.embedded = embedded
         self.remote = remote
         self.no_policy_reason = no_policy_reason
@@ -72,8 +79,12 @@ def deny_all(body: dict[str, Any], reason: str) -> dict[str, Any]:
         request_id, inputs, _ = api.parse_check_request(body)
     except AuthzError as exc:
         return api.error_body(str(exc))
-    results = [{"resource": {"id": i.resource.id, "kind": i.resource.kind},
-                "actions": {a: "EFFECT_DENY" for a in sorted(i.actions)},
-                "outputs": [{"src": "ccc#no-policies", "val": reason, "action": a} for a in i.actions]}
-               for i in inputs]
+    results = [
+        {
+            "resource": {"id": i.resource.id, "kind": i.resource.kind},
+            "actions": {a: "EFFECT_DENY" for a in sorted(i.actions)},
+            "outputs": [{"src": "ccc#no-policies", "val": reason, "action": a} for a in i.actions],
+        }
+        for i in inputs
+    ]
     return api.render_check_response(request_id, results)

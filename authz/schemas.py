@@ -30,7 +30,7 @@ class SchemaValidator:
 
         if self.root is None or not ref.startswith("cerbos:///"):
             return None
-        path = self.root / ref[len("cerbos:///"):]
+        path = self.root / ref[len("cerbos:///") :]
         try:
             schema = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -56,12 +56,15 @@ class SchemaValidator:
         if schemas is None:
             return [], False
         errors: list[dict[str, str]] = []
-        for ref, attrs, source in ((schemas.principal, inp.principal.attr, "SOURCE_PRINCIPAL"),
-                                   (schemas.resource, inp.resource.attr, "SOURCE_RESOURCE")):
+        for ref, attrs, source in (
+            (schemas.principal, inp.principal.attr, "SOURCE_PRINCIPAL"),
+            (schemas.resource, inp.resource.attr, "SOURCE_RESOURCE"),
+        ):
             if ref is None:
                 continue
-            if ref.ignore_actions and all(any(globs.matches(a, act) for a in ref.ignore_actions)
-                                          for act in inp.actions):
+            if ref.ignore_actions and all(
+                any(globs.matches(a, act) for a in ref.ignore_actions) for act in inp.actions
+            ):
                 continue
             validator = self._validator(ref.ref)
             if validator is None:
@@ -71,7 +74,6 @@ class SchemaValidator:
                 path = "/" + "/".join(str(p) for p in err.absolute_path)
                 errors.append({"path": path, "message": _message(err), "source": source})
         return errors, bool(errors) and enforcement == "reject"
-
 
 
 _JSON_TYPES: dict[type, str] = {str: "string", list: "array", dict: "object"}

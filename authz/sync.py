@@ -107,11 +107,19 @@ class SyncState:
 
 
 class PolicySync:
-    def __init__(self, url: str, public_key: Ed25519PublicKey, store: BundleStore,
-                 client: httpx.Client | None = None, token_provider: Callable[[], str] | None = None,
-                 params: EvalParams | None = None, max_age: timedelta = timedelta(days=7),
-                 on_swap: Callable[[Engine], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), app_version: str = APP_VERSION) -> None:
+    def __init__(
+        self,
+        url: str,
+        public_key: Ed25519PublicKey,
+        store: BundleStore,
+        client: httpx.Client | None = None,
+        token_provider: Callable[[], str] | None = None,
+        params: EvalParams | None = None,
+        max_age: timedelta = timedelta(days=7),
+        on_swap: Callable[[Engine], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        app_version: str = APP_VERSION,
+    ) -> None:
         self.url = url
         self.public_key = public_key
         self.store = store
@@ -143,13 +151,17 @@ class PolicySync:
         try:
             loaded = self.store.load(self.public_key)
         except BundleError as exc:
-            self.reason = f"The saved policy bundle cannot be trusted ({exc}); everything is denied until a " \
-                          "valid bundle arrives from the policy server."
+            self.reason = (
+                f"The saved policy bundle cannot be trusted ({exc}); everything is denied until a "
+                "valid bundle arrives from the policy server."
+            )
             self.last_error = str(exc)
             return
         if loaded is None:
-            self.reason = "No policy bundle is installed on this workstation and the policy server has not " \
-                          "been reached yet, so everything is denied."
+            self.reason = (
+                "No policy bundle is installed on this workstation and the policy server has not "
+                "been reached yet, so everything is denied."
+            )
             return
         _, bundle = loaded
         try:
@@ -164,8 +176,10 @@ class PolicySync:
     def _prepare(self, bundle: VerifiedBundle) -> tuple[Engine, Path]:
         """Compiles the bundle in a side slot; the active engine is untouched."""
         if _version_tuple(bundle.manifest.min_app_version) > _version_tuple(self.app_version):
-            raise BundleError(f"bundle version {bundle.manifest.version} needs CCC Workstation "
-                              f"{bundle.manifest.min_app_version} or newer; this is {self.app_version}")
+            raise BundleError(
+                f"bundle version {bundle.manifest.version} needs CCC Workstation "
+                f"{bundle.manifest.min_app_version} or newer; this is {self.app_version}"
+            )
         slot = self.store.slot(bundle)
         try:
             return Engine.from_directory(slot, self.params, bundle_version=str(bundle.manifest.version)), slot
@@ -208,8 +222,10 @@ class PolicySync:
                     self._etag = response.headers.get("ETag")
                     self.last_success, self.last_error = self.clock(), ""
                     return False
-                raise BundleError(f"bundle version {bundle.manifest.version} is not newer than the active "
-                                  f"version {active}: refusing a rollback")
+                raise BundleError(
+                    f"bundle version {bundle.manifest.version} is not newer than the active "
+                    f"version {active}: refusing a rollback"
+                )
             engine, slot = self._prepare(bundle)
             try:
                 self.store.save(data)  # last-known-good only once it compiled
@@ -227,8 +243,13 @@ class PolicySync:
         self.last_error = message
         return False
 
-    def run(self, stop: threading.Event, interval: float = 60.0, max_backoff: float = 900.0,
-            rng: random.Random | None = None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float = 60.0,
+        max_backoff: float = 900.0,
+        rng: random.Random | None = None,
+    ) -> None:
         """Polls until ``stop`` is set, with jitter, backing off exponentially while it fails."""
         rng = rng or random.Random()
         delay = interval

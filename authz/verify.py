@@ -79,9 +79,11 @@ def _groups(raw: dict[str, Any], key: str) -> dict[str, list[str]]:
 def _load_fixtures(root: Path, folder: Path, problems: list[PolicyProblem]) -> Fixtures:
     fx = Fixtures()
     data = root / folder / TESTDATA_DIR
-    for stem, attrs in (("principals", ("principals", "principalGroups")),
-                        ("resources", ("resources", "resourceGroups")),
-                        ("auxdata", ("auxData",))):
+    for stem, attrs in (
+        ("principals", ("principals", "principalGroups")),
+        ("resources", ("resources", "resourceGroups")),
+        ("auxdata", ("auxData",)),
+    ):
         for suffix in (".yaml", ".yml", ".json"):
             path = data / f"{stem}{suffix}"
             if not path.is_file():
@@ -154,8 +156,7 @@ def run_suite(engine: Engine, suite: dict[str, Any], file: str, fixtures: Fixtur
         runner = Engine(engine.policy_set, params)
         for p_name in principals:
             for r_name in resources:
-                result.cases.extend(_run_pair(runner, name, test, p_name, r_name, actions, aux, fx,
-                                              expectations, now))
+                result.cases.extend(_run_pair(runner, name, test, p_name, r_name, actions, aux, fx, expectations, now))
     return result
 
 
@@ -184,19 +185,30 @@ def _expectations(expected: list[dict[str, Any]], fx: Fixtures) -> dict[tuple[st
     return out
 
 
-def _run_pair(runner: Engine, suite: str, test: dict[str, Any], p_name: str, r_name: str, actions: list[str],
-              aux: dict[str, Any], fx: Fixtures, expectations: dict[tuple[str, str], dict[str, Any]],
-              now: datetime | None) -> list[TestCase]:
+def _run_pair(
+    runner: Engine,
+    suite: str,
+    test: dict[str, Any],
+    p_name: str,
+    r_name: str,
+    actions: list[str],
+    aux: dict[str, Any],
+    fx: Fixtures,
+    expectations: dict[tuple[str, str], dict[str, Any]],
+    now: datetime | None,
+) -> list[TestCase]:
     test_name = test.get("name", "")
     if test.get("skip"):
-        return [TestCase(suite, test_name, p_name, r_name, a, SKIPPED, message=test.get("skipReason", ""))
-                for a in actions]
+        return [
+            TestCase(suite, test_name, p_name, r_name, a, SKIPPED, message=test.get("skipReason", "")) for a in actions
+        ]
     try:
         principal = parse_principal(fx.principals[p_name], f"principal {p_name}")
         resource = parse_resource(fx.resources[r_name], f"resource {r_name}")
     except KeyError as exc:
-        return [TestCase(suite, test_name, p_name, r_name, a, FAILED, message=f"unknown fixture {exc}")
-                for a in actions]
+        return [
+            TestCase(suite, test_name, p_name, r_name, a, FAILED, message=f"unknown fixture {exc}") for a in actions
+        ]
     except RequestError as exc:
         return [TestCase(suite, test_name, p_name, r_name, a, FAILED, message=str(exc)) for a in actions]
     out = runner.check(CheckInput(principal, resource, actions, aux), now or datetime.now(UTC))
@@ -244,8 +256,13 @@ def run_test_suites(
                 problems.append(PolicyProblem(where, "a test suite must be a mapping", "invalid test suite"))
                 continue
             if "name" not in doc or "tests" not in doc:
-                problems.append(PolicyProblem(Position(str(rel), where.line, where.column),
-                                              "a test suite needs name and tests", "invalid test suite"))
+                problems.append(
+                    PolicyProblem(
+                        Position(str(rel), where.line, where.column),
+                        "a test suite needs name and tests",
+                        "invalid test suite",
+                    )
+                )
                 continue
             results.append(run_suite(engine, plain(doc), str(rel), fixture_cache[folder]))
     return results, problems

@@ -82,7 +82,7 @@ def _content_position(loader: _Loader, node: yaml.Node, path: str) -> Position:
         newline = buffer.find("\n", pointer)
         if newline < 0:
             return pos
-        rest = buffer[newline + 1:]
+        rest = buffer[newline + 1 :]
         indent = len(rest) - len(rest.lstrip(" "))
         return Position(pos.file, pos.line + 1, indent + 1, path)
     return pos

@@ -57,8 +57,14 @@ print(time.perf_counter() - t0)
 def process_seconds(script: str, *args: str) -> float:
     """Wall time of a new process from its start to the script's last line (interpreter start included)."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip()
     return time.perf_counter() - t0
 

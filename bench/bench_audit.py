@@ -33,8 +33,13 @@ def audited_check(requests: int, policies: Path, workdir: Path) -> tuple[int, fl
     db = workdir / "audit.db"
     start = time.perf_counter()
     with lines.open() as stdin:
-        subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(policies), "--audit", str(db)],
-                       stdin=stdin, stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "authz.cli", "check", "--policies", str(policies), "--audit", str(db)],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            check=True,
+            cwd=ROOT,
+        )
     seconds = time.perf_counter() - start
     chain = AuditChain(db)
     count = sum(1 for _ in chain.conn.execute("SELECT 1 FROM audit"))
@@ -46,11 +51,21 @@ def verify_time(records: int, workdir: Path) -> float:
     chain = AuditChain(workdir / "big.db")
     for start in range(0, records, 10_000):
         chain.append_many(
-            AuditRecord("decision", "dr_aly", "view", ["physician"], "patient_record", f"p{i}", f"p{i}",
-                        "EFFECT_ALLOW", "resource.patient_record.vdefault",
-                        "resource.patient_record.vdefault#view_patient_data",
-                        outputs=[{"src": "x", "val": {"audit_flag": "none"}}])
-            for i in range(start, min(start + 10_000, records)))
+            AuditRecord(
+                "decision",
+                "dr_aly",
+                "view",
+                ["physician"],
+                "patient_record",
+                f"p{i}",
+                f"p{i}",
+                "EFFECT_ALLOW",
+                "resource.patient_record.vdefault",
+                "resource.patient_record.vdefault#view_patient_data",
+                outputs=[{"src": "x", "val": {"audit_flag": "none"}}],
+            )
+            for i in range(start, min(start + 10_000, records))
+        )
     result = chain.verify()
     assert result.ok and result.count == records
     return result.seconds

@@ -45,8 +45,7 @@ from tests.authz.differential import random_requests  # noqa: E402
 from tests.support.cerbos_pdp import CerbosPDP  # noqa: E402
 
 WARM_UP = 200
-RECORD_ACTIONS = ["view", "view_phi", "view_history", "edit_clinical_notes", "export", "break_glass",
-                  "delegate_access"]
+RECORD_ACTIONS = ["view", "view_phi", "view_history", "edit_clinical_notes", "export", "break_glass", "delegate_access"]
 
 
 @dataclass
@@ -58,8 +57,12 @@ class Workload:
 
 
 def clinic_workload(count: int) -> Workload:
-    return Workload("clinic", ROOT / "tests/authz/policysets/clinic", random_requests("clinic", count, seed=7),
-                    "randomised requests of 1-4 resources, policy set tests/authz/policysets/clinic")
+    return Workload(
+        "clinic",
+        ROOT / "tests/authz/policysets/clinic",
+        random_requests("clinic", count, seed=7),
+        "randomised requests of 1-4 resources, policy set tests/authz/policysets/clinic",
+    )
 
 
 def ward_workload(count: int) -> Workload:
@@ -83,12 +86,21 @@ def ward_workload(count: int) -> Workload:
             resources.append({"kind": record.kind, "id": record.id, "attr": record.attr})
         store.db.conn.close()
     rng = random.Random(7)
-    bodies = [{"requestId": f"ward-{i}", "principal": rng.choice(principals),
-               "resources": [{"actions": RECORD_ACTIONS, "resource": rng.choice(resources)}]}
-              for i in range(count)]
-    return Workload("ward", ROOT / "policies", json.loads(json.dumps(bodies)),
-                    f"{len(principals)} demo users x {len(resources)} patient records, one record per request, "
-                    f"{len(RECORD_ACTIONS)} actions, policy set policies/")
+    bodies = [
+        {
+            "requestId": f"ward-{i}",
+            "principal": rng.choice(principals),
+            "resources": [{"actions": RECORD_ACTIONS, "resource": rng.choice(resources)}],
+        }
+        for i in range(count)
+    ]
+    return Workload(
+        "ward",
+        ROOT / "policies",
+        json.loads(json.dumps(bodies)),
+        f"{len(principals)} demo users x {len(resources)} patient records, one record per request, "
+        f"{len(RECORD_ACTIONS)} actions, policy set policies/",
+    )
 
 
 def decisions(body: dict) -> int:
@@ -130,9 +142,21 @@ def bench_cli(policies: Path, bodies: list[dict], workers: int | None = None) ->
         path = f.name
     start = time.perf_counter()
     with open(path) as stdin:
-        subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(policies),
-                        *(["--workers", str(workers)] if workers else [])],
-                       stdin=stdin, stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "authz.cli",
+                "check",
+                "--policies",
+                str(policies),
+                *(["--workers", str(workers)] if workers else []),
+            ],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            check=True,
+            cwd=ROOT,
+        )
     return time.perf_counter() - start
 
 
@@ -147,11 +171,13 @@ def load_ms(policies: Path) -> float:
 
 def python_api(engine: Engine) -> Callable[[tuple[str, list, bool]], None]:
     """The engine as the workstation calls it: CheckInputs in, CheckOutputs out (no JSON)."""
+
     def check(parsed: tuple[str, list, bool]) -> None:
         shared: dict = {}
         when = engine.params.now()
         for inp in parsed[1]:
             engine.check(inp, when, shared, parsed[2])
+
     return check
 
 
@@ -170,6 +196,7 @@ def run(workload: Workload, rounds: int) -> list[str]:
     # hundreds of thousands of request objects and be charged to whichever path runs then.
     gc.collect()
     gc.freeze()
+
     # Each round of a path gets a fresh engine: plans are built as requests arrive, as in a
     # real process.
     def fresh() -> Engine:
@@ -186,8 +213,7 @@ def run(workload: Workload, rounds: int) -> list[str]:
 
     rows = [
         ("Cerbos 0.55 PDP over HTTP (httpx)", http_s, http_lat),
-        (f"ccc-authz check (whole process; as it runs by default here: {default_processes()} processes)",
-         cli_s, None),
+        (f"ccc-authz check (whole process; as it runs by default here: {default_processes()} processes)", cli_s, None),
         ("ccc-authz check --workers 1 (whole process, one process)", cli1_s, None),
         ("Engine in-process, Cerbos JSON in and out (`check_request`)", json_s, json_lat),
         ("Engine in-process, Python API (`CheckInput` in, `CheckOutput` out)", api_s, api_lat),
@@ -228,9 +254,11 @@ def main() -> None:
     lines: list[str] = []
     for name in args.workload.split(","):
         lines += run(makers[name](args.requests), args.rounds)
-    lines.append(f"Command: `.venv/bin/python bench/bench_engine.py --requests {args.requests} "
-                 f"--workload {args.workload} --rounds {args.rounds}` (each path: the fastest of "
-                 f"{args.rounds} runs, each after the same {WARM_UP}-request warm-up)")
+    lines.append(
+        f"Command: `.venv/bin/python bench/bench_engine.py --requests {args.requests} "
+        f"--workload {args.workload} --rounds {args.rounds}` (each path: the fastest of "
+        f"{args.rounds} runs, each after the same {WARM_UP}-request warm-up)"
+    )
     publish(lines, args.write)
 
 

@@ -338,14 +338,19 @@ METHODS: dict[str, Callable[..., Any]] = {
     "isLoopback": _ip_method("isLoopback", lambda a: a.is_loopback),
     "isGlobalUnicast": _ip_method(
         "isGlobalUnicast",
-        lambda a: not (a.is_multicast or a.is_loopback or a.is_link_local or a.is_unspecified)
-        and not (a.version == 4 and a == ipaddress.IPv4Address("255.255.255.255")),
+        lambda a: (
+            not (a.is_multicast or a.is_loopback or a.is_link_local or a.is_unspecified)
+            and not (a.version == 4 and a == ipaddress.IPv4Address("255.255.255.255"))
+        ),
     ),
     "isLinkLocalUnicast": _ip_method("isLinkLocalUnicast", lambda a: a.is_link_local and not a.is_multicast),
     "isLinkLocalMulticast": _ip_method(
         "isLinkLocalMulticast",
-        lambda a: a.is_multicast and (
-            a in ipaddress.ip_network("224.0.0.0/24") if a.version == 4 else a in ipaddress.ip_network("ff02::/16")
+        lambda a: (
+            a.is_multicast
+            and (
+                a in ipaddress.ip_network("224.0.0.0/24") if a.version == 4 else a in ipaddress.ip_network("ff02::/16")
+            )
         ),
     ),
     "isUnspecified": _ip_method("isUnspecified", lambda a: a.is_unspecified),

@@ -63,8 +63,7 @@ from .values import (
     type_name,
 )
 
-__all__ = ["Activation", "CelCompileError", "CompiledExpression", "Scope", "Variable", "compile_expression",
-           "parse"]
+__all__ = ["Activation", "CelCompileError", "CompiledExpression", "Scope", "Variable", "compile_expression", "parse"]
 
 
 @dataclass
@@ -105,9 +104,11 @@ class Compiler:
         converted as it is read (JSON numbers to doubles)."""
         if self.request_used:
             return {"P", "R"}
-        return {root for root in ("P", "R")
-                if self.roots_made[root] != self.roots_selected[root]
-                or self.attrs_made[root] != self.attrs_named[root]}
+        return {
+            root
+            for root in ("P", "R")
+            if self.roots_made[root] != self.roots_selected[root] or self.attrs_made[root] != self.attrs_named[root]
+        }
 
     def error(self, tree: Any, message: str) -> CelCompileError:
         meta = getattr(tree, "meta", None)
@@ -200,8 +201,15 @@ class Compiler:
         if len(tree.children) == 1:
             return self.compile(tree.children[0])
         op_tree, right_tree = tree.children
-        op = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
-              "relation_eq": "==", "relation_ne": "!=", "relation_in": "in"}[op_tree.data]
+        op = {
+            "relation_lt": "<",
+            "relation_le": "<=",
+            "relation_gt": ">",
+            "relation_ge": ">=",
+            "relation_eq": "==",
+            "relation_ne": "!=",
+            "relation_in": "in",
+        }[op_tree.data]
         return self._binary(tree, op, self.compile(op_tree.children[0]), self.compile(right_tree))
 
     def c_addition(self, tree: ParseTree) -> Node:
@@ -233,9 +241,7 @@ class Compiler:
             # cel-go's constant folding turns membership in an empty literal into false,
             # without evaluating the left side (so an error there does not surface).
             return _const(False, "bool")
-        if op == "in" and right.const and isinstance(right.value, list) and all(
-            type(v) is str for v in right.value
-        ):
+        if op == "in" and right.const and isinstance(right.value, list) and all(type(v) is str for v in right.value):
             members = frozenset(right.value)
 
             def in_strings(a: Activation) -> bool:
@@ -500,9 +506,7 @@ class Compiler:
             raise self.error(tree, f"undeclared reference to '{name}' (in container '')")
         result_type = _RESULT_TYPES.get(name, "dyn")
         if name in _CONVERSIONS and len(args) == 1 and args[0].type not in ("dyn", *_CONVERSIONS[name]):
-            raise self.error(
-                tree, f"found no matching overload for '{name}' applied to '({args[0].type})'"
-            )
+            raise self.error(tree, f"found no matching overload for '{name}' applied to '({args[0].type})'")
         if name in _LITERAL_VALIDATED and args and args[0].const and args[0].type == "string":
             self._validate_literal(tree, name, fn, args[0].value)
         if name in ("math.greatest", "math.least") and len(args) == 1 and args[0].const and args[0].value == []:
@@ -513,10 +517,11 @@ class Compiler:
 
     def _check_list_elements(self, tree: ParseTree, name: str, args: list[Node]) -> None:
         """Set functions over two list literals of different element types fail cel-go's checker."""
-        if name in _SET_FUNCTIONS and len(args) == 2 and args[0].elem and args[1].elem \
-                and args[0].elem != args[1].elem:
-            raise self.error(tree, f"found no matching overload for '{name}' applied to "
-                                   f"'(list({args[0].elem}), list({args[1].elem}))'")
+        if name in _SET_FUNCTIONS and len(args) == 2 and args[0].elem and args[1].elem and args[0].elem != args[1].elem:
+            raise self.error(
+                tree,
+                f"found no matching overload for '{name}' applied to '(list({args[0].elem}), list({args[1].elem}))'",
+            )
 
     def _validate_literal(self, tree: ParseTree, name: str, fn: Callable[..., Any], value: Any) -> None:
         """cel-go's literal validators: a constant that can never parse is a compile error."""
@@ -614,9 +619,13 @@ class Compiler:
     def _macro(self, tree: ParseTree, target_tree: Any, name: str, arg_trees: list[Any]) -> Node:
         target = self.compile(target_tree)
         names = [_ident_name(t) for t in arg_trees]
-        two_var = name in _MACROS_2 and len(arg_trees) >= 3 and names[1] is not None and name not in (
-            "map", "filter", "sortBy"
-        ) or name.startswith("transform")
+        two_var = (
+            name in _MACROS_2
+            and len(arg_trees) >= 3
+            and names[1] is not None
+            and name not in ("map", "filter", "sortBy")
+            or name.startswith("transform")
+        )
         n_vars = 2 if two_var else 1
         if any(n is None for n in names[:n_vars]):
             raise self.error(tree, f"{name}() macro needs variable names first")
@@ -639,8 +648,14 @@ class Compiler:
             raise self.error(tree, f"wrong number of arguments to {name}()")
         tf = target.fn
         body_fns = [b.fn for b in bodies]
-        result = {"map": "list", "filter": "list", "transformList": "list", "transformMap": "map",
-                  "transformMapEntry": "map", "sortBy": "list"}.get(name, "bool")
+        result = {
+            "map": "list",
+            "filter": "list",
+            "transformList": "list",
+            "transformMap": "map",
+            "transformMapEntry": "map",
+            "sortBy": "list",
+        }.get(name, "bool")
         node = Node(lambda a: impl(a, tf(a), variables, body_fns), result)
         if pure and target.const:
             # A macro over a constant that reads nothing else is folded, as cel-go folds it.
@@ -691,6 +706,7 @@ def _attribute(root: str, name: str) -> Node:
                 return from_json(value)
             return value
         return _select(attrs, name)
+
     return Node(attribute)
 
 
@@ -701,6 +717,7 @@ def _has_attribute(root: str, name: str) -> Node:
     def has_attribute(a: Activation) -> bool:
         attrs = message(a).fields["attr"]
         return name in attrs if type(attrs) is dict else _has_field(attrs, name)
+
     return Node(has_attribute, "bool")
 
 
@@ -716,6 +733,7 @@ def _equality(op: str, left: Node, right: Node) -> Node:
             v = other(a)
             same = v == text if type(v) is str else cel_equals(v, text)
             return same is not negate
+
         return Node(against_string, "bool")
     if negate:
         return Node(lambda a: not cel_equals(lf(a), rf(a)), "bool")
@@ -724,9 +742,21 @@ def _equality(op: str, left: Node, right: Node) -> Node:
 
 def _unwrap(tree: Any) -> Any:
     """The innermost node of a chain of single-child wrappers (expr -> ... -> member)."""
-    while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data in (
-        "expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary",
-        "member", "primary",
+    while (
+        isinstance(tree, lark.Tree)
+        and len(tree.children) == 1
+        and tree.data
+        in (
+            "expr",
+            "conditionalor",
+            "conditionaland",
+            "relation",
+            "addition",
+            "multiplication",
+            "unary",
+            "member",
+            "primary",
+        )
     ):
         tree = tree.children[0]
     return tree

@@ -338,8 +338,17 @@ def _join(lst: Any, sep: Any = "") -> str:
 def _quote(s: Any) -> str:
     _need_str("strings.quote", s)
     out = ['"']
-    escapes = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               "\\": "\\\\", '"': '\\"'}
+    escapes = {
+        "\a": "\\a",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "\v": "\\v",
+        "\\": "\\\\",
+        '"': '\\"',
+    }
     for c in s:
         out.append(escapes.get(c, c))
     out.append('"')
@@ -692,8 +701,11 @@ def _regex_extract_all(s: Any, pattern: Any) -> list[str]:
 
 
 def _zero(v: Any) -> bool:
-    return v is None or v in (0, "", b"", False) and type(v) is not Optional or (
-        type(v) in (list, tuple, dict) and len(v) == 0
+    return (
+        v is None
+        or v in (0, "", b"", False)
+        and type(v) is not Optional
+        or (type(v) in (list, tuple, dict) and len(v) == 0)
     )
 
 

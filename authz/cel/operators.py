@@ -164,6 +164,16 @@ def contained_in(item: Any, container: Any) -> bool:
 
 
 BINARY = {
-    "+": add, "-": sub, "*": mul, "/": div, "%": mod,
-    "<": lt, "<=": le, ">": gt, ">=": ge, "==": eq, "!=": ne, "in": contained_in,
+    "+": add,
+    "-": sub,
+    "*": mul,
+    "/": div,
+    "%": mod,
+    "<": lt,
+    "<=": le,
+    ">": gt,
+    ">=": ge,
+    "==": eq,
+    "!=": ne,
+    "in": contained_in,
 }

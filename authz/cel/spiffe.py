@@ -59,7 +59,7 @@ def _parse_id(text: str) -> SpiffeID:
 
     if not text.startswith("spiffe://"):
         raise fail("scheme is missing or invalid")
-    rest = text[len("spiffe://"):]
+    rest = text[len("spiffe://") :]
     td, slash, path = rest.partition("/")
     if not td:
         raise fail("trust domain is missing")
@@ -94,8 +94,10 @@ def trust_domain(value: Any) -> TrustDomain:
     if not value:
         raise CelError("failed to parse trust domain: trust domain is missing")
     if not _TD_CHARS.match(value):
-        raise CelError("failed to parse trust domain: trust domain characters are limited to lowercase letters, "
-                       "numbers, dots, dashes, and underscores")
+        raise CelError(
+            "failed to parse trust domain: trust domain characters are limited to lowercase letters, "
+            "numbers, dots, dashes, and underscores"
+        )
     return TrustDomain(value)
 
 

@@ -109,9 +109,7 @@ class Message:
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, Message)
-            and other.type_name == self.type_name
-            and cel_equals(self.fields, other.fields)
+            isinstance(other, Message) and other.type_name == self.type_name and cel_equals(self.fields, other.fields)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -422,5 +420,3 @@ def _patched(container: Any, entries: Any, copy: Any) -> Any:
             out = copy(container)
         out[key] = new
     return container if out is None else out
-
-

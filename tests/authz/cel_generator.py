@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-VARIABLES = {"x": "int", "y": "int", "d": "double", "s": "string", "t": "string", "b": "bool",
-             "l": "list", "m": "map"}
+VARIABLES = {"x": "int", "y": "int", "d": "double", "s": "string", "t": "string", "b": "bool", "l": "list", "m": "map"}
 
 
 class ExpressionGenerator:
@@ -32,7 +31,7 @@ class ExpressionGenerator:
             "string": lambda: r.choice(['""', '"a"', '"abc"', '"Hello"', '"x y"']),
             "bool": lambda: r.choice(["true", "false"]),
             "list": lambda: r.choice(["[]", "[1, 2, 3]", "[0, -1]", "[5]"]),
-            "map": lambda: r.choice(['{}', '{"a": 1}', '{"a": 1, "b": 2}']),
+            "map": lambda: r.choice(["{}", '{"a": 1}', '{"a": 1, "b": 2}']),
         }[kind]()
 
     def _arith(self, depth: int, kind: str, ops: str) -> str:
@@ -75,8 +74,9 @@ class ExpressionGenerator:
         lambda g, d: f"{g.gen('list', d)}.all(v, v {g.rng.choice(['<', '>', '!='])} {g.gen('int', d)})",
         lambda g, d: f"{g.gen('list', d)}.exists(v, v {g.rng.choice(['<', '>', '=='])} {g.gen('int', d)})",
         lambda g, d: f"{g.gen('list', d)}.exists_one(v, v == {g.gen('int', d)})",
-        lambda g, d: f"{g.gen('string', d)}.{g.rng.choice(['startsWith', 'endsWith', 'contains'])}"
-                     f"({g.gen('string', d)})",
+        lambda g, d: (
+            f"{g.gen('string', d)}.{g.rng.choice(['startsWith', 'endsWith', 'contains'])}({g.gen('string', d)})"
+        ),
         lambda g, d: f"has(m.{g.rng.choice(['a', 'b', 'z'])})",
         lambda g, d: f"({g.gen('bool', d)} ? {g.gen('bool', d)} : {g.gen('bool', d)})",
     ]

@@ -19,23 +19,31 @@ MALFORMED = {
     "no roles": {"principal": {"id": "a", "roles": []}, "resources": [OK_RESOURCE]},
     "no resources": {"principal": OK_PRINCIPAL, "resources": []},
     "repeated role": {"principal": {"id": "a", "roles": ["user", "user"]}, "resources": [OK_RESOURCE]},
-    "repeated action": {"principal": OK_PRINCIPAL,
-                        "resources": [{"actions": ["v", "v"], "resource": {"kind": "record", "id": "1"}}]},
-    "no actions": {"principal": OK_PRINCIPAL,
-                   "resources": [{"actions": [], "resource": {"kind": "record", "id": "1"}}]},
+    "repeated action": {
+        "principal": OK_PRINCIPAL,
+        "resources": [{"actions": ["v", "v"], "resource": {"kind": "record", "id": "1"}}],
+    },
+    "no actions": {
+        "principal": OK_PRINCIPAL,
+        "resources": [{"actions": [], "resource": {"kind": "record", "id": "1"}}],
+    },
     "bad principal scope": {"principal": {"id": "a", "roles": ["u"], "scope": ".bad"}, "resources": [OK_RESOURCE]},
-    "bad policy version": {"principal": {"id": "a", "roles": ["u"], "policyVersion": "v 1"},
-                           "resources": [OK_RESOURCE]},
-    "bad resource scope": {"principal": OK_PRINCIPAL,
-                           "resources": [{"actions": ["v"], "resource": {"kind": "r", "id": "1", "scope": "a..b"}}]},
+    "bad policy version": {
+        "principal": {"id": "a", "roles": ["u"], "policyVersion": "v 1"},
+        "resources": [OK_RESOURCE],
+    },
+    "bad resource scope": {
+        "principal": OK_PRINCIPAL,
+        "resources": [{"actions": ["v"], "resource": {"kind": "r", "id": "1", "scope": "a..b"}}],
+    },
     "empty kind": {"principal": OK_PRINCIPAL, "resources": [{"actions": ["v"], "resource": {"kind": "", "id": "1"}}]},
     "too many resources": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE] * 51},
-    "too many actions": {"principal": OK_PRINCIPAL,
-                         "resources": [{"actions": [f"a{i}" for i in range(51)],
-                                        "resource": {"kind": "r", "id": "1"}}]},
+    "too many actions": {
+        "principal": OK_PRINCIPAL,
+        "resources": [{"actions": [f"a{i}" for i in range(51)], "resource": {"kind": "r", "id": "1"}}],
+    },
     "jwt without token": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE], "auxData": {"jwt": {}}},
-    "unverifiable jwt": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE],
-                         "auxData": {"jwt": {"token": "a.b.c"}}},
+    "unverifiable jwt": {"principal": OK_PRINCIPAL, "resources": [OK_RESOURCE], "auxData": {"jwt": {"token": "a.b.c"}}},
 }
 # Refused by both, in words that come from each side's JSON decoder.
 REFUSED = {
@@ -75,8 +83,7 @@ def _mutations(body: dict, rng) -> dict:
     targets = [body, body["principal"], *body["resources"], *(e["resource"] for e in body["resources"])]
     target = rng.choice(targets)
     odd = [None, "", 0, False, [], {}, "x", ["a", "a"], [1], ".bad", "v 1", {"k": 1}, True, 3.5]
-    key = rng.choice([*target.keys(), "scope", "policyVersion", "attr", "requestId", "extra", "auxData",
-                      "includeMeta"])
+    key = rng.choice([*target.keys(), "scope", "policyVersion", "attr", "requestId", "extra", "auxData", "includeMeta"])
     if rng.random() < 0.2:
         target.pop(key, None)
     else:
@@ -108,8 +115,7 @@ def test_quick_parse_agrees_with_the_checked_parse() -> None:
     assert quick_taken > 5000  # most well-formed requests take the quick path
 
 
-def test_call_ids_are_ordered_unique_ulids_and_a_forked_worker_makes_its_own(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_call_ids_are_ordered_unique_ulids_and_a_forked_worker_makes_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from authz import api
@@ -130,6 +136,6 @@ def test_call_ids_are_ordered_unique_ulids_and_a_forked_worker_makes_its_own(
     os.waitpid(pid, 0)
     with os.fdopen(read) as f:
         text = f.read()
-    child = {text[i:i + 26] for i in range(0, len(text), 26)}
+    child = {text[i : i + 26] for i in range(0, len(text), 26)}
     parent = {new_call_id() for _ in range(100)}
     assert len(child) == 100 and not child & parent

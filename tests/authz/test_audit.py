@@ -25,8 +25,18 @@ CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
 def _fill(chain: AuditChain, n: int = 10) -> list[AuditRecord]:
     return chain.append_many(
-        AuditRecord("decision", f"dr_{i}", "view", ["physician"], "patient_record", f"p{i}", f"p{i}",
-                    "EFFECT_ALLOW", "resource.patient_record.vdefault", "resource.patient_record.vdefault#view")
+        AuditRecord(
+            "decision",
+            f"dr_{i}",
+            "view",
+            ["physician"],
+            "patient_record",
+            f"p{i}",
+            f"p{i}",
+            "EFFECT_ALLOW",
+            "resource.patient_record.vdefault",
+            "resource.patient_record.vdefault#view",
+        )
         for i in range(n)
     )
 
@@ -97,10 +107,19 @@ def test_swapped_records_are_named(chain: AuditChain) -> None:
 
 
 def test_annotation_references_the_original_and_leaves_it_untouched(chain: AuditChain) -> None:
-    original = chain.append(AuditRecord("event", "dr_aly", event_type="break_glass_start", patient_id="p3",
-                                        purpose_of_use="ETREAT", justification="chest pain"))
-    note = chain.annotate(original.record_id, "co_cora", "Reviewed: justified emergency access",
-                          event_type="review_accepted")
+    original = chain.append(
+        AuditRecord(
+            "event",
+            "dr_aly",
+            event_type="break_glass_start",
+            patient_id="p3",
+            purpose_of_use="ETREAT",
+            justification="chest pain",
+        )
+    )
+    note = chain.annotate(
+        original.record_id, "co_cora", "Reviewed: justified emergency access", event_type="review_accepted"
+    )
     assert note.ref == original.record_id and note.seq == original.seq + 1
     assert chain.get(original.record_id) == original
     assert chain.verify().ok
@@ -110,8 +129,9 @@ def test_annotation_references_the_original_and_leaves_it_untouched(chain: Audit
 
 def test_exports_carry_codes_and_chain_fields(chain: AuditChain) -> None:
     _fill(chain, 1)
-    bg = chain.append(AuditRecord("event", "dr_aly", event_type="break_glass_start", patient_id="p3",
-                                  purpose_of_use="ETREAT"))
+    bg = chain.append(
+        AuditRecord("event", "dr_aly", event_type="break_glass_start", patient_id="p3", purpose_of_use="ETREAT")
+    )
     decision = next(chain.records())
     log = to_decision_log(decision)
     assert log["log.kind"] == "decision"
@@ -141,8 +161,13 @@ def test_kill_9_loses_no_committed_record(tmp_path: Path) -> None:
     committed: list[str] = []
     rng = random.Random(5)
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True,
-                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         time.sleep(rng.uniform(0.3, 0.8))
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
@@ -156,11 +181,20 @@ def test_kill_9_loses_no_committed_record(tmp_path: Path) -> None:
 
 def test_check_writes_one_record_per_decision_before_answering(tmp_path: Path) -> None:
     db = tmp_path / "audit.db"
-    body = {"principal": {"id": "alice", "roles": ["user"]},
-            "resources": [{"actions": ["view", "delete"], "resource": {"kind": "record", "id": "r1",
-                                                                       "attr": {"owner": "alice"}}}]}
-    result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), "--audit", str(db)],
-                            input=json.dumps(body) + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60)
+    body = {
+        "principal": {"id": "alice", "roles": ["user"]},
+        "resources": [
+            {"actions": ["view", "delete"], "resource": {"kind": "record", "id": "r1", "attr": {"owner": "alice"}}}
+        ],
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), "--audit", str(db)],
+        input=json.dumps(body) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     response = json.loads(result.stdout)
     chain = AuditChain(db)
@@ -175,11 +209,18 @@ def test_unwritable_audit_log_means_no_answer(tmp_path: Path) -> None:
     db = tmp_path / "audit.db"
     AuditChain(db).close()
     db.write_bytes(b"this is not a database" * 100)
-    body = {"principal": {"id": "alice", "roles": ["user"]},
-            "resources": [{"actions": ["view"], "resource": {"kind": "record", "id": "r1"}}]}
+    body = {
+        "principal": {"id": "alice", "roles": ["user"]},
+        "resources": [{"actions": ["view"], "resource": {"kind": "record", "id": "r1"}}],
+    }
     result = subprocess.run(
         [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), "--audit", str(db)],
-        input=json.dumps(body) + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60)
+        input=json.dumps(body) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == EXIT_AUDIT_FAILURE
     assert result.stdout == ""
     assert "cannot be written" in result.stderr

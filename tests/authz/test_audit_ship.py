@@ -20,8 +20,10 @@ from tests.support.tls import make_pki
 
 
 def _records(chain: AuditChain, n: int, start: int = 0) -> list[AuditRecord]:
-    return chain.append_many(AuditRecord("decision", "dr_aly", "view", ["physician"], "patient_record",
-                                         f"p{i}", f"p{i}", "EFFECT_ALLOW") for i in range(start, start + n))
+    return chain.append_many(
+        AuditRecord("decision", "dr_aly", "view", ["physician"], "patient_record", f"p{i}", f"p{i}", "EFFECT_ALLOW")
+        for i in range(start, start + n)
+    )
 
 
 def _ids(lines: list[str]) -> list[str]:
@@ -73,7 +75,7 @@ def test_syslog_tls_survives_a_collector_outage(tmp_path: Path) -> None:
         assert _wait_for(lambda: set(_ids(collector.received())) == {r.record_id for r in queued})
         assert shipper2.state().pending == 0
         line = collector.received()[0]
-        event = json.loads(line[line.index("{"):])
+        event = json.loads(line[line.index("{") :])
         assert event["resourceType"] == "AuditEvent" and event["id"] in {r.record_id for r in first + queued}
     finally:
         collector.stop()
@@ -126,8 +128,11 @@ def test_fhir_endpoint_gets_every_record_once_in_effect(tmp_path: Path) -> None:
     try:
         chain = AuditChain(tmp_path / "audit.db")
         records = _records(chain, 30)
-        shipper = AuditShipper(chain, FhirHttpDestination(f"http://127.0.0.1:{server.server_port}/fhir",
-                                                          token_provider=lambda: "t0ken"), batch_size=10)
+        shipper = AuditShipper(
+            chain,
+            FhirHttpDestination(f"http://127.0.0.1:{server.server_port}/fhir", token_provider=lambda: "t0ken"),
+            batch_size=10,
+        )
         _FhirRepository.failures_left = 1  # the repository fails in the middle of the second batch
         with pytest.raises(ShippingError):
             shipper.ship()

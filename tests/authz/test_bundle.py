@@ -80,8 +80,9 @@ def test_cli_refuses_to_build_when_a_test_fails(keys: tuple[Path, Path], tmp_pat
     text = suite.read_text().replace("actions: {generate: EFFECT_ALLOW}", "actions: {generate: EFFECT_DENY}", 1)
     suite.write_text(text)
     out_file = tmp_path / "b.bundle"
-    args = build_parser().parse_args(["bundle", "build", str(broken), "--key", str(keys[0]), "--version", "1",
-                                      "--out", str(out_file)])
+    args = build_parser().parse_args(
+        ["bundle", "build", str(broken), "--key", str(keys[0]), "--version", "1", "--out", str(out_file)]
+    )
     assert cmd_bundle(args, io.StringIO()) == 4
     assert not out_file.exists()
 

@@ -17,18 +17,35 @@ from authz.cel.compiler import CelCompileError, Scope, compile_expression
 from tests.support.cerbos_pdp import CerbosPDP, compile_dir
 
 CORPUS = [
-    line for line in (Path(__file__).parent / "cel_corpus.txt").read_text().splitlines()
+    line
+    for line in (Path(__file__).parent / "cel_corpus.txt").read_text().splitlines()
     if line.strip() and not line.startswith("#")
 ]
 
 PRINCIPAL = {
-    "id": "u1", "roles": ["user", "admin"],
-    "attr": {"dept": "eng", "level": 3, "tags": ["a", "b"], "ip": "10.1.2.3", "scope": "acme.hr",
-             "nested": {"x": {"y": 1}}},
+    "id": "u1",
+    "roles": ["user", "admin"],
+    "attr": {
+        "dept": "eng",
+        "level": 3,
+        "tags": ["a", "b"],
+        "ip": "10.1.2.3",
+        "scope": "acme.hr",
+        "nested": {"x": {"y": 1}},
+    },
 }
 RESOURCE_ATTR = {
-    "owner": "u1", "n": 5, "f": 2.5, "s": "Hello, World", "list": [3, 1, 2], "map": {"k": "v"},
-    "empty": "", "nul": None, "flag": True, "created": "2021-04-22T10:00:00Z", "ttl": "90m",
+    "owner": "u1",
+    "n": 5,
+    "f": 2.5,
+    "s": "Hello, World",
+    "list": [3, 1, 2],
+    "map": {"k": "v"},
+    "empty": "",
+    "nul": None,
+    "flag": True,
+    "created": "2021-04-22T10:00:00Z",
+    "ttl": "90m",
 }
 
 
@@ -75,14 +92,14 @@ def test_values_agree_with_cerbos(cerbos_rejects: set[int], tmp_path: Path, stri
     (tmp_path / "cel.yaml").write_text(_policy("cel", [(f"e{i}", e) for i, e in accepted]))
     actions = [f"e{i}" for i, _ in accepted]
     resources = [
-        {"actions": actions[k:k + 50], "resource": {"kind": "cel", "id": f"r{k}", "attr": RESOURCE_ATTR}}
+        {"actions": actions[k : k + 50], "resource": {"kind": "cel", "id": f"r{k}", "attr": RESOURCE_ATTR}}
         for k in range(0, len(actions), 50)
     ]
     engine = Engine.from_directory(tmp_path)
     differences = []
     with CerbosPDP(tmp_path, strict=strict) as pdp:
         for start in range(0, len(resources), 1):
-            body = {"principal": PRINCIPAL, "resources": resources[start:start + 1]}
+            body = {"principal": PRINCIPAL, "resources": resources[start : start + 1]}
             response = pdp.check(body)
             assert "results" in response, response
             theirs = response["results"]

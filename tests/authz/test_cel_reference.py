@@ -74,13 +74,14 @@ def _inline(text: str, values: dict) -> str:
     tokens = {t.start_pos: t for t in compiled.scan_values(lambda t: getattr(t, "type", "") == "IDENT")}
     for tok in sorted(tokens.values(), key=lambda t: -t.start_pos):
         if tok.value in VARIABLES and (tok.start_pos == 0 or text[tok.start_pos - 1] != "."):
-            out = out[: tok.start_pos] + f"({_literal(values[tok.value])})" + out[tok.end_pos:]
+            out = out[: tok.start_pos] + f"({_literal(values[tok.value])})" + out[tok.end_pos :]
     return out
 
 
 def _ours(node_fn, values: dict) -> object:
-    act = Activation(Message("cerbos.engine.v1.Request", {"principal": None, "resource": None, "auxData": None}),
-                     datetime.now(UTC))
+    act = Activation(
+        Message("cerbos.engine.v1.Request", {"principal": None, "resource": None, "auxData": None}), datetime.now(UTC)
+    )
     act.locals.update(values)
     try:
         return _norm(node_fn(act))
@@ -126,14 +127,17 @@ def test_compiled_closures_agree_with_the_interpreter_or_with_cerbos(tmp_path: P
     )
     pdp_dir = tmp_path / "pdp"
     pdp_dir.mkdir()
-    (pdp_dir / "p.yaml").write_text("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n"
-                                     f"  resource: ref\n  rules:\n{rules}")
+    (pdp_dir / "p.yaml").write_text(
+        f"apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n  resource: ref\n  rules:\n{rules}"
+    )
     wrong = []
     with CerbosPDP(pdp_dir) as pdp:
         for start in range(0, len(disagreements), 50):
             actions = [f"d{k}" for k in range(start, min(start + 50, len(disagreements)))]
-            body = {"principal": {"id": "u", "roles": ["u"]},
-                    "resources": [{"actions": actions, "resource": {"kind": "ref", "id": "1"}}]}
+            body = {
+                "principal": {"id": "u", "roles": ["u"]},
+                "resources": [{"actions": actions, "resource": {"kind": "ref", "id": "1"}}],
+            }
             response = pdp.check(body)
             assert "results" in response, response
             for out in response["results"][0]["outputs"]:
@@ -152,7 +156,8 @@ def _rejected_by_cerbos(expressions: list[str], directory: Path) -> list[str]:
         (directory / f"e{k:05d}.yaml").write_text(
             "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n"
             f"  resource: e{k}\n  rules:\n    - actions: [x]\n      effect: EFFECT_ALLOW\n      roles: ['*']\n"
-            f"      output:\n        when:\n          ruleActivated: |-\n{textwrap.indent(expr, ' ' * 12)}\n")
+            f"      output:\n        when:\n          ruleActivated: |-\n{textwrap.indent(expr, ' ' * 12)}\n"
+        )
     report = json.loads(compile_dir(directory, "--skip-tests", "-o", "json").stdout or "{}")
     bad = {int(e["file"][1:6]) for e in report.get("compileErrors", {}).get("errors", [])}
     return [expressions[k] for k in sorted(bad)]

@@ -15,14 +15,23 @@ from tests.authz.differential import random_requests
 
 CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
-GOOD = {"requestId": "r1", "principal": {"id": "alice", "roles": ["user"], "attr": {}},
-        "resources": [{"actions": ["view", "delete"],
-                       "resource": {"kind": "record", "id": "rec1", "attr": {"owner": "alice"}}}]}
+GOOD = {
+    "requestId": "r1",
+    "principal": {"id": "alice", "roles": ["user"], "attr": {}},
+    "resources": [
+        {"actions": ["view", "delete"], "resource": {"kind": "record", "id": "rec1", "attr": {"owner": "alice"}}}
+    ],
+}
 
 
 def run_check(lines: list[str], *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), *flags],
-                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), *flags],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_one_response_per_line_and_errors_do_not_stop_the_stream() -> None:
@@ -39,11 +48,18 @@ def test_one_response_per_line_and_errors_do_not_stop_the_stream() -> None:
 
 
 def test_policy_errors_exit_3_with_positions(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n"
-                                       "  resource: x\n  rules:\n    - actions: [a]\n      effect: NOPE\n"
-                                       "      roles: [r]\n")
-    result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(tmp_path)],
-                            input="", capture_output=True, text=True, timeout=60)
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n"
+        "  resource: x\n  rules:\n    - actions: [a]\n      effect: NOPE\n"
+        "      roles: [r]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(tmp_path)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3
     assert "bad.yaml:7:" in result.stderr
 
@@ -52,8 +68,12 @@ def test_a_caller_waiting_for_each_answer_gets_it_before_sending_the_next() -> N
     """Answers are flushed whenever the input pauses, so ccc-authz check works as a co-process."""
     import select
 
-    proc = subprocess.Popen([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         for request_id in ("first", "second", "third"):
             assert proc.stdin is not None and proc.stdout is not None
@@ -72,16 +92,24 @@ def test_a_long_line_split_across_reads_and_a_last_line_without_newline(tmp_path
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps(big) + "\n\n" + json.dumps(GOOD))  # a blank line, no final newline
     with path.open() as stdin:
-        result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
-                                stdin=stdin, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [a["requestId"] for a in answers] == ["x" * 200_000, "r1"]
 
 
 def test_a_line_that_is_not_utf8_is_answered_with_an_error_and_the_stream_goes_on() -> None:
-    result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
-                            input=b'{"requestId": "\xff"}\n' + json.dumps(GOOD).encode() + b"\n",
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC)],
+        input=b'{"requestId": "\xff"}\n' + json.dumps(GOOD).encode() + b"\n",
+        capture_output=True,
+        timeout=60,
+    )
     bad, good = (json.loads(line) for line in result.stdout.splitlines())
     assert bad == {"code": 3, "message": "line 1: invalid JSON: not UTF-8 at byte 16"}
     assert good["requestId"] == "r1"
@@ -108,8 +136,13 @@ def test_a_large_batch_shared_between_processes_is_answered_as_one_process_answe
     outputs = []
     for workers in ("1", "3"):
         with path.open() as stdin:
-            result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC),
-                                     "--workers", workers], stdin=stdin, capture_output=True, text=True, timeout=120)
+            result = subprocess.run(
+                [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), "--workers", workers],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         assert result.returncode == 0, result.stderr
         outputs.append(_without_call_ids(result.stdout))
     alone, shared = outputs
@@ -137,9 +170,24 @@ def test_audited_answers_from_several_processes_keep_one_intact_chain_in_input_o
     path, _ = _bulk_input(tmp_path, 300)
     db = tmp_path / "audit.db"
     with path.open() as stdin:
-        result = subprocess.run([sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC),
-                                 "--workers", "2", "--audit", str(db)],
-                                stdin=stdin, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "authz.cli",
+                "check",
+                "--policies",
+                str(CLINIC),
+                "--workers",
+                "2",
+                "--audit",
+                str(db),
+            ],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     chain = AuditChain(db)

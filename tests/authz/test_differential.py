@@ -42,7 +42,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("policy_set", "strict", "settings"), CASES,
+    ("policy_set", "strict", "settings"),
+    CASES,
     ids=[f"{n}-{'strict' if s else 'lax'}{'-' + '-'.join(c) if c else ''}" for n, s, c in CASES],
 )
 def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict) -> None:
@@ -57,15 +58,17 @@ def test_engine_agrees_with_cerbos(policy_set: str, strict: bool, settings: dict
             if theirs != ours:
                 mismatches.append((body, theirs, ours))
     detail = "\n".join(
-        f"request: {json.dumps(b)}\n  cerbos: {json.dumps(t)}\n  ours:   {json.dumps(o)}"
-        for b, t, o in mismatches[:5]
+        f"request: {json.dumps(b)}\n  cerbos: {json.dumps(t)}\n  ours:   {json.dumps(o)}" for b, t, o in mismatches[:5]
     )
     assert not mismatches, f"{len(mismatches)} of {REQUESTS_PER_SET} requests differ:\n{detail}"
 
 
 QUIRK_POLICIES = {
     "roles.yaml": DERIVED_ROLES,
-    "doc.yaml": resource_policy("doc", derived_roles="roles", rules="""    - name: owners_read
+    "doc.yaml": resource_policy(
+        "doc",
+        derived_roles="roles",
+        rules="""    - name: owners_read
       actions: [read, write, share]
       effect: EFFECT_ALLOW
       derivedRoles: [owner]
@@ -76,7 +79,8 @@ QUIRK_POLICIES = {
         when:
           ruleActivated: '"activated"'
           conditionNotMet: '"not met"'
-"""),
+""",
+    ),
 }
 
 
@@ -85,10 +89,18 @@ def test_a_skipped_derived_role_rule_reports_not_met_for_its_later_actions_as_ce
     the rule's first action is skipped silently and its later actions report conditionNotMet.
     Decision plans, settling and per-check caches must keep exactly that."""
     write_policies(tmp_path, QUIRK_POLICIES)
-    body = {"requestId": "q", "principal": {"id": "bob", "roles": ["user"]}, "resources": [
-        {"actions": ["read", "write", "share"], "resource": {"kind": "doc", "id": k, "attr": attr}}
-        for k, attr in (("d", {"owner": "alice", "open": True}), ("e", {"owner": "bob", "open": False}),
-                        ("f", {"owner": "bob", "open": True}))]}
+    body = {
+        "requestId": "q",
+        "principal": {"id": "bob", "roles": ["user"]},
+        "resources": [
+            {"actions": ["read", "write", "share"], "resource": {"kind": "doc", "id": k, "attr": attr}}
+            for k, attr in (
+                ("d", {"owner": "alice", "open": True}),
+                ("e", {"owner": "bob", "open": False}),
+                ("f", {"owner": "bob", "open": True}),
+            )
+        ],
+    }
     engine = Engine.from_directory(tmp_path)
     with CerbosPDP(tmp_path) as pdp:
         theirs = _normalise(pdp.check(body))
@@ -117,7 +129,9 @@ NAMED_RULES = """    - actions: [read]
         match:
           expr: R.attr.n == 2 && P.attr.age > 17
 """
-WHOLE_RULES = NAMED_RULES + """    - actions: [list]
+WHOLE_RULES = (
+    NAMED_RULES
+    + """    - actions: [list]
       effect: EFFECT_ALLOW
       roles: [user]
       condition:
@@ -128,24 +142,35 @@ WHOLE_RULES = NAMED_RULES + """    - actions: [list]
           ruleActivated: 'R.attr'
           conditionNotMet: 'request.principal.attr'
 """
+)
 
 
-@pytest.mark.parametrize(("rules", "raw"), [(NAMED_RULES, {"P", "R"}), (WHOLE_RULES, set())],
-                         ids=["named-attributes", "whole-maps"])
-def test_json_numbers_in_attributes_are_doubles_read_by_name_or_as_maps(tmp_path: Path, rules: str,
-                                                                       raw: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("rules", "raw"), [(NAMED_RULES, {"P", "R"}), (WHOLE_RULES, set())], ids=["named-attributes", "whole-maps"]
+)
+def test_json_numbers_in_attributes_are_doubles_read_by_name_or_as_maps(
+    tmp_path: Path, rules: str, raw: set[str]
+) -> None:
     write_policies(tmp_path, {"gauge.yaml": resource_policy("gauge", rules)})
     engine = Engine.from_directory(tmp_path)
     assert set(engine.policy_set.raw_attrs) == raw
-    bodies = [{"requestId": f"n{i}", "principal": {"id": "u", "roles": ["user"], "attr": {"age": age}},
-               "resources": [{"actions": ["read", "write", "list"],
-                              "resource": {"kind": "gauge", "id": "g", "attr": attr}}]}
-              for i, (age, attr) in enumerate([
-                  (30, {"n": 2, "l": [1, 2.5, "x"], "m": {"k": 4, "deep": [{"z": 7}]}}),
-                  (12, {"n": 2.0, "l": [3], "m": {"k": 4.0}}),
-                  (18, {"n": 3, "l": [], "m": {}}),
-                  (40, {"n": True, "l": [1], "m": {"k": "4"}}),
-              ])]
+    bodies = [
+        {
+            "requestId": f"n{i}",
+            "principal": {"id": "u", "roles": ["user"], "attr": {"age": age}},
+            "resources": [
+                {"actions": ["read", "write", "list"], "resource": {"kind": "gauge", "id": "g", "attr": attr}}
+            ],
+        }
+        for i, (age, attr) in enumerate(
+            [
+                (30, {"n": 2, "l": [1, 2.5, "x"], "m": {"k": 4, "deep": [{"z": 7}]}}),
+                (12, {"n": 2.0, "l": [3], "m": {"k": 4.0}}),
+                (18, {"n": 3, "l": [], "m": {}}),
+                (40, {"n": True, "l": [1], "m": {"k": "4"}}),
+            ]
+        )
+    ]
     with CerbosPDP(tmp_path) as pdp:
         theirs = [_normalise(pdp.check(body)) for body in bodies]
     ours = [_normalise(engine.check_request(body)) for body in bodies]

@@ -18,8 +18,10 @@ from authz import evaluate as engine_module
 from tests.authz.differential import random_requests
 
 POLICY_SETS = Path(__file__).parent / "policysets"
-compiled_only = pytest.mark.skipif(not (native.is_compiled(engine_module) and native.is_compiled(api)),
-                                   reason="no compiled build (scripts/build-native) in use")
+compiled_only = pytest.mark.skipif(
+    not (native.is_compiled(engine_module) and native.is_compiled(api)),
+    reason="no compiled build (scripts/build-native) in use",
+)
 
 
 def _answers(check, json_api, engine: Engine, bodies: list[dict]) -> list[list[dict]]:  # noqa: ANN001
@@ -29,8 +31,12 @@ def _answers(check, json_api, engine: Engine, bodies: list[dict]) -> list[list[d
     for body in bodies:
         _, inputs, meta = json_api.parse_check_request(body)
         shared: dict = {}
-        answers.append([json_api.render_result(inp, check(engine.policy_set, inp, engine.params, now, shared, meta),
-                                               meta) for inp in inputs])
+        answers.append(
+            [
+                json_api.render_result(inp, check(engine.policy_set, inp, engine.params, now, shared, meta), meta)
+                for inp in inputs
+            ]
+        )
     return answers
 
 
@@ -44,8 +50,12 @@ def test_the_compiled_build_decides_as_the_sources_do(policy_set: str, strict: b
     bodies = [{**b, "includeMeta": i % 3 == 0} for i, b in enumerate(random_requests(policy_set, 2000, seed=21))]
     params = EvalParams(strict_evaluation=strict)
     compiled = _answers(engine_module.check, api, Engine.from_directory(POLICY_SETS / policy_set, params), bodies)
-    interpreted = _answers(source.check, source_api,  # type: ignore[attr-defined]
-                           Engine.from_directory(POLICY_SETS / policy_set, params), bodies)
+    interpreted = _answers(
+        source.check,
+        source_api,  # type: ignore[attr-defined]
+        Engine.from_directory(POLICY_SETS / policy_set, params),
+        bodies,
+    )
     assert compiled == interpreted
 
 
@@ -56,8 +66,9 @@ def _fake_build(root: Path, recorded: str) -> None:
     (root / "native.json").write_text(json.dumps({"sources": recorded}))
 
 
-def test_a_build_is_used_only_with_the_sources_it_was_built_from(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_is_used_only_with_the_sources_it_was_built_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(native, "PACKAGE", tmp_path)
     monkeypatch.setattr(native, "STAMP", tmp_path / "native.json")
     monkeypatch.delenv("CCC_AUTHZ_PURE", raising=False)
@@ -78,10 +89,20 @@ def test_an_edited_source_is_loaded_instead_of_its_stale_build(tmp_path: Path) -
     shutil.copytree(Path(native.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "evaluate.py").open("a") as f:
         f.write("\nEDITED = True\n")
-    result = subprocess.run([sys.executable, "-W", "always", "-c",
-                             "import authz.evaluate as e, authz.plan as p; print(e.__file__, e.EDITED, p.__file__)"],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "import authz.evaluate as e, authz.plan as p; print(e.__file__, e.EDITED, p.__file__)",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     evaluate_file, edited, plan_file = result.stdout.split()
     assert evaluate_file.endswith("evaluate.py") and edited == "True"

@@ -19,7 +19,10 @@ CLINIC = Path(__file__).parent / "policysets" / "clinic"
 
 POLICIES = {
     "roles.yaml": DERIVED_ROLES,
-    "doc.yaml": resource_policy("doc", derived_roles="roles", rules="""    - actions: ["*"]
+    "doc.yaml": resource_policy(
+        "doc",
+        derived_roles="roles",
+        rules="""    - actions: ["*"]
       effect: EFFECT_ALLOW
       roles: [admin]
     - actions: [read, comment]
@@ -31,7 +34,8 @@ POLICIES = {
     - actions: [peek]
       effect: EFFECT_ALLOW
       derivedRoles: [curious]
-"""),
+""",
+    ),
     "principal_zed.yaml": """apiVersion: api.cerbos.dev/v1
 principalPolicy:
   principal: zed
@@ -81,7 +85,8 @@ def test_the_plan_cache_is_bounded_and_answers_stay_right(engine: Engine, monkey
     for i in range(200):
         roles = [f"role{i}", "user"]
         assert check(engine, "ann", roles, ["read"], owner="ann" if i % 2 else "bob") == {
-            "read": "EFFECT_ALLOW" if i % 2 else "EFFECT_DENY"}
+            "read": "EFFECT_ALLOW" if i % 2 else "EFFECT_DENY"
+        }
         assert len(engine.policy_set.plan_cache) <= 20
 
 
@@ -107,6 +112,7 @@ def test_a_derived_role_is_evaluated_once_per_check(engine: Engine, monkeypatch:
         def counted(act, strict, errors, _original=original, _dr=dr):  # noqa: ANN001, ANN202
             calls.append(_dr.name)
             return _original(act, strict, errors)
+
         monkeypatch.setattr(dr, "condition", counted)
     inp = CheckInput(Principal("ann", ["user"]), Resource("doc", "d1", {"owner": "ann"}), ["read", "comment"])
     out = engine.check(inp, with_derived_roles=False)  # no meta: only the rules ask

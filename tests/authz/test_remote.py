@@ -20,14 +20,32 @@ def _requests() -> list[dict]:
     data = POLICIES / "tests" / "testdata"
     principals = yaml.safe_load((data / "principals.yaml").read_text())["principals"]
     resources = yaml.safe_load((data / "resources.yaml").read_text())["resources"]
-    actions = ["view", "view_phi", "view_history", "edit_clinical_notes", "export", "break_glass",
-               "delegate_access", "view_firmware_version", "request_firmware_update", "approve_firmware_update",
-               "generate", "review", "annotate"]
+    actions = [
+        "view",
+        "view_phi",
+        "view_history",
+        "edit_clinical_notes",
+        "export",
+        "break_glass",
+        "delegate_access",
+        "view_firmware_version",
+        "request_firmware_update",
+        "approve_firmware_update",
+        "generate",
+        "review",
+        "annotate",
+    ]
     bodies = []
-    for (pname, principal), chunk in itertools.product(principals.items(), [list(resources.values())[i:i + 10]
-                                                                            for i in range(0, len(resources), 10)]):
-        bodies.append({"requestId": pname, "principal": principal,
-                       "resources": [{"actions": actions, "resource": r} for r in chunk]})
+    for (pname, principal), chunk in itertools.product(
+        principals.items(), [list(resources.values())[i : i + 10] for i in range(0, len(resources), 10)]
+    ):
+        bodies.append(
+            {
+                "requestId": pname,
+                "principal": principal,
+                "resources": [{"actions": actions, "resource": r} for r in chunk],
+            }
+        )
     return bodies
 
 

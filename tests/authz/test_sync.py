@@ -22,8 +22,9 @@ from tests.support.nginx import Nginx
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 P1 = {"patient_id": "p1", "hospital_id": "h1", "care_team": ["dr_aly"], "assigned_physicians": ["dr_aly"]}
-ALY_VIEWS_P1 = CheckInput(Principal("dr_aly", ["physician"], {"hospital_ids": ["h1"]}),
-                          Resource("patient_record", "p1", P1), ["view"])
+ALY_VIEWS_P1 = CheckInput(
+    Principal("dr_aly", ["physician"], {"hospital_ids": ["h1"]}), Resource("patient_record", "p1", P1), ["view"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,22 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def publish(directory: Path, keys: tuple[Path, Path], version: int, policies: Path = POLICIES) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"policies-v{version}.bundle"
-    path.write_bytes(build_bundle(policies, load_private_key(keys[0]), version, {"executed": 0, "passed": 0},
-                                  created_at="2026-11-01T00:00:00+00:00"))
+    path.write_bytes(
+        build_bundle(
+            policies,
+            load_private_key(keys[0]),
+            version,
+            {"executed": 0, "passed": 0},
+            created_at="2026-11-01T00:00:00+00:00",
+        )
+    )
     return path
 
 
 def client_for(url: str, keys: tuple[Path, Path], store: Path, **kw: object) -> PolicySync:
-    return PolicySync(url, load_public_key(keys[1]), BundleStore(store),
-                      client=httpx.Client(timeout=httpx.Timeout(1.0)), **kw)
+    return PolicySync(
+        url, load_public_key(keys[1]), BundleStore(store), client=httpx.Client(timeout=httpx.Timeout(1.0)), **kw
+    )
 
 
 def test_no_bundle_means_deny_everything_with_a_reason(keys: tuple[Path, Path], tmp_path: Path) -> None:
@@ -149,8 +158,9 @@ def test_misbehaving_server_is_survived(keys: tuple[Path, Path], tmp_path: Path,
         bad.shutdown()
 
 
-def test_disk_full_while_saving_keeps_the_previous_bundle(keys: tuple[Path, Path], tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_while_saving_keeps_the_previous_bundle(
+    keys: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     published = tmp_path / "published"
     publish(published, keys, 1)
     server, url = serve_in_thread(published)
@@ -210,8 +220,9 @@ def test_stale_bundle_warning(keys: tuple[Path, Path], tmp_path: Path) -> None:
     publish(published, keys, 1)
     server, url = serve_in_thread(published)
     try:
-        sync = client_for(url, keys, tmp_path / "store", max_age=timedelta(days=3),
-                          clock=lambda: datetime(2026, 11, 10, tzinfo=UTC))
+        sync = client_for(
+            url, keys, tmp_path / "store", max_age=timedelta(days=3), clock=lambda: datetime(2026, 11, 10, tzinfo=UTC)
+        )
         assert sync.poll()
         assert sync.state().stale and sync.state().age == timedelta(days=9)
     finally:
@@ -249,8 +260,9 @@ def test_bundle_for_a_newer_app_is_refused(keys: tuple[Path, Path], tmp_path: Pa
     try:
         sync = client_for(url, keys, tmp_path / "store", app_version="0.1.0")
         assert sync.poll()
-        (published / "policies-v2.bundle").write_bytes(build_bundle(
-            POLICIES, load_private_key(keys[0]), 2, {}, min_app_version="2.0.0"))
+        (published / "policies-v2.bundle").write_bytes(
+            build_bundle(POLICIES, load_private_key(keys[0]), 2, {}, min_app_version="2.0.0")
+        )
         assert not sync.poll()
         assert "needs CCC Workstation 2.0.0 or newer" in sync.state().last_error
         assert sync.state().version == 1

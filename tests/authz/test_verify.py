@@ -84,8 +84,10 @@ def test_compile_exit_status_and_report(clinic_with_failures: Path) -> None:
 def test_malformed_suite_is_an_error_not_a_pass(tmp_path: Path) -> None:
     root = tmp_path / "clinic"
     shutil.copytree(CLINIC, root)
-    (root / "bad_test.yaml").write_text("name: Bad\ntests:\n  - name: no expectations\n"
-                                        "    input: {principals: [bob], resources: [alice_record], actions: [view]}\n")
+    (root / "bad_test.yaml").write_text(
+        "name: Bad\ntests:\n  - name: no expectations\n"
+        "    input: {principals: [bob], resources: [alice_record], actions: [view]}\n"
+    )
     assert compile_dir(root).returncode == EXIT_TEST_FAILURES
     out = io.StringIO()
     assert cmd_compile(build_parser().parse_args(["compile", str(root)]), out) == EXIT_TEST_FAILURES

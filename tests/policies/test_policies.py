@@ -28,9 +28,19 @@ def test_every_matrix_action_is_covered() -> None:
     """Each of the matrix's eleven actions appears in some suite, allowed and denied."""
     ours = _our_results(POLICIES, True)
     actions = {key[4] for key in ours}
-    for action in ["view", "edit_clinical_notes", "view_history", "export", "break_glass", "delegate_access",
-                   "request_firmware_update", "approve_firmware_update", "view_firmware_version", "generate",
-                   "review"]:
+    for action in [
+        "view",
+        "edit_clinical_notes",
+        "view_history",
+        "export",
+        "break_glass",
+        "delegate_access",
+        "request_firmware_update",
+        "approve_firmware_update",
+        "view_firmware_version",
+        "generate",
+        "review",
+    ]:
         assert action in actions, action
 
 

@@ -64,8 +64,13 @@ def test_every_reason_and_output_is_cerbos_s(strict: bool) -> None:
 # The refusals a screen shows: each must be in the policies' words.
 SHOWN = {
     "patient_record": {"view", "break_glass", "export", "delegate_access", "revoke_delegation", "record_consent"},
-    "device": {"request_firmware_update", "approve_firmware_update", "reject_firmware_update",
-               "schedule_firmware_update", "apply_firmware_update"},
+    "device": {
+        "request_firmware_update",
+        "approve_firmware_update",
+        "reject_firmware_update",
+        "schedule_firmware_update",
+        "apply_firmware_update",
+    },
     "audit_event": {"accept_review", "reject_review", "remind", "resolve_review", "add_late_justification"},
     "compliance_report": {"generate"},
 }

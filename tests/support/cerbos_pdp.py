@@ -34,15 +34,22 @@ def free_port() -> int:
 
 
 def compile_dir(policy_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(cerbos_binary()), "compile", *extra, str(policy_dir)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(cerbos_binary()), "compile", *extra, str(policy_dir)], capture_output=True, text=True, timeout=120
+    )
 
 
 class CerbosPDP:
     """A real ``cerbos server`` on loopback, stopped by ``stop()`` (or as a context manager)."""
 
-    def __init__(self, policy_dir: Path, strict: bool = True, globals_: dict[str, Any] | None = None,
-                 lenient_scope_search: bool = False, schema_enforcement: str = "none") -> None:
+    def __init__(
+        self,
+        policy_dir: Path,
+        strict: bool = True,
+        globals_: dict[str, Any] | None = None,
+        lenient_scope_search: bool = False,
+        schema_enforcement: str = "none",
+    ) -> None:
         self.policy_dir = policy_dir
         self.http_port = free_port()
         self.grpc_port = free_port()
@@ -55,11 +62,12 @@ class CerbosPDP:
     def _write_config(self) -> None:
         strict, globals_, lenient_scope_search, schema_enforcement = self.settings
         config = {
-            "server": {"httpListenAddr": f"127.0.0.1:{self.http_port}",
-                       "grpcListenAddr": f"127.0.0.1:{self.grpc_port}"},
+            "server": {
+                "httpListenAddr": f"127.0.0.1:{self.http_port}",
+                "grpcListenAddr": f"127.0.0.1:{self.grpc_port}",
+            },
             "storage": {"driver": "disk", "disk": {"directory": str(self.policy_dir), "watchForChanges": False}},
-            "engine": {"strictEvaluation": strict, "globals": globals_,
-                       "lenientScopeSearch": lenient_scope_search},
+            "engine": {"strictEvaluation": strict, "globals": globals_, "lenientScopeSearch": lenient_scope_search},
             "schema": {"enforcement": schema_enforcement},
             "audit": {"enabled": False},
             "telemetry": {"disabled": True},
@@ -85,7 +93,8 @@ class CerbosPDP:
         self.log = open(Path(self.workdir.name) / "cerbos.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(cerbos_binary()), "server", f"--config={self.config_path}", "--log-level=error"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "CERBOS_NO_TELEMETRY": "1"},
         )
         deadline = time.monotonic() + 30

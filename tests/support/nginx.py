@@ -49,8 +49,11 @@ http {{
     }}
 }}
 """)
-        self.process = subprocess.Popen([self.binary() or "nginx", "-c", str(conf), "-p", str(self.workdir)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [self.binary() or "nginx", "-c", str(conf), "-p", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         wait_listening(self.process, self.port, "nginx")
         return self
 

@@ -32,8 +32,10 @@ def resource_policy(resource: str, rules: str, derived_roles: str = "") -> str:
     """A resource policy (version default) with ``rules``: YAML list items indented by four spaces,
     importing the derived roles named ``derived_roles`` if any."""
     imports = f"  importDerivedRoles: [{derived_roles}]\n" if derived_roles else ""
-    return (f"apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: {resource}\n  version: default\n"
-            f"{imports}  rules:\n{rules}")
+    return (
+        f"apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: {resource}\n  version: default\n"
+        f"{imports}  rules:\n{rules}"
+    )
 
 
 def write_policies(root: Path, files: dict[str, str]) -> None:

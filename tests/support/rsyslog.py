@@ -39,8 +39,11 @@ template(name="raw" type="string" string="%structured-data% %msg%\\n")
 action(type="omfile" file="{self.output}" template="raw" flushOnTXEnd="on" asyncWriting="off")
 """)
         rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-        self.process = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(self.workdir / "rsyslog.pid")],
-                                        stdout=subprocess.DEVNULL, stderr=(self.workdir / "rsyslog.err").open("wb"))
+        self.process = subprocess.Popen(
+            [rsyslogd, "-n", "-f", str(conf), "-i", str(self.workdir / "rsyslog.pid")],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "rsyslog.err").open("wb"),
+        )
         try:
             wait_listening(self.process, self.port, "rsyslogd")
         except RuntimeError as exc:
