@@ -3,6 +3,8 @@ every migration, a newer release's database is refused untouched, and the files 
 
 from __future__ import annotations
 
+import ast
+import re
 import sqlite3
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -175,23 +177,28 @@ def test_a_first_release_database_is_migrated_and_the_app_works_on_it(tmp_path: 
     fresh = Store(tmp_path / "fresh" / "ccc.db", generate(patients_per_hospital=1))
     assert schema_of_file(path) == schema_of(fresh.db.conn)
 
-    # and the app works on it
-    assert [p.id for p in ws.store.patients()] == [f"p{i:02d}" for i in range(1, 7)]
-    assert DemoUserDirectory(ws.store).authenticate("dr_aly", DEMO_PASSWORD) is not None
-    aly = ws.sign_in("dr_aly", DEMO_PASSWORD)
-    assert aly is not None and {r.patient.id for r in ws.patient_rows(aly)} >= {"p01", "p02"}
-    record = ws.open_record(aly, "p02")
+    # and the app works on it: the first release's password hashes sign in, and the queries the
+    # services make read what its users left
+    store = ws.store
+    assert [p.id for p in store.patients()] == [f"p{i:02d}" for i in range(1, 7)]
+    aly = DemoUserDirectory(store).authenticate("dr_aly", DEMO_PASSWORD)
+    assert aly is not None and aly.roles == ("physician",) and aly.attributes["hospital_ids"] == ["h1"]
     gina = ws.users.authenticate("gina", DEMO_PASSWORD)
     delegated = sorted(d["patient_id"] for d in gina.attributes["delegations"])
+    update = store.firmware_updates_for("d-p02")[0]
+    now = datetime.now(UTC).isoformat()
     if services:
-        assert ws.consents.current("p02").id == "consent-legacy"
-        assert "n-p02-legacy" in [n["id"] for n in record.notes]
-        assert record.firmware.state == "approved_by_one" and record.firmware.approvals[0]["by"] == "dr_aly"
-        assert ws.break_glass.active("er_eli").id == "bg-legacy"
+        assert [c["id"] for c in store.consents_in_force("p02", "export", now)] == ["consent-legacy"]
+        assert store.notes_for("p02", newest_first=True)[0]["text"] == "Written before the upgrade."
+        assert update["state"] == "approved_by_one" and update["approvals"] == [{"by": "dr_aly", "role": "physician"}]
         assert delegated == ["p01", "p02"]  # the live one and the seed's; not the revoked one
+        assert [s["id"] for s in store.open_break_glass_sessions("er_eli")] == ["bg-legacy"]
+        assert store.end_break_glass_session("bg-legacy", now, "ended after the upgrade")
+        assert not store.end_break_glass_session("bg-legacy", now, "twice")  # ended once
+        assert store.open_break_glass_sessions("er_eli") == []
     else:
-        assert ws.consents.current("p02") is None and ws.break_glass.active("er_eli") is None
-        assert delegated == ["p02"]
+        assert store.consents_in_force("p02", "export", now) == store.open_break_glass_sessions("er_eli") == []
+        assert update["state"] == "requested" and update["approvals"] == [] and delegated == ["p02"]
 
 
 def test_a_new_database_gets_every_migration_and_the_demo_data(tmp_path: Path) -> None:
@@ -293,3 +300,36 @@ def test_the_store_refuses_a_shared_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreLocationError, match="shared directory"):
         Store(shared / "ccc.db")
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777 and not (shared / "ccc.db").exists()
+
+
+APP = Path(__file__).resolve().parents[3] / "app"
+STORE_PACKAGE = APP / "services" / "store"
+SQL_SIGNS = [re.compile(p) for p in (
+    r"\.db\[", r"\.db\.\w", r"\bstore\.db\b",  # the store's sqlite-utils Database
+    r"\bexecute(many|script)?\(", r"\.(rows_where|insert_all|upsert_all|upsert|table_names|create_index|query)\(",
+    r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA) ",  # SQL is written in capitals here
+    r"(?i)\b(insert\s+(or\s+\w+\s+)?into|delete\s+from|(create|drop|alter)\s+(table|index)|update\s+\w+\s+set)\b",
+)]
+
+
+def sql_in(path: Path) -> list[str]:
+    found = [f"{path.relative_to(APP.parent)}:{n}: {line.strip()}" for n, line in
+             enumerate(path.read_text().splitlines(), 1) if any(p.search(line) for p in SQL_SIGNS)]
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [f"{path.relative_to(APP.parent)}:{node.lineno}: imports {n}" for n in names
+                  if n.split(".")[0] in ("sqlite3", "sqlite_utils")]
+    return found
+
+
+def test_no_sql_and_no_database_outside_the_store() -> None:
+    """Only app/services/store/ talks to the database; everything else calls its methods."""
+    outside = [p for p in APP.rglob("*.py") if STORE_PACKAGE not in p.parents]
+    assert len(outside) > 10
+    assert [hit for p in outside for hit in sql_in(p)] == []
+    # the signs are the right ones: they find the store's own SQL and imports
+    inside = [hit for p in STORE_PACKAGE.rglob("*.py") for hit in sql_in(p)]
+    for sign in ("SELECT ", "UPDATE ", "INSERT ", "CREATE TABLE", "self.db.", "imports sqlite3",
+                 "imports sqlite_utils"):
+        assert any(sign in hit for hit in inside), sign
