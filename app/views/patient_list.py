@@ -29,7 +29,6 @@ class PatientListView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.cellActivated.connect(self._open)
-        self.table.cellDoubleClicked.connect(self._open)
         self.empty = QLabel()
         self.empty.setWordWrap(True)
         layout = QVBoxLayout(self)

@@ -1,5 +1,6 @@
-"""Qt tests run offscreen; each test gets its own data directory (a real SQLite file) and an
-explicitly selected keyring backend, never the developer's real keyring."""
+"""Qt tests run offscreen; each test gets its own data directory (a real SQLite file), an
+explicitly selected keyring backend (never the developer's real keyring) and, for the app, a
+clock of its own that the real timers read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import keyring
 import pytest
 
+from tests.app.helpers import Clock
 from tests.support.keyrings import MemoryKeyring
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -23,13 +25,20 @@ def memory_keyring() -> MemoryKeyring:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):  # noqa: ANN001, ANN201 - pytest-qt's fixture
-    """The main window on a fresh demo hospital (its own SQLite file and audit log), shown."""
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, clock):  # noqa: ANN001, ANN201 - pytest-qt's fixture
+    """The main window on a fresh demo hospital (its own SQLite file and audit log), shown; its
+    timers tick every 20 ms on the test's clock."""
     from app.services.workstation import Workstation
-    from app.viewmodels.workstation_vm import WorkstationViewModel
+    from app.viewmodels.app_vm import ViewModels
     from app.views.main_window import MainWindow
 
-    w = MainWindow(WorkstationViewModel(Workstation(tmp_path / "data")))
+    ws = Workstation(tmp_path / "data", clock=clock.now, monotonic=clock.monotonic)
+    w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
     qtbot.addWidget(w)
     w.show()
     return w

@@ -1,15 +1,74 @@
-"""What a person does at the sign-in screen, for the app's tests."""
+"""What a person does at the workstation, for the app's tests: only clicks and keys on the real
+widgets (and picking an entry in a list, as a mouse would)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QDialog, QTableWidget
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
 
 
+class Clock:
+    """The wall and monotonic clocks of a test: they move together, when the test says so, and
+    the real timers of the app read them."""
+
+    def __init__(self) -> None:
+        self.wall = datetime.now(UTC)
+        self.mono = 1000.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, **delta: float) -> None:
+        step = timedelta(**delta)
+        self.wall += step
+        self.mono += step.total_seconds()
+
+
+def choose(combo: QComboBox, data: object) -> None:
+    """Picks the entry whose data is ``data``, as a person picks it from the list."""
+    index = combo.findData(data)
+    assert index >= 0, f"{data!r} is not offered: {[combo.itemData(i) for i in range(combo.count())]}"
+    combo.setCurrentIndex(index)
+
+
+def click(qtbot, button: QAbstractButton) -> None:  # noqa: ANN001
+    assert button.isVisible() and button.isEnabled(), f"{button.text()!r} cannot be clicked"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def click_cell(qtbot, table: QTableWidget, row: int, column: int = 0, double: bool = False) -> None:  # noqa: ANN001
+    """A click on the cell (``double``: a double-click, which opens a patient)."""
+    table.scrollToItem(table.item(row, column))
+    rect = table.visualItemRect(table.item(row, column))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    if double:  # the second click of a double-click
+        qtbot.mouseDClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
 def sign_in(qtbot, w: MainWindow, user_id: str, password: str = DEMO_PASSWORD) -> None:  # noqa: ANN001
-    combo = w.sign_in.user
-    combo.setCurrentIndex(combo.findData(user_id))
+    choose(w.sign_in.user, user_id)
     qtbot.keyClicks(w.sign_in.password, password)
     qtbot.keyClick(w.sign_in.password, Qt.Key.Key_Return)
+
+
+def search_and_open(qtbot, w: MainWindow, mrn: str) -> None:  # noqa: ANN001
+    """Types an MRN in the search (Ctrl+F) and presses Enter, as at the bedside."""
+    w.patients.search.clear()
+    qtbot.keyClicks(w.patients.search, mrn)
+    qtbot.keyClick(w.patients.search, Qt.Key.Key_Return)
+
+
+def open_dialog(qtbot, button: QAbstractButton, owner: object, attribute: str) -> QDialog:  # noqa: ANN001
+    """Clicks the button that opens a dialog and returns the dialog it opened."""
+    click(qtbot, button)
+    dialog = getattr(owner, attribute)
+    qtbot.waitUntil(dialog.isVisible)
+    return dialog
