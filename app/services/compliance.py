@@ -102,24 +102,30 @@ class ComplianceService:
         decision = self.access.require(user, self._resource(event), step)
         return self.audit.annotate(user, event_id, comment.strip(), decision)
 
-    def open_questions(self, user: SignedInUser, include_answered: bool = False) -> list[tuple[str, str, str]]:
-        """(event id, compliance's reminder, what the event was) for this clinician's own events
-        that compliance asked about and that have no late justification yet."""
+    def open_questions(self, user: SignedInUser) -> list[tuple[str, str, str]]:
+        """(event id, compliance's reminder, what the event was) for each event compliance asked
+        about that this user may answer (``add_late_justification``) and nobody has answered yet,
+        unless the review has closed it (accepted or resolved)."""
         records = list(self.audit.records())
-        by_id = {r.record_id: r for r in records}
-        answered = {r.ref for r in records if r.kind == "annotation" and r.event_type in LATE}
-        out = []
+        asked: dict[str, str] = {}
         for r in records:
-            if r.kind != "annotation" or r.event_type not in REMINDERS:
+            if r.kind != "annotation":
                 continue
-            original = by_id.get(r.ref)
-            if original is None or original.principal_id != user.id:
-                continue
-            if include_answered or r.ref not in answered:
-                what = (f"{original.event_type.replace('_', ' ')} for patient {original.patient_id} "
-                        f"on {original.time[:16].replace('T', ' ')} UTC")
-                out.append((r.ref, r.justification, what))
-        return out
+            if r.event_type in REMINDERS:
+                asked[r.ref] = r.justification
+            elif r.event_type in LATE or STATE_AFTER.get(r.event_type) in ("accepted", "resolved"):
+                asked.pop(r.ref, None)
+        by_id = {r.record_id: r for r in records if r.record_id in asked}
+        return [(ref, text, _what(by_id[ref])) for ref, text in asked.items() if ref in by_id
+                and self.access.decide_one(user, self._resource(by_id[ref]), LATE_JUSTIFICATION).allowed]
+
+    def reminders_for(self, user: SignedInUser) -> list[str]:
+        """What compliance told this clinician about their own events (a reminder to request the
+        proper role, say), newest last."""
+        records = list(self.audit.records())
+        own = {r.record_id for r in records if r.kind == "event" and r.principal_id == user.id}
+        return [r.justification for r in records if r.kind == "annotation" and r.event_type in REMINDERS
+                and r.ref in own]
 
     def report_types(self, user: SignedInUser, hospital_id: str) -> dict[str, Decision]:
         """Each report type, as the policies let this user generate it for the hospital."""
@@ -138,8 +144,7 @@ class ComplianceService:
 
     def _resource(self, event: AuditRecord) -> Any:
         patient = self.store.patient(event.patient_id) if event.patient_id else None
-        return resources.audit_event(event.record_id, patient.hospital_id if patient else "", event.principal_id,
-                                     event.event_type, event.patient_id)
+        return resources.audit_event(event.record_id, event.principal_id, event.event_type, patient)
 
     @staticmethod
     def _accesses_under(start: AuditRecord, records: list[AuditRecord]) -> int:
@@ -149,6 +154,11 @@ class ComplianceService:
         return sum(1 for r in records if r.kind == "decision" and r.principal_id == start.principal_id
                    and r.patient_id == start.patient_id and r.seq > start.seq and (end_seq is None or r.seq < end_seq)
                    and {"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs])
+
+
+def _what(event: AuditRecord) -> str:
+    return (f"{event.event_type.replace('_', ' ')} for patient {event.patient_id} "
+            f"on {event.time[:16].replace('T', ' ')} UTC")
 
 
 def _label(report_type: str, r: AuditRecord) -> str:

@@ -35,9 +35,12 @@ def device(device_id: str, manufacturer_id: str, patient: Patient, update: dict[
     return Resource("device", device_id, attrs)
 
 
-def audit_event(record_id: str, hospital_id: str, actor_id: str, event_type: str, patient_id: str) -> Resource:
-    return Resource("audit_event", record_id, {"hospital_id": hospital_id, "actor_id": actor_id,
-                                               "event_type": event_type, "patient_id": patient_id})
+def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient | None) -> Resource:
+    """A recorded event: who acted, what it was, and its patient's hospital and physicians."""
+    return Resource("audit_event", record_id, {
+        "hospital_id": patient.hospital_id if patient else "", "actor_id": actor_id, "event_type": event_type,
+        "patient_id": patient.id if patient else "",
+        "assigned_physicians": list(patient.assigned_physicians) if patient else []})
 
 
 def compliance_report(report_type: str, hospital_id: str) -> Resource:

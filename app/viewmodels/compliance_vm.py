@@ -52,8 +52,7 @@ class ComplianceViewModel(QObject):
         return self.service.open_questions(self.session.user) if self.session.user else []
 
     def reminders(self) -> list[str]:
-        return [text for _, text, _ in self.service.open_questions(self.session.user, include_answered=True)] \
-            if self.session.user else []
+        return self.service.reminders_for(self.session.user) if self.session.user else []
 
     def justify(self, event_id: str, text: str) -> str:
         """The clinician's late justification for one of their own events; why not, or ""."""

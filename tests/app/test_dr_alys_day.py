@@ -1,116 +1,229 @@
-"""Dr. Aly's day (../shared/seeds), in order, through the real app: the window and its view-model,
-the service layer, the bundled policies, a real SQLite store and the audit log. Steps a ward
-screen does not offer here (the vendor's and the second engineer's side, on their own screens)
-go through the same service layer the screens use."""
+"""Dr. Aly's day (../shared/seeds), step by step, through the real app as each person uses it:
+clicks and keys on the real screens, the bundled policies, a real SQLite store and the audit log,
+on a clock the test moves (the timers that count down and lock are the real ones)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
-from tests.app.helpers import sign_in
+from tests.app.helpers import Clock, choose, click, click_cell, open_dialog, search_and_open, sign_in
 
 ER_WHY = "Chest pain on admission, pacemaker patient; need device data and history now."
 
 
-def test_dr_alys_day(qtbot, window: MainWindow, tmp_path: Path) -> None:
-    ws, vm = window.vm.workstation, window.vm
-    for standing in ws.delegations.for_patient("p02"):  # the day starts as in the story: no delegate yet
-        ws.store.revoke_delegation(standing.id)
+def keep_working(qtbot, w: MainWindow, clock: Clock, minutes: int) -> None:  # noqa: ANN001
+    """Time passes with the clinician at the keyboard (the idle lock does not fire)."""
+    for _ in range(minutes):
+        clock.advance(minutes=1)
+        qtbot.mouseMove(w.record, w.record.rect().center())
+        qtbot.wait(25)
 
-    # 9:00, room 901: review the new pacemaker and write a note.
-    sign_in(qtbot, window, "dr_aly")
+
+def switch_to(qtbot, w: MainWindow, user_id: str) -> None:  # noqa: ANN001
+    if w.vms.session.user is not None:
+        click(qtbot, w.switch_user)
+    sign_in(qtbot, w, user_id)
+    assert w.vms.session.user is not None and w.vms.session.user.id == user_id
+
+
+def select_row(qtbot, table, column: int, text: str) -> int:  # noqa: ANN001
+    row = next(i for i in range(table.rowCount()) if text in table.item(i, column).text())
+    click_cell(qtbot, table, row)
+    return row
+
+
+def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) -> None:  # noqa: PLR0915 - the story
+    ws = window.vms.session.workstation
+    store = ws.store
+    # The day starts as in the story: no delegate for room 902 yet, no firmware update pending.
+    for standing in ws.delegations.for_patient("p02"):
+        store.revoke_delegation(standing.id)
+    store.update_firmware_update("fw-1", "rejected", [])
+    p01, p02, p03 = store.patient("p01"), store.patient("p02"), store.patient("p03")
+
+    # 9:00, room 901: Dr. Aly reviews the new pacemaker and writes a full note.
+    switch_to(qtbot, window, "dr_aly")
     assert "p01" in [r.patient.id for r in window.patients.rows]
-    vm.open_patient("p01")
-    assert vm.record.device["model"] and len(vm.record.series) == 9
+    search_and_open(qtbot, window, p01.mrn)
+    record = window.vms.record.record
+    shown = [label.text() for label in window.record.widget().findChildren(QLabel)]
+    assert any(record.view.device["model"] in t and "firmware" in t for t in shown)  # the new pacemaker
+    assert len(record.view.series) == 9 and window.record.note_type.currentData() == "full"
     qtbot.keyClicks(window.record.editor, "Post-implant check: sensing and pacing normal.")
-    qtbot.mouseClick(window.record.save, Qt.MouseButton.LeftButton)
-    assert vm.record.notes[0]["note_type"] == "full"
+    qtbot.keyClick(window.record.editor, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)  # Alt+N saves
+    qtbot.waitUntil(lambda: "Post-implant" in window.vms.record.record.view.notes[0]["text"])  # (an animated click)
+    assert window.vms.record.record.view.notes[0]["note_type"] == "full"
+    assert "Post-implant check" in window.vms.record.record.view.notes[0]["text"]
 
-    # 9:30, the ER: a patient not under her care; break-glass, an emergency note, then end it.
-    er_patient = ws.store.patient("p03")
-    assert "dr_aly" not in er_patient.care_team and er_patient.emergency
-    window.patients.search.clear()
-    qtbot.keyClicks(window.patients.search, er_patient.mrn)
-    qtbot.keyClick(window.patients.search, Qt.Key.Key_Return)
-    assert vm.record is None and window.record.emergency_button.isEnabled()
-    dialog = window.record.open_break_glass("p03")
-    dialog.justification.setPlainText(ER_WHY)
+    # 9:30, the ER: a patient not under her care. Refused, with break-glass offered; she takes it.
+    keep_working(qtbot, window, clock, 30)
+    assert "dr_aly" not in p03.care_team and p03.emergency
+    search_and_open(qtbot, window, p03.mrn)
+    assert window.vms.record.record is None and "break-glass" in window.record.denial.text()
+    dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
+    choose(dialog.reason, "ETREAT")
+    qtbot.keyClicks(dialog.justification, ER_WHY)
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
-    qtbot.mouseClick(dialog.grant, Qt.MouseButton.LeftButton)
-    assert vm.record.patient.id == "p03" and window.emergency_banner.isVisible()
-    assert vm.record.decisions["view_history"].allowed and vm.record.history
+    click(qtbot, dialog.grant)
+    assert window.vms.record.record.patient_id == "p03" and window.emergency_banner.isVisible()
+    assert "60:00 left" in window.emergency_banner.text.text() and "p03" in window.emergency_banner.text.text()
+    assert window.vms.record.record.view.history  # the emergency team sees the history
+    assert window.record.note_type.currentData() == "emergency"
     qtbot.keyClicks(window.record.editor, "ER: device interrogated, intermittent loss of capture; paged EP.")
-    qtbot.mouseClick(window.record.save, Qt.MouseButton.LeftButton)
-    assert vm.record.notes[0]["note_type"] == "emergency"
-    qtbot.mouseClick(window.emergency_banner.button, Qt.MouseButton.LeftButton)
-    assert vm.record is None and not window.emergency_banner.isVisible()
+    click(qtbot, window.record.save)
+    assert window.vms.record.record.view.notes[0]["note_type"] == "emergency"
+    # the time limit, on screen: counting down, a warning five minutes before the end, then closed
+    keep_working(qtbot, window, clock, 20)
+    qtbot.waitUntil(lambda: "40:00 left" in window.emergency_banner.text.text())
+    keep_working(qtbot, window, clock, 36)
+    qtbot.waitUntil(lambda: "ENDING SOON" in window.emergency_banner.text.text())
+    keep_working(qtbot, window, clock, 4)
+    qtbot.waitUntil(lambda: not window.emergency_banner.isVisible())
+    assert window.vms.record.record is None
+    search_and_open(qtbot, window, p03.mrn)  # and the record is closed to her again
+    assert window.vms.record.record is None and "care team" in window.record.denial.text()
 
-    # 11:00, room 902: vendor support requests a firmware update; Dr. Aly and an Acme engineer approve.
-    vic, max_ = ws.sign_in("eng_vic", DEMO_PASSWORD), ws.sign_in("eng_max", DEMO_PASSWORD)
-    device = ws.store.device_for("p02")["id"]
-    pending = ws.firmware.current(device)
-    if pending is not None and pending.state == "requested":  # the demo's open request is withdrawn first
-        ws.firmware.reject(max_, pending.id, "Superseded by the vendor's new request.")
-    update = ws.firmware.request(vic, device, "4.3.0")
-    vm.open_patient("p02")
-    qtbot.mouseClick(window.record.firmware_buttons["approve_firmware_update"], Qt.MouseButton.LeftButton)
-    assert "approved by one" in window.record.firmware_state.text()
-    assert ws.firmware.approve(max_, update.id).state == "approved"
+    # 11:00, room 902: vendor support requests a firmware update from the engineering screen...
+    clock.advance(minutes=30)
+    switch_to(qtbot, window, "eng_vic")
+    devices = window.engineering
+    row = select_row(qtbot, devices.table, 0, "d-p02")
+    qtbot.keyClicks(devices.version, "4.3.0")
+    click(qtbot, devices.buttons["request_firmware_update"])
+    assert "requested → 4.3.0" in devices.table.item(row, 3).text()
+    assert not devices.buttons["approve_firmware_update"].isEnabled()  # never one's own request
+    # ...an Acme engineer who did not request it approves on his screen...
+    switch_to(qtbot, window, "eng_max")
+    row = select_row(qtbot, window.engineering.table, 0, "d-p02")
+    click(qtbot, window.engineering.buttons["approve_firmware_update"])
+    assert "approved by one" in window.engineering.table.item(row, 3).text()
+    # ...and Dr. Aly, the physician, on the record's device panel.
+    switch_to(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p02.mrn)
+    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    state = window.record.firmware_state.text()
+    assert "<b>approved</b>" in state and "eng_max (manufacturer engineer)" in state and "dr_aly (physician)" in state
 
-    # Consent on the tablet, then the manufacturer's de-identified export (no reason: flagged).
-    consent = window.record.open_consent()
-    qtbot.keyClicks(consent.given_by, "Patient of room 902 (signed on the tablet)")
-    qtbot.mouseClick(consent.save, Qt.MouseButton.LeftButton)
-    export = ws.export(max_, "p02", deidentified=True, reason="", fmt="fhir", directory=tmp_path / "exports")
-    assert export.reason_missing and ws.store.patient("p02").mrn not in export.path.read_text()
+    # The patient signs the consent to export herself, on her own account.
+    switch_to(qtbot, window, "pt_p02")
+    search_and_open(qtbot, window, p02.mrn)
+    consent = open_dialog(qtbot, window.record.consent, window.record, "consent_dialog")
+    assert consent.patients_word.isHidden()  # it is hers to give
+    qtbot.keyClicks(consent.given_by, "Yara Tamm (signed on the tablet)")
+    click(qtbot, consent.save)
+    assert consent.error.text() == "" and not consent.isVisible()
 
-    # The granddaughter becomes a delegate, with the patient's permission.
-    vm.open_patient("p02")
-    delegation = window.record.open_delegation()
-    delegation.caregiver.setCurrentIndex(delegation.caregiver.findData("gina"))
-    delegation.permission.setChecked(True)
-    qtbot.mouseClick(delegation.grant, Qt.MouseButton.LeftButton)
+    # The manufacturer's de-identified export, through its own dialog, with no reason given.
+    switch_to(qtbot, window, "eng_max")
+    select_row(qtbot, window.engineering.table, 0, "d-p02")
+    export = open_dialog(qtbot, window.engineering.export, window.engineering, "export_dialog")
+    assert [export.kind.itemData(i) for i in range(export.kind.count())] == ["deidentified"]
+    export.directory.setText(str(tmp_path / "exports"))
+    click(qtbot, export.start)
+    qtbot.waitUntil(lambda: "Exported to" in export.result.text())
+    assert "flagged for compliance review" in export.result.text()
+    exported = next((tmp_path / "exports").iterdir())
+    text = exported.read_text()
+    device = store.device_for("p02")
+    transmission_times = {t["time"] for t in store.transmissions("p02")}
+    identifiers = [p02.name, *p02.name.split(), p02.mrn, p02.birth_date, f"room {p02.room}", device["serial"],
+                   "St Anne", p02.id, *p02.care_team, *[n["text"] for n in store.notes_for("p02")],
+                   *[h["summary"] for h in store.history_for("p02")], *sorted(transmission_times)[:3],
+                   device["implanted_on"]]
+    assert not [i for i in identifiers if i and i in text], "Safe Harbor identifiers in the export"
+    assert json.loads(text)["resourceType"] == "Bundle" and p02.birth_date[:4] in text  # the year may stay
+
+    # The granddaughter becomes a delegate: Dr. Aly, with the patient's permission.
+    switch_to(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p02.mrn)
+    delegation = open_dialog(qtbot, window.record.delegate, window.record, "delegation_dialog")
+    choose(delegation.caregiver, "gina")
+    delegation.days.setValue(1)
+    qtbot.mouseClick(delegation.permission, Qt.MouseButton.LeftButton)
+    click(qtbot, delegation.grant)
     assert delegation.error.text() == ""
-    gina = ws.sign_in("gina", DEMO_PASSWORD)
-    assert [r.patient.id for r in ws.patient_rows(gina)] == ["p02"]
-    vm.sign_out()
+    delegation.close()
+    # She signs in and sees her grandmother, and only what a delegate may see.
+    switch_to(qtbot, window, "gina")
+    assert [r.patient.id for r in window.patients.rows] == ["p02"]
+    search_and_open(qtbot, window, p02.mrn)
+    categories = {h["category"] for h in window.vms.record.record.view.history}
+    assert categories and not categories & {"psychiatric", "sexual_health", "substance_use", "sealed"}
+    assert not window.record.save.isEnabled() and window.record.reason.text()
+    search_and_open(qtbot, window, p01.mrn)
+    assert window.vms.record.record is None
 
-    # 13:00, compliance: the break-glass is questioned, justified late by Dr. Aly, and resolved.
-    sign_in(qtbot, window, "co_cora")
+    # 13:00, compliance: the break-glass accepted with a reminder; the export flagged for its missing reason.
+    clock.advance(minutes=60)
+    switch_to(qtbot, window, "co_cora")
     queue = window.compliance
     kinds = [queue.table.item(i, 3).text() for i in range(queue.table.rowCount())]
     assert sorted(kinds) == ["break glass started", "export"]
-    row = kinds.index("break glass started")
-    queue.table.setCurrentCell(row, 0)
-    qtbot.keyClicks(queue.comment, "Not your patient: request the ER physician role next time.")
-    qtbot.mouseClick(queue.step_buttons["reminder"], Qt.MouseButton.LeftButton)
-    event_id = queue.items[row].event.record_id
-    vm.sign_out()
-    sign_in(qtbot, window, "dr_aly")
-    question = window.compliance_question
-    assert question.isVisible() and "request the ER physician role" in question.text.text()
-    qtbot.keyClicks(question.answer, "ER physician unavailable; the patient was deteriorating.")
-    qtbot.mouseClick(question.send, Qt.MouseButton.LeftButton)
-    assert not question.isVisible() and vm.open_questions() == []
-    vm.sign_out()
-    sign_in(qtbot, window, "co_cora")
-    row = [i.event.record_id for i in window.compliance.items].index(event_id)
-    window.compliance.table.setCurrentCell(row, 0)
-    qtbot.keyClicks(window.compliance.comment, "Late justification accepted.")
-    qtbot.mouseClick(window.compliance.step_buttons["review_resolved"], Qt.MouseButton.LeftButton)
-    assert window.compliance.items[row].state == "resolved"
+    assert all("needs review" in queue.table.item(i, 0).text() for i in range(queue.table.rowCount()))
+    select_row(qtbot, queue.table, 3, "break glass started")
+    assert ER_WHY in queue.detail.text()
+    qtbot.keyClicks(queue.comment, "Not your patient: request the ER physician role for ER shifts.")
+    click(qtbot, queue.step_buttons["remind"])
+    qtbot.keyClicks(queue.comment, "Documented emergency; accepted.")
+    click(qtbot, queue.step_buttons["accept_review"])
+    row = select_row(qtbot, queue.table, 3, "export")
+    assert "needs review" in queue.table.item(row, 0).text()
+    qtbot.keyClicks(queue.comment, "No reason was recorded for this export: please document it.")
+    click(qtbot, queue.step_buttons["remind"])
 
-    # The audit chain holds the whole day, unbroken.
-    assert ws.audit.verify().ok
-    events = [r.event_type for r in ws.audit.records() if r.kind in ("event", "annotation")]
-    assert events == [
-        "note_saved", "break_glass_started", "note_saved", "break_glass_ended",
-        "firmware_rejected", "firmware_requested", "firmware_approved", "firmware_approved",
-        "consent_recorded", "export", "delegation_granted", "reminder", "late_justification", "review_resolved"]
-    views = [r for r in ws.audit.records() if r.kind == "decision" and r.action == "view"
+    # Dr. Aly sees the reminder and adds the export's reason as a late annotation.
+    switch_to(qtbot, window, "dr_aly")
+    assert "request the ER physician role" in window.statusBar().currentMessage()
+    question = window.compliance_question
+    assert question.isVisible() and "export for patient p02" in question.text.text()
+    qtbot.keyClicks(question.answer, "Vendor needed the data to address timely firmware updates for the pacemaker.")
+    click(qtbot, question.send)
+    assert not question.isVisible()
+
+    # Compliance marks both resolved and generates the compliance report.
+    switch_to(qtbot, window, "co_cora")
+    queue = window.compliance
+    for what in ("break glass started", "export"):
+        select_row(qtbot, queue.table, 3, what)
+        qtbot.keyClicks(queue.comment, "Resolved after review.")
+        click(qtbot, queue.step_buttons["resolve_review"])
+    assert [queue.table.item(i, 0).text() for i in range(queue.table.rowCount())] == ["resolved", "resolved"]
+    row = select_row(qtbot, queue.table, 3, "export")
+    assert "Vendor needed the data" in queue.detail.text()
+    queue.setCurrentIndex(1)
+    choose(queue.report_type, "export")
+    click(qtbot, queue.generate)
+    qtbot.waitUntil(lambda: queue.report is not None)
+    assert dict(queue.report.rows) == {"de-identified": 1}
+    click(qtbot, queue.pdf)
+    assert Path(queue.report_message.text().removeprefix("Saved ")).read_bytes()[:5] == b"%PDF-"
+
+    # The next day the delegation has ended: the granddaughter sees nothing.
+    click(qtbot, window.switch_user)
+    clock.advance(days=1, minutes=1)
+    sign_in(qtbot, window, "gina")
+    assert window.patients.rows == []
+    search_and_open(qtbot, window, p02.mrn)
+    assert window.vms.record.record is None
+
+    # The audit chain holds the whole day, unbroken, every step decided by a named policy action.
+    assert ws.chain.verify().ok
+    steps = [(r.event_type, r.action) for r in ws.chain.records() if r.kind in ("event", "annotation")]
+    assert steps == [
+        ("note_saved", "edit_clinical_notes"), ("break_glass_started", "break_glass"),
+        ("note_saved", "edit_clinical_notes"), ("break_glass_ended", ""),
+        ("firmware_requested", "request_firmware_update"), ("firmware_approved", "approve_firmware_update"),
+        ("firmware_approved", "approve_firmware_update"), ("consent_recorded", "record_consent"),
+        ("export", "export"), ("delegation_granted", "delegate_access"), ("remind", "remind"),
+        ("accept_review", "accept_review"), ("remind", "remind"),
+        ("add_late_justification", "add_late_justification"), ("resolve_review", "resolve_review"),
+        ("resolve_review", "resolve_review")]
+    views = [r for r in ws.chain.records() if r.kind == "decision" and r.action == "view"
              and r.principal_id == "dr_aly" and r.patient_id == "p03"]
-    assert [r.effect for r in views][:2] == ["EFFECT_DENY", "EFFECT_ALLOW"]
+    assert [r.effect for r in views] == ["EFFECT_DENY", "EFFECT_ALLOW", "EFFECT_ALLOW", "EFFECT_DENY"]
