@@ -43,12 +43,12 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import Workstation
-from app.viewmodels.workstation_vm import WorkstationViewModel
+from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
 app = QApplication([])
-vm = WorkstationViewModel(Workstation(Path(sys.argv[1])))
-w = MainWindow(vm); w.show()
-assert vm.sign_in("dr_aly", DEMO_PASSWORD) and w.patients.table.rowCount() > 0
+vms = ViewModels.build(Workstation(Path(sys.argv[1])))
+w = MainWindow(vms); w.show()
+assert vms.session.sign_in("dr_aly", DEMO_PASSWORD) and w.patients.table.rowCount() > 0
 app.processEvents()
 print(time.perf_counter() - t0)
 """
@@ -84,24 +84,24 @@ def record_open(tmp: Path, runs: int) -> tuple[list[float], list[float]]:
 
     from app.services.users import DEMO_PASSWORD
     from app.services.workstation import Workstation
-    from app.viewmodels.workstation_vm import WorkstationViewModel
+    from app.viewmodels.app_vm import ViewModels
     from app.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     ws = Workstation(tmp / "record")
-    vm = WorkstationViewModel(ws)
-    window = MainWindow(vm)
+    vms = ViewModels.build(ws)
+    window = MainWindow(vms)
     window.show()
-    vm.sign_in("dr_aly", DEMO_PASSWORD)
-    ids = [r.patient.id for r in vm.workstation.patient_rows(vm.user)]
+    vms.session.sign_in("dr_aly", DEMO_PASSWORD)
+    ids = [r.patient.id for r in vms.patients.rows]
     opened, reference = [], []
     for i in range(runs):
         pid = ids[i % len(ids)]
         t0 = time.perf_counter()
-        vm.open_patient(pid)
+        vms.record.open(pid)
         app.processEvents()
         opened.append(time.perf_counter() - t0)
-        assert vm.record is not None and len(vm.record.series[0].points) == 30
+        assert vms.record.record is not None and len(vms.record.record.view.series[0].points) == 30
         t0 = time.perf_counter()
         ws.store.transmissions(pid)
         reference.append(time.perf_counter() - t0)
@@ -110,18 +110,19 @@ def record_open(tmp: Path, runs: int) -> tuple[list[float], list[float]]:
 
 def big_list(tmp: Path, runs: int) -> tuple[list[float], list[float], int, int]:
     from app.services.demo_data import generate
+    from app.services.patients import PatientRow
     from app.services.store import Store
     from app.services.users import DEMO_PASSWORD
-    from app.services.workstation import PatientRow, Workstation
+    from app.services.workstation import Workstation
 
     Store(tmp / "big" / "ccc.db", generate(patients_per_hospital=250))
     ws = Workstation(tmp / "big")
-    user = ws.sign_in("dr_visiting", DEMO_PASSWORD)
+    user = ws.session.sign_in("dr_visiting", DEMO_PASSWORD)
     total = len(ws.store.patients())
     filtered, unfiltered = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        rows = ws.patient_rows(user)
+        rows = ws.patients.rows(user)
         filtered.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         [PatientRow(p, ws.store.alerts(p.id), ws.store.latest_transmission(p.id)) for p in ws.store.patients()]
