@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", type=Path, help="render the main window to this PNG and exit")
     parser.add_argument("--user", help="with --screenshot: sign this demo user in first")
     parser.add_argument("--patient", help="with --screenshot: open this patient's record")
-    parser.add_argument("--policy-server", metavar="URL", help="sync signed policy bundles from this URL "
-                        "(e.g. http://policy.hospital.local:8088/current.bundle) instead of the bundled policies")
+    parser.add_argument(
+        "--policy-server",
+        metavar="URL",
+        help="sync signed policy bundles from this URL "
+        "(e.g. http://policy.hospital.local:8088/current.bundle) instead of the bundled policies",
+    )
     parser.add_argument("--public-key", type=Path, help="with --policy-server: the Ed25519 key bundles are signed with")
     parser.add_argument("--idle-lock-minutes", type=float, default=10.0, help="lock after this long without input")
     args = parser.parse_args(argv)
@@ -37,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif headless and not os.environ.get("QT_QPA_PLATFORM"):
-        sys.stderr.write("ccc-workstation needs a display (none is set: DISPLAY is empty).\n"
-                         "On a headless machine run it under Xvfb (Debian package xvfb: `xvfb-run ccc-workstation`),\n"
-                         "render the main window with `ccc-workstation --screenshot out.png --user dr_aly`,\n"
-                         "or render every main view into docs/ with `bash scripts/screenshots`.\n")
+        sys.stderr.write(
+            "ccc-workstation needs a display (none is set: DISPLAY is empty).\n"
+            "On a headless machine run it under Xvfb (Debian package xvfb: `xvfb-run ccc-workstation`),\n"
+            "render the main window with `ccc-workstation --screenshot out.png --user dr_aly`,\n"
+            "or render every main view into docs/ with `bash scripts/screenshots`.\n"
+        )
         return 2
 
     from PySide6.QtWidgets import QApplication

@@ -33,10 +33,13 @@ def principal(user: SignedInUser) -> Principal:
 
 
 class AccessService:
-    def __init__(self, engine: Callable[[], Engine | None],
-                 resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user,
-                 no_policy_reason: Callable[[], str] = lambda: "",
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], Engine | None],
+        resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user,
+        no_policy_reason: Callable[[], str] = lambda: "",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         """``engine`` gives the active engine (None while no policy set is loaded); ``resolve``
         gives the user as the policies see them now; ``clock`` is the policies' ``now()``."""
         self.engine, self.resolve, self.no_policy_reason, self.clock = engine, resolve, no_policy_reason, clock

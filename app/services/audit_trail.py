@@ -19,34 +19,81 @@ class AuditTrail:
         self.chain = chain
         self.bundle_version = bundle_version
 
-    def decisions(self, user: SignedInUser, resource: Resource, decisions: Iterable[Decision],
-                  purpose_of_use: str = "TREAT") -> None:
+    def decisions(
+        self, user: SignedInUser, resource: Resource, decisions: Iterable[Decision], purpose_of_use: str = "TREAT"
+    ) -> None:
         """Every decision of one question, committed together (raises AuditWriteError)."""
         version = self.bundle_version()
-        self.chain.append_many([decision_record(user, resource, d, bundle_version=version,
-                                                purpose_of_use=purpose_of_use) for d in decisions])
+        self.chain.append_many(
+            [
+                decision_record(user, resource, d, bundle_version=version, purpose_of_use=purpose_of_use)
+                for d in decisions
+            ]
+        )
 
-    def event(self, user: SignedInUser, resource: Resource, decision: Decision, event_type: str, *,
-              details: dict[str, Any] | None = None, purpose_of_use: str = "", justification: str = "") -> AuditRecord:
+    def event(
+        self,
+        user: SignedInUser,
+        resource: Resource,
+        decision: Decision,
+        event_type: str,
+        *,
+        details: dict[str, Any] | None = None,
+        purpose_of_use: str = "",
+        justification: str = "",
+    ) -> AuditRecord:
         """Something the decision allowed, and what it was."""
-        return self.chain.append(event_record(user, resource, decision, event_type, details=details,
-                                              purpose_of_use=purpose_of_use, justification=justification,
-                                              bundle_version=self.bundle_version()))
+        return self.chain.append(
+            event_record(
+                user,
+                resource,
+                decision,
+                event_type,
+                details=details,
+                purpose_of_use=purpose_of_use,
+                justification=justification,
+                bundle_version=self.bundle_version(),
+            )
+        )
 
-    def closed_by_the_system(self, user_id: str, resource: Resource, event_type: str, *,
-                             details: dict[str, Any] | None = None, purpose_of_use: str = "") -> AuditRecord:
+    def closed_by_the_system(
+        self,
+        user_id: str,
+        resource: Resource,
+        event_type: str,
+        *,
+        details: dict[str, Any] | None = None,
+        purpose_of_use: str = "",
+    ) -> AuditRecord:
         """What no one decided (an emergency access running out): recorded with no effect."""
-        return self.chain.append(AuditRecord(
-            "event", user_id, resource_kind=resource.kind, resource_id=resource.id,
-            patient_id=str(resource.attr.get("patient_id", "")), bundle_version=self.bundle_version(),
-            purpose_of_use=purpose_of_use, event_type=event_type, details=dict(details or {})))
+        return self.chain.append(
+            AuditRecord(
+                "event",
+                user_id,
+                resource_kind=resource.kind,
+                resource_id=resource.id,
+                patient_id=str(resource.attr.get("patient_id", "")),
+                bundle_version=self.bundle_version(),
+                purpose_of_use=purpose_of_use,
+                event_type=event_type,
+                details=dict(details or {}),
+            )
+        )
 
     def annotate(self, user: SignedInUser, event_id: str, text: str, decision: Decision) -> AuditRecord:
         """A review step or a late justification (the decision's action), referencing its event."""
-        return self.chain.annotate(event_id, user.id, text, event_type=decision.action,
-                                   principal_roles=list(user.roles), action=decision.action,
-                                   effect=decision.effect.value, policy=decision.policy, rule=decision.rule,
-                                   bundle_version=self.bundle_version())
+        return self.chain.annotate(
+            event_id,
+            user.id,
+            text,
+            event_type=decision.action,
+            principal_roles=list(user.roles),
+            action=decision.action,
+            effect=decision.effect.value,
+            policy=decision.policy,
+            rule=decision.rule,
+            bundle_version=self.bundle_version(),
+        )
 
     def get(self, record_id: str) -> AuditRecord | None:
         return self.chain.get(record_id)

@@ -76,15 +76,23 @@ class BreakGlassSession:
 
     def attribute(self) -> dict[str, str]:
         """``P.attr.break_glass`` as the policies read it."""
-        return {"patient_id": self.patient_id, "started_at": self.started_at.isoformat(),
-                "reason": self.reason, "justification": self.justification}
+        return {
+            "patient_id": self.patient_id,
+            "started_at": self.started_at.isoformat(),
+            "reason": self.reason,
+            "justification": self.justification,
+        }
 
 
 class BreakGlassSessions:
     """The recorded sessions and, within this process, their monotonic starts."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store, self.clock, self.monotonic = store, clock, monotonic
         self._monotonic_starts: dict[str, float] = {}
 
@@ -99,16 +107,27 @@ class BreakGlassSessions:
     def remaining(self, session: BreakGlassSession) -> timedelta:
         return session.remaining(self.clock(), self.monotonic())
 
-    def open(self, user_id: str, patient_id: str, reason: str, justification: str,
-             window: timedelta) -> BreakGlassSession:
+    def open(
+        self, user_id: str, patient_id: str, reason: str, justification: str, window: timedelta
+    ) -> BreakGlassSession:
         started, now = self.monotonic(), self.clock()
-        session = BreakGlassSession(f"bg-{uuid.uuid4().hex[:12]}", user_id, patient_id, reason, justification,
-                                    now, now + window, started)
+        session = BreakGlassSession(
+            f"bg-{uuid.uuid4().hex[:12]}", user_id, patient_id, reason, justification, now, now + window, started
+        )
         self._monotonic_starts[session.id] = started
-        self.store.add_break_glass_session({
-            "id": session.id, "user_id": user_id, "patient_id": patient_id, "reason": reason,
-            "justification": justification, "started_at": session.started_at.isoformat(),
-            "expires_at": session.expires_at.isoformat(), "ended_at": None, "end_reason": None})
+        self.store.add_break_glass_session(
+            {
+                "id": session.id,
+                "user_id": user_id,
+                "patient_id": patient_id,
+                "reason": reason,
+                "justification": justification,
+                "started_at": session.started_at.isoformat(),
+                "expires_at": session.expires_at.isoformat(),
+                "ended_at": None,
+                "end_reason": None,
+            }
+        )
         return session
 
     def close(self, session: BreakGlassSession, why: str) -> bool:
@@ -118,8 +137,16 @@ class BreakGlassSessions:
     def _session(self, row: dict[str, Any]) -> BreakGlassSession:
         started = datetime.fromisoformat(row["started_at"])
         expires = datetime.fromisoformat(row["expires_at"]) if row.get("expires_at") else started + FALLBACK_WINDOW
-        return BreakGlassSession(row["id"], row["user_id"], row["patient_id"], row["reason"], row["justification"],
-                                 started, expires, self._monotonic_starts.get(row["id"]))
+        return BreakGlassSession(
+            row["id"],
+            row["user_id"],
+            row["patient_id"],
+            row["reason"],
+            row["justification"],
+            started,
+            expires,
+            self._monotonic_starts.get(row["id"]),
+        )
 
 
 class Principals:
@@ -134,13 +161,15 @@ class Principals:
         session = self.sessions.active(user.id)
         if session is None:
             return current
-        return SignedInUser(current.id, current.name, current.roles,
-                            {**current.attributes, "break_glass": session.attribute()})
+        return SignedInUser(
+            current.id, current.name, current.roles, {**current.attributes, "break_glass": session.attribute()}
+        )
 
 
 class BreakGlassService:
-    def __init__(self, store: Store, sessions: BreakGlassSessions, users: UserDirectory, access: AccessService,
-                 audit: AuditTrail) -> None:
+    def __init__(
+        self, store: Store, sessions: BreakGlassSessions, users: UserDirectory, access: AccessService, audit: AuditTrail
+    ) -> None:
         self.store, self.sessions, self.users, self.access, self.audit = store, sessions, users, access, audit
 
     def offer(self, user: SignedInUser, patient_id: str, reason: str = "", justification: str = "") -> Decision:
@@ -151,8 +180,9 @@ class BreakGlassService:
             return Decision.refused("break_glass", "There is no such patient.")
         return self.access.decide_one(user, self._record(patient_id, reason, justification), "break_glass")
 
-    def start(self, user: SignedInUser, patient_id: str, reason: str, justification: str,
-              password: str) -> BreakGlassSession:
+    def start(
+        self, user: SignedInUser, patient_id: str, reason: str, justification: str, password: str
+    ) -> BreakGlassSession:
         """Grants emergency access to one patient, or raises Refused saying why."""
         justification = " ".join(justification.split())
         problem = in_words(justification)
@@ -169,10 +199,15 @@ class BreakGlassService:
             self._close(user, current, "replaced by a new emergency access")
         window = window_of(decision)
         session = self.sessions.open(user.id, patient_id, reason, justification, window)
-        self.audit.event(user, record, decision, "break_glass_started", purpose_of_use=reason,
-                         justification=justification,
-                         details={"session_id": session.id, "expires_at": session.expires_at.isoformat(),
-                                  "review": "required"})
+        self.audit.event(
+            user,
+            record,
+            decision,
+            "break_glass_started",
+            purpose_of_use=reason,
+            justification=justification,
+            details={"session_id": session.id, "expires_at": session.expires_at.isoformat(), "review": "required"},
+        )
         return session
 
     def active(self, user: SignedInUser) -> BreakGlassSession | None:
@@ -197,13 +232,15 @@ class BreakGlassService:
         details = {"session_id": session.id, "why": why, "review": "required"}
         if why == "expired":  # nobody decided this: the time ran out
             if self.sessions.close(session, why):
-                self.audit.closed_by_the_system(user.id, record, "break_glass_ended", details=details,
-                                                purpose_of_use=session.reason)
+                self.audit.closed_by_the_system(
+                    user.id, record, "break_glass_ended", details=details, purpose_of_use=session.reason
+                )
             return
         decision = self.access.require(user, record, "end_break_glass")
         if self.sessions.close(session, why):
-            self.audit.event(user, record, decision, "break_glass_ended", details=details,
-                             purpose_of_use=session.reason)
+            self.audit.event(
+                user, record, decision, "break_glass_ended", details=details, purpose_of_use=session.reason
+            )
 
     def _record(self, patient_id: str, reason: str = "", justification: str = "") -> Any:
         patient = self.store.patient(patient_id)

@@ -24,8 +24,14 @@ REVIEWED_EVENTS = ("break_glass_started", "export")
 REVIEW_STEPS = ("accept_review", "reject_review", "remind", "resolve_review")
 LATE_JUSTIFICATION = "add_late_justification"
 # An event's review state after each kind of annotation (the earlier release's names too).
-STATE_AFTER = {"accept_review": "accepted", "reject_review": "rejected", "resolve_review": "resolved",
-               "review_accepted": "accepted", "review_rejected": "rejected", "review_resolved": "resolved"}
+STATE_AFTER = {
+    "accept_review": "accepted",
+    "reject_review": "rejected",
+    "resolve_review": "resolved",
+    "review_accepted": "accepted",
+    "review_rejected": "rejected",
+    "review_resolved": "resolved",
+}
 REMINDERS = ("remind", "reminder")
 LATE = (LATE_JUSTIFICATION, "late_justification")
 REPORT_TYPES = ("usage", "access", "break_glass", "export", "firmware")
@@ -116,21 +122,27 @@ class ComplianceService:
             elif r.event_type in LATE or STATE_AFTER.get(r.event_type) in ("accepted", "resolved"):
                 asked.pop(r.ref, None)
         by_id = {r.record_id: r for r in records if r.record_id in asked}
-        return [(ref, text, _what(by_id[ref])) for ref, text in asked.items() if ref in by_id
-                and self.access.decide_one(user, self._resource(by_id[ref]), LATE_JUSTIFICATION).allowed]
+        return [
+            (ref, text, _what(by_id[ref]))
+            for ref, text in asked.items()
+            if ref in by_id and self.access.decide_one(user, self._resource(by_id[ref]), LATE_JUSTIFICATION).allowed
+        ]
 
     def reminders_for(self, user: SignedInUser) -> list[str]:
         """What compliance told this clinician about their own events (a reminder to request the
         proper role, say), newest last."""
         records = list(self.audit.records())
         own = {r.record_id for r in records if r.kind == "event" and r.principal_id == user.id}
-        return [r.justification for r in records if r.kind == "annotation" and r.event_type in REMINDERS
-                and r.ref in own]
+        return [
+            r.justification for r in records if r.kind == "annotation" and r.event_type in REMINDERS and r.ref in own
+        ]
 
     def report_types(self, user: SignedInUser, hospital_id: str) -> dict[str, Decision]:
         """Each report type, as the policies let this user generate it for the hospital."""
-        return {t: self.access.decide_one(user, resources.compliance_report(t, hospital_id), "generate")
-                for t in REPORT_TYPES}
+        return {
+            t: self.access.decide_one(user, resources.compliance_report(t, hospital_id), "generate")
+            for t in REPORT_TYPES
+        }
 
     def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:
         """A report the policies allow this user to generate (raises Refused)."""
@@ -149,16 +161,27 @@ class ComplianceService:
     @staticmethod
     def _accesses_under(start: AuditRecord, records: list[AuditRecord]) -> int:
         session = start.details.get("session_id")
-        end_seq = next((r.seq for r in records if r.event_type == "break_glass_ended"
-                        and r.details.get("session_id") == session), None)
-        return sum(1 for r in records if r.kind == "decision" and r.principal_id == start.principal_id
-                   and r.patient_id == start.patient_id and r.seq > start.seq and (end_seq is None or r.seq < end_seq)
-                   and {"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs])
+        end_seq = next(
+            (r.seq for r in records if r.event_type == "break_glass_ended" and r.details.get("session_id") == session),
+            None,
+        )
+        return sum(
+            1
+            for r in records
+            if r.kind == "decision"
+            and r.principal_id == start.principal_id
+            and r.patient_id == start.patient_id
+            and r.seq > start.seq
+            and (end_seq is None or r.seq < end_seq)
+            and {"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs]
+        )
 
 
 def _what(event: AuditRecord) -> str:
-    return (f"{event.event_type.replace('_', ' ')} for patient {event.patient_id} "
-            f"on {event.time[:16].replace('T', ' ')} UTC")
+    return (
+        f"{event.event_type.replace('_', ' ')} for patient {event.patient_id} "
+        f"on {event.time[:16].replace('T', ' ')} UTC"
+    )
 
 
 def _label(report_type: str, r: AuditRecord) -> str:
@@ -176,6 +199,15 @@ def _label(report_type: str, r: AuditRecord) -> str:
 def summary(item: ReviewItem) -> dict[str, Any]:
     """What a reviewer reads first: who, what, when, why."""
     e = item.event
-    return {"who": e.principal_id, "roles": e.principal_roles, "what": e.event_type, "patient": e.patient_id,
-            "when": e.time[:16].replace("T", " "), "reason": e.purpose_of_use, "justification": e.justification,
-            "late_justification": item.late_justification, "state": item.state, "accesses": item.accesses}
+    return {
+        "who": e.principal_id,
+        "roles": e.principal_roles,
+        "what": e.event_type,
+        "patient": e.patient_id,
+        "when": e.time[:16].replace("T", " "),
+        "reason": e.purpose_of_use,
+        "justification": e.justification,
+        "late_justification": item.late_justification,
+        "state": item.state,
+        "accesses": item.accesses,
+    }

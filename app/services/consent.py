@@ -31,13 +31,21 @@ class Consent:
     expires_at: datetime
 
     def attribute(self) -> dict[str, object]:
-        return {"export": self.scope == "export", "expires_at": self.expires_at.isoformat(),
-                "recorded_by": self.recorded_by}
+        return {
+            "export": self.scope == "export",
+            "expires_at": self.expires_at.isoformat(),
+            "recorded_by": self.recorded_by,
+        }
 
 
 class ConsentService:
-    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        access: AccessService,
+        audit: AuditTrail,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
     def offer(self, user: SignedInUser, patient_id: str) -> Decision:
@@ -48,8 +56,15 @@ class ConsentService:
             return Decision.refused("record_consent", "There is no such patient.")
         return self.access.decide_one(user, resources.patient_record(patient), "record_consent")
 
-    def record(self, recorder: SignedInUser, patient_id: str, scope: str, given_by: str, expires_at: datetime,
-               patients_word: bool = False) -> Consent:
+    def record(
+        self,
+        recorder: SignedInUser,
+        patient_id: str,
+        scope: str,
+        given_by: str,
+        expires_at: datetime,
+        patients_word: bool = False,
+    ) -> Consent:
         """Records consent given in person, as the policies allow (raises Refused saying why).
         ``patients_word``: the recorder confirms the patient gave it to them in person."""
         if scope not in SCOPES:
@@ -63,13 +78,29 @@ class ConsentService:
             raise refuse("record_consent", "There is no such patient.")
         record = resources.patient_record(patient, patient_permission=patients_word)
         decision = self.access.require(recorder, record, "record_consent")
-        consent = Consent(f"consent-{uuid.uuid4().hex[:12]}", patient_id, scope, given_by.strip(), recorder.id,
-                          self.clock(), expires_at.astimezone(UTC))
-        self.audit.event(recorder, record, decision, "consent_recorded",
-                         details={"consent_id": consent.id, "scope": scope,
-                                  "expires_at": consent.expires_at.isoformat()})
-        self.store.add_consent({**consent.__dict__, "recorded_at": consent.recorded_at.isoformat(),
-                                "expires_at": consent.expires_at.isoformat()})
+        consent = Consent(
+            f"consent-{uuid.uuid4().hex[:12]}",
+            patient_id,
+            scope,
+            given_by.strip(),
+            recorder.id,
+            self.clock(),
+            expires_at.astimezone(UTC),
+        )
+        self.audit.event(
+            recorder,
+            record,
+            decision,
+            "consent_recorded",
+            details={"consent_id": consent.id, "scope": scope, "expires_at": consent.expires_at.isoformat()},
+        )
+        self.store.add_consent(
+            {
+                **consent.__dict__,
+                "recorded_at": consent.recorded_at.isoformat(),
+                "expires_at": consent.expires_at.isoformat(),
+            }
+        )
         return consent
 
     def current(self, patient_id: str, scope: str = "export") -> Consent | None:
@@ -78,5 +109,12 @@ class ConsentService:
         if not rows:
             return None
         r = rows[0]
-        return Consent(r["id"], r["patient_id"], r["scope"], r["given_by"], r["recorded_by"],
-                       datetime.fromisoformat(r["recorded_at"]), datetime.fromisoformat(r["expires_at"]))
+        return Consent(
+            r["id"],
+            r["patient_id"],
+            r["scope"],
+            r["given_by"],
+            r["recorded_by"],
+            datetime.fromisoformat(r["recorded_at"]),
+            datetime.fromisoformat(r["expires_at"]),
+        )

@@ -19,7 +19,8 @@ SERVICE = "ccc-workstation"
 NO_KEYRING_NOTICE = (
     "No OS keyring is available on this computer (no Secret Service is running), so session secrets "
     "are kept in a demo-only store in memory and forgotten when the app closes. For production, "
-    "run the workstation in a desktop session with a keyring (GNOME Keyring, KWallet).")
+    "run the workstation in a desktop session with a keyring (GNOME Keyring, KWallet)."
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class SecretStore:
     def is_current(self, session: Session) -> bool:
         secret = self._get(session.user_id)
         return secret is not None and secrets.compare_digest(
-            hashlib.sha256(secret.encode()).hexdigest(), session.fingerprint)
+            hashlib.sha256(secret.encode()).hexdigest(), session.fingerprint
+        )
 
     def close_session(self, session: Session) -> None:
         if self.demo_only:

@@ -35,13 +35,25 @@ class Delegation:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Delegation:
-        return cls(row["id"], row["patient_id"], row["delegate_id"], row["granted_by"],
-                   bool(row["patient_permission"]), datetime.fromisoformat(row["expires_at"]), bool(row["revoked"]))
+        return cls(
+            row["id"],
+            row["patient_id"],
+            row["delegate_id"],
+            row["granted_by"],
+            bool(row["patient_permission"]),
+            datetime.fromisoformat(row["expires_at"]),
+            bool(row["revoked"]),
+        )
 
 
 class DelegationService:
-    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        access: AccessService,
+        audit: AuditTrail,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
     def offer(self, user: SignedInUser, patient_id: str) -> Decision:
@@ -58,8 +70,9 @@ class DelegationService:
         accounts = (resources.account(s["id"], [s["role"]]) for s in staff.values())
         return [(r.id, staff[r.id]["name"]) for r in self.access.permitted(user, accounts, "receive_delegation")]
 
-    def grant(self, granter: SignedInUser, patient_id: str, delegate_id: str, expires_at: datetime,
-              patient_permission: bool) -> Delegation:
+    def grant(
+        self, granter: SignedInUser, patient_id: str, delegate_id: str, expires_at: datetime, patient_permission: bool
+    ) -> Delegation:
         """Records a delegation the policies allow; raises Refused saying why not."""
         delegate = self.store.staff(delegate_id)
         if delegate is None:
@@ -69,15 +82,38 @@ class DelegationService:
         self.access.require(granter, resources.account(delegate_id, [delegate["role"]]), "receive_delegation")
         record = self._record(patient_id, patient_permission=patient_permission)
         decision = self.access.require(granter, record, "delegate_access")
-        delegation = Delegation(f"del-{uuid.uuid4().hex[:12]}", patient_id, delegate_id, granter.id,
-                                patient_permission, expires_at.astimezone(UTC), False)
-        self.audit.event(granter, record, decision, "delegation_granted", details={
-            "delegation_id": delegation.id, "delegate_id": delegate_id,
-            "expires_at": delegation.expires_at.isoformat(), "patient_permission": patient_permission})
-        self.store.add_delegation({
-            "id": delegation.id, "patient_id": patient_id, "delegate_id": delegate_id, "granted_by": granter.id,
-            "patient_permission": patient_permission, "expires_at": delegation.expires_at.isoformat(),
-            "revoked": False})
+        delegation = Delegation(
+            f"del-{uuid.uuid4().hex[:12]}",
+            patient_id,
+            delegate_id,
+            granter.id,
+            patient_permission,
+            expires_at.astimezone(UTC),
+            False,
+        )
+        self.audit.event(
+            granter,
+            record,
+            decision,
+            "delegation_granted",
+            details={
+                "delegation_id": delegation.id,
+                "delegate_id": delegate_id,
+                "expires_at": delegation.expires_at.isoformat(),
+                "patient_permission": patient_permission,
+            },
+        )
+        self.store.add_delegation(
+            {
+                "id": delegation.id,
+                "patient_id": patient_id,
+                "delegate_id": delegate_id,
+                "granted_by": granter.id,
+                "patient_permission": patient_permission,
+                "expires_at": delegation.expires_at.isoformat(),
+                "revoked": False,
+            }
+        )
         return delegation
 
     def revoke(self, revoker: SignedInUser, delegation_id: str) -> None:
@@ -88,8 +124,13 @@ class DelegationService:
         delegation = Delegation.from_row(row)
         record = self._record(delegation.patient_id)
         decision = self.access.require(revoker, record, "revoke_delegation")
-        self.audit.event(revoker, record, decision, "delegation_revoked",
-                         details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id})
+        self.audit.event(
+            revoker,
+            record,
+            decision,
+            "delegation_revoked",
+            details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id},
+        )
         self.store.revoke_delegation(delegation_id)
 
     def for_patient(self, patient_id: str) -> list[Delegation]:

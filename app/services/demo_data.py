@@ -17,10 +17,54 @@ SEED = 20260310
 HOSPITALS = {"h1": "St Anne Cardiology Centre", "h2": "Riverside General"}
 MANUFACTURERS = {"m_acme": "Acme Cardio", "m_medco": "MedCo Rhythm"}
 MODELS = {"m_acme": ["Pacer X2 DR", "Pacer X2 SR"], "m_medco": ["RhythmOne DDD", "RhythmOne VVI"]}
-FIRST = ["Alex", "Bea", "Cyril", "Dana", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Luca",
-         "Mara", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wim", "Yara"]
-LAST = ["Aldana", "Brenner", "Castell", "Dorsey", "Eklund", "Falk", "Grieve", "Holt", "Ivers", "Jaska",
-        "Kerr", "Lindqvist", "Moro", "Nadeau", "Okafor", "Pruitt", "Quist", "Rehm", "Sato", "Tamm"]
+FIRST = [
+    "Alex",
+    "Bea",
+    "Cyril",
+    "Dana",
+    "Elif",
+    "Farid",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Luca",
+    "Mara",
+    "Nils",
+    "Olga",
+    "Pavel",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wim",
+    "Yara",
+]
+LAST = [
+    "Aldana",
+    "Brenner",
+    "Castell",
+    "Dorsey",
+    "Eklund",
+    "Falk",
+    "Grieve",
+    "Holt",
+    "Ivers",
+    "Jaska",
+    "Kerr",
+    "Lindqvist",
+    "Moro",
+    "Nadeau",
+    "Okafor",
+    "Pruitt",
+    "Quist",
+    "Rehm",
+    "Sato",
+    "Tamm",
+]
 
 # (MDC IDC style name, display, UCUM unit, normal low, normal high, typical value, day-to-day spread)
 OBSERVATIONS = [
@@ -59,8 +103,7 @@ STAFF = [
     ("nurse_omar", "Omar Falk", "nurse", ["h2"], {}),
     ("er_eli", "Dr. Eli Sato", "er_physician", ["h1"], {}),
     ("eng_max", "Max Holt (Acme Cardio)", "manufacturer_engineer", [], {"manufacturer_id": "m_acme"}),
-    ("eng_vic", "Vic Brenner (Acme Cardio vendor support)", "manufacturer_engineer", [],
-     {"manufacturer_id": "m_acme"}),
+    ("eng_vic", "Vic Brenner (Acme Cardio vendor support)", "manufacturer_engineer", [], {"manufacturer_id": "m_acme"}),
     ("co_cora", "Cora Lindqvist", "compliance_officer", ["h1"], {}),
     ("admin_hal", "Hal Kerr", "hospital_admin", ["h1"], {}),
     ("gina", "Gina (granddaughter of patient p02)", "delegated_caregiver", [], {}),
@@ -77,8 +120,12 @@ def _seed_patient(pid: str, today: date, team: list[str]) -> dict[str, Any]:
     sex, age, attending = SEED_PATIENTS[pid]
     born = date(today.year - age, 3, 14)
     care_team = {attending, "nurse_nia", *team} - ({"dr_aly"} if attending != "dr_aly" else set())
-    return {"sex": sex, "birth_date": born.isoformat(), "assigned_physicians": [attending],
-            "care_team": sorted(care_team)}
+    return {
+        "sex": sex,
+        "birth_date": born.isoformat(),
+        "assigned_physicians": [attending],
+        "care_team": sorted(care_team),
+    }
 
 
 def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | None = None) -> DemoHospital:
@@ -90,8 +137,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
         demo.staff.append({"id": staff_id, "name": name, "role": role, "hospital_ids": hospitals, **extra})
     number = 0
     for hospital in HOSPITALS:
-        clinicians = [s for s in demo.staff
-                      if hospital in s["hospital_ids"] and s["role"] in ("physician", "nurse")]
+        clinicians = [s for s in demo.staff if hospital in s["hospital_ids"] and s["role"] in ("physician", "nurse")]
         physicians = [s["id"] for s in clinicians if s["role"] == "physician"]
         for _ in range(patients_per_hospital):
             number += 1
@@ -99,41 +145,71 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
             attending = rng.choice(physicians)
             team = sorted({attending, *rng.sample([c["id"] for c in clinicians], k=min(2, len(clinicians)))})
             born = date(rng.randint(1936, 1975), rng.randint(1, 12), rng.randint(1, 28))
-            demo.patients.append({
-                "id": pid, "mrn": f"MRN-{hospital.upper()}-{100000 + number * 37}",
-                "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "birth_date": born.isoformat(),
-                "sex": rng.choice(["female", "male"]), "hospital_id": hospital,
-                "room": f"{9 if hospital == 'h1' else 4}{number:02d}", "bed": rng.choice(["A", "B"]),
-                "care_team": team, "assigned_physicians": [attending],
-                "sealed": number in (5, 25), "emergency": number == 3,
-                "consent_export": number in (2, 7, 11),
-            })
+            demo.patients.append(
+                {
+                    "id": pid,
+                    "mrn": f"MRN-{hospital.upper()}-{100000 + number * 37}",
+                    "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                    "birth_date": born.isoformat(),
+                    "sex": rng.choice(["female", "male"]),
+                    "hospital_id": hospital,
+                    "room": f"{9 if hospital == 'h1' else 4}{number:02d}",
+                    "bed": rng.choice(["A", "B"]),
+                    "care_team": team,
+                    "assigned_physicians": [attending],
+                    "sealed": number in (5, 25),
+                    "emergency": number == 3,
+                    "consent_export": number in (2, 7, 11),
+                }
+            )
             if pid in SEED_PATIENTS:  # the patients of the seed story
                 demo.patients[-1].update(_seed_patient(pid, today, team))
             manufacturer = rng.choice(list(MANUFACTURERS))
             if pid in SEED_PATIENTS:
                 manufacturer = "m_acme"  # the seed's vendor support is Acme's
-            demo.devices.append({
-                "id": f"d-{pid}", "patient_id": pid, "hospital_id": hospital, "manufacturer_id": manufacturer,
-                "model": rng.choice(MODELS[manufacturer]),
-                "serial": f"{manufacturer[2:].upper()}{rng.randint(10**6, 10**7)}",
-                "firmware_version": rng.choice(["4.1.0", "4.1.2", "4.2.0"]),
-                "implanted_on": (today - timedelta(days=rng.randint(20, 2000))).isoformat(),
-            })
+            demo.devices.append(
+                {
+                    "id": f"d-{pid}",
+                    "patient_id": pid,
+                    "hospital_id": hospital,
+                    "manufacturer_id": manufacturer,
+                    "model": rng.choice(MODELS[manufacturer]),
+                    "serial": f"{manufacturer[2:].upper()}{rng.randint(10**6, 10**7)}",
+                    "firmware_version": rng.choice(["4.1.0", "4.1.2", "4.2.0"]),
+                    "implanted_on": (today - timedelta(days=rng.randint(20, 2000))).isoformat(),
+                }
+            )
             _transmissions(demo, rng, pid, today, lead_problem=number in (2, 9, 30), af_episodes=number in (1, 12, 24))
             _notes_and_history(demo, rng, pid, attending, today)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
-    demo.delegations.append({"id": "del-1", "patient_id": "p02", "delegate_id": "gina", "granted_by": "dr_aly",
-                             "patient_permission": True, "expires_at": expires, "revoked": False})
-    demo.firmware_updates.append({"id": "fw-1", "device_id": "d-p02", "target_version": "4.2.1",
-                                  "state": "requested", "requested_by": "eng_max", "approvals": [],
-                                  "requested_at": datetime.combine(today - timedelta(days=1), datetime.min.time(),
-                                                                   UTC).isoformat()})
+    demo.delegations.append(
+        {
+            "id": "del-1",
+            "patient_id": "p02",
+            "delegate_id": "gina",
+            "granted_by": "dr_aly",
+            "patient_permission": True,
+            "expires_at": expires,
+            "revoked": False,
+        }
+    )
+    demo.firmware_updates.append(
+        {
+            "id": "fw-1",
+            "device_id": "d-p02",
+            "target_version": "4.2.1",
+            "state": "requested",
+            "requested_by": "eng_max",
+            "approvals": [],
+            "requested_at": datetime.combine(today - timedelta(days=1), datetime.min.time(), UTC).isoformat(),
+        }
+    )
     return demo
 
 
-def _transmissions(demo: DemoHospital, rng: random.Random, pid: str, today: date, lead_problem: bool,
-                   af_episodes: bool) -> None:
+def _transmissions(
+    demo: DemoHospital, rng: random.Random, pid: str, today: date, lead_problem: bool, af_episodes: bool
+) -> None:
     """30 daily transmissions; a lead problem (a red alert) or two AF episodes (yellow) for a few."""
     values = {code: typical for code, _, _, _, _, typical, _ in OBSERVATIONS}
     for day in range(30, 0, -1):
@@ -142,23 +218,49 @@ def _transmissions(demo: DemoHospital, rng: random.Random, pid: str, today: date
             drift = rng.gauss(0, spread)
             if lead_problem and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
                 drift += 1700  # a lead fracture showing in the last days
-            if af_episodes and code in ("MDC_IDC_STAT_AT_BURDEN_PERCENT", "MDC_IDC_STAT_EPISODE_TOTAL_COUNT") \
-                    and day in (4, 11):
+            if (
+                af_episodes
+                and code in ("MDC_IDC_STAT_AT_BURDEN_PERCENT", "MDC_IDC_STAT_EPISODE_TOTAL_COUNT")
+                and day in (4, 11)
+            ):
                 drift += 9 if "BURDEN" in code else 2
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
             value = float(round(values[code])) if code in COUNTS else round(values[code], 2)
-            demo.transmissions.append({"patient_id": pid, "time": when.isoformat(), "code": code, "value": value,
-                                       "unit": unit, "abnormal": not (low <= value <= high)})
+            demo.transmissions.append(
+                {
+                    "patient_id": pid,
+                    "time": when.isoformat(),
+                    "code": code,
+                    "value": value,
+                    "unit": unit,
+                    "abnormal": not (low <= value <= high),
+                }
+            )
 
 
 def _notes_and_history(demo: DemoHospital, rng: random.Random, pid: str, author: str, today: date) -> None:
-    demo.notes.append({"id": f"n-{pid}-1", "patient_id": pid, "author_id": author, "note_type": "full",
-                       "time": datetime.combine(today - timedelta(days=3), datetime.min.time(), UTC).isoformat(),
-                       "text": "Device check: sensing and pacing within range. Continue remote monitoring."})
+    demo.notes.append(
+        {
+            "id": f"n-{pid}-1",
+            "patient_id": pid,
+            "author_id": author,
+            "note_type": "full",
+            "time": datetime.combine(today - timedelta(days=3), datetime.min.time(), UTC).isoformat(),
+            "text": "Device check: sensing and pacing within range. Continue remote monitoring.",
+        }
+    )
     for i, category in enumerate(rng.sample(["cardiology", "medication", "general", "psychiatric"], k=3)):
-        demo.history.append({"id": f"h-{pid}-{i}", "patient_id": pid, "category": category,
-                             "date": (today - timedelta(days=90 * (i + 1))).isoformat(),
-                             "summary": {"cardiology": "Pacemaker implantation, uneventful.",
-                                         "medication": "Started anticoagulation.",
-                                         "general": "Annual review.",
-                                         "psychiatric": "Referred for counselling."}[category]})
+        demo.history.append(
+            {
+                "id": f"h-{pid}-{i}",
+                "patient_id": pid,
+                "category": category,
+                "date": (today - timedelta(days=90 * (i + 1))).isoformat(),
+                "summary": {
+                    "cardiology": "Pacemaker implantation, uneventful.",
+                    "medication": "Started anticoagulation.",
+                    "general": "Annual review.",
+                    "psychiatric": "Referred for counselling.",
+                }[category],
+            }
+        )

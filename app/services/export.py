@@ -51,12 +51,15 @@ def patient_data(store: Store, patient_id: str) -> dict[str, Any]:
     patient = store.patient(patient_id)
     if patient is None:
         raise refuse("export", "There is no such patient.")
-    return {"patient": {k: getattr(patient, k) for k in ("id", "mrn", "name", "birth_date", "sex", "hospital_id",
-                                                         "room", "bed")},
-            "device": store.device_for(patient_id),
-            "transmissions": store.transmissions(patient_id),
-            "history": store.history_for(patient_id),
-            "notes": store.notes_for(patient_id)}
+    return {
+        "patient": {
+            k: getattr(patient, k) for k in ("id", "mrn", "name", "birth_date", "sex", "hospital_id", "room", "bed")
+        },
+        "device": store.device_for(patient_id),
+        "transmissions": store.transmissions(patient_id),
+        "history": store.history_for(patient_id),
+        "notes": store.notes_for(patient_id),
+    }
 
 
 def deidentify(data: dict[str, Any], today: date) -> dict[str, Any]:
@@ -67,14 +70,26 @@ def deidentify(data: dict[str, Any], today: date) -> dict[str, Any]:
     born_year = p["birth_date"][:4]
     return {
         "study_id": f"ccc-{secrets.token_hex(8)}",
-        "patient": {"sex": p["sex"], "age": age_band(p["birth_date"], today),
-                    "birth_year": born_year if age_band(p["birth_date"], today) != "90+" else None},
-        "device": {"manufacturer_id": d.get("manufacturer_id"), "model": d.get("model"),
-                   "firmware_version": d.get("firmware_version"),
-                   "implanted_year": (d.get("implanted_on") or "")[:4] or None},
-        "transmissions": [{"days_before_export": (today - date.fromisoformat(t["time"][:10])).days,
-                           "code": t["code"], "value": t["value"], "unit": t["unit"]}
-                          for t in data["transmissions"]],
+        "patient": {
+            "sex": p["sex"],
+            "age": age_band(p["birth_date"], today),
+            "birth_year": born_year if age_band(p["birth_date"], today) != "90+" else None,
+        },
+        "device": {
+            "manufacturer_id": d.get("manufacturer_id"),
+            "model": d.get("model"),
+            "firmware_version": d.get("firmware_version"),
+            "implanted_year": (d.get("implanted_on") or "")[:4] or None,
+        },
+        "transmissions": [
+            {
+                "days_before_export": (today - date.fromisoformat(t["time"][:10])).days,
+                "code": t["code"],
+                "value": t["value"],
+                "unit": t["unit"],
+            }
+            for t in data["transmissions"]
+        ],
         "history": [{"year": h["date"][:4], "category": h["category"]} for h in data["history"]],
     }
 
@@ -86,29 +101,52 @@ def fhir_bundle(data: dict[str, Any], deidentified: bool) -> dict[str, Any]:
         patient = {"resourceType": "Patient", "id": pid, "gender": data["patient"]["sex"]}
         if data["patient"]["birth_year"]:
             patient["birthDate"] = data["patient"]["birth_year"]
-        device = {"resourceType": "Device", "id": "device", "patient": {"reference": f"Patient/{pid}"},
-                  "modelNumber": data["device"]["model"],
-                  "version": [{"value": data["device"]["firmware_version"]}]}
+        device = {
+            "resourceType": "Device",
+            "id": "device",
+            "patient": {"reference": f"Patient/{pid}"},
+            "modelNumber": data["device"]["model"],
+            "version": [{"value": data["device"]["firmware_version"]}],
+        }
     else:
         p, d = data["patient"], data["device"]
-        patient = {"resourceType": "Patient", "id": pid, "name": [{"text": p["name"]}], "gender": p["sex"],
-                   "birthDate": p["birth_date"], "identifier": [{"type": {"text": "MRN"}, "value": p["mrn"]}]}
-        device = {"resourceType": "Device", "id": "device", "patient": {"reference": f"Patient/{pid}"},
-                  "serialNumber": d["serial"], "modelNumber": d["model"], "version": [{"value": d["firmware_version"]}]}
+        patient = {
+            "resourceType": "Patient",
+            "id": pid,
+            "name": [{"text": p["name"]}],
+            "gender": p["sex"],
+            "birthDate": p["birth_date"],
+            "identifier": [{"type": {"text": "MRN"}, "value": p["mrn"]}],
+        }
+        device = {
+            "resourceType": "Device",
+            "id": "device",
+            "patient": {"reference": f"Patient/{pid}"},
+            "serialNumber": d["serial"],
+            "modelNumber": d["model"],
+            "version": [{"value": d["firmware_version"]}],
+        }
     entries = [patient, device]
     for i, t in enumerate(data["transmissions"]):
         obs: dict[str, Any] = {
-            "resourceType": "Observation", "id": f"obs-{i}", "status": "final",
+            "resourceType": "Observation",
+            "id": f"obs-{i}",
+            "status": "final",
             "code": {"coding": [{"system": MDC_SYSTEM, "code": t["code"]}]},
-            "subject": {"reference": f"Patient/{pid}"}, "device": {"reference": "Device/device"},
-            "valueQuantity": {"value": t["value"], "unit": t["unit"], "system": UCUM_SYSTEM, "code": t["unit"]}}
+            "subject": {"reference": f"Patient/{pid}"},
+            "device": {"reference": "Device/device"},
+            "valueQuantity": {"value": t["value"], "unit": t["unit"], "system": UCUM_SYSTEM, "code": t["unit"]},
+        }
         if deidentified:
             obs["extension"] = [{"url": DAYS_BEFORE_EXPORT, "valueInteger": t["days_before_export"]}]
         else:
             obs["effectiveDateTime"] = t["time"]
         entries.append(obs)
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": f"urn:uuid:{secrets.token_hex(16)}", "resource": r} for r in entries]}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": f"urn:uuid:{secrets.token_hex(16)}", "resource": r} for r in entries],
+    }
 
 
 def write_atomically(path: Path, content: bytes) -> None:
@@ -127,19 +165,36 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 
 class ExportService:
-    def __init__(self, store: Store, access: AccessService, audit: AuditTrail, consents: ConsentService,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        access: AccessService,
+        audit: AuditTrail,
+        consents: ConsentService,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store, self.access, self.audit, self.consents, self.clock = store, access, audit, consents, clock
 
     def offers(self, user: SignedInUser, patient_id: str) -> dict[str, Decision]:
         """The export of this record as this user could make it, identified and de-identified,
         decided on the record as it stands (consent included) before a reason is typed: allowed,
         or refused with remedy "complete_form" when only the form's reason is missing."""
-        return {kind: self.access.decide_one(user, self._record(patient_id, "", kind == "deidentified"), "export")
-                for kind in ("identified", "deidentified")}
+        return {
+            kind: self.access.decide_one(user, self._record(patient_id, "", kind == "deidentified"), "export")
+            for kind in ("identified", "deidentified")
+        }
 
-    def export(self, user: SignedInUser, patient_id: str, *, deidentified: bool, reason: str, fmt: str,
-               directory: Path, progress: Progress | None = None) -> ExportResult:
+    def export(
+        self,
+        user: SignedInUser,
+        patient_id: str,
+        *,
+        deidentified: bool,
+        reason: str,
+        fmt: str,
+        directory: Path,
+        progress: Progress | None = None,
+    ) -> ExportResult:
         """Decides, builds, writes and audits one export (raises Refused saying why)."""
         if fmt not in ("json", "fhir"):
             raise refuse("export", f"Unknown export format {fmt!r}: use json or fhir.")
@@ -157,9 +212,20 @@ class ExportService:
         name = f"{data['study_id'] if deidentified else patient_id}-{self.clock():%Y%m%dT%H%M%S}.{fmt}.json"
         step(2, 3)
         flagged = decision.output("audit_flag") == "export_reason_missing"
-        event = self.audit.event(user, record, decision, "export", justification=reason.strip(), details={
-            "format": fmt, "deidentified": deidentified, "sha256": hashlib.sha256(content).hexdigest(),
-            "file": name, "review": "required" if flagged else "none"})
+        event = self.audit.event(
+            user,
+            record,
+            decision,
+            "export",
+            justification=reason.strip(),
+            details={
+                "format": fmt,
+                "deidentified": deidentified,
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "file": name,
+                "review": "required" if flagged else "none",
+            },
+        )
         write_atomically(directory / name, content)  # after the audit record: nothing leaves unrecorded
         step(3, 3)
         return ExportResult(directory / name, event.record_id, deidentified, flagged)

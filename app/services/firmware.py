@@ -21,15 +21,22 @@ from .store import Store
 from .users import SignedInUser
 
 IN_PROGRESS = ("requested", "approved_by_one", "approved", "scheduled")
-STEPS = ("request_firmware_update", "approve_firmware_update", "reject_firmware_update",
-         "schedule_firmware_update", "apply_firmware_update")
+STEPS = (
+    "request_firmware_update",
+    "approve_firmware_update",
+    "reject_firmware_update",
+    "schedule_firmware_update",
+    "apply_firmware_update",
+)
 # The state each step (other than an approval, whose outcome the policy gives) moves an update to,
 # and the event it is recorded as.
-MOVES = {"request_firmware_update": ("requested", "firmware_requested"),
-         "approve_firmware_update": ("", "firmware_approved"),
-         "reject_firmware_update": ("rejected", "firmware_rejected"),
-         "schedule_firmware_update": ("scheduled", "firmware_scheduled"),
-         "apply_firmware_update": ("applied", "firmware_applied")}
+MOVES = {
+    "request_firmware_update": ("requested", "firmware_requested"),
+    "approve_firmware_update": ("", "firmware_approved"),
+    "reject_firmware_update": ("rejected", "firmware_rejected"),
+    "schedule_firmware_update": ("scheduled", "firmware_scheduled"),
+    "apply_firmware_update": ("applied", "firmware_applied"),
+}
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,24 @@ class FirmwareUpdate:
         approvals = row["approvals"]
         if isinstance(approvals, str):
             approvals = json.loads(approvals)
-        return cls(row["id"], row["device_id"], row["target_version"], row["state"], row["requested_by"],
-                   tuple(approvals or ()), row["requested_at"])
+        return cls(
+            row["id"],
+            row["device_id"],
+            row["target_version"],
+            row["state"],
+            row["requested_by"],
+            tuple(approvals or ()),
+            row["requested_at"],
+        )
 
     def attribute(self) -> dict[str, Any]:
         """``R.attr.update`` as the device policy reads it."""
-        return {"state": self.state, "requested_by": self.requested_by, "target_version": self.target_version,
-                "approvals": [dict(a) for a in self.approvals]}
+        return {
+            "state": self.state,
+            "requested_by": self.requested_by,
+            "target_version": self.target_version,
+            "approvals": [dict(a) for a in self.approvals],
+        }
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,13 @@ class DeviceRow:
 
 
 class FirmwareService:
-    def __init__(self, store: Store, access: AccessService, audit: AuditTrail,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        access: AccessService,
+        audit: AuditTrail,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
     def current(self, device_id: str) -> FirmwareUpdate | None:
@@ -81,8 +104,16 @@ class FirmwareService:
         """The devices whose data this user may view (each decided by the device policy)."""
         known = {d["id"]: d for d in self.store.devices()}
         candidates = [r for r in (self._resource(d) for d in known.values()) if r is not None]
-        return [DeviceRow(r.id, known[r.id]["patient_id"], known[r.id]["model"], known[r.id]["firmware_version"],
-                          self.current(r.id)) for r in self.access.permitted(user, candidates, "view_device_data")]
+        return [
+            DeviceRow(
+                r.id,
+                known[r.id]["patient_id"],
+                known[r.id]["model"],
+                known[r.id]["firmware_version"],
+                self.current(r.id),
+            )
+            for r in self.access.permitted(user, candidates, "view_device_data")
+        ]
 
     def decisions(self, user: SignedInUser, device_id: str) -> dict[str, Decision]:
         """Each step on the device's current update, as the device panel offers it."""
@@ -108,31 +139,49 @@ class FirmwareService:
             raise refuse(action, "There is no firmware update for this device.")
         decision = self.access.require(user, resource, action)
         if action == "request_firmware_update":
-            update = FirmwareUpdate(f"fw-{uuid.uuid4().hex[:12]}", device_id, value.strip(), "requested", user.id,
-                                    (), self.clock().isoformat())
+            update = FirmwareUpdate(
+                f"fw-{uuid.uuid4().hex[:12]}",
+                device_id,
+                value.strip(),
+                "requested",
+                user.id,
+                (),
+                self.clock().isoformat(),
+            )
             self.audit.event(user, resource, decision, "firmware_requested", details=self._details(update))
             self.store.add_firmware_update({**update.__dict__, "approvals": []})
             return update
         assert update is not None
         return self._move(user, resource, decision, update, value)
 
-    def _move(self, user: SignedInUser, resource: Resource, decision: Decision, update: FirmwareUpdate,
-              comment: str) -> FirmwareUpdate:
+    def _move(
+        self, user: SignedInUser, resource: Resource, decision: Decision, update: FirmwareUpdate, comment: str
+    ) -> FirmwareUpdate:
         state, event = MOVES[decision.action]
         approvals = update.approvals
         details = self._details(update)
         if decision.action == "approve_firmware_update":
             state, role = decision.output("firmware_state"), decision.output("approval_role")
             if not isinstance(state, str) or not isinstance(role, str):
-                raise refuse(decision.action, f"The policy that allowed the approval ({decision.rule}) does not "
-                                              "say which role approved and what follows; ask the policy team.")
+                raise refuse(
+                    decision.action,
+                    f"The policy that allowed the approval ({decision.rule}) does not "
+                    "say which role approved and what follows; ask the policy team.",
+                )
             approvals = (*approvals, {"by": user.id, "role": role})
         if decision.action == "schedule_firmware_update":
             details["scheduled_for"] = (self.clock() + timedelta(days=1)).isoformat()
         if decision.action == "reject_firmware_update":
             details["comment"] = comment.strip()
-        moved = FirmwareUpdate(update.id, update.device_id, update.target_version, state, update.requested_by,
-                               approvals, update.requested_at)
+        moved = FirmwareUpdate(
+            update.id,
+            update.device_id,
+            update.target_version,
+            state,
+            update.requested_by,
+            approvals,
+            update.requested_at,
+        )
         self.audit.event(user, resource, decision, event, details={**details, "state": state})
         self.store.update_firmware_update(update.id, state, moved.approvals)
         if state == "applied":
@@ -149,5 +198,6 @@ class FirmwareService:
         if patient is None:
             return None
         update = self.current(device["id"])
-        return resources.device(device["id"], device["manufacturer_id"], patient,
-                                update.attribute() if update else None)
+        return resources.device(
+            device["id"], device["manufacturer_id"], patient, update.attribute() if update else None
+        )

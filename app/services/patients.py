@@ -65,11 +65,13 @@ class PatientService:
     def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
         needle = search.strip().lower()
-        patients = {p.id: p for p in self.store.patients()
-                    if not needle or needle in p.name.lower() or needle in p.mrn.lower()}
+        patients = {
+            p.id: p for p in self.store.patients() if not needle or needle in p.name.lower() or needle in p.mrn.lower()
+        }
         visible = self.access.permitted(user, (resources.patient_record(p) for p in patients.values()), "view")
-        return [PatientRow(patients[r.id], self.store.alerts(r.id), self.store.latest_transmission(r.id))
-                for r in visible]
+        return [
+            PatientRow(patients[r.id], self.store.alerts(r.id), self.store.latest_transmission(r.id)) for r in visible
+        ]
 
     def find_by_mrn(self, mrn: str) -> str | None:
         """The patient id for an exact MRN (what the ER types from a wristband), or None."""
@@ -94,18 +96,28 @@ class PatientService:
         decisions = {**view, **self.access.decide(user, record, RECORD_ACTIONS)}
         note_types, notes_refusal = self.note_types(user, patient)
         raw = self.store.transmissions(patient_id)
-        series = [Series(code, display, unit, low, high,
-                         [(t["time"], float(t["value"])) for t in raw if t["code"] == code])
-                  for code, display, unit, low, high in observation_catalogue()]
+        series = [
+            Series(code, display, unit, low, high, [(t["time"], float(t["value"])) for t in raw if t["code"] == code])
+            for code, display, unit, low, high in observation_catalogue()
+        ]
         history = self._history(user, patient) if decisions["view_history"].allowed else []
-        return RecordView(patient, self.store.device_for(patient_id), series,
-                          self.store.notes_for(patient_id, newest_first=True), history, decisions, note_types,
-                          notes_refusal)
+        return RecordView(
+            patient,
+            self.store.device_for(patient_id),
+            series,
+            self.store.notes_for(patient_id, newest_first=True),
+            history,
+            decisions,
+            note_types,
+            notes_refusal,
+        )
 
     def note_types(self, user: SignedInUser, patient: Patient) -> tuple[tuple[str, ...], Decision | None]:
         """The note types the policies let this user write on this record, and, when none, why not."""
-        decided = [self.access.decide_one(user, resources.patient_record(patient, note_type=t), "edit_clinical_notes")
-                   for t in NOTE_TYPES]
+        decided = [
+            self.access.decide_one(user, resources.patient_record(patient, note_type=t), "edit_clinical_notes")
+            for t in NOTE_TYPES
+        ]
         allowed = tuple(t for t, d in zip(NOTE_TYPES, decided, strict=True) if d.allowed)
         refusal = None if allowed else next((d for d in decided if d.reason), decided[-1])
         return allowed, refusal
@@ -118,8 +130,14 @@ class PatientService:
         record = resources.patient_record(patient, note_type=note_type)
         decision = self.access.require(user, record, "edit_clinical_notes")
         now = datetime.now(UTC).isoformat()
-        note = {"id": f"n-{patient_id}-{now}", "patient_id": patient_id, "author_id": user.id,
-                "note_type": note_type, "time": now, "text": text.strip()}
+        note = {
+            "id": f"n-{patient_id}-{now}",
+            "patient_id": patient_id,
+            "author_id": user.id,
+            "note_type": note_type,
+            "time": now,
+            "text": text.strip(),
+        }
         self.audit.event(user, record, decision, "note_saved", details={"note_id": note["id"], "note_type": note_type})
         self.store.add_note(note)
         return note
@@ -128,5 +146,6 @@ class PatientService:
         """History entries one by one: a delegate's history is limited by policy."""
         entries = {e["id"]: e for e in self.store.history_for(patient.id, newest_first=True)}
         visible = self.access.permitted(
-            user, (resources.history_entry(patient, e["id"], e["category"]) for e in entries.values()), "view")
+            user, (resources.history_entry(patient, e["id"], e["category"]) for e in entries.values()), "view"
+        )
         return [entries[r.id] for r in visible]

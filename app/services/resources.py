@@ -13,23 +13,41 @@ from .store import Patient
 def patient_record(patient: Patient, **extra: Any) -> Resource:
     """A patient_record: the patient's tenancy, care team and flags, plus what one action adds
     (a note type, the consent, an export's reason, a break-glass justification, ...)."""
-    attrs = {"patient_id": patient.id, "hospital_id": patient.hospital_id, "care_team": list(patient.care_team),
-             "assigned_physicians": list(patient.assigned_physicians), "sealed": patient.sealed,
-             "emergency": patient.emergency, **extra}
+    attrs = {
+        "patient_id": patient.id,
+        "hospital_id": patient.hospital_id,
+        "care_team": list(patient.care_team),
+        "assigned_physicians": list(patient.assigned_physicians),
+        "sealed": patient.sealed,
+        "emergency": patient.emergency,
+        **extra,
+    }
     return Resource("patient_record", patient.id, attrs)
 
 
 def history_entry(patient: Patient, entry_id: str, category: str) -> Resource:
-    return Resource("history_entry", entry_id, {
-        "patient_id": patient.id, "hospital_id": patient.hospital_id, "care_team": list(patient.care_team),
-        "assigned_physicians": list(patient.assigned_physicians), "category": category})
+    return Resource(
+        "history_entry",
+        entry_id,
+        {
+            "patient_id": patient.id,
+            "hospital_id": patient.hospital_id,
+            "care_team": list(patient.care_team),
+            "assigned_physicians": list(patient.assigned_physicians),
+            "category": category,
+        },
+    )
 
 
 def device(device_id: str, manufacturer_id: str, patient: Patient, update: dict[str, Any] | None) -> Resource:
     """An implanted device with its patient's tenancy and care team, and the update in progress."""
-    attrs: dict[str, Any] = {"patient_id": patient.id, "hospital_id": patient.hospital_id,
-                             "manufacturer_id": manufacturer_id, "care_team": list(patient.care_team),
-                             "assigned_physicians": list(patient.assigned_physicians)}
+    attrs: dict[str, Any] = {
+        "patient_id": patient.id,
+        "hospital_id": patient.hospital_id,
+        "manufacturer_id": manufacturer_id,
+        "care_team": list(patient.care_team),
+        "assigned_physicians": list(patient.assigned_physicians),
+    }
     if update is not None:
         attrs["update"] = update
     return Resource("device", device_id, attrs)
@@ -37,15 +55,23 @@ def device(device_id: str, manufacturer_id: str, patient: Patient, update: dict[
 
 def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient | None) -> Resource:
     """A recorded event: who acted, what it was, and its patient's hospital and physicians."""
-    return Resource("audit_event", record_id, {
-        "hospital_id": patient.hospital_id if patient else "", "actor_id": actor_id, "event_type": event_type,
-        "patient_id": patient.id if patient else "",
-        "assigned_physicians": list(patient.assigned_physicians) if patient else []})
+    return Resource(
+        "audit_event",
+        record_id,
+        {
+            "hospital_id": patient.hospital_id if patient else "",
+            "actor_id": actor_id,
+            "event_type": event_type,
+            "patient_id": patient.id if patient else "",
+            "assigned_physicians": list(patient.assigned_physicians) if patient else [],
+        },
+    )
 
 
 def compliance_report(report_type: str, hospital_id: str) -> Resource:
-    return Resource("compliance_report", f"{report_type}-{hospital_id}",
-                    {"hospital_id": hospital_id, "report_type": report_type})
+    return Resource(
+        "compliance_report", f"{report_type}-{hospital_id}", {"hospital_id": hospital_id, "report_type": report_type}
+    )
 
 
 def account(account_id: str, roles: list[str]) -> Resource:

@@ -23,11 +23,13 @@ class Status:
     @property
     def text(self) -> str:
         age = f" ({self.policy_age} old)" if self.policy_age else ""
-        backlog = ("audit upload not configured" if self.audit_backlog is None
-                   else f"audit backlog: {self.audit_backlog}")
+        backlog = (
+            "audit upload not configured" if self.audit_backlog is None else f"audit backlog: {self.audit_backlog}"
+        )
         online = "online" if self.online else "offline"
-        return f"Policies: {self.policy_version}{age} · {online} · {backlog}" + (f" · {self.message}"
-                                                                                 if self.message else "")
+        return f"Policies: {self.policy_version}{age} · {online} · {backlog}" + (
+            f" · {self.message}" if self.message else ""
+        )
 
 
 def age(delta: timedelta) -> str:
@@ -54,7 +56,14 @@ class StatusService:
         online = state.last_success is not None and not state.last_error
         if state.version is None:
             return Status("none", "", online, backlog, state.reason)
-        message = ", ".join(filter(None, [
-            "policies are older than allowed: ask IT to check the policy server" if state.stale else "",
-            state.last_error and f"last sync failed: {state.last_error}", notice]))
+        message = ", ".join(
+            filter(
+                None,
+                [
+                    "policies are older than allowed: ask IT to check the policy server" if state.stale else "",
+                    state.last_error and f"last sync failed: {state.last_error}",
+                    notice,
+                ],
+            )
+        )
         return Status(f"v{state.version}", age(state.age) if state.age is not None else "", online, backlog, message)

@@ -85,6 +85,8 @@ class DemoUserDirectory:
             attrs["manufacturer_id"] = staff["manufacturer_id"]
         delegations = self.store.delegations_for(staff["id"])
         if delegations:
-            attrs["delegations"] = [{"patient_id": d["patient_id"], "expires_at": d["expires_at"],
-                                     "granted_by": d["granted_by"]} for d in delegations]
+            attrs["delegations"] = [
+                {"patient_id": d["patient_id"], "expires_at": d["expires_at"], "granted_by": d["granted_by"]}
+                for d in delegations
+            ]
         return attrs

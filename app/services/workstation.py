@@ -37,11 +37,18 @@ class Workstation:
     """With ``sync`` the policies come from the policy server (last-known-good offline, deny-all
     with a reason when there is none); without it, from the bundled ``policies`` directory."""
 
-    def __init__(self, data_dir: Path, policies: Path = BUNDLED_POLICIES, workstation_id: str | None = None,
-                 sync: PolicySync | None = None, shipper_factory: Callable[[AuditChain], AuditShipper] | None = None,
-                 secrets: SecretStore | None = None, idle_lock_seconds: int = 600,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        policies: Path = BUNDLED_POLICIES,
+        workstation_id: str | None = None,
+        sync: PolicySync | None = None,
+        shipper_factory: Callable[[AuditChain], AuditShipper] | None = None,
+        secrets: SecretStore | None = None,
+        idle_lock_seconds: int = 600,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them."""
         self.data_dir = data_dir
         self.idle_lock_seconds = idle_lock_seconds
@@ -53,8 +60,9 @@ class Workstation:
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
         self.sessions = BreakGlassSessions(self.store, clock, monotonic)
-        self.access = AccessService(self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason,
-                                    clock)
+        self.access = AccessService(
+            self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason, clock
+        )
         self.audit = AuditTrail(self.chain, lambda: self.access.bundle_version)
         services = (self.store, self.access, self.audit)
         self.session = SessionService(self.store, self.users, self.secrets, self.access)

@@ -28,8 +28,9 @@ class ViewModels:
     reports: ReportsViewModel
 
     @classmethod
-    def build(cls, workstation: Workstation, clock: Callable[[], float] = time.monotonic,
-              tick_ms: int = 1000) -> ViewModels:
+    def build(
+        cls, workstation: Workstation, clock: Callable[[], float] = time.monotonic, tick_ms: int = 1000
+    ) -> ViewModels:
         """``clock`` and ``tick_ms`` drive the idle lock and the break-glass countdown (a test
         moves the clock; the real timers still fire)."""
         session = SessionViewModel(workstation, clock=clock, tick_ms=tick_ms)
@@ -37,5 +38,12 @@ class ViewModels:
         patients = PatientListViewModel(session, record)
         break_glass = BreakGlassViewModel(session, record, tick_ms=tick_ms)
         break_glass.emergency_changed.connect(lambda _session: patients.refresh())
-        return cls(session, record, patients, break_glass, DevicesViewModel(session), ComplianceViewModel(session),
-                   ReportsViewModel(session))
+        return cls(
+            session,
+            record,
+            patients,
+            break_glass,
+            DevicesViewModel(session),
+            ComplianceViewModel(session),
+            ReportsViewModel(session),
+        )

@@ -56,7 +56,7 @@ class BreakGlassViewModel(QObject):
         return ""
 
     def end(self) -> None:
-        """"End emergency access": the session ends and its record closes."""
+        """ "End emergency access": the session ends and its record closes."""
         if self.session.user is None or self.emergency is None:
             return
         try:

@@ -45,8 +45,15 @@ class ExportViewModel(QObject):
 
         def work() -> None:
             try:
-                result = self.service.export(user, self.patient_id, deidentified=kind == "deidentified",
-                                             reason=reason, fmt=fmt, directory=directory, progress=self.progress.emit)
+                result = self.service.export(
+                    user,
+                    self.patient_id,
+                    deidentified=kind == "deidentified",
+                    reason=reason,
+                    fmt=fmt,
+                    directory=directory,
+                    progress=self.progress.emit,
+                )
             except Refused as refused:
                 self.finished.emit(str(refused))
             except OSError as exc:

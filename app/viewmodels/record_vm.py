@@ -70,9 +70,12 @@ class RecordViewModel(QObject):
             self.session.message.emit(f"The record cannot be shown: {exc}")
             return
         device = view.device
-        self.record = OpenRecord(view, self.firmware.current(device["id"]) if device else None,
-                                 self.firmware.decisions(user, device["id"]) if device else {},
-                                 self.exports.offers(user, patient_id))
+        self.record = OpenRecord(
+            view,
+            self.firmware.current(device["id"]) if device else None,
+            self.firmware.decisions(user, device["id"]) if device else {},
+            self.exports.offers(user, patient_id),
+        )
         self.session.open_patient_id = patient_id
         self.record_changed.emit(self.record)
         self.session.show_status()
@@ -116,16 +119,22 @@ class RecordViewModel(QObject):
     def firmware_step(self, action: str, value: str = "") -> str:
         if self.record is not None and self.record.view.device is None:
             return "This patient has no implanted device."
-        problem = self._act(lambda: self.firmware.step(self.session.user, action, self.record.view.device["id"],
-                                                       value))
+        problem = self._act(lambda: self.firmware.step(self.session.user, action, self.record.view.device["id"], value))
         if not problem:
             self.reopen()
         return problem
 
     def record_consent(self, given_by: str, days: int, patients_word: bool) -> str:
-        problem = self._act(lambda: self.consents.record(
-            self.session.user, self.record.patient_id, "export", given_by, datetime.now(UTC) + timedelta(days=days),
-            patients_word))
+        problem = self._act(
+            lambda: self.consents.record(
+                self.session.user,
+                self.record.patient_id,
+                "export",
+                given_by,
+                datetime.now(UTC) + timedelta(days=days),
+                patients_word,
+            )
+        )
         if not problem:
             self.reopen()
         return problem
@@ -138,9 +147,15 @@ class RecordViewModel(QObject):
 
     def grant_delegation(self, delegate_id: str, days: int, patient_permission: bool) -> str:
         """Grants the open record's patient to a caregiver for ``days``; returns why not, or ""."""
-        return self._act(lambda: self.delegation_service.grant(
-            self.session.user, self.record.patient_id, delegate_id, datetime.now(UTC) + timedelta(days=days),
-            patient_permission))
+        return self._act(
+            lambda: self.delegation_service.grant(
+                self.session.user,
+                self.record.patient_id,
+                delegate_id,
+                datetime.now(UTC) + timedelta(days=days),
+                patient_permission,
+            )
+        )
 
     def revoke_delegation(self, delegation_id: str) -> str:
         return self._act(lambda: self.delegation_service.revoke(self.session.user, delegation_id))

@@ -25,8 +25,9 @@ class IdleLock(QObject):
     countdown = Signal(int)  # seconds left while warning; -1 when the warning is over
     expired = Signal()
 
-    def __init__(self, timeout: int, warning: int = 60, clock: Callable[[], float] = time.monotonic,
-                 interval_ms: int = 1000) -> None:
+    def __init__(
+        self, timeout: int, warning: int = 60, clock: Callable[[], float] = time.monotonic, interval_ms: int = 1000
+    ) -> None:
         super().__init__()
         self.timeout, self.warning, self.clock = timeout, min(warning, timeout), clock
         self.last_input = clock()
@@ -72,8 +73,9 @@ class SessionViewModel(QObject):
     lock_countdown = Signal(int)  # seconds before the idle lock; -1 hides the warning
     resume = Signal(str)  # the patient to reopen: the same user back after an idle lock
 
-    def __init__(self, workstation: Workstation, clock: Callable[[], float] = time.monotonic,
-                 tick_ms: int = 1000) -> None:
+    def __init__(
+        self, workstation: Workstation, clock: Callable[[], float] = time.monotonic, tick_ms: int = 1000
+    ) -> None:
         super().__init__()
         self.workstation = workstation
         self.user: SignedInUser | None = None

@@ -23,9 +23,11 @@ class BreakGlassDialog(QDialog):
         super().__init__(parent)
         self.vm, self.patient_id = vm, patient_id
         self.setWindowTitle(f"Emergency access (break-glass) to patient {patient_id}")
-        intro = QLabel(f"Emergency access opens the record of patient {patient_id}, and only that one, for a "
-                       "limited time. It is recorded and reviewed by compliance. Use it only when the patient "
-                       "needs care now.")
+        intro = QLabel(
+            f"Emergency access opens the record of patient {patient_id}, and only that one, for a "
+            "limited time. It is recorded and reviewed by compliance. Use it only when the patient "
+            "needs care now."
+        )
         intro.setWordWrap(True)
         self.reason = QComboBox()
         for code, label in vm.reason_codes():
@@ -54,8 +56,9 @@ class BreakGlassDialog(QDialog):
         self.error.setText(self.vm.hint(self.patient_id, self.reason.currentData(), self.justification.toPlainText()))
 
     def submit(self) -> None:
-        problem = self.vm.request(self.patient_id, self.reason.currentData(), self.justification.toPlainText(),
-                                  self.password.text())
+        problem = self.vm.request(
+            self.patient_id, self.reason.currentData(), self.justification.toPlainText(), self.password.text()
+        )
         if problem:
             self.error.setText(problem)
             self.password.clear()

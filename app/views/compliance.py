@@ -22,8 +22,12 @@ from PySide6.QtWidgets import (
 from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, summary
 from app.viewmodels.reports_vm import Report, ReportsViewModel
 
-STEPS = {"accept_review": "&Accept", "reject_review": "&Reject", "remind": "Re&mind clinician",
-         "resolve_review": "Mark re&solved"}
+STEPS = {
+    "accept_review": "&Accept",
+    "reject_review": "&Reject",
+    "remind": "Re&mind clinician",
+    "resolve_review": "Mark re&solved",
+}
 
 
 class ReportChart(QWidget):
@@ -49,9 +53,11 @@ def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None
         painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "No data for this report yet.")
         return
     top = area.top() + 24
-    painter.drawText(QRectF(area.left(), area.top(), area.width(), 22), Qt.AlignmentFlag.AlignLeft,
-                     f"{report.report_type.replace('_', ' ').title()} report, hospital {report.hospital_id}: "
-                     f"{report.total} records")
+    painter.drawText(
+        QRectF(area.left(), area.top(), area.width(), 22),
+        Qt.AlignmentFlag.AlignLeft,
+        f"{report.report_type.replace('_', ' ').title()} report, hospital {report.hospital_id}: {report.total} records",
+    )
     row_h = max(14.0, min(26.0, (area.bottom() - top) / len(report.rows)))
     label_w = area.width() * 0.35
     peak = max(c for _, c in report.rows)
@@ -60,15 +66,17 @@ def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None
         painter.drawText(QRectF(area.left(), y, label_w - 6, row_h), Qt.AlignmentFlag.AlignRight, label)
         width = (area.width() - label_w - 60) * count / peak
         painter.fillRect(QRectF(area.left() + label_w, y + 2, width, row_h - 4), QColor(40, 90, 170))
-        painter.drawText(QRectF(area.left() + label_w + width + 4, y, 56, row_h), Qt.AlignmentFlag.AlignLeft,
-                         str(count))
+        painter.drawText(
+            QRectF(area.left() + label_w + width + 4, y, 56, row_h), Qt.AlignmentFlag.AlignLeft, str(count)
+        )
 
 
 def write_report_pdf(report: Report, path: str) -> None:
     """The report as a one-page A4 PDF (Qt's PDF writer: no extra dependency)."""
     writer = QPdfWriter(path)
-    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
-                                     QMarginsF(15, 15, 15, 15)))
+    writer.setPageLayout(
+        QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait, QMarginsF(15, 15, 15, 15))
+    )
     writer.setTitle(f"CCC {report.report_type} report {report.hospital_id}")
     painter = QPainter(writer)
     scale = writer.resolution() / 96
@@ -159,8 +167,9 @@ class ComplianceView(QTabWidget):
         for i, item in enumerate(items):
             info = summary(item)
             state = info["state"] + (" ⚑ needs review" if item.needs_attention else "")
-            for j, text in enumerate([state, info["when"], info["who"], info["what"].replace("_", " "),
-                                      info["patient"], info["reason"]]):
+            for j, text in enumerate(
+                [state, info["when"], info["who"], info["what"].replace("_", " "), info["patient"], info["reason"]]
+            ):
                 self.table.setItem(i, j, QTableWidgetItem(str(text)))
         self.table.resizeColumnsToContents()
         if not items:
@@ -180,13 +189,16 @@ class ComplianceView(QTabWidget):
         if item is None:
             return
         info = summary(item)
-        notes = "".join(f"<li>{a.event_type.replace('_', ' ')} by {a.principal_id}: {a.justification}</li>"
-                        for a in item.annotations)
+        notes = "".join(
+            f"<li>{a.event_type.replace('_', ' ')} by {a.principal_id}: {a.justification}</li>"
+            for a in item.annotations
+        )
         self.detail.setText(
             f"<b>{info['what'].replace('_', ' ')}</b> by {info['who']} ({', '.join(info['roles'])}) on patient "
             f"{info['patient']} at {info['when']} UTC · reason {info['reason'] or '—'}<br>"
             f"Justification: {info['justification'] or '<i>none given</i>'} · accesses under it: {info['accesses']}"
-            f"<ul>{notes}</ul>")
+            f"<ul>{notes}</ul>"
+        )
 
     def _step(self, step: str) -> None:
         row = self.table.currentRow()

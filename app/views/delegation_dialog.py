@@ -66,8 +66,9 @@ class DelegationDialog(QDialog):
             self.current.addItem(item)
 
     def _grant(self) -> None:
-        self.error.setText(self.vm.grant_delegation(self.caregiver.currentData(), self.days.value(),
-                                                    self.permission.isChecked()))
+        self.error.setText(
+            self.vm.grant_delegation(self.caregiver.currentData(), self.days.value(), self.permission.isChecked())
+        )
         self._list()
 
     def _revoke(self) -> None:

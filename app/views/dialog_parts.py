@@ -8,9 +8,12 @@ from collections.abc import Callable
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton
 
 
-def action_buttons(dialog: QDialog, label: str, on_accept: Callable[[], None],
-                   dismiss: QDialogButtonBox.StandardButton = QDialogButtonBox.StandardButton.Cancel,
-                   ) -> tuple[QDialogButtonBox, QPushButton]:
+def action_buttons(
+    dialog: QDialog,
+    label: str,
+    on_accept: Callable[[], None],
+    dismiss: QDialogButtonBox.StandardButton = QDialogButtonBox.StandardButton.Cancel,
+) -> tuple[QDialogButtonBox, QPushButton]:
     """The dialog's button row: ``label`` runs ``on_accept`` (which decides whether to close)."""
     buttons = QDialogButtonBox()
     accept = buttons.addButton(label, QDialogButtonBox.ButtonRole.AcceptRole)

@@ -41,8 +41,12 @@ class ConsentDialog(QDialog):
         self.error = message_line()
         buttons, self.save = action_buttons(self, "&Record consent", self.submit)
         form = QFormLayout()
-        form.addRow("Scope", QLabel("Export of the patient's data (identified to the physician, "
-                                    "de-identified to the device manufacturer)"))
+        form.addRow(
+            "Scope",
+            QLabel(
+                "Export of the patient's data (identified to the physician, de-identified to the device manufacturer)"
+            ),
+        )
         form.addRow("&Given by", self.given_by)
         form.addRow("&Valid for", self.days)
         form.addRow("", self.patients_word)
@@ -94,8 +98,9 @@ class ExportDialog(QDialog):
     def submit(self) -> None:
         self.start.setEnabled(False)
         self.result.setText("Exporting…")
-        self.vm.start(self.kind.currentData(), self.reason.text(), self.format.currentData(),
-                      Path(self.directory.text()))
+        self.vm.start(
+            self.kind.currentData(), self.reason.text(), self.format.currentData(), Path(self.directory.text())
+        )
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
@@ -106,6 +111,9 @@ class ExportDialog(QDialog):
         if isinstance(outcome, str):
             self.result.setText(outcome)
             return
-        flag = (" No reason was given: the export is flagged for compliance review; add the reason later."
-                if outcome.reason_missing else "")
+        flag = (
+            " No reason was given: the export is flagged for compliance review; add the reason later."
+            if outcome.reason_missing
+            else ""
+        )
         self.result.setText(f"Exported to {outcome.path}.{flag}")

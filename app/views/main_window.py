@@ -34,7 +34,7 @@ USER_INPUT = {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Mo
 
 
 class IdleWarning(QFrame):
-    """"Locking in 42 s": in words, not only in colour, with a Continue button."""
+    """ "Locking in 42 s": in words, not only in colour, with a Continue button."""
 
     def __init__(self, vm: SessionViewModel) -> None:
         super().__init__()
@@ -80,8 +80,10 @@ class EmergencyBanner(QFrame):
             return
         minutes, secs = divmod(seconds, 60)
         soon = " — ENDING SOON: save your work" if ending_soon else ""
-        self.text.setText(f"EMERGENCY ACCESS (break-glass, {session.reason}) to patient {session.patient_id}: "
-                          f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review.")
+        self.text.setText(
+            f"EMERGENCY ACCESS (break-glass, {session.reason}) to patient {session.patient_id}: "
+            f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review."
+        )
 
 
 class ComplianceQuestion(QFrame):
@@ -156,8 +158,12 @@ class MainWindow(QMainWindow):
         self.engineering = EngineeringView(vms.devices)
         self.no_workspace = NoWorkspace()
         self.workspaces = QStackedWidget()  # the one the policies open: clinical, compliance, engineering
-        self.workspace_pages = {"clinical": splitter, "compliance": self.compliance, "engineering": self.engineering,
-                                "": self.no_workspace}
+        self.workspace_pages = {
+            "clinical": splitter,
+            "compliance": self.compliance,
+            "engineering": self.engineering,
+            "": self.no_workspace,
+        }
         for page in self.workspace_pages.values():
             self.workspaces.addWidget(page)
         header = QHBoxLayout()

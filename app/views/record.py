@@ -115,14 +115,20 @@ class RecordViewWidget(QScrollArea):
         d, update = record.view.device, record.firmware
         box = QGroupBox("Implanted device")
         column = QVBoxLayout(box)
-        column.addWidget(QLabel(f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
-                                f"implanted {d['implanted_on']}"))
+        column.addWidget(
+            QLabel(
+                f"{d['model']} · serial {d['serial']} · firmware <b>{d['firmware_version']}</b> · "
+                f"implanted {d['implanted_on']}"
+            )
+        )
         self.firmware_state = QLabel("")
         if update is not None:
             approvals = ", ".join(f"{a['by']} ({a['role'].replace('_', ' ')})" for a in update.approvals) or "none yet"
-            self.firmware_state.setText(f"Firmware update to <b>{update.target_version}</b>: "
-                                        f"<b>{update.state.replace('_', ' ')}</b> · requested by "
-                                        f"{update.requested_by} · approvals: {approvals}")
+            self.firmware_state.setText(
+                f"Firmware update to <b>{update.target_version}</b>: "
+                f"<b>{update.state.replace('_', ' ')}</b> · requested by "
+                f"{update.requested_by} · approvals: {approvals}"
+            )
             column.addWidget(self.firmware_state)
         row = QHBoxLayout()
         self.firmware_version = QLineEdit()
@@ -169,10 +175,12 @@ class RecordViewWidget(QScrollArea):
         box = QGroupBox("Actions")
         column = QVBoxLayout(box)
         decisions = record.view.decisions
-        self.delegate, self.delegate_reason = self._offer(column, "&Delegate access to a caregiver…",
-                                                          decisions.get("delegate_access"), self.open_delegation)
-        self.consent, self.consent_reason = self._offer(column, "Record the patient's &consent to export…",
-                                                        decisions.get("record_consent"), self.open_consent)
+        self.delegate, self.delegate_reason = self._offer(
+            column, "&Delegate access to a caregiver…", decisions.get("delegate_access"), self.open_delegation
+        )
+        self.consent, self.consent_reason = self._offer(
+            column, "Record the patient's &consent to export…", decisions.get("record_consent"), self.open_consent
+        )
         exports = record.exports
         offer = next((d for d in exports.values() if offered(d)), exports.get("identified"))
         self.export, self.export_reason = self._offer(column, "E&xport…", offer, self.open_export)

@@ -132,10 +132,21 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     text = exported.read_text()
     device = store.device_for("p02")
     transmission_times = {t["time"] for t in store.transmissions("p02")}
-    identifiers = [p02.name, *p02.name.split(), p02.mrn, p02.birth_date, f"room {p02.room}", device["serial"],
-                   "St Anne", p02.id, *p02.care_team, *[n["text"] for n in store.notes_for("p02")],
-                   *[h["summary"] for h in store.history_for("p02")], *sorted(transmission_times)[:3],
-                   device["implanted_on"]]
+    identifiers = [
+        p02.name,
+        *p02.name.split(),
+        p02.mrn,
+        p02.birth_date,
+        f"room {p02.room}",
+        device["serial"],
+        "St Anne",
+        p02.id,
+        *p02.care_team,
+        *[n["text"] for n in store.notes_for("p02")],
+        *[h["summary"] for h in store.history_for("p02")],
+        *sorted(transmission_times)[:3],
+        device["implanted_on"],
+    ]
     assert not [i for i in identifiers if i and i in text], "Safe Harbor identifiers in the export"
     assert json.loads(text)["resourceType"] == "Bundle" and p02.birth_date[:4] in text  # the year may stay
 
@@ -216,14 +227,26 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     assert ws.chain.verify().ok
     steps = [(r.event_type, r.action) for r in ws.chain.records() if r.kind in ("event", "annotation")]
     assert steps == [
-        ("note_saved", "edit_clinical_notes"), ("break_glass_started", "break_glass"),
-        ("note_saved", "edit_clinical_notes"), ("break_glass_ended", ""),
-        ("firmware_requested", "request_firmware_update"), ("firmware_approved", "approve_firmware_update"),
-        ("firmware_approved", "approve_firmware_update"), ("consent_recorded", "record_consent"),
-        ("export", "export"), ("delegation_granted", "delegate_access"), ("remind", "remind"),
-        ("accept_review", "accept_review"), ("remind", "remind"),
-        ("add_late_justification", "add_late_justification"), ("resolve_review", "resolve_review"),
-        ("resolve_review", "resolve_review")]
-    views = [r for r in ws.chain.records() if r.kind == "decision" and r.action == "view"
-             and r.principal_id == "dr_aly" and r.patient_id == "p03"]
+        ("note_saved", "edit_clinical_notes"),
+        ("break_glass_started", "break_glass"),
+        ("note_saved", "edit_clinical_notes"),
+        ("break_glass_ended", ""),
+        ("firmware_requested", "request_firmware_update"),
+        ("firmware_approved", "approve_firmware_update"),
+        ("firmware_approved", "approve_firmware_update"),
+        ("consent_recorded", "record_consent"),
+        ("export", "export"),
+        ("delegation_granted", "delegate_access"),
+        ("remind", "remind"),
+        ("accept_review", "accept_review"),
+        ("remind", "remind"),
+        ("add_late_justification", "add_late_justification"),
+        ("resolve_review", "resolve_review"),
+        ("resolve_review", "resolve_review"),
+    ]
+    views = [
+        r
+        for r in ws.chain.records()
+        if r.kind == "decision" and r.action == "view" and r.principal_id == "dr_aly" and r.patient_id == "p03"
+    ]
     assert [r.effect for r in views] == ["EFFECT_DENY", "EFFECT_ALLOW", "EFFECT_ALLOW", "EFFECT_DENY"]

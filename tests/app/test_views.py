@@ -32,7 +32,7 @@ def reason_in_policy(policy: str, rule: str, needle: str) -> str:
     text = (BUNDLED_POLICIES / "resources" / policy).read_text()
     start = text.index(f"- name: {rule}")
     found = text.index(needle, start)
-    return text[found:text.index('"', found)]
+    return text[found : text.index('"', found)]
 
 
 def events(w: MainWindow) -> list[str]:
@@ -92,8 +92,11 @@ def test_er_physician_sees_no_patients_and_is_told_why_in_the_policies_words(qtb
 
 def test_refused_record_is_explained_in_the_policies_words_and_not_shown(qtbot, window: MainWindow) -> None:
     sign_in(qtbot, window, "dr_ben")
-    other = next(p for p in window.vms.session.workstation.store.patients(["h1"])
-                 if "dr_ben" not in p.care_team and not p.emergency)
+    other = next(
+        p
+        for p in window.vms.session.workstation.store.patients(["h1"])
+        if "dr_ben" not in p.care_team and not p.emergency
+    )
     search_and_open(qtbot, window, other.mrn)
     assert window.vms.record.record is None
     reason = reason_in_policy("patient_record.yaml", "why_not_view", "You are not on this patient's care team. In")
@@ -133,16 +136,29 @@ def test_ctrl_l_switches_user_and_leaves_nothing_of_the_previous_one(qtbot, wind
 
 def test_screenshot_mode_renders_a_png(tmp_path: Path) -> None:
     out = tmp_path / "main.png"
-    result = subprocess.run([sys.executable, "-m", "app.main", "--data-dir", str(tmp_path / "data"),
-                             "--screenshot", str(out), "--user", "dr_aly"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120,
-                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.main",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--screenshot",
+            str(out),
+            "--user",
+            "dr_aly",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 
 
-def test_idle_lock_warns_counts_down_and_continue_keeps_the_session(qtbot, window: MainWindow,
-                                                                    clock: Clock) -> None:
+def test_idle_lock_warns_counts_down_and_continue_keeps_the_session(qtbot, window: MainWindow, clock: Clock) -> None:
     sign_in(qtbot, window, "dr_aly")
     open_row(qtbot, window)
     clock.advance(seconds=530)
@@ -338,8 +354,9 @@ def test_consent_then_export_runs_off_the_ui_thread_with_progress(qtbot, window:
     assert events(window) == ["consent_recorded", "export"]
 
 
-def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot, window: MainWindow,
-                                                                         tmp_path: Path) -> None:
+def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
     ws = window.vms.session.workstation
     eli = ws.session.sign_in("er_eli", DEMO_PASSWORD)
     ws.break_glass.start(eli, "p03", "BTG", "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
@@ -354,7 +371,12 @@ def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot,
     assert view.table.item(0, 0).text() == "accepted" and "Recorded" in view.message.text()
     view.setCurrentIndex(1)
     assert [view.report_type.itemData(i) for i in range(view.report_type.count())] == [
-        "usage", "access", "break_glass", "export", "firmware"]
+        "usage",
+        "access",
+        "break_glass",
+        "export",
+        "firmware",
+    ]
     choose(view.report_type, "break_glass")
     click(qtbot, view.generate)
     qtbot.waitUntil(lambda: view.report is not None)
@@ -365,7 +387,8 @@ def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(qtbot,
 
 
 def test_hospital_admin_sees_the_queue_but_decides_nothing_and_gets_usage_reports_only(
-        qtbot, window: MainWindow) -> None:
+    qtbot, window: MainWindow
+) -> None:
     ws = window.vms.session.workstation
     eli = ws.session.sign_in("er_eli", DEMO_PASSWORD)
     ws.break_glass.start(eli, "p03", "BTG", "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
@@ -379,8 +402,9 @@ def test_hospital_admin_sees_the_queue_but_decides_nothing_and_gets_usage_report
     assert [view.report_type.itemData(i) for i in range(view.report_type.count())] == ["usage"]
 
 
-def test_engineer_approves_from_the_device_list_and_exports_de_identified(qtbot, window: MainWindow,
-                                                                          tmp_path: Path) -> None:
+def test_engineer_approves_from_the_device_list_and_exports_de_identified(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
     ws = window.vms.session.workstation
     pt = ws.session.sign_in("pt_p02", DEMO_PASSWORD)
     ws.consents.record(pt, "p02", "export", "Patient p02", ws.consents.clock() + timedelta(days=9))
@@ -453,7 +477,8 @@ def test_a_changed_policy_changes_the_screen_with_no_code_change(qtbot, tmp_path
         if rule["name"] == "why_not_view":
             rule["output"]["when"]["conditionNotMet"] = rule["output"]["when"]["conditionNotMet"].replace(
                 "You are not on this patient's care team. In an emergency, use break-glass.",
-                "Ask the attending physician to add you to the care team, or use break-glass.")
+                "Ask the attending physician to add you to the care team, or use break-glass.",
+            )
     doc["resourcePolicy"]["rules"] = [r for r in doc["resourcePolicy"]["rules"] if r["name"] != "nurse_basic_notes"]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     ws = Workstation(tmp_path / "data", policies=policies, clock=clock.now, monotonic=clock.monotonic)
@@ -473,7 +498,13 @@ def test_a_changed_policy_changes_the_screen_with_no_code_change(qtbot, tmp_path
 
 def test_without_a_display_the_app_says_what_to_do_and_exits(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    result = subprocess.run([sys.executable, "-m", "app.main", "--data-dir", str(tmp_path / "data")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.main", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 2
     assert "needs a display" in result.stderr and "--screenshot" in result.stderr

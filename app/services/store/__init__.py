@@ -4,5 +4,13 @@
 from .schema import MIGRATIONS, SCHEMA_VERSION, SchemaError, SchemaTooNew
 from .store import Patient, Store, StoreLocationError, observation_catalogue
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Patient", "SchemaError", "SchemaTooNew", "Store", "StoreLocationError",
-           "observation_catalogue"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Patient",
+    "SchemaError",
+    "SchemaTooNew",
+    "Store",
+    "StoreLocationError",
+    "observation_catalogue",
+]

@@ -116,19 +116,23 @@ def schema_version(conn: sqlite3.Connection, where: object = "the database") -> 
     """The version recorded in the database: 0 for a new (empty) one."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
         if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            raise SchemaError(f"{where} is not a CCC Workstation store (it has tables but no schema version); "
-                              "it was left unchanged. Choose another data directory.")
+            raise SchemaError(
+                f"{where} is not a CCC Workstation store (it has tables but no schema version); "
+                "it was left unchanged. Choose another data directory."
+            )
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     try:
         return int(row[0])
     except (TypeError, ValueError):
-        raise SchemaError(f"{where} records no readable schema version ({row[0] if row else 'none'!r}); "
-                          "it was left unchanged.") from None
+        raise SchemaError(
+            f"{where} records no readable schema version ({row[0] if row else 'none'!r}); it was left unchanged."
+        ) from None
 
 
-def migrate(conn: sqlite3.Connection, on_new: Callable[[sqlite3.Connection], None] | None = None,
-            where: object = "the database") -> tuple[int, int]:
+def migrate(
+    conn: sqlite3.Connection, on_new: Callable[[sqlite3.Connection], None] | None = None, where: object = "the database"
+) -> tuple[int, int]:
     """Applies every pending migration up to ``SCHEMA_VERSION`` in one transaction, calling
     ``on_new`` (the demo seed) in the same transaction when the database was new. Returns the
     version found and the version now. Raises SchemaTooNew (the database untouched) when the
@@ -144,8 +148,9 @@ def migrate(conn: sqlite3.Connection, on_new: Callable[[sqlite3.Connection], Non
         for migration in MIGRATIONS[found:]:
             for statement in migration.statements:
                 conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                         [str(migration.version)])
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(migration.version)]
+            )
         if found == 0 and on_new is not None:
             on_new(conn)
         conn.execute("COMMIT")
@@ -160,4 +165,5 @@ def _refuse_newer(found: int, where: object) -> None:
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"{where} was written by a newer CCC Workstation (schema version {found}; this release knows versions "
-            f"up to {SCHEMA_VERSION}). It was left unchanged: open it with that release or a newer one.")
+            f"up to {SCHEMA_VERSION}). It was left unchanged: open it with that release or a newer one."
+        )

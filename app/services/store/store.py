@@ -19,8 +19,17 @@ from ..demo_data import OBSERVATIONS, DemoHospital, generate
 from .schema import migrate
 
 _JSON_COLUMNS = {"care_team", "assigned_physicians", "hospital_ids", "approvals"}
-_SEEDED = ("hospitals", "staff", "patients", "devices", "notes", "history", "delegations", "firmware_updates",
-           "transmissions")
+_SEEDED = (
+    "hospitals",
+    "staff",
+    "patients",
+    "devices",
+    "notes",
+    "history",
+    "delegations",
+    "firmware_updates",
+    "transmissions",
+)
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -91,8 +100,10 @@ class Store:
         """Every patient (of those hospitals), by id."""
         if hospital_ids:
             marks = ",".join("?" * len(hospital_ids))
-            return [_patient(r) for r in self._rows(f"SELECT * FROM patients WHERE hospital_id IN ({marks}) "
-                                                    "ORDER BY id", hospital_ids)]
+            return [
+                _patient(r)
+                for r in self._rows(f"SELECT * FROM patients WHERE hospital_id IN ({marks}) ORDER BY id", hospital_ids)
+            ]
         return [_patient(r) for r in self._rows("SELECT * FROM patients ORDER BY id")]
 
     def patient(self, patient_id: str) -> Patient | None:
@@ -129,8 +140,12 @@ class Store:
     def set_password_hashes(self, hashes: Mapping[str, str]) -> None:
         """Records (or replaces) each user's password hash, in one transaction."""
         with self.db.conn:
-            _insert_many(self.db.conn, "credentials",
-                         [{"user_id": u, "password_hash": h} for u, h in hashes.items()], "INSERT OR REPLACE")
+            _insert_many(
+                self.db.conn,
+                "credentials",
+                [{"user_id": u, "password_hash": h} for u, h in hashes.items()],
+                "INSERT OR REPLACE",
+            )
 
     # devices and their firmware updates
 
@@ -150,8 +165,7 @@ class Store:
 
     def firmware_updates_for(self, device_id: str) -> list[dict[str, Any]]:
         """The device's firmware updates, the latest requested first."""
-        return self._rows("SELECT * FROM firmware_updates WHERE device_id = ? ORDER BY requested_at DESC",
-                          [device_id])
+        return self._rows("SELECT * FROM firmware_updates WHERE device_id = ? ORDER BY requested_at DESC", [device_id])
 
     def firmware_update(self, update_id: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM firmware_updates WHERE id = ?", [update_id])
@@ -161,8 +175,10 @@ class Store:
 
     def update_firmware_update(self, update_id: str, state: str, approvals: Iterable[Mapping[str, str]]) -> None:
         """Records an update's new state and its approvals so far."""
-        self._change("UPDATE firmware_updates SET state = ?, approvals = ? WHERE id = ?",
-                     [state, json.dumps([dict(a) for a in approvals]), update_id])
+        self._change(
+            "UPDATE firmware_updates SET state = ?, approvals = ? WHERE id = ?",
+            [state, json.dumps([dict(a) for a in approvals]), update_id],
+        )
 
     # telemetry
 
@@ -176,8 +192,9 @@ class Store:
 
     def alerts(self, patient_id: str) -> int:
         """Transmissions (days) with a value out of its normal range."""
-        row = self.db.execute("SELECT COUNT(DISTINCT time) FROM transmissions WHERE patient_id = ? AND abnormal = 1",
-                              [patient_id]).fetchone()
+        row = self.db.execute(
+            "SELECT COUNT(DISTINCT time) FROM transmissions WHERE patient_id = ? AND abnormal = 1", [patient_id]
+        ).fetchone()
         return int(row[0])
 
     # notes and history
@@ -200,8 +217,9 @@ class Store:
     def delegations_for(self, delegate_id: str) -> list[dict[str, Any]]:
         """The delegations granted to this caregiver and not revoked (expired ones included: the
         policies read the expiry)."""
-        return self._rows("SELECT * FROM delegations WHERE delegate_id = ? AND revoked = 0 ORDER BY rowid",
-                          [delegate_id])
+        return self._rows(
+            "SELECT * FROM delegations WHERE delegate_id = ? AND revoked = 0 ORDER BY rowid", [delegate_id]
+        )
 
     def delegations_for_patient(self, patient_id: str) -> list[dict[str, Any]]:
         """Every delegation of this patient's access, revoked ones included, by expiry."""
@@ -224,23 +242,31 @@ class Store:
     def consents_in_force(self, patient_id: str, scope: str, now: str) -> list[dict[str, Any]]:
         """The patient's consents of that scope expiring after ``now`` (ISO 8601 in UTC), the latest
         recorded first."""
-        return self._rows("SELECT * FROM consents WHERE patient_id = ? AND scope = ? AND expires_at > ? "
-                          "ORDER BY recorded_at DESC", [patient_id, scope, now])
+        return self._rows(
+            "SELECT * FROM consents WHERE patient_id = ? AND scope = ? AND expires_at > ? ORDER BY recorded_at DESC",
+            [patient_id, scope, now],
+        )
 
     # break-glass sessions
 
     def open_break_glass_sessions(self, user_id: str) -> list[dict[str, Any]]:
         """The user's sessions not yet ended (expired or not), the latest started first."""
-        return self._rows("SELECT * FROM break_glass WHERE user_id = ? AND ended_at IS NULL "
-                          "ORDER BY started_at DESC", [user_id])
+        return self._rows(
+            "SELECT * FROM break_glass WHERE user_id = ? AND ended_at IS NULL ORDER BY started_at DESC", [user_id]
+        )
 
     def add_break_glass_session(self, session: Mapping[str, Any]) -> None:
         self._insert("break_glass", session)
 
     def end_break_glass_session(self, session_id: str, ended_at: str, why: str) -> bool:
         """Ends the session if it is still open; whether this call ended it (so it is audited once)."""
-        return self._change("UPDATE break_glass SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
-                            [ended_at, why, session_id]) > 0
+        return (
+            self._change(
+                "UPDATE break_glass SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                [ended_at, why, session_id],
+            )
+            > 0
+        )
 
 
 def observation_catalogue() -> list[tuple[str, str, str, float, float]]:
@@ -254,8 +280,10 @@ def _owner_only(path: Path) -> None:
     directory = path.parent
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if directory.stat().st_mode & stat.S_ISVTX:
-        raise StoreLocationError(f"{directory} is a shared directory (like /tmp): keep the workstation's data in "
-                                 "a directory of its own (CCC_DATA_DIR).")
+        raise StoreLocationError(
+            f"{directory} is a shared directory (like /tmp): keep the workstation's data in "
+            "a directory of its own (CCC_DATA_DIR)."
+        )
     os.chmod(directory, 0o700)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives its side files the file's mode
     for file in (path, *(path.with_name(path.name + suffix) for suffix in _SIDE_FILES)):
@@ -275,8 +303,7 @@ def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
 
 
-def _insert_many(conn: sqlite3.Connection, table: str, rows: Iterable[Mapping[str, Any]],
-                 verb: str = "INSERT") -> None:
+def _insert_many(conn: sqlite3.Connection, table: str, rows: Iterable[Mapping[str, Any]], verb: str = "INSERT") -> None:
     """Rows of ``table`` (a key missing from a row is NULL; a key the table lacks is an error)."""
     columns = _columns(conn, table)
     rows = [_encode(r) for r in rows]
@@ -284,8 +311,10 @@ def _insert_many(conn: sqlite3.Connection, table: str, rows: Iterable[Mapping[st
     if unknown:
         raise ValueError(f"{table} has no column {', '.join(sorted(unknown))}")
     names = ", ".join(f'"{c}"' for c in columns)
-    conn.executemany(f'{verb} INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})',
-                     [[r.get(c) for c in columns] for r in rows])
+    conn.executemany(
+        f'{verb} INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})',
+        [[r.get(c) for c in columns] for r in rows],
+    )
 
 
 def _encode(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,6 +327,18 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 
 def _patient(row: dict[str, Any]) -> Patient:
     r = _decode(row)
-    return Patient(r["id"], r["mrn"], r["name"], r["birth_date"], r["sex"], r["hospital_id"], r["room"], r["bed"],
-                   tuple(r["care_team"]), tuple(r["assigned_physicians"]), bool(r["sealed"]), bool(r["emergency"]),
-                   bool(r["consent_export"]))
+    return Patient(
+        r["id"],
+        r["mrn"],
+        r["name"],
+        r["birth_date"],
+        r["sex"],
+        r["hospital_id"],
+        r["room"],
+        r["bed"],
+        tuple(r["care_team"]),
+        tuple(r["assigned_physicians"]),
+        bool(r["sealed"]),
+        bool(r["emergency"]),
+        bool(r["consent_export"]),
+    )
