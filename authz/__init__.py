@@ -1,7 +1,7 @@
 """The CCC embedded policy engine: Cerbos-format policies, CEL conditions, Cerbos 0.55 decisions.
 
-    engine = Engine.from_directory("policies")
-    out = engine.check(CheckInput(principal, resource, ["view"]))
+engine = Engine.from_directory("policies")
+out = engine.check(CheckInput(principal, resource, ["view"]))
 """
 
 from . import native

@@ -103,8 +103,10 @@ def _no_reason(output: CheckOutput, action: str, policy: str, rule: str, final: 
     """Said plainly when no rule explains the refusal, naming what decided."""
     if final and output.evaluation_errors:
         error = output.evaluation_errors[0]
-        return (f"Refused because a condition of policy {policy} could not be evaluated "
-                f"({error.message}); ask the policy team to check it.")
+        return (
+            f"Refused because a condition of policy {policy} could not be evaluated "
+            f"({error.message}); ask the policy team to check it."
+        )
     if policy in ("", NO_MATCH):
         return f"No policy covers {action!r} here, so it is refused."
     decided_by = f"rule {rule}" if rule else f"policy {policy} (no rule allows it)"

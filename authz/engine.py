@@ -36,19 +36,24 @@ class Engine:
         """Compiles every policy below ``root``; raises ``PolicyErrors`` listing every problem."""
         return cls(compile_policy_dir(Path(root)), params, bundle_version)
 
-    def check(self, inp: CheckInput, now: datetime | None = None, shared: dict[Any, Any] | None = None,
-              with_derived_roles: bool = True) -> CheckOutput:
+    def check(
+        self,
+        inp: CheckInput,
+        now: datetime | None = None,
+        shared: dict[Any, Any] | None = None,
+        with_derived_roles: bool = True,
+    ) -> CheckOutput:
         """Decides one resource's actions. Never raises for what the request or policies contain.
 
         ``shared`` and ``with_derived_roles`` are as for ``evaluate.check``."""
         if self.params.schema_enforcement == "none":
             return check(self.policy_set, inp, self.params, now, shared, with_derived_roles)
-        errors, reject = self.schemas.validate(inp, self.params.schema_enforcement,
-                                              self.params.default_policy_version)
+        errors, reject = self.schemas.validate(inp, self.params.schema_enforcement, self.params.default_policy_version)
         if reject:
             out = CheckOutput(inp.request_id, inp.resource.id, {})
-            key = self.policy_set.resource_policy_key(inp.resource.kind, inp.resource.policy_version
-                                                      or self.params.default_policy_version, inp.resource.scope)
+            key = self.policy_set.resource_policy_key(
+                inp.resource.kind, inp.resource.policy_version or self.params.default_policy_version, inp.resource.scope
+            )
             out.actions = {a: ActionEffect("EFFECT_DENY", key) for a in inp.actions}
             out.validation_errors = errors
             return out
@@ -56,13 +61,15 @@ class Engine:
         out.validation_errors = errors
         return out
 
-    def decide(self, principal: Principal, resource: Resource, actions: Sequence[str],
-               now: datetime | None = None) -> dict[str, Decision]:
+    def decide(
+        self, principal: Principal, resource: Resource, actions: Sequence[str], now: datetime | None = None
+    ) -> dict[str, Decision]:
         """Each action on ``resource`` as a ``Decision``, its refusal explained in the policies' words."""
         return decisions(self.check(CheckInput(principal, resource, list(actions)), now))
 
-    def check_request(self, body: Any, now: datetime | None = None,
-                      audit: list[AuditRecord] | None = None) -> dict[str, Any]:
+    def check_request(
+        self, body: Any, now: datetime | None = None, audit: list[AuditRecord] | None = None
+    ) -> dict[str, Any]:
         """A Cerbos ``/api/check/resources`` request body in, its response body out.
 
         A malformed request gets Cerbos's error shape, naming what is wrong. When ``audit`` is a
@@ -79,7 +86,10 @@ class Engine:
         for inp in inputs:
             out = self.check(inp, when, shared, with_derived_roles=include_meta)
             if audit is not None:
-                audit.extend(decision_records(inp.principal, inp.resource, out, call_id=call_id,
-                                              bundle_version=self.bundle_version))
+                audit.extend(
+                    decision_records(
+                        inp.principal, inp.resource, out, call_id=call_id, bundle_version=self.bundle_version
+                    )
+                )
             results.append(api.render_result(inp, out, include_meta))
         return api.render_check_response(request_id, results, call_id)
