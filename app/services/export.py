@@ -96,7 +96,7 @@ def deidentify(data: dict[str, Any], today: date) -> dict[str, Any]:
 
 def fhir_bundle(data: dict[str, Any], deidentified: bool) -> dict[str, Any]:
     """A FHIR R4 collection Bundle: Patient, Device and one Observation per measurement."""
-    pid = "patient"
+    pid = "subject"  # the Bundle's own id for its Patient resource
     if deidentified:
         patient = {"resourceType": "Patient", "id": pid, "gender": data["patient"]["sex"]}
         if data["patient"]["birth_year"]:
