@@ -508,3 +508,63 @@ def test_without_a_display_the_app_says_what_to_do_and_exits(tmp_path: Path) -> 
     )
     assert result.returncode == 2
     assert "needs a display" in result.stderr and "--screenshot" in result.stderr
+
+
+def test_firmware_update_from_request_to_applied_on_the_screens(qtbot, window: MainWindow) -> None:
+    """Every firmware step's button: rejected from the record's panel, requested, approved by an
+    engineer and by the physician, scheduled and marked applied from the engineering screen."""
+    ws = window.vms.session.workstation
+    p02 = ws.store.patient("p02")
+    sign_in(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p02.mrn)
+    click(qtbot, window.record.firmware_buttons["reject_firmware_update"])  # the demo's pending request
+    assert "rejected" in window.record.firmware_state.text()
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "eng_vic")
+    view = window.engineering
+    row = [r.device_id for r in view.rows].index("d-p02")
+    click_cell(qtbot, view.table, row)
+    qtbot.keyClicks(view.version, "4.3.0")
+    click(qtbot, view.buttons["request_firmware_update"])
+    assert not view.buttons["schedule_firmware_update"].isEnabled()
+    assert "once a physician and an engineer approved it" in view.buttons["schedule_firmware_update"].toolTip()
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "eng_max")
+    click_cell(qtbot, window.engineering.table, row)
+    click(qtbot, window.engineering.buttons["approve_firmware_update"])
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p02.mrn)
+    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    assert "<b>approved</b>" in window.record.firmware_state.text()
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "eng_max")
+    view = window.engineering
+    click_cell(qtbot, view.table, row)
+    click(qtbot, view.buttons["schedule_firmware_update"])
+    assert "scheduled → 4.3.0" in view.table.item(row, 3).text()
+    click(qtbot, view.buttons["apply_firmware_update"])
+    assert view.table.item(row, 2).text() == "4.3.0" and "applied" in view.table.item(row, 3).text()
+    assert events(window) == [
+        "firmware_rejected",
+        "firmware_requested",
+        "firmware_approved",
+        "firmware_approved",
+        "firmware_scheduled",
+        "firmware_applied",
+    ]
+
+
+def test_compliance_officer_rejects_a_review_and_the_event_stays_flagged(qtbot, window: MainWindow) -> None:
+    ws = window.vms.session.workstation
+    eli = ws.session.sign_in("er_eli", DEMO_PASSWORD)
+    ws.break_glass.start(eli, "p03", "BTG", "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
+    sign_in(qtbot, window, "co_cora")
+    view = window.compliance
+    click_cell(qtbot, view.table, 0)
+    click(qtbot, view.step_buttons["reject_review"])
+    assert "Write a comment" in view.message.text() and view.table.item(0, 0).text().startswith("open")
+    qtbot.keyClicks(view.comment, "No emergency documented for this patient.")
+    click(qtbot, view.step_buttons["reject_review"])
+    assert view.table.item(0, 0).text() == "rejected ⚑ needs review"
+    assert events(window) == ["break_glass_started", "reject_review"]
