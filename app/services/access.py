@@ -12,6 +12,8 @@ from authz import Decision, Engine, Principal, Resource
 
 from .users import SignedInUser
 
+__all__ = ["AccessService", "Decision", "Refused", "offered", "principal", "refuse"]
+
 NO_POLICIES = "No policy set is loaded, so everything is denied. Ask IT to check the policy server."
 
 

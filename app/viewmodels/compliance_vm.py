@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.services.access import Refused
+from app.services.access import Decision, Refused
 from app.services.compliance import LATE_JUSTIFICATION, REVIEW_STEPS, ReviewItem, summary
 from app.viewmodels.session_vm import SessionViewModel
 
@@ -33,7 +33,7 @@ class ComplianceViewModel(QObject):
         self.queue_changed.emit(self.items)
         self.questions_changed.emit(self.open_questions())
 
-    def steps(self, event_id: str) -> dict:
+    def steps(self, event_id: str) -> dict[str, Decision]:
         """Each review step on the event: the policies' decision (reason when refused)."""
         return self.service.steps(self.session.user, event_id) if self.session.user else {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.services.access import Refused
+from app.services.access import Decision, Refused
 from app.services.firmware import STEPS, DeviceRow
 from app.viewmodels.export_vm import ExportViewModel
 from app.viewmodels.session_vm import SessionViewModel
@@ -29,7 +29,7 @@ class DevicesViewModel(QObject):
         self.rows = self.firmware.devices(user) if show else []
         self.rows_changed.emit(self.rows)
 
-    def decisions(self, device_id: str) -> dict:
+    def decisions(self, device_id: str) -> dict[str, Decision]:
         return self.firmware.decisions(self.session.user, device_id) if self.session.user else {}
 
     def step(self, action: str, device_id: str, value: str = "") -> str:

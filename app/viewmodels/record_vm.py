@@ -4,18 +4,19 @@ record is refused, why, and whether emergency access is offered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from PySide6.QtCore import QObject, Signal
 
-from app.services.access import Refused, offered
+from app.services.access import Decision, Refused, offered
 from app.services.delegation import Delegation
 from app.services.firmware import FirmwareUpdate
 from app.services.patients import RecordView, Series
 from app.viewmodels.session_vm import SessionViewModel
 
-__all__ = ["Delegation", "OpenRecord", "RecordRefusal", "RecordViewModel", "Series", "offered"]
+__all__ = ["Decision", "Delegation", "OpenRecord", "RecordRefusal", "RecordViewModel", "Series", "offered"]
 
 
 @dataclass
@@ -24,8 +25,8 @@ class OpenRecord:
 
     view: RecordView
     firmware: FirmwareUpdate | None = None
-    firmware_decisions: dict = field(default_factory=dict)  # step -> Decision
-    exports: dict = field(default_factory=dict)  # "identified" / "deidentified" -> Decision
+    firmware_decisions: dict[str, Decision] = field(default_factory=dict)  # step -> its decision
+    exports: dict[str, Decision] = field(default_factory=dict)  # "identified" / "deidentified" -> decision
 
     @property
     def patient_id(self) -> str:
@@ -38,8 +39,8 @@ class RecordRefusal:
     the policies name break-glass as the remedy (None otherwise)."""
 
     patient_id: str
-    decision: object  # authz Decision
-    emergency: object | None  # authz Decision
+    decision: Decision
+    emergency: Decision | None
 
 
 class RecordViewModel(QObject):
@@ -89,21 +90,21 @@ class RecordViewModel(QObject):
         self.session.open_patient_id = None
         self.record_changed.emit(None)
 
-    def _refused(self, patient_id: str, decision: object) -> None:
+    def _refused(self, patient_id: str, decision: Decision) -> None:
         self.close()
         emergency = None
-        if getattr(decision, "remedy", "") == "break_glass" and self.session.user is not None:
+        if decision.remedy == "break_glass" and self.session.user is not None:
             emergency = self.break_glass.offer(self.session.user, patient_id)
         self.record_denied.emit(RecordRefusal(patient_id, decision, emergency))
-        self.session.message.emit(getattr(decision, "reason", ""))
+        self.session.message.emit(decision.reason)
         self.session.show_status()
 
-    def _act(self, work: object) -> str:
+    def _act(self, work: Callable[[], object]) -> str:
         """Runs one user action; "" when done, else why not (the policies' or the form's words)."""
         if self.session.user is None or self.record is None:
             return "Open the patient's record first."
         try:
-            work()  # type: ignore[operator]
+            work()
         except Refused as refused:
             return str(refused)
         return ""
