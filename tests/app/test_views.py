@@ -568,3 +568,18 @@ def test_compliance_officer_rejects_a_review_and_the_event_stays_flagged(qtbot, 
     click(qtbot, view.step_buttons["reject_review"])
     assert view.table.item(0, 0).text() == "rejected ⚑ needs review"
     assert events(window) == ["break_glass_started", "reject_review"]
+
+
+def test_with_no_policy_set_everything_is_refused_and_the_screen_says_why(qtbot, tmp_path: Path) -> None:
+    """No bundle could be loaded (a policy server never reached): the user signs in, sees why
+    nothing opens, and nothing is written but the refusals' audit records."""
+    ws = Workstation(tmp_path / "data")
+    ws.access.engine = lambda: None
+    w = MainWindow(ViewModels.build(ws))
+    qtbot.addWidget(w)
+    w.show()
+    sign_in(qtbot, w, "dr_aly")
+    assert w.workspaces.currentWidget() is w.no_workspace
+    assert "No policy set is loaded" in w.no_workspace.text() and "IT" in w.no_workspace.text()
+    assert "No policy set is loaded" in w.statusBar().currentMessage()
+    assert w.vms.patients.rows == [] and not list(ws.chain.records())
