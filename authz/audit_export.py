@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .audit import AuditRecord
+from .policy import ALLOW
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -100,7 +101,7 @@ def to_fhir(r: AuditRecord) -> dict[str, Any]:
     if r.kind == "decision":
         type_code, type_display, sub_code, sub_display = "110110", "Patient Record", "", ""
         action = _ACTIONS.get(r.action.split(":")[0], "E")
-        outcome = "0" if r.effect == "EFFECT_ALLOW" else "4"
+        outcome = "0" if r.effect == ALLOW else "4"
     else:
         type_code, type_display, sub_code, sub_display, action = _EVENTS.get(
             r.event_type or r.kind, ("110110", "Patient Record", "", "", "E")

@@ -29,6 +29,7 @@ import httpx
 
 from .audit import AuditChain, AuditRecord
 from .audit_export import to_fhir
+from .policy import ALLOW
 
 FACILITY_AUTHPRIV = 10
 SEVERITY_INFO, SEVERITY_NOTICE, SEVERITY_WARNING = 6, 5, 4
@@ -48,7 +49,7 @@ class Destination:
 def _severity(r: AuditRecord) -> int:
     if r.event_type.startswith("break_glass"):
         return SEVERITY_WARNING
-    if r.kind == "decision" and r.effect != "EFFECT_ALLOW":
+    if r.kind == "decision" and r.effect != ALLOW:
         return SEVERITY_NOTICE
     return SEVERITY_INFO
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from . import policy
 from .evaluate import CheckOutput, OutputEntry
 from .plan import NO_MATCH
 
@@ -26,8 +27,8 @@ from .plan import NO_MATCH
 class Effect(Enum):
     """An action's effect; the values are Cerbos's wire strings."""
 
-    ALLOW = "EFFECT_ALLOW"
-    DENY = "EFFECT_DENY"
+    ALLOW = policy.ALLOW
+    DENY = policy.DENY
 
 
 @dataclass(frozen=True, slots=True)

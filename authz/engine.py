@@ -19,6 +19,7 @@ from .compile import PolicySet, compile_policy_dir
 from .decision import Decision, decisions
 from .errors import RequestError
 from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, Principal, Resource, check
+from .policy import DENY
 from .schemas import SchemaValidator
 
 
@@ -54,7 +55,7 @@ class Engine:
             key = self.policy_set.resource_policy_key(
                 inp.resource.kind, inp.resource.policy_version or self.params.default_policy_version, inp.resource.scope
             )
-            out.actions = {a: ActionEffect("EFFECT_DENY", key) for a in inp.actions}
+            out.actions = {a: ActionEffect(DENY, key) for a in inp.actions}
             out.validation_errors = errors
             return out
         out = check(self.policy_set, inp, self.params, now, shared, with_derived_roles)

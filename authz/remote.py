@@ -12,6 +12,7 @@ import httpx
 from . import api
 from .engine import Engine
 from .errors import AuthzError
+from .policy import DENY
 
 
 class PDPUnavailable(AuthzError):
@@ -82,7 +83,7 @@ def deny_all(body: dict[str, Any], reason: str) -> dict[str, Any]:
     results = [
         {
             "resource": {"id": i.resource.id, "kind": i.resource.kind},
-            "actions": {a: "EFFECT_DENY" for a in sorted(i.actions)},
+            "actions": {a: DENY for a in sorted(i.actions)},
             "outputs": [{"src": "ccc#no-policies", "val": reason, "action": a} for a in i.actions],
         }
         for i in inputs

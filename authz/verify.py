@@ -23,6 +23,7 @@ from .engine import Engine
 from .errors import PolicyProblem, RequestError
 from .evaluate import CheckInput, EvalParams, OutputEntry
 from .loader import TESTDATA_DIR, read_yaml_documents, test_files
+from .policy import DENY
 from .yamlsrc import Position, SourceMap, plain
 
 PASSED = "OK"
@@ -215,7 +216,7 @@ def _run_pair(
     expected = expectations.get((p_name, r_name), {})
     cases = []
     for action in actions:
-        want = expected.get("actions", {}).get(action, "EFFECT_DENY")
+        want = expected.get("actions", {}).get(action, DENY)
         got = out.actions[action].effect
         case = TestCase(suite, test_name, p_name, r_name, action, PASSED if want == got else FAILED, want, got)
         if case.result == PASSED:

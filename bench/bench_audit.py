@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import publish  # noqa: E402
 
+from authz import Effect  # noqa: E402
 from authz.audit import AuditChain, AuditRecord  # noqa: E402
 from tests.authz.differential import random_requests  # noqa: E402
 
@@ -59,7 +60,7 @@ def verify_time(records: int, workdir: Path) -> float:
                 "patient_record",
                 f"p{i}",
                 f"p{i}",
-                "EFFECT_ALLOW",
+                Effect.ALLOW.value,
                 "resource.patient_record.vdefault",
                 "resource.patient_record.vdefault#view_patient_data",
                 outputs=[{"src": "x", "val": {"audit_flag": "none"}}],

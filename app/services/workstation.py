@@ -63,7 +63,8 @@ class Workstation:
         self.access = AccessService(
             self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason, clock
         )
-        self.audit = AuditTrail(self.chain, lambda: self.access.bundle_version)
+        access = self.access
+        self.audit = AuditTrail(self.chain, lambda: access.bundle_version)
         services = (self.store, self.access, self.audit)
         self.session = SessionService(self.store, self.users, self.secrets, self.access)
         self.patients = PatientService(*services)
