@@ -3,19 +3,24 @@ the bundle store on disk, and an audit shipper with a real backlog."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from app.services.users import DEMO_PASSWORD
+from app.services.access import Refused
+from app.services.credentials import SecretStore
+from app.services.status import age
 from app.services.workstation import Workstation
 from authz.audit_ship import AuditShipper, Destination, ShippingError
 from authz.bundle import build_bundle, generate_keys, load_private_key, load_public_key
 from authz.policy_server import serve_in_thread
 from authz.sync import BundleStore, PolicySync
-
-POLICIES = Path(__file__).resolve().parents[3] / "policies"
+from tests.app.services.support import POLICIES, user
+from tests.support.keyrings import MemoryKeyring
 
 
 class UnreachableCollector(Destination):
@@ -37,52 +42,80 @@ def published(tmp_path: Path) -> tuple[Path, Path]:
     return directory, public
 
 
-def workstation(tmp_path: Path, url: str, public: Path) -> Workstation:
-    sync = PolicySync(url, load_public_key(public), BundleStore(tmp_path / "data" / "bundles"),
-                      client=httpx.Client(timeout=httpx.Timeout(1.0)))
-    sync.start_offline()
-    return Workstation(tmp_path / "data", sync=sync, shipper_factory=lambda chain: AuditShipper(chain,
-                                                                                              UnreachableCollector()))
+@pytest.fixture
+def synced(make_ws: Callable[..., Workstation], demo_store: Path,
+           tmp_path: Path) -> Callable[[str, Path], Workstation]:
+    """A Workstation on the policy server at ``url`` (the same data directory each time: a restart)."""
+
+    def make(url: str, public: Path) -> Workstation:
+        data = tmp_path / "data"
+        if not data.exists():
+            shutil.copytree(demo_store, data)
+        sync = PolicySync(url, load_public_key(public), BundleStore(data / "bundles"),
+                          client=httpx.Client(timeout=httpx.Timeout(1.0)))
+        sync.start_offline()
+        return make_ws(data_dir=data, sync=sync,
+                       shipper_factory=lambda chain: AuditShipper(chain, UnreachableCollector()))
+
+    return make
 
 
-def test_synced_policies_online_then_offline_keep_deciding(published: tuple[Path, Path], tmp_path: Path) -> None:
+def test_synced_policies_online_then_offline_keep_deciding(published: tuple[Path, Path],
+                                                           synced: Callable[[str, Path], Workstation]) -> None:
     directory, public = published
     server, url = serve_in_thread(directory)
     try:
-        ws = workstation(tmp_path, url, public)
-        before = ws.status()
+        ws = synced(url, public)
+        before = ws.status.status()
         assert before.policy_version == "none" and not before.online and "denied" in before.message
-        user = ws.sign_in("dr_aly", DEMO_PASSWORD)
-        assert ws.patient_rows(user) == []  # no policy set yet: nothing is shown
-        assert ws.sync.poll()
-        status = ws.status()
+        aly = user(ws, "dr_aly")
+        assert ws.patients.rows(aly) == []  # no policy set yet: nothing is shown
+        with pytest.raises(Refused) as refused:
+            ws.patients.open_record(aly, "p02")
+        assert refused.value.decision.reason == ws.status.sync.state().reason  # the sync's words
+        assert ws.status.sync.poll()
+        status = ws.status.status()
         assert status.policy_version == "v3" and status.online and status.policy_age.endswith(" d")
-        rows = ws.patient_rows(user)
+        assert ws.access.bundle_version == ws.status.sync.engine.bundle_version != ""
+        rows = ws.patients.rows(aly)
         assert rows
-        ws.open_record(user, rows[0].patient.id)
+        ws.patients.open_record(aly, rows[0].patient.id)
+        assert [r.bundle_version for r in ws.audit.records()][-1] == ws.access.bundle_version
         with pytest.raises(ShippingError):
-            ws.shipper.ship()
-        assert ws.status().audit_backlog == len(list(ws.audit.records())) > 0
+            ws.status.shipper.ship()
+        assert ws.status.status().audit_backlog == len(list(ws.audit.records())) > 0
     finally:
         server.shutdown()
         server.server_close()
-    ws.sync.poll()
-    offline = ws.status()
+    ws.status.sync.poll()
+    offline = ws.status.status()
     assert not offline.online and "last sync failed" in offline.message and offline.policy_version == "v3"
-    assert ws.patient_rows(user) == rows  # offline, the last-known-good policies still decide
+    assert ws.patients.rows(aly) == rows  # offline, the last-known-good policies still decide
     assert "offline" in offline.text and "audit backlog" in offline.text
 
 
 def test_restart_without_network_uses_the_last_known_good_bundle(published: tuple[Path, Path],
-                                                                 tmp_path: Path) -> None:
+                                                                 synced: Callable[[str, Path], Workstation]) -> None:
     directory, public = published
     server, url = serve_in_thread(directory)
     try:
-        assert workstation(tmp_path, url, public).sync.poll()
+        assert synced(url, public).status.sync.poll()
     finally:
         server.shutdown()
         server.server_close()
-    restarted = workstation(tmp_path, url, public)
-    assert restarted.status().policy_version == "v3" and not restarted.status().online
-    user = restarted.sign_in("nurse_nia", DEMO_PASSWORD)
-    assert restarted.patient_rows(user)
+    restarted = synced(url, public)
+    assert restarted.status.status().policy_version == "v3" and not restarted.status.status().online
+    assert restarted.patients.rows(user(restarted, "nurse_nia"))
+
+
+def test_the_bundled_policies_and_the_session_store_are_said(make_ws: Callable[..., Workstation]) -> None:
+    status = make_ws(secrets=SecretStore(MemoryKeyring())).status.status()
+    assert (status.policy_version, status.policy_age, status.online, status.audit_backlog) == ("bundled", "", False,
+                                                                                               None)
+    assert status.message == "embedded demo policies"
+    assert status.text == "Policies: bundled · offline · audit upload not configured · embedded demo policies"
+
+
+def test_ages_read_as_minutes_hours_or_days() -> None:
+    assert [age(timedelta(seconds=s)) for s in (-5, 59, 3599, 3600, 86399, 86400, 9 * 86400)] == [
+        "0 min", "0 min", "59 min", "1 h", "23 h", "1 d", "9 d"]
