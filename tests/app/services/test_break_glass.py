@@ -3,126 +3,221 @@ window that neither a clock change nor a restart can extend, and the end."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
-from app.services.break_glass import BreakGlassRefused, justification_problem
+from app.services.access import Refused
+from app.services.break_glass import in_words, window_of
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import Workstation
-
-WHY = "Unconscious in the ER, pacemaker interrogation needed now"
-EMERGENCY_PATIENT = "p03"  # flagged as an ER emergency in the demo data, hospital h1
-
-
-class Clocks:
-    """Wall clock and monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.wall = datetime.now(UTC)
-        self.mono = 5000.0
-
-    def attach(self, ws: Workstation) -> Workstation:
-        ws.break_glass.clock = lambda: self.wall
-        ws.break_glass.monotonic = lambda: self.mono
-        return ws
-
-    def advance(self, minutes: float) -> None:
-        self.wall += timedelta(minutes=minutes)
-        self.mono += minutes * 60
+from authz import Decision, Effect
+from tests.app.services.support import EMERGENCY_PATIENT, WHY, Clocks, reasons, store_dump, user
 
 
-@pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
-
-
-@pytest.fixture
-def ws(tmp_path: Path, clocks: Clocks) -> Workstation:
-    return clocks.attach(Workstation(tmp_path / "data"))
+def ended(ws: Workstation) -> list[str]:
+    return [r.details["why"] for r in ws.audit.records() if r.event_type == "break_glass_ended"]
 
 
 @pytest.mark.parametrize("text, problem", [
     ("too short", "at least 20"),
     ("                                   ", "at least 20"),
-    ("a" * 40, "repeated character"),
-    ("ab " * 15, "repeated character"),
+    ("a" * 40, "in words"),
+    ("ab " * 15, "in words"),
 ])
 def test_justifications_that_say_nothing_are_refused(ws: Workstation, text: str, problem: str) -> None:
-    assert problem in justification_problem(text)
-    eli = ws.sign_in("er_eli", DEMO_PASSWORD)
-    with pytest.raises(BreakGlassRefused, match=problem):
-        ws.start_emergency_access(eli, EMERGENCY_PATIENT, "ETREAT", text, DEMO_PASSWORD)
+    eli = user(ws, "er_eli")
+    with pytest.raises(Refused, match=problem) as refused:
+        ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", text, DEMO_PASSWORD)
+    assert refused.value.decision.action == "break_glass" and not refused.value.decision.allowed
+    assert ws.break_glass.active(eli) is None
+
+
+def test_a_justification_in_words_is_one_of_at_least_five_letters() -> None:
+    assert in_words(WHY) == "" and in_words("") == ""  # (an empty one is the policy's to refuse)
+    assert in_words("ab ab ab ab ab ab ab ab") == in_words("!!!!!!!!!!!!!!!!!!!!!!!") != ""
 
 
 def test_other_refusals_say_why(ws: Workstation) -> None:
-    eli = ws.sign_in("er_eli", DEMO_PASSWORD)
-    nia = ws.sign_in("nurse_nia", DEMO_PASSWORD)
+    eli, nia = user(ws, "er_eli"), user(ws, "nurse_nia")
     cases = [
         (eli, EMERGENCY_PATIENT, "ETREAT", "nope", "password"),
-        (eli, EMERGENCY_PATIENT, "", DEMO_PASSWORD, "reason"),
+        (eli, EMERGENCY_PATIENT, "", DEMO_PASSWORD, "reason code"),
+        (eli, EMERGENCY_PATIENT, "SOMETIMES", DEMO_PASSWORD, "reason code"),  # not an HL7 emergency code
         (eli, "p04", "ETREAT", DEMO_PASSWORD, "emergency treatment"),  # not flagged as an emergency
+        (eli, "p99", "ETREAT", DEMO_PASSWORD, "no such patient"),
         (nia, EMERGENCY_PATIENT, "ETREAT", DEMO_PASSWORD, "Only physicians"),
+        (user(ws, "eng_max"), EMERGENCY_PATIENT, "ETREAT", DEMO_PASSWORD, "Engineers"),
     ]
-    for user, patient, reason, password, says in cases:
-        with pytest.raises(BreakGlassRefused, match=says):
-            ws.start_emergency_access(user, patient, reason, WHY, password)
-    assert ws.emergency_session(eli) is None
-    assert not [r for r in ws.audit.records() if r.event_type.startswith("break_glass")]
+    before = store_dump(ws)
+    for who, patient, code, password, says in cases:
+        with pytest.raises(Refused, match=says):
+            ws.break_glass.start(who, patient, code, WHY, password)
+    assert ws.break_glass.active(eli) is None
+    assert not [r for r in ws.audit.records() if r.kind == "event"] and store_dump(ws) == before
+
+
+def test_the_offer_says_what_the_form_still_needs(ws: Workstation) -> None:
+    eli = user(ws, "er_eli")
+    offer = ws.break_glass.offer(eli, EMERGENCY_PATIENT)
+    assert not offer.allowed and offer.remedy == "complete_form"
+    assert (offer.reason, offer.remedy) == reasons("patient_record", "break_glass")[-1]
+    assert ws.break_glass.offer(eli, EMERGENCY_PATIENT, "ETREAT", WHY).allowed
+    assert ws.break_glass.offer(eli, EMERGENCY_PATIENT, "ETREAT", "short").remedy == "complete_form"
+    not_emergency = ws.break_glass.offer(eli, "p04", "ETREAT", WHY)
+    assert not not_emergency.allowed and not_emergency.remedy == ""  # no form makes this one possible
+    assert ws.break_glass.offer(eli, "p99").reason == "There is no such patient."
+    assert not [r for r in ws.audit.records() if r.kind == "event"]  # offers write nothing
 
 
 def test_granted_access_is_scoped_audited_and_ends(ws: Workstation) -> None:
-    eli = ws.sign_in("er_eli", DEMO_PASSWORD)
-    assert ws.patient_rows(eli) == []
-    with pytest.raises(PermissionError):
-        ws.open_record(eli, EMERGENCY_PATIENT)
-    eli = ws.start_emergency_access(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
-    assert [r.patient.id for r in ws.patient_rows(eli)] == [EMERGENCY_PATIENT]  # that one patient only
-    with pytest.raises(PermissionError):
-        ws.open_record(eli, "p01")
-    record = ws.open_record(eli, EMERGENCY_PATIENT)
-    assert record.decisions["edit_clinical_notes"].allowed
-    assert ws.save_note(eli, EMERGENCY_PATIENT, "Device interrogated, pacing normal.")["note_type"] == "emergency"
-    eli = ws.end_emergency_access(eli)
-    with pytest.raises(PermissionError):
-        ws.open_record(eli, EMERGENCY_PATIENT)
+    eli = user(ws, "er_eli")
+    assert ws.patients.rows(eli) == []
+    with pytest.raises(Refused) as refused:
+        ws.patients.open_record(eli, EMERGENCY_PATIENT)
+    assert refused.value.decision.remedy == "break_glass"
+    session = ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    assert session.expires_at - session.started_at == timedelta(minutes=60)  # the policy's expires_in
+    assert ws.break_glass.active(eli) == session
+    assert [r.patient.id for r in ws.patients.rows(eli)] == [EMERGENCY_PATIENT]  # that one patient only
+    with pytest.raises(Refused):
+        ws.patients.open_record(eli, "p01")
+    record = ws.patients.open_record(eli, EMERGENCY_PATIENT)
+    assert record.note_types == ("emergency",) and record.history
+    note = ws.patients.save_note(eli, EMERGENCY_PATIENT, "emergency", "Device interrogated, pacing normal.")
+    assert note["note_type"] == "emergency" and note["author_id"] == "er_eli"
+    ws.break_glass.end(eli)
+    assert ws.break_glass.active(eli) is None
+    with pytest.raises(Refused):
+        ws.patients.open_record(eli, EMERGENCY_PATIENT)
+    ws.break_glass.end(eli)  # nothing left to end: nothing happens
 
     audit = list(ws.audit.records())
     started = [r for r in audit if r.event_type == "break_glass_started"]
     assert len(started) == 1 and started[0].justification == WHY and started[0].purpose_of_use == "ETREAT"
-    assert started[0].details["review"] == "required"
-    under = [r for r in audit if r.kind == "decision" and r.action == "view" and r.effect == "EFFECT_ALLOW"]
+    assert started[0].details["review"] == "required" and started[0].details["session_id"] == session.id
+    assert started[0].action == "break_glass" and started[0].effect == Effect.ALLOW.value
+    under = [r for r in audit if r.kind == "decision" and r.action == "view" and r.effect == Effect.ALLOW.value]
     assert under and all({"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs] for r in under)
-    assert [r.details["why"] for r in audit if r.event_type == "break_glass_ended"] == ["ended by the clinician"]
+    assert ended(ws) == ["ended by the clinician"]
     assert [r.event_type for r in audit if r.kind == "event"] == ["break_glass_started", "note_saved",
                                                                    "break_glass_ended"]
-    assert ws.audit.verify().ok
+    assert ws.chain.verify().ok
+
+
+def test_the_user_is_seen_by_the_policies_with_the_session_only_while_it_lasts(ws: Workstation,
+                                                                                clocks: Clocks) -> None:
+    eli = user(ws, "er_eli")
+    assert "break_glass" not in ws.access.resolve(eli).attributes
+    ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    seen = ws.access.resolve(eli).attributes["break_glass"]
+    assert seen["patient_id"] == EMERGENCY_PATIENT and seen["reason"] == "ETREAT" and seen["justification"] == WHY
+    assert "break_glass" not in eli.attributes  # the signed-in user itself is never changed
+    clocks.advance(60.5)
+    assert "break_glass" not in ws.access.resolve(eli).attributes
 
 
 def test_the_window_closes_at_60_minutes_and_a_clock_change_cannot_extend_it(ws: Workstation,
                                                                           clocks: Clocks) -> None:
-    eli = ws.start_emergency_access(ws.sign_in("er_eli", DEMO_PASSWORD), EMERGENCY_PATIENT, "BTG", WHY,
-                                    DEMO_PASSWORD)
-    session = ws.emergency_session(eli)
+    eli = user(ws, "er_eli")
+    session = ws.break_glass.start(eli, EMERGENCY_PATIENT, "BTG", WHY, DEMO_PASSWORD)
     clocks.advance(30)
     clocks.wall -= timedelta(hours=2)  # someone sets the clock back two hours
     assert ws.break_glass.remaining(session) == timedelta(minutes=30)
-    clocks.advance(31)
-    assert ws.emergency_session(eli) is None  # expired on the monotonic clock, and ended
-    assert [r.details["why"] for r in ws.audit.records() if r.event_type == "break_glass_ended"] == ["expired"]
-    assert "break_glass" not in ws.as_policies_see(eli).attributes
+    clocks.advance(29)
+    assert ws.break_glass.active(eli) == session
+    clocks.advance(2)
+    assert ws.break_glass.active(eli) is None  # expired on the monotonic clock, and ended
+    assert ended(ws) == ["expired"]
+    ws.break_glass.active(eli)
+    assert ended(ws) == ["expired"]  # recorded once
+    assert "break_glass" not in ws.access.resolve(eli).attributes
+    expired = next(r for r in ws.audit.records() if r.event_type == "break_glass_ended")
+    assert (expired.action, expired.effect, expired.rule) == ("", "", "")  # nobody decided it
+    assert ws.store.open_break_glass_sessions("er_eli") == []
 
 
-def test_a_restart_resumes_the_window_from_the_recorded_start(tmp_path: Path, clocks: Clocks) -> None:
-    first = clocks.attach(Workstation(tmp_path / "data"))
-    first.start_emergency_access(first.sign_in("er_eli", DEMO_PASSWORD), EMERGENCY_PATIENT, "ETREAT", WHY,
-                                 DEMO_PASSWORD)
+def test_the_window_closes_on_the_wall_clock_too(ws: Workstation, clocks: Clocks) -> None:
+    eli = user(ws, "er_eli")
+    session = ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    clocks.wall += timedelta(minutes=61)  # the wall clock jumps ahead (the monotonic one did not move)
+    assert ws.break_glass.remaining(session) == timedelta(0)
+    with pytest.raises(Refused):  # and the policies, which read the wall clock, agree
+        ws.patients.open_record(eli, EMERGENCY_PATIENT)
+    assert ws.break_glass.active(eli) is None and ended(ws) == ["expired"]
+
+
+def test_ending_is_a_decision_of_the_policies(ws: Workstation, clocks: Clocks) -> None:
+    eli = user(ws, "er_eli")
+    ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    clocks.advance(5)
+    ws.break_glass.end(eli, "patient handed over to cardiology")
+    end = next(r for r in ws.audit.records() if r.event_type == "break_glass_ended")
+    assert end.details["why"] == "patient handed over to cardiology" and end.purpose_of_use == "ETREAT"
+    assert end.action == "end_break_glass" and end.effect == Effect.ALLOW.value
+    assert end.rule.endswith("#end_own_break_glass")
+
+
+def test_a_new_emergency_access_replaces_the_current_one(ws: Workstation) -> None:
+    eli = user(ws, "er_eli")
+    first = ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    second = ws.break_glass.start(eli, EMERGENCY_PATIENT, "BTG", WHY + ", again", DEMO_PASSWORD)
+    assert ws.break_glass.active(eli) == second != first
+    assert ended(ws) == ["replaced by a new emergency access"]
+    assert [s["id"] for s in ws.store.open_break_glass_sessions("er_eli")] == [second.id]
+
+
+def test_a_physician_may_break_the_glass_too_but_not_at_another_hospital(ws: Workstation) -> None:
+    aly = user(ws, "dr_aly")
+    ws.break_glass.start(aly, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    assert ws.patients.open_record(aly, EMERGENCY_PATIENT).note_types[0] == "emergency"
+    other_hospital = next(p.id for p in ws.store.patients(["h2"]))
+    ws.store.db["patients"].update(other_hospital, {"emergency": 1})
+    with pytest.raises(Refused, match="hospital you do not work at"):
+        ws.break_glass.start(aly, other_hospital, "ETREAT", WHY, DEMO_PASSWORD)
+
+
+def test_a_restart_resumes_the_window_from_the_recorded_start(make_ws: Callable[..., Workstation],
+                                                              clocks: Clocks) -> None:
+    first = make_ws()
+    eli = user(first, "er_eli")
+    session = first.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
     clocks.advance(10)
-    restarted = clocks.attach(Workstation(tmp_path / "data"))
-    eli = restarted.sign_in("er_eli", DEMO_PASSWORD)
-    assert eli.attributes["break_glass"]["patient_id"] == EMERGENCY_PATIENT
-    assert restarted.break_glass.remaining(restarted.emergency_session(eli)) == timedelta(minutes=50)
-    assert restarted.open_record(eli, EMERGENCY_PATIENT).patient.id == EMERGENCY_PATIENT
+    restarted = make_ws(data_dir=first.data_dir)
+    resumed = restarted.break_glass.active(eli)
+    assert resumed is not None and resumed.id == session.id and resumed.started_monotonic is None
+    assert restarted.access.resolve(eli).attributes["break_glass"]["patient_id"] == EMERGENCY_PATIENT
+    assert restarted.break_glass.remaining(resumed) == timedelta(minutes=50)
+    assert restarted.patients.open_record(eli, EMERGENCY_PATIENT).patient.id == EMERGENCY_PATIENT
     clocks.advance(51)
-    assert restarted.emergency_session(eli) is None
+    assert restarted.break_glass.active(eli) is None
+    assert ended(restarted) == ["expired"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BreakGlassSession.remaining after a restart is the wall clock's view alone (expires_at - now), with no "
+    "cap at the window the policy gave: set the clock back 30 minutes after a restart 10 minutes into a "
+    "60-minute session and the service reports 80 minutes left (and keeps the session active) while the "
+    "policies refuse every access under it (now() is before started_at)."))
+def test_after_a_restart_a_clock_set_back_cannot_make_the_window_longer(make_ws: Callable[..., Workstation],
+                                                                        clocks: Clocks) -> None:
+    first = make_ws()
+    eli = user(first, "er_eli")
+    first.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    clocks.advance(10)
+    restarted = make_ws(data_dir=first.data_dir)
+    clocks.wall -= timedelta(minutes=30)
+    resumed = restarted.break_glass.active(eli)
+    assert resumed is None or restarted.break_glass.remaining(resumed) <= timedelta(minutes=60)
+
+
+def test_the_window_is_the_one_the_policy_gives() -> None:
+    def allowed(expires_in: object) -> Decision:
+        return Decision("break_glass", Effect.ALLOW, outputs=({"src": "r", "val": {"expires_in": expires_in}},))
+
+    assert window_of(allowed("60m")) == timedelta(minutes=60)
+    assert window_of(allowed("1h30m")) == timedelta(minutes=90)
+    assert window_of(allowed("45s")) == timedelta(seconds=45)
+    for unreadable in ("an hour", "60", "", None, 60, "60m and more"):
+        assert window_of(allowed(unreadable)) == timedelta(minutes=60)  # the documented fallback
