@@ -583,3 +583,72 @@ def test_with_no_policy_set_everything_is_refused_and_the_screen_says_why(qtbot,
     assert "No policy set is loaded" in w.no_workspace.text() and "IT" in w.no_workspace.text()
     assert "No policy set is loaded" in w.statusBar().currentMessage()
     assert w.vms.patients.rows == [] and not list(ws.chain.records())
+
+
+def test_the_sign_in_button_signs_in(qtbot, window: MainWindow) -> None:
+    choose(window.sign_in.user, "nurse_nia")
+    qtbot.keyClicks(window.sign_in.password, DEMO_PASSWORD)
+    click(qtbot, window.sign_in.button)
+    assert window.vms.session.user is not None and window.vms.session.user.id == "nurse_nia"
+    assert window.sign_in.password.text() == ""
+
+
+def test_the_physician_moves_an_update_along_from_the_record_panel(qtbot, window: MainWindow) -> None:
+    """Request from the record's device panel (and the engineer's screen rejects it); for an update
+    the vendor requested and an engineer approved: approve, schedule and mark applied, all from
+    the panel."""
+    ws = window.vms.session.workstation
+    p01 = ws.store.patient("p01")
+    device = ws.store.device_for("p01")["id"]
+    sign_in(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p01.mrn)
+    qtbot.keyClicks(window.record.firmware_version, "4.3.0")
+    click(qtbot, window.record.firmware_buttons["request_firmware_update"])
+    assert "requested" in window.record.firmware_state.text()
+    assert not window.record.firmware_buttons["approve_firmware_update"].isEnabled()  # her own request
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "eng_max")
+    row = [r.device_id for r in window.engineering.rows].index(device)
+    click_cell(qtbot, window.engineering.table, row)
+    click(qtbot, window.engineering.buttons["reject_firmware_update"])
+    assert "rejected" in window.engineering.table.item(row, 3).text()
+    ws.firmware.step(ws.session.sign_in("eng_vic", DEMO_PASSWORD), "request_firmware_update", device, "4.4.0")
+    ws.firmware.step(ws.session.sign_in("eng_max", DEMO_PASSWORD), "approve_firmware_update", device)
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, p01.mrn)
+    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    click(qtbot, window.record.firmware_buttons["schedule_firmware_update"])
+    assert "scheduled" in window.record.firmware_state.text()
+    click(qtbot, window.record.firmware_buttons["apply_firmware_update"])
+    assert "<b>4.4.0</b>" in " ".join(label.text() for label in window.record.widget().findChildren(QLabel))
+    assert ws.store.device(device)["firmware_version"] == "4.4.0"
+
+
+def test_cancel_and_close_leave_without_doing_anything(qtbot, window: MainWindow) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    def dismiss(dialog: object, which: QDialogButtonBox.StandardButton) -> None:
+        box = dialog.findChild(QDialogButtonBox)
+        click(qtbot, box.button(which))
+        assert not dialog.isVisible()
+
+    ws = window.vms.session.workstation
+    sign_in(qtbot, window, "er_eli")
+    search_and_open(qtbot, window, ws.store.patient("p03").mrn)
+    dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
+    qtbot.keyClicks(dialog.justification, "Collapsed in the ER; need device settings now.")
+    dismiss(dialog, QDialogButtonBox.StandardButton.Cancel)
+    assert window.vms.break_glass.emergency is None
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "dr_aly")
+    search_and_open(qtbot, window, ws.store.patient("p02").mrn)
+    dismiss(
+        open_dialog(qtbot, window.record.delegate, window.record, "delegation_dialog"),
+        QDialogButtonBox.StandardButton.Close,
+    )
+    dismiss(
+        open_dialog(qtbot, window.record.consent, window.record, "consent_dialog"),
+        QDialogButtonBox.StandardButton.Cancel,
+    )
+    assert events(window) == []
