@@ -66,11 +66,11 @@ class BreakGlassSession:
     started_monotonic: float | None = None  # this process only
 
     def remaining(self, now: datetime, monotonic_now: float | None = None) -> timedelta:
-        """Time left: the smaller of the wall-clock and the monotonic view, so neither a clock
-        change nor a restart can extend the window."""
-        left = self.expires_at - now
+        """Time left: the smaller of the wall-clock and the monotonic view, and never more than the
+        window itself, so neither a clock set back nor a restart can extend it."""
+        window = self.expires_at - self.started_at
+        left = min(self.expires_at - now, window)
         if self.started_monotonic is not None and monotonic_now is not None:
-            window = self.expires_at - self.started_at
             left = min(left, window - timedelta(seconds=monotonic_now - self.started_monotonic))
         return max(left, timedelta(0))
 

@@ -169,6 +169,7 @@ class ComplianceService:
             1
             for r in records
             if r.kind == "decision"
+            and r.action == "view"  # one per record opened (its view_phi is decided beside it)
             and r.principal_id == start.principal_id
             and r.patient_id == start.patient_id
             and r.seq > start.seq

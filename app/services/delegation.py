@@ -122,6 +122,8 @@ class DelegationService:
         if row is None:
             raise refuse("revoke_delegation", "There is no such delegation.")
         delegation = Delegation.from_row(row)
+        if delegation.revoked:
+            raise refuse("revoke_delegation", "This delegation has already been revoked.")
         record = self._record(delegation.patient_id)
         decision = self.access.require(revoker, record, "revoke_delegation")
         self.audit.event(

@@ -209,7 +209,9 @@ class ExportService:
         step(1, 3)
         document = fhir_bundle(data, deidentified) if fmt == "fhir" else {"format": "ccc-export/1", **data}
         content = json.dumps(document, indent=1, sort_keys=True, default=str).encode()
-        name = f"{data['study_id'] if deidentified else patient_id}-{self.clock():%Y%m%dT%H%M%S}.{fmt}.json"
+        # a random part: two exports in the same second never share a file (nor an audited hash)
+        stem = data["study_id"] if deidentified else patient_id
+        name = f"{stem}-{self.clock():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.{'fhir.json' if fmt == 'fhir' else 'json'}"
         step(2, 3)
         flagged = decision.output("audit_flag") == "export_reason_missing"
         event = self.audit.event(

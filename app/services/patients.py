@@ -4,7 +4,9 @@ consent) is asked of the policies on the real record; nothing here knows who may
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,7 @@ from .users import SignedInUser
 # The note types a record may take, most complete first (the editor offers the allowed ones in
 # this order, so a physician starts on a full note and a nurse on a basic one).
 NOTE_TYPES = ("emergency", "full", "basic")
+WITHHELD = "(withheld)"  # an identifier the policies do not let this user see (view_phi refused)
 # What the record screen asks about the record itself, besides the note types.
 RECORD_ACTIONS = ("view_history", "delegate_access", "revoke_delegation", "record_consent")
 
@@ -59,8 +62,14 @@ class RecordView:
 
 
 class PatientService:
-    def __init__(self, store: Store, access: AccessService, audit: AuditTrail) -> None:
-        self.store, self.access, self.audit = store, access, audit
+    def __init__(
+        self,
+        store: Store,
+        access: AccessService,
+        audit: AuditTrail,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store, self.access, self.audit, self.clock = store, access, audit, clock
 
     def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
@@ -89,10 +98,12 @@ class PatientService:
         then nothing is shown."""
         patient = self.patient(patient_id)
         record = resources.patient_record(patient)
-        view = self.access.decide(user, record, ["view"])
+        view = self.access.decide(user, record, ["view", "view_phi"])
         self.audit.decisions(user, record, view.values(), purpose_of_use)
         if not view["view"].allowed:
             raise Refused(view["view"])
+        if not view["view_phi"].allowed:  # the record without what identifies the patient
+            patient = replace(patient, name=WITHHELD, mrn=WITHHELD, birth_date=WITHHELD, room="", bed="")
         decisions = {**view, **self.access.decide(user, record, RECORD_ACTIONS)}
         note_types, notes_refusal = self.note_types(user, patient)
         raw = self.store.transmissions(patient_id)
@@ -129,9 +140,9 @@ class PatientService:
             raise refuse("edit_clinical_notes", "The note is empty.")
         record = resources.patient_record(patient, note_type=note_type)
         decision = self.access.require(user, record, "edit_clinical_notes")
-        now = datetime.now(UTC).isoformat()
+        now = self.clock().isoformat()
         note = {
-            "id": f"n-{patient_id}-{now}",
+            "id": f"n-{patient_id}-{uuid.uuid4().hex[:12]}",
             "patient_id": patient_id,
             "author_id": user.id,
             "note_type": note_type,

@@ -67,7 +67,7 @@ class Workstation:
         self.audit = AuditTrail(self.chain, lambda: access.bundle_version)
         services = (self.store, self.access, self.audit)
         self.session = SessionService(self.store, self.users, self.secrets, self.access)
-        self.patients = PatientService(*services)
+        self.patients = PatientService(*services, clock=clock)
         self.break_glass = BreakGlassService(self.store, self.sessions, self.users, self.access, self.audit)
         self.delegations = DelegationService(*services, clock=clock)
         self.consents = ConsentService(*services, clock=clock)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QLabel
 
 from app.services.users import DEMO_PASSWORD
@@ -19,9 +19,10 @@ ER_WHY = "Chest pain on admission, pacemaker patient; need device data and histo
 
 def keep_working(qtbot, w: MainWindow, clock: Clock, minutes: int) -> None:  # noqa: ANN001
     """Time passes with the clinician at the keyboard (the idle lock does not fire)."""
-    for _ in range(minutes):
+    centre = w.record.rect().center()
+    for minute in range(minutes):
         clock.advance(minutes=1)
-        qtbot.mouseMove(w.record, w.record.rect().center())
+        qtbot.mouseMove(w.record, QPoint(centre.x() + minute % 2, centre.y()))  # a real move each time
         qtbot.wait(25)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QLabel
 
 from app.services.credentials import SecretStore
@@ -45,9 +45,10 @@ def open_row(qtbot, w: MainWindow, row: int = 0) -> None:  # noqa: ANN001
 
 def keep_working(qtbot, w: MainWindow, clock: Clock, minutes: int) -> None:  # noqa: ANN001
     """Time passes with the clinician at the keyboard (the idle lock does not fire)."""
-    for _ in range(minutes):
+    centre = w.record.rect().center()
+    for minute in range(minutes):
         clock.advance(minutes=1)
-        qtbot.mouseMove(w.record, w.record.rect().center())
+        qtbot.mouseMove(w.record, QPoint(centre.x() + minute % 2, centre.y()))  # a real move each time
         qtbot.wait(30)
 
 

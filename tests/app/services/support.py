@@ -66,8 +66,13 @@ def acme_device_of_aly(ws: Workstation, skip: tuple[str, ...] = ()) -> str:
     """A device of one of Dr. Aly's patients, made by Acme (eng_max's manufacturer), with no update yet."""
     for p in ws.store.patients(["h1"]):
         device = ws.store.device_for(p.id)
-        if ("dr_aly" in p.assigned_physicians and device is not None and device["manufacturer_id"] == "m_acme"
-                and not ws.store.firmware_updates_for(device["id"]) and device["id"] not in skip):
+        if (
+            "dr_aly" in p.assigned_physicians
+            and device is not None
+            and device["manufacturer_id"] == "m_acme"
+            and not ws.store.firmware_updates_for(device["id"])
+            and device["id"] not in skip
+        ):
             return device["id"]
     raise AssertionError("the demo data has no such device")
 
@@ -104,9 +109,13 @@ def policy_actions(kind: str) -> set[str]:
 def allowing_rules(kind: str, action: str) -> list[str]:
     """The ALLOW rules of the kind's policy that name the action and can allow it (explanation
     rules, whose condition is the literal false, never do)."""
-    return [name for name, r in rules(kind).items() if r["effect"] == Effect.ALLOW.value
-            and (action in r["actions"] or "*" in r["actions"])
-            and r.get("condition", {}).get("match", {}).get("expr") != "false"]
+    return [
+        name
+        for name, r in rules(kind).items()
+        if r["effect"] == Effect.ALLOW.value
+        and (action in r["actions"] or "*" in r["actions"])
+        and r.get("condition", {}).get("match", {}).get("expr") != "false"
+    ]
 
 
 def policy_id(kind: str) -> str:
@@ -151,8 +160,10 @@ def reason(kind: str, rule: str, after: str = "") -> tuple[str, str]:
 def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     """Each workflow of the app, through the services, by the users the policies allow it to, and
     every reader that asks the policies something. Raises if any step is refused."""
-    u = {uid: user(ws, uid) for uid in ("dr_aly", "nurse_nia", "er_eli", "eng_max", "eng_vic", "co_cora",
-                                         "admin_hal", "gina", "pt_p02")}
+    u = {
+        uid: user(ws, uid)
+        for uid in ("dr_aly", "nurse_nia", "er_eli", "eng_max", "eng_vic", "co_cora", "admin_hal", "gina", "pt_p02")
+    }
     aly, nia, eli, max_, vic, cora, hal, gina, pt = u.values()
     for who in u.values():
         assert ws.session.workspace(who).name
@@ -167,12 +178,19 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     ws.patients.open_record(gina, SEED_PATIENT)
 
     # consent and exports
-    ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02 (signed on the tablet)", clocks.in_days(90),
-                       patients_word=True)
+    ws.consents.record(
+        aly, SEED_PATIENT, "export", "Patient p02 (signed on the tablet)", clocks.in_days(90), patients_word=True
+    )
     ws.consents.record(pt, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30))
     assert all(d.allowed or d.remedy == "complete_form" for d in ws.exports.offers(aly, SEED_PATIENT).values())
-    ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="Referral to the electrophysiology clinic",
-                      fmt="fhir", directory=out)
+    ws.exports.export(
+        aly,
+        SEED_PATIENT,
+        deidentified=False,
+        reason="Referral to the electrophysiology clinic",
+        fmt="fhir",
+        directory=out,
+    )
     flagged = ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt="json", directory=out)
     ws.exports.export(pt, SEED_PATIENT, deidentified=False, reason="", fmt="json", directory=out)
 
@@ -221,8 +239,9 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     ws.compliance.annotate(cora, first, "resolve_review", "Late justification accepted.")
     ws.compliance.annotate(cora, second, "accept_review", "Justified by the ER notes.")
     ws.compliance.annotate(cora, third, "reject_review", "Patient was stable by then.")
-    ws.compliance.annotate(max_, flagged.audit_record_id, "add_late_justification",
-                           "Root-cause analysis of sensing drift")
+    ws.compliance.annotate(
+        max_, flagged.audit_record_id, "add_late_justification", "Root-cause analysis of sensing drift"
+    )
     ws.compliance.annotate(cora, flagged.audit_record_id, "accept_review", "Reason added, accepted.")
     for report_type in REPORT_TYPES:
         assert ws.compliance.report_types(cora, "h1")[report_type].allowed

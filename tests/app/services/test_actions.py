@@ -17,6 +17,7 @@ import pytest
 from app.services.workstation import Workstation
 from authz import Decision, Effect, Resource
 from tests.app.services.support import (
+    POLICIES,
     SEED_PATIENT,
     Clocks,
     allowing_rules,
@@ -33,11 +34,27 @@ SERVICES = Path(__file__).resolve().parents[3] / "app" / "services"
 
 # The actions the app asks, by the resource kind it asks them about.
 ACTIONS: dict[str, set[str]] = {
-    "patient_record": {"view", "view_history", "edit_clinical_notes", "export", "break_glass", "end_break_glass",
-                       "delegate_access", "revoke_delegation", "record_consent"},
+    "patient_record": {
+        "view",
+        "view_phi",
+        "view_history",
+        "edit_clinical_notes",
+        "export",
+        "break_glass",
+        "end_break_glass",
+        "delegate_access",
+        "revoke_delegation",
+        "record_consent",
+    },
     "history_entry": {"view"},
-    "device": {"view_device_data", "request_firmware_update", "approve_firmware_update", "reject_firmware_update",
-               "schedule_firmware_update", "apply_firmware_update"},
+    "device": {
+        "view_device_data",
+        "request_firmware_update",
+        "approve_firmware_update",
+        "reject_firmware_update",
+        "schedule_firmware_update",
+        "apply_firmware_update",
+    },
     "audit_event": {"review", "accept_review", "reject_review", "remind", "resolve_review", "add_late_justification"},
     "compliance_report": {"generate"},
     "workstation": {"open_clinical_workspace", "open_compliance_workspace", "open_engineering_workspace"},
@@ -168,10 +185,24 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
     by_id = {r.record_id: r for r in records}
     written = [r for r in records if r.kind in ("event", "annotation")]
     assert {r.event_type for r in written} == {
-        "note_saved", "consent_recorded", "export", "delegation_granted", "delegation_revoked",
-        "break_glass_started", "break_glass_ended", "firmware_requested", "firmware_approved", "firmware_rejected",
-        "firmware_scheduled", "firmware_applied", "remind", "add_late_justification", "resolve_review",
-        "accept_review", "reject_review"}
+        "note_saved",
+        "consent_recorded",
+        "export",
+        "delegation_granted",
+        "delegation_revoked",
+        "break_glass_started",
+        "break_glass_ended",
+        "firmware_requested",
+        "firmware_approved",
+        "firmware_rejected",
+        "firmware_scheduled",
+        "firmware_applied",
+        "remind",
+        "add_late_justification",
+        "resolve_review",
+        "accept_review",
+        "reject_review",
+    }
     system = [r for r in written if r.event_type == "break_glass_ended" and r.details["why"] == "expired"]
     assert len(system) == 1 and (system[0].action, system[0].effect, system[0].rule) == ("", "", "")
     for r in written:
@@ -195,10 +226,6 @@ def test_every_recorded_decision_is_of_a_policy_action(full_run: tuple[Workstati
         assert r.action in policy_actions(r.resource_kind) and r.policy == policy_id(r.resource_kind), r
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "README and policies/README.md: PHI fields are decided by view_phi on patient_record and 'the app shows "
-    "identifiers only when view_phi is allowed', but no service asks view_phi: the record view carries the "
-    "patient's identifiers whenever view is allowed, and no decision tells a screen whether to show them."))
 def test_identifiers_are_decided_by_view_phi(ws: Workstation) -> None:
     assert "view_phi" in ACTIONS["patient_record"] | set(asked_in_the_code())
     record = ws.patients.open_record(user(ws, "dr_aly"), SEED_PATIENT)
@@ -211,5 +238,37 @@ def test_the_record_decisions_are_asked_on_the_real_record(make_ws: Callable[...
     recorder = Recorder(ws)
     ws.patients.open_record(user(ws, "dr_aly"), SEED_PATIENT)
     assert {a for k, a in recorder.asked if k == "patient_record"} == {
-        "view", "view_history", "edit_clinical_notes", "delegate_access", "revoke_delegation", "record_consent"}
+        "view",
+        "view_phi",
+        "view_history",
+        "edit_clinical_notes",
+        "delegate_access",
+        "revoke_delegation",
+        "record_consent",
+    }
     assert ("history_entry", "view") in recorder.asked
+
+
+def test_where_the_policies_refuse_view_phi_the_record_comes_without_identifiers(tmp_path: Path) -> None:
+    """A copy of policies/ in which viewing the record no longer grants its PHI fields."""
+    import shutil
+
+    import yaml
+
+    from app.services.patients import WITHHELD
+
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    shutil.rmtree(policies / "tests")
+    path = policies / "resources" / "patient_record.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for rule in doc["resourcePolicy"]["rules"]:
+        if rule["name"] == "view_patient_data":
+            rule["actions"] = ["view"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    ws = Workstation(tmp_path / "data", policies=policies)
+    record = ws.patients.open_record(user(ws, "dr_aly"), SEED_PATIENT)
+    real = ws.store.patient(SEED_PATIENT)
+    assert not record.decisions["view_phi"].allowed
+    assert (record.patient.name, record.patient.mrn, record.patient.birth_date) == (WITHHELD, WITHHELD, WITHHELD)
+    assert record.series and record.patient.id == real.id  # the clinical data is there; who it is, is not

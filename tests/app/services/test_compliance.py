@@ -98,11 +98,17 @@ def test_reject_remind_late_justification_resolve(ws: Workstation) -> None:
     item = ws.compliance.queue(cora)[0]
     assert item.state == "resolved" and not item.needs_attention
     assert item.late_justification.startswith("Rhythm strip")
-    assert [a.event_type for a in item.annotations] == ["reject_review", "remind", "add_late_justification",
-                                                        "resolve_review"]
+    assert [a.event_type for a in item.annotations] == [
+        "reject_review",
+        "remind",
+        "add_late_justification",
+        "resolve_review",
+    ]
     assert all(a.ref == event and a.effect == Effect.ALLOW.value for a in item.annotations)
     assert [a.rule for a in item.annotations] == [rule_id("audit_event", "compliance_officer_reviews")] * 2 + [
-        rule_id("audit_event", late_rule), rule_id("audit_event", "compliance_officer_reviews")]
+        rule_id("audit_event", late_rule),
+        rule_id("audit_event", "compliance_officer_reviews"),
+    ]
     assert ws.chain.verify().ok
 
 
@@ -141,25 +147,31 @@ def test_another_hospitals_events_are_not_reviewed(make_ws: Callable[..., Workst
     assert refused.value.decision.reason == reason("audit_event", "compliance_officer_reviews")[0]
 
 
-def test_a_flagged_export_is_in_the_queue_until_its_reason_is_added(make_ws: Callable[..., Workstation],
-                                                                     clocks: Clocks, tmp_path: Path) -> None:
+def test_a_flagged_export_is_in_the_queue_until_its_reason_is_added(
+    make_ws: Callable[..., Workstation], clocks: Clocks, tmp_path: Path
+) -> None:
     ws = make_ws()
     aly, max_, cora = (user(ws, u) for u in ("dr_aly", "eng_max", "co_cora"))
     ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True)
     flagged = ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt="json", directory=tmp_path)
-    plain = ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="Referral to the EP clinic",
-                              fmt="json", directory=tmp_path)
+    plain = ws.exports.export(
+        aly, SEED_PATIENT, deidentified=False, reason="Referral to the EP clinic", fmt="json", directory=tmp_path
+    )
     items = {i.event.record_id: i for i in ws.compliance.queue(cora)}
     assert set(items) == {flagged.audit_record_id, plain.audit_record_id}
     assert items[flagged.audit_record_id].needs_attention and not items[plain.audit_record_id].needs_attention
     ws.compliance.annotate(cora, flagged.audit_record_id, "remind", "Please add the reason for this export.")
     asked = (flagged.audit_record_id, "Please add the reason for this export.")
     # whoever exported may answer, and so may the patient's assigned physician
-    assert [q[:2] for q in ws.compliance.open_questions(max_)] == [q[:2] for q in ws.compliance.open_questions(aly)] \
+    assert (
+        [q[:2] for q in ws.compliance.open_questions(max_)]
+        == [q[:2] for q in ws.compliance.open_questions(aly)]
         == [asked]
+    )
     assert ws.compliance.open_questions(user(ws, "dr_ben")) == []
-    ws.compliance.annotate(max_, flagged.audit_record_id, "add_late_justification",
-                           "Root-cause analysis of sensing drift")
+    ws.compliance.annotate(
+        max_, flagged.audit_record_id, "add_late_justification", "Root-cause analysis of sensing drift"
+    )
     assert ws.compliance.open_questions(max_) == ws.compliance.open_questions(aly) == []
     ws.compliance.annotate(cora, flagged.audit_record_id, "accept_review", "Reason added, accepted.")
     item = next(i for i in ws.compliance.queue(cora) if i.event.record_id == flagged.audit_record_id)
@@ -171,11 +183,12 @@ def test_reports_by_role(ws: Workstation) -> None:
     report = ws.compliance.report(cora, "break_glass", "h1")
     assert dict(report.rows) == {"break_glass_started": 1, "break_glass_ended": 1} and report.total == 2
     access = dict(ws.compliance.report(cora, "access", "h1").rows)
-    assert access == {"view: allow": 3}
+    assert access == {"view: allow": 3, "view_phi: allow": 3}
     usage = ws.compliance.report(hal, "usage", "h1")
-    assert usage.total == 3 and all(len(label) == 10 for label, _ in usage.rows)
+    assert usage.total == 6 and all(len(label) == 10 for label, _ in usage.rows)
     assert {t: d.allowed for t, d in ws.compliance.report_types(hal, "h1").items()} == {
-        t: t == "usage" for t in REPORT_TYPES}
+        t: t == "usage" for t in REPORT_TYPES
+    }
     assert all(d.allowed for d in ws.compliance.report_types(cora, "h1").values())
     with pytest.raises(Refused) as refused:
         ws.compliance.report(hal, "break_glass", "h1")

@@ -28,8 +28,15 @@ def events(ws: Workstation) -> list[tuple[str, str]]:
 def test_assigned_physician_delegates_with_permission_and_revokes(ws: Workstation, clocks: Clocks) -> None:
     aly, gina = user(ws, "dr_aly"), user(ws, "gina")
     for category in ("psychiatric", "substance_use"):  # what a delegate's "limited" history leaves out
-        ws.store.db["history"].insert({"id": f"h-{SEED_PATIENT}-{category}", "patient_id": SEED_PATIENT,
-                                       "category": category, "date": "2024-05-01", "summary": "Restricted."})
+        ws.store.db["history"].insert(
+            {
+                "id": f"h-{SEED_PATIENT}-{category}",
+                "patient_id": SEED_PATIENT,
+                "category": category,
+                "date": "2024-05-01",
+                "summary": "Restricted.",
+            }
+        )
     assert ws.patients.rows(gina) == []
     offer = ws.delegations.offer(aly, SEED_PATIENT)
     assert not offer.allowed and offer.remedy == "complete_form"  # once the patient's permission is ticked
@@ -45,7 +52,8 @@ def test_assigned_physician_delegates_with_permission_and_revokes(ws: Workstatio
     assert record.notes_refusal.reason == reason("patient_record", "why_not_write_note")[0]
     assert not ws.exports.offers(gina, SEED_PATIENT)["identified"].allowed
     assert record.history and {e["category"] for e in record.history}.isdisjoint(
-        {"psychiatric", "sexual_health", "substance_use", "sealed"})
+        {"psychiatric", "sexual_health", "substance_use", "sealed"}
+    )
     everything = {e["category"] for e in ws.patients.open_record(aly, SEED_PATIENT).history}
     assert everything - {e["category"] for e in record.history} == {"psychiatric", "substance_use"}
     with pytest.raises(Refused):
@@ -59,8 +67,12 @@ def test_assigned_physician_delegates_with_permission_and_revokes(ws: Workstatio
     granted = next(r for r in ws.audit.records() if r.event_type == "delegation_granted")
     assert granted.action == "delegate_access" and granted.effect == Effect.ALLOW.value
     assert granted.rule == rule_id("patient_record", "physician_delegates_with_permission")
-    assert granted.details == {"delegation_id": delegation.id, "delegate_id": "gina",
-                               "expires_at": delegation.expires_at.isoformat(), "patient_permission": True}
+    assert granted.details == {
+        "delegation_id": delegation.id,
+        "delegate_id": "gina",
+        "expires_at": delegation.expires_at.isoformat(),
+        "patient_permission": True,
+    }
 
 
 def test_the_patient_delegates_and_revokes_their_own_record_only(ws: Workstation, clocks: Clocks) -> None:
@@ -95,8 +107,9 @@ def test_refusals_say_why(ws: Workstation, clocks: Clocks) -> None:
     with pytest.raises(Refused, match="future"):
         ws.delegations.grant(aly, SEED_PATIENT, "gina", clocks.in_days(-1), patient_permission=True)
     with pytest.raises(Refused, match="future"):
-        ws.delegations.grant(aly, SEED_PATIENT, "gina", clocks.in_days(30).replace(tzinfo=None),
-                             patient_permission=True)
+        ws.delegations.grant(
+            aly, SEED_PATIENT, "gina", clocks.in_days(30).replace(tzinfo=None), patient_permission=True
+        )
     with pytest.raises(Refused, match="no such patient"):
         ws.delegations.grant(aly, "p99", "gina", clocks.in_days(7), patient_permission=True)
     for who in (nia, gina, user(ws, "eng_max")):
@@ -117,10 +130,6 @@ def test_access_ends_at_expiry(ws: Workstation, clocks: Clocks) -> None:
         ws.patients.open_record(gina, SEED_PATIENT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DelegationService.revoke does not look at whether the delegation is already revoked: revoking it a second "
-    "time is allowed again and writes a second delegation_revoked event for the same delegation (the store "
-    "update is a no-op), so the audit log records two revocations of one grant."))
 def test_a_delegation_is_revoked_once(ws: Workstation, clocks: Clocks) -> None:
     aly = user(ws, "dr_aly")
     delegation = ws.delegations.grant(aly, SEED_PATIENT, "gina", clocks.in_days(30), patient_permission=True)

@@ -47,8 +47,11 @@ def device_in(ws: Workstation, state: str) -> str:
 
 def note_author(note_type: str) -> tuple[str, str]:
     """Who writes a note of this type, on which patient, under the real policies (and the prepared data)."""
-    return {"emergency": ("er_eli", EMERGENCY_PATIENT), "full": ("dr_aly", SEED_PATIENT),
-            "basic": ("nurse_nia", "p01")}[note_type]
+    return {
+        "emergency": ("er_eli", EMERGENCY_PATIENT),
+        "full": ("dr_aly", SEED_PATIENT),
+        "basic": ("nurse_nia", "p01"),
+    }[note_type]
 
 
 def _note(note_type: str) -> Callable[[Workstation, Clocks, Path], object]:
@@ -57,8 +60,9 @@ def _note(note_type: str) -> Callable[[Workstation, Clocks, Path], object]:
 
 
 def _review(step: str) -> Callable[[Workstation, Clocks, Path], object]:
-    return lambda ws, clocks, out: ws.compliance.annotate(user(ws, "co_cora"), event_of(ws, "break_glass_started"),
-                                                          step, "Reviewed with the ER notes.")
+    return lambda ws, clocks, out: ws.compliance.annotate(
+        user(ws, "co_cora"), event_of(ws, "break_glass_started"), step, "Reviewed with the ER notes."
+    )
 
 
 def _report(report_type: str) -> Callable[[Workstation, Clocks, Path], object]:
@@ -67,52 +71,118 @@ def _report(report_type: str) -> Callable[[Workstation, Clocks, Path], object]:
 
 # (what, the resource kind asked, the call): in an order in which the real policies allow every one
 WORKFLOWS: list[Workflow] = [
-    ("open a record", "patient_record",
-     lambda ws, clocks, out: ws.patients.open_record(user(ws, "dr_aly"), SEED_PATIENT)),
+    (
+        "open a record",
+        "patient_record",
+        lambda ws, clocks, out: ws.patients.open_record(user(ws, "dr_aly"), SEED_PATIENT),
+    ),
     *((f"save a {t} note", "patient_record", _note(t)) for t in NOTE_TYPES),
     ("end break-glass", "patient_record", lambda ws, clocks, out: ws.break_glass.end(user(ws, "er_eli"))),
-    ("start break-glass", "patient_record",
-     lambda ws, clocks, out: ws.break_glass.start(user(ws, "dr_aly"), EMERGENCY_PATIENT, "ETREAT", WHY,
-                                                  DEMO_PASSWORD)),
-    ("record consent", "patient_record",
-     lambda ws, clocks, out: ws.consents.record(user(ws, "dr_aly"), SEED_PATIENT, "export", "Patient p02",
-                                                clocks.in_days(30), patients_word=True)),
-    ("grant a delegation", "account",
-     lambda ws, clocks, out: ws.delegations.grant(user(ws, "dr_aly"), SEED_PATIENT, "gina", clocks.in_days(30),
-                                                  patient_permission=True)),
-    ("revoke a delegation", "patient_record",
-     lambda ws, clocks, out: ws.delegations.revoke(user(ws, "dr_aly"), "del-1")),
-    ("export identified", "patient_record",
-     lambda ws, clocks, out: ws.exports.export(user(ws, "dr_aly"), SEED_PATIENT, deidentified=False,
-                                               reason="Referral to the electrophysiology clinic", fmt="fhir",
-                                               directory=out)),
-    ("export de-identified", "patient_record",
-     lambda ws, clocks, out: ws.exports.export(user(ws, "eng_max"), SEED_PATIENT, deidentified=True,
-                                               reason="Root-cause analysis of sensing drift", fmt="json",
-                                               directory=out)),
-    ("request a firmware update", "device",
-     lambda ws, clocks, out: ws.firmware.step(user(ws, "dr_aly"), "request_firmware_update", acme_device_of_aly(ws),
-                                              "4.3.0")),
-    ("approve a firmware update", "device",
-     lambda ws, clocks, out: ws.firmware.step(user(ws, "dr_aly"), "approve_firmware_update", "d-p02")),
-    ("reject a firmware update", "device",
-     lambda ws, clocks, out: ws.firmware.step(user(ws, "dr_aly"), "reject_firmware_update", "d-p02", "Not now.")),
-    ("schedule a firmware update", "device",
-     lambda ws, clocks, out: ws.firmware.step(user(ws, "eng_max"), "schedule_firmware_update",
-                                              device_in(ws, "approved"))),
-    ("mark a firmware update applied", "device",
-     lambda ws, clocks, out: ws.firmware.step(user(ws, "eng_max"), "apply_firmware_update",
-                                              device_in(ws, "scheduled"))),
+    (
+        "start break-glass",
+        "patient_record",
+        lambda ws, clocks, out: ws.break_glass.start(
+            user(ws, "dr_aly"), EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD
+        ),
+    ),
+    (
+        "record consent",
+        "patient_record",
+        lambda ws, clocks, out: ws.consents.record(
+            user(ws, "dr_aly"), SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True
+        ),
+    ),
+    (
+        "grant a delegation",
+        "account",
+        lambda ws, clocks, out: ws.delegations.grant(
+            user(ws, "dr_aly"), SEED_PATIENT, "gina", clocks.in_days(30), patient_permission=True
+        ),
+    ),
+    (
+        "revoke a delegation",
+        "patient_record",
+        lambda ws, clocks, out: ws.delegations.revoke(user(ws, "dr_aly"), "del-1"),
+    ),
+    (
+        "export identified",
+        "patient_record",
+        lambda ws, clocks, out: ws.exports.export(
+            user(ws, "dr_aly"),
+            SEED_PATIENT,
+            deidentified=False,
+            reason="Referral to the electrophysiology clinic",
+            fmt="fhir",
+            directory=out,
+        ),
+    ),
+    (
+        "export de-identified",
+        "patient_record",
+        lambda ws, clocks, out: ws.exports.export(
+            user(ws, "eng_max"),
+            SEED_PATIENT,
+            deidentified=True,
+            reason="Root-cause analysis of sensing drift",
+            fmt="json",
+            directory=out,
+        ),
+    ),
+    (
+        "request a firmware update",
+        "device",
+        lambda ws, clocks, out: ws.firmware.step(
+            user(ws, "dr_aly"), "request_firmware_update", acme_device_of_aly(ws), "4.3.0"
+        ),
+    ),
+    (
+        "approve a firmware update",
+        "device",
+        lambda ws, clocks, out: ws.firmware.step(user(ws, "dr_aly"), "approve_firmware_update", "d-p02"),
+    ),
+    (
+        "reject a firmware update",
+        "device",
+        lambda ws, clocks, out: ws.firmware.step(user(ws, "dr_aly"), "reject_firmware_update", "d-p02", "Not now."),
+    ),
+    (
+        "schedule a firmware update",
+        "device",
+        lambda ws, clocks, out: ws.firmware.step(
+            user(ws, "eng_max"), "schedule_firmware_update", device_in(ws, "approved")
+        ),
+    ),
+    (
+        "mark a firmware update applied",
+        "device",
+        lambda ws, clocks, out: ws.firmware.step(
+            user(ws, "eng_max"), "apply_firmware_update", device_in(ws, "scheduled")
+        ),
+    ),
     *((f"review: {step}", "audit_event", _review(step)) for step in REVIEW_STEPS),
-    ("late justification of a break-glass", "audit_event",
-     lambda ws, clocks, out: ws.compliance.annotate(user(ws, "er_eli"), event_of(ws, "break_glass_started"),
-                                                    "add_late_justification", "Pauses of 6 s on the strip.")),
-    ("late justification of an export", "audit_event",
-     lambda ws, clocks, out: ws.compliance.annotate(user(ws, "eng_max"), event_of(ws, "export"),
-                                                    "add_late_justification", "Root-cause analysis of drift.")),
+    (
+        "late justification of a break-glass",
+        "audit_event",
+        lambda ws, clocks, out: ws.compliance.annotate(
+            user(ws, "er_eli"),
+            event_of(ws, "break_glass_started"),
+            "add_late_justification",
+            "Pauses of 6 s on the strip.",
+        ),
+    ),
+    (
+        "late justification of an export",
+        "audit_event",
+        lambda ws, clocks, out: ws.compliance.annotate(
+            user(ws, "eng_max"), event_of(ws, "export"), "add_late_justification", "Root-cause analysis of drift."
+        ),
+    ),
     *((f"report: {t}", "compliance_report", _report(t)) for t in REPORT_TYPES),
-    ("usage report by the admin", "compliance_report",
-     lambda ws, clocks, out: ws.compliance.report(user(ws, "admin_hal"), "usage", "h1")),
+    (
+        "usage report by the admin",
+        "compliance_report",
+        lambda ws, clocks, out: ws.compliance.report(user(ws, "admin_hal"), "usage", "h1"),
+    ),
 ]
 
 
@@ -145,8 +215,11 @@ def copy_of(prepared: Path, name: str) -> Path:
 def deny_all_policies(directory: Path, with_reason: bool) -> Path:
     """One policy per resource kind the app uses, each denying every action to every role."""
     directory.mkdir()
-    output = f"\n      output:\n        when:\n          ruleActivated: '{{\"reason\": \"{DENY_REASON}\"}}'" \
-        if with_reason else ""
+    output = (
+        f'\n      output:\n        when:\n          ruleActivated: \'{{"reason": "{DENY_REASON}"}}\''
+        if with_reason
+        else ""
+    )
     for kind in KINDS:
         (directory / f"{kind}.yaml").write_text(f"""apiVersion: api.cerbos.dev/v1
 resourcePolicy:
@@ -161,8 +234,9 @@ resourcePolicy:
     return directory
 
 
-def test_every_workflow_here_is_one_the_real_policies_allow(prepared: Path, make_ws: Callable[..., Workstation],
-                                                             clocks: Clocks, tmp_path: Path) -> None:
+def test_every_workflow_here_is_one_the_real_policies_allow(
+    prepared: Path, make_ws: Callable[..., Workstation], clocks: Clocks, tmp_path: Path
+) -> None:
     ws = make_ws(data_dir=copy_of(prepared, "allowed"))
     for what, _kind, run in WORKFLOWS:
         try:
@@ -173,8 +247,9 @@ def test_every_workflow_here_is_one_the_real_policies_allow(prepared: Path, make
 
 
 @pytest.mark.parametrize("policy_set", ["deny-all", "deny-all-without-reasons", "none-loaded"])
-def test_every_workflow_is_refused_and_writes_nothing(prepared: Path, make_ws: Callable[..., Workstation],
-                                                      clocks: Clocks, tmp_path: Path, policy_set: str) -> None:
+def test_every_workflow_is_refused_and_writes_nothing(
+    prepared: Path, make_ws: Callable[..., Workstation], clocks: Clocks, tmp_path: Path, policy_set: str
+) -> None:
     data = copy_of(prepared, policy_set)
     if policy_set == "none-loaded":
         ws = make_ws(data_dir=data)
@@ -204,13 +279,16 @@ def test_every_workflow_is_refused_and_writes_nothing(prepared: Path, make_ws: C
     assert not out.exists() or list(out.iterdir()) == []
     added = [r for r in ws.audit.records() if r.record_id not in audit_before]
     assert [(r.kind, r.action, r.effect, r.patient_id) for r in added] == [
-        ("decision", "view", Effect.DENY.value, SEED_PATIENT)]  # the refused record, as opening one is audited
+        ("decision", "view", Effect.DENY.value, SEED_PATIENT),  # the refused record, as opening one is audited
+        ("decision", "view_phi", Effect.DENY.value, SEED_PATIENT),
+    ]
     assert ws.chain.verify().ok
 
 
 @pytest.mark.parametrize("policy_set", ["deny-all", "none-loaded"])
-def test_nothing_is_shown_or_offered(prepared: Path, make_ws: Callable[..., Workstation], tmp_path: Path,
-                                     policy_set: str) -> None:
+def test_nothing_is_shown_or_offered(
+    prepared: Path, make_ws: Callable[..., Workstation], tmp_path: Path, policy_set: str
+) -> None:
     data = copy_of(prepared, policy_set)
     if policy_set == "none-loaded":
         ws = make_ws(data_dir=data)
@@ -224,9 +302,13 @@ def test_nothing_is_shown_or_offered(prepared: Path, make_ws: Callable[..., Work
         assert workspace.name == "" and workspace.decision.reason == expected
         assert ws.patients.rows(who) == [] and ws.firmware.devices(who) == [] and ws.compliance.queue(who) == []
         assert ws.delegations.caregivers(who) == [] and ws.compliance.open_questions(who) == []
-        offers = [ws.break_glass.offer(who, EMERGENCY_PATIENT, "ETREAT", WHY), ws.delegations.offer(who, SEED_PATIENT),
-                  ws.consents.offer(who, SEED_PATIENT), *ws.exports.offers(who, SEED_PATIENT).values(),
-                  *ws.firmware.decisions(who, "d-p02").values(),
-                  *ws.compliance.steps(who, event_of(ws, "break_glass_started")).values(),
-                  *ws.compliance.report_types(who, "h1").values()]
+        offers = [
+            ws.break_glass.offer(who, EMERGENCY_PATIENT, "ETREAT", WHY),
+            ws.delegations.offer(who, SEED_PATIENT),
+            ws.consents.offer(who, SEED_PATIENT),
+            *ws.exports.offers(who, SEED_PATIENT).values(),
+            *ws.firmware.decisions(who, "d-p02").values(),
+            *ws.compliance.steps(who, event_of(ws, "break_glass_started")).values(),
+            *ws.compliance.report_types(who, "h1").values(),
+        ]
         assert all(not d.allowed and d.reason == expected and d.remedy == "" for d in offers), uid

@@ -21,9 +21,17 @@ from tests.app.services.support import SEED_PATIENT, Clocks, reason, reasons, ru
 def identifiers(ws: Workstation, patient_id: str) -> list[str]:
     p = ws.store.patient(patient_id)
     d = ws.store.device_for(patient_id)
-    return [p.name, p.mrn, p.birth_date, d["serial"], d["implanted_on"], f"Room {p.room}", f'"{p.room}"',
-            *(t["time"][:10] for t in ws.store.transmissions(patient_id)[:5]),
-            *(n["text"] for n in ws.store.notes_for(patient_id))]
+    return [
+        p.name,
+        p.mrn,
+        p.birth_date,
+        d["serial"],
+        d["implanted_on"],
+        f"Room {p.room}",
+        f'"{p.room}"',
+        *(t["time"][:10] for t in ws.store.transmissions(patient_id)[:5]),
+        *(n["text"] for n in ws.store.notes_for(patient_id)),
+    ]
 
 
 def files(directory: Path) -> list[Path]:
@@ -40,7 +48,8 @@ def test_consent_is_the_patients_to_give(ws: Workstation, clocks: Clocks) -> Non
     with pytest.raises(Refused) as refused:
         ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30))  # not on her word
     assert (refused.value.decision.reason, refused.value.decision.remedy) == reason(
-        "patient_record", "physician_records_consent_on_patients_word")
+        "patient_record", "physician_records_consent_on_patients_word"
+    )
     with pytest.raises(Refused, match="Engineers"):
         ws.consents.record(max_, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True)
     with pytest.raises(Refused, match="assigned physician"):
@@ -57,10 +66,14 @@ def test_consent_is_the_patients_to_give(ws: Workstation, clocks: Clocks) -> Non
         ws.consents.record(aly, "p99", "export", "Patient p02", clocks.in_days(30), patients_word=True)
     assert store_dump(ws) == before and not [r for r in ws.audit.records() if r.kind == "event"]
 
-    consent = ws.consents.record(aly, SEED_PATIENT, "export", " Patient p02 (signed on the tablet) ",
-                                 clocks.in_days(90), patients_word=True)
-    assert (consent.given_by, consent.recorded_by, consent.recorded_at) == ("Patient p02 (signed on the tablet)",
-                                                                            "dr_aly", clocks.wall)
+    consent = ws.consents.record(
+        aly, SEED_PATIENT, "export", " Patient p02 (signed on the tablet) ", clocks.in_days(90), patients_word=True
+    )
+    assert (consent.given_by, consent.recorded_by, consent.recorded_at) == (
+        "Patient p02 (signed on the tablet)",
+        "dr_aly",
+        clocks.wall,
+    )
     assert ws.consents.current(SEED_PATIENT) == consent
     event = next(r for r in ws.audit.records() if r.event_type == "consent_recorded")
     assert event.details["consent_id"] == consent.id and event.action == "record_consent"
@@ -82,57 +95,96 @@ def test_without_consent_nobody_exports(ws: Workstation, tmp_path: Path) -> None
     no_consent = reasons("patient_record", "physician_export_with_consent")[0][0]
     assert offers["identified"].reason == no_consent
     with pytest.raises(Refused) as refused:
-        ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="Referral to the electrophysiology clinic",
-                          fmt="json", directory=out)
+        ws.exports.export(
+            aly,
+            SEED_PATIENT,
+            deidentified=False,
+            reason="Referral to the electrophysiology clinic",
+            fmt="json",
+            directory=out,
+        )
     assert refused.value.decision.reason == no_consent
     with pytest.raises(Refused, match="consent"):
-        ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="Root-cause analysis of sensing drift",
-                          fmt="fhir", directory=out)
+        ws.exports.export(
+            max_,
+            SEED_PATIENT,
+            deidentified=True,
+            reason="Root-cause analysis of sensing drift",
+            fmt="fhir",
+            directory=out,
+        )
     assert files(out) == [] and not [r for r in ws.audit.records() if r.kind == "event"]
 
 
-def test_with_consent_the_export_still_needs_the_right_person(ws: Workstation, clocks: Clocks,
-                                                              tmp_path: Path) -> None:
+def test_with_consent_the_export_still_needs_the_right_person(ws: Workstation, clocks: Clocks, tmp_path: Path) -> None:
     aly, max_, nia, ben = (user(ws, u) for u in ("dr_aly", "eng_max", "nurse_nia", "dr_ben"))
     ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True)
     out = tmp_path / "out"
-    cases = [(nia, False, "does not export"), (ben, False, "assigned physician"),
-             (max_, False, "de-identified data only"), (user(ws, "co_cora"), True, "reviews reports")]
+    cases = [
+        (nia, False, "does not export"),
+        (ben, False, "assigned physician"),
+        (max_, False, "de-identified data only"),
+        (user(ws, "co_cora"), True, "reviews reports"),
+    ]
     for who, deidentified, says in cases:
         with pytest.raises(Refused, match=says):
-            ws.exports.export(who, SEED_PATIENT, deidentified=deidentified, reason="For the ward file, please",
-                              fmt="json", directory=out)
+            ws.exports.export(
+                who,
+                SEED_PATIENT,
+                deidentified=deidentified,
+                reason="For the ward file, please",
+                fmt="json",
+                directory=out,
+            )
     with pytest.raises(Refused, match="Unknown export format"):
-        ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="For the ward file, please", fmt="pdf",
-                          directory=out)
+        ws.exports.export(
+            aly, SEED_PATIENT, deidentified=False, reason="For the ward file, please", fmt="pdf", directory=out
+        )
     with pytest.raises(Refused, match="no such patient"):
-        ws.exports.export(aly, "p99", deidentified=False, reason="For the ward file, please", fmt="json",
-                          directory=out)
+        ws.exports.export(aly, "p99", deidentified=False, reason="For the ward file, please", fmt="json", directory=out)
     other = next(p.id for p in ws.store.patients() if ws.store.device_for(p.id)["manufacturer_id"] == "m_medco")
-    ws.consents.record(user(ws, ws.store.patient(other).assigned_physicians[0]), other, "export", "The patient",
-                       clocks.in_days(30), patients_word=True)
+    ws.consents.record(
+        user(ws, ws.store.patient(other).assigned_physicians[0]),
+        other,
+        "export",
+        "The patient",
+        clocks.in_days(30),
+        patients_word=True,
+    )
     with pytest.raises(Refused, match="own manufacturer"):
-        ws.exports.export(max_, other, deidentified=True, reason="Root-cause analysis of sensing drift",
-                          fmt="json", directory=out)
+        ws.exports.export(
+            max_, other, deidentified=True, reason="Root-cause analysis of sensing drift", fmt="json", directory=out
+        )
     assert files(out) == [] and [r.event_type for r in ws.audit.records() if r.kind == "event"] == [
-        "consent_recorded", "consent_recorded"]
+        "consent_recorded",
+        "consent_recorded",
+    ]
 
 
-def test_physician_exports_identified_fhir_with_consent_and_reason(ws: Workstation, clocks: Clocks,
-                                                                   tmp_path: Path) -> None:
+def test_physician_exports_identified_fhir_with_consent_and_reason(
+    ws: Workstation, clocks: Clocks, tmp_path: Path
+) -> None:
     aly = user(ws, "dr_aly")
-    ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02 (signed on the tablet)", clocks.in_days(90),
-                       patients_word=True)
+    ws.consents.record(
+        aly, SEED_PATIENT, "export", "Patient p02 (signed on the tablet)", clocks.in_days(90), patients_word=True
+    )
     offer = ws.exports.offers(aly, SEED_PATIENT)["identified"]
     assert not offer.allowed and offer.remedy == "complete_form"  # the reason is the form's to give
     with pytest.raises(Refused, match="reason") as refused:
-        ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="  short  ", fmt="fhir",
-                          directory=tmp_path / "out")
+        ws.exports.export(
+            aly, SEED_PATIENT, deidentified=False, reason="  short  ", fmt="fhir", directory=tmp_path / "out"
+        )
     assert refused.value.decision.remedy == "complete_form"
     steps: list[tuple[int, int]] = []
-    result = ws.exports.export(aly, SEED_PATIENT, deidentified=False,
-                               reason="Referral to the electrophysiology clinic", fmt="fhir",
-                               directory=tmp_path / "out", progress=lambda done, total: steps.append((done, total)))
+    result = ws.exports.export(
+        aly,
+        SEED_PATIENT,
+        deidentified=False,
+        reason="Referral to the electrophysiology clinic",
+        fmt="fhir",
+        directory=tmp_path / "out",
+        progress=lambda done, total: steps.append((done, total)),
+    )
     assert steps == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert files(tmp_path / "out") == [result.path] and result.path.name.startswith(f"{SEED_PATIENT}-")
     bundle = json.loads(result.path.read_text())
@@ -151,24 +203,25 @@ def test_physician_exports_identified_fhir_with_consent_and_reason(ws: Workstati
 
 
 def test_the_patient_exports_their_own_record(ws: Workstation, tmp_path: Path) -> None:
-    result = ws.exports.export(user(ws, "pt_p02"), SEED_PATIENT, deidentified=False, reason="", fmt="json",
-                               directory=tmp_path)
+    result = ws.exports.export(
+        user(ws, "pt_p02"), SEED_PATIENT, deidentified=False, reason="", fmt="json", directory=tmp_path
+    )
     data = json.loads(result.path.read_text())
     assert data["format"] == "ccc-export/1" and data["patient"]["id"] == SEED_PATIENT and data["notes"]
     with pytest.raises(Refused, match="your own record"):
         ws.exports.export(user(ws, "pt_p02"), "p01", deidentified=False, reason="", fmt="json", directory=tmp_path)
 
 
-def test_manufacturer_gets_safe_harbor_data_and_a_missing_reason_is_flagged(ws: Workstation, clocks: Clocks,
-                                                                            tmp_path: Path) -> None:
+def test_manufacturer_gets_safe_harbor_data_and_a_missing_reason_is_flagged(
+    ws: Workstation, clocks: Clocks, tmp_path: Path
+) -> None:
     aly, max_ = user(ws, "dr_aly"), user(ws, "eng_max")
     ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True)
     offers = ws.exports.offers(max_, SEED_PATIENT)
     assert offers["deidentified"].allowed and not offers["identified"].allowed
     results = []
     for fmt in ("json", "fhir"):
-        results.append(ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt=fmt,
-                                         directory=tmp_path))
+        results.append(ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt=fmt, directory=tmp_path))
         clocks.advance(minutes=1)
     for result in results:
         text = result.path.read_text()
@@ -178,34 +231,51 @@ def test_manufacturer_gets_safe_harbor_data_and_a_missing_reason_is_flagged(ws: 
     data = json.loads(results[0].path.read_text())
     assert set(data["patient"]) == {"sex", "age", "birth_year"} and "serial" not in data["device"]
     assert {h["category"] for h in data["history"]} and "notes" not in data
-    assert data["study_id"] != json.loads(
-        ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="Root-cause analysis of drift",
-                          fmt="json", directory=tmp_path / "again").path.read_text())["study_id"]
+    assert (
+        data["study_id"]
+        != json.loads(
+            ws.exports.export(
+                max_,
+                SEED_PATIENT,
+                deidentified=True,
+                reason="Root-cause analysis of drift",
+                fmt="json",
+                directory=tmp_path / "again",
+            ).path.read_text()
+        )["study_id"]
+    )
     flagged = ws.audit.get(results[0].audit_record_id)
     assert flagged.details["review"] == "required" and flagged.details["deidentified"] is True
     assert {"audit_flag": "export_reason_missing"} in [o["val"] for o in flagged.outputs]
     assert flagged.rule == rule_id("patient_record", "manufacturer_deidentified_export")
     with pytest.raises(Refused, match="at least 10"):
         ws.compliance.annotate(max_, results[0].audit_record_id, "add_late_justification", "fix")
-    late = ws.compliance.annotate(max_, results[0].audit_record_id, "add_late_justification",
-                                  "Root-cause analysis of sensing drift")
+    late = ws.compliance.annotate(
+        max_, results[0].audit_record_id, "add_late_justification", "Root-cause analysis of sensing drift"
+    )
     assert late.ref == results[0].audit_record_id and late.event_type == "add_late_justification"
     assert late.effect == Effect.ALLOW.value
     assert ws.chain.verify().ok
 
 
-def test_the_safe_harbor_data_follow_the_workstation_clock(ws: Workstation, clocks: Clocks,
-                                                           tmp_path: Path) -> None:
+def test_the_safe_harbor_data_follow_the_workstation_clock(ws: Workstation, clocks: Clocks, tmp_path: Path) -> None:
     aly, max_ = user(ws, "dr_aly"), user(ws, "eng_max")
     ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(400), patients_word=True)
-    first = json.loads(ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt="json",
-                                         directory=tmp_path / "a").path.read_text())
+    first = json.loads(
+        ws.exports.export(
+            max_, SEED_PATIENT, deidentified=True, reason="", fmt="json", directory=tmp_path / "a"
+        ).path.read_text()
+    )
     clocks.advance(days=366)
-    later = json.loads(ws.exports.export(max_, SEED_PATIENT, deidentified=True, reason="", fmt="json",
-                                         directory=tmp_path / "b").path.read_text())
+    later = json.loads(
+        ws.exports.export(
+            max_, SEED_PATIENT, deidentified=True, reason="", fmt="json", directory=tmp_path / "b"
+        ).path.read_text()
+    )
     assert int(later["patient"]["age"]) == int(first["patient"]["age"]) + 1
     assert [t["days_before_export"] - 366 for t in later["transmissions"]] == [
-        t["days_before_export"] for t in first["transmissions"]]
+        t["days_before_export"] for t in first["transmissions"]
+    ]
 
 
 def test_ages_over_89_are_one_group() -> None:
@@ -214,19 +284,26 @@ def test_ages_over_89_are_one_group() -> None:
     assert age_band((today - timedelta(days=365 * 100)).isoformat(), today) == "90+"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ExportService.export names the file after the patient (or study id) and the clock to the second only: "
-    "two identified exports of the same patient in the same format within one second get the same name, and "
-    "the second silently replaces the first (here: the record changed in between), whose audit record then "
-    "gives the sha256 of a file that no longer exists."))
 def test_an_export_never_replaces_another(ws: Workstation, clocks: Clocks, tmp_path: Path) -> None:
     aly = user(ws, "dr_aly")
     ws.consents.record(aly, SEED_PATIENT, "export", "Patient p02", clocks.in_days(30), patients_word=True)
-    first = ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="Referral to the EP clinic",
-                              fmt="json", directory=tmp_path / "out")
+    first = ws.exports.export(
+        aly,
+        SEED_PATIENT,
+        deidentified=False,
+        reason="Referral to the EP clinic",
+        fmt="json",
+        directory=tmp_path / "out",
+    )
     ws.patients.save_note(aly, SEED_PATIENT, "full", "Referral letter sent.")  # the record changes meanwhile
-    second = ws.exports.export(aly, SEED_PATIENT, deidentified=False, reason="Referral to the EP clinic, updated",
-                               fmt="json", directory=tmp_path / "out")
+    second = ws.exports.export(
+        aly,
+        SEED_PATIENT,
+        deidentified=False,
+        reason="Referral to the EP clinic, updated",
+        fmt="json",
+        directory=tmp_path / "out",
+    )
     results = [first, second]
     for result in results:
         assert result.path.exists()

@@ -52,8 +52,10 @@ def test_engineer_request_physician_approval_then_rejection(ws: Workstation) -> 
     assert update.state == "approved_by_one" and update.approvals == ({"by": "dr_aly", "role": "physician"},)
     with pytest.raises(Refused, match="neither its requester"):
         step(ws, "eng_max", "approve_firmware_update", device)  # the requester may not approve
-    assert step(ws, "dr_aly", "reject_firmware_update", device,
-                "Patient prefers to wait until the next clinic visit.") == "rejected"
+    assert (
+        step(ws, "dr_aly", "reject_firmware_update", device, "Patient prefers to wait until the next clinic visit.")
+        == "rejected"
+    )
     with pytest.raises(Refused, match="in progress"):
         step(ws, "dr_aly", "reject_firmware_update", device, "again")
     rejected = next(r for r in ws.audit.records() if r.event_type == "firmware_rejected")
@@ -61,14 +63,18 @@ def test_engineer_request_physician_approval_then_rejection(ws: Workstation) -> 
     assert step(ws, "eng_max", "request_firmware_update", device, "4.2.2") == "requested"  # a new one may start
 
 
-def test_the_full_lifecycle_is_persisted_audited_and_shown_on_the_device(make_ws: Callable[..., Workstation],
-                                                                         clocks: Clocks) -> None:
+def test_the_full_lifecycle_is_persisted_audited_and_shown_on_the_device(
+    make_ws: Callable[..., Workstation], clocks: Clocks
+) -> None:
     """The seed's 11:00: vendor support initiates, Dr. Aly and an Acme engineer approve."""
     ws = make_ws()
     device = acme_device_of_aly(ws)
     update = ws.firmware.step(user(ws, "eng_vic"), "request_firmware_update", device, " 4.3.0 ")
-    assert (update.target_version, update.requested_by, update.requested_at) == ("4.3.0", "eng_vic",
-                                                                                  clocks.wall.isoformat())
+    assert (update.target_version, update.requested_by, update.requested_at) == (
+        "4.3.0",
+        "eng_vic",
+        clocks.wall.isoformat(),
+    )
     assert step(ws, "dr_aly", "approve_firmware_update", device) == "approved_by_one"
     update = ws.firmware.step(user(ws, "eng_max"), "approve_firmware_update", device)
     assert update.state == "approved" and {a["by"] for a in update.approvals} == {"dr_aly", "eng_max"}
@@ -78,12 +84,17 @@ def test_the_full_lifecycle_is_persisted_audited_and_shown_on_the_device(make_ws
     assert ws.store.device(device)["firmware_version"] == "4.3.0"
     assert ws.firmware.decisions(user(ws, "dr_aly"), device)["request_firmware_update"].allowed  # a new one may start
     events = [r for r in ws.audit.records() if r.kind == "event"]
-    assert [r.event_type for r in events] == ["firmware_requested", "firmware_approved", "firmware_approved",
-                                              "firmware_scheduled", "firmware_applied"]
-    assert [r.details["state"] for r in events] == ["requested", "approved_by_one", "approved", "scheduled",
-                                                    "applied"]
-    assert all(r.resource_kind == "device" and r.resource_id == device and r.effect == Effect.ALLOW.value
-               for r in events)
+    assert [r.event_type for r in events] == [
+        "firmware_requested",
+        "firmware_approved",
+        "firmware_approved",
+        "firmware_scheduled",
+        "firmware_applied",
+    ]
+    assert [r.details["state"] for r in events] == ["requested", "approved_by_one", "approved", "scheduled", "applied"]
+    assert all(
+        r.resource_kind == "device" and r.resource_id == device and r.effect == Effect.ALLOW.value for r in events
+    )
     scheduled = events[3].details["scheduled_for"]
     assert scheduled > clocks.wall.isoformat()
     reopened = make_ws(data_dir=ws.data_dir)  # persisted

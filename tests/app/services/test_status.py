@@ -37,31 +37,34 @@ def published(tmp_path: Path) -> tuple[Path, Path]:
     private, public = generate_keys(tmp_path / "keys")
     directory = tmp_path / "published"
     directory.mkdir()
-    (directory / "policies-v3.bundle").write_bytes(build_bundle(POLICIES, load_private_key(private), 3, {},
-                                                                created_at="2026-11-01T00:00:00+00:00"))
+    (directory / "policies-v3.bundle").write_bytes(
+        build_bundle(POLICIES, load_private_key(private), 3, {}, created_at="2026-11-01T00:00:00+00:00")
+    )
     return directory, public
 
 
 @pytest.fixture
-def synced(make_ws: Callable[..., Workstation], demo_store: Path,
-           tmp_path: Path) -> Callable[[str, Path], Workstation]:
+def synced(make_ws: Callable[..., Workstation], demo_store: Path, tmp_path: Path) -> Callable[[str, Path], Workstation]:
     """A Workstation on the policy server at ``url`` (the same data directory each time: a restart)."""
 
     def make(url: str, public: Path) -> Workstation:
         data = tmp_path / "data"
         if not data.exists():
             shutil.copytree(demo_store, data)
-        sync = PolicySync(url, load_public_key(public), BundleStore(data / "bundles"),
-                          client=httpx.Client(timeout=httpx.Timeout(1.0)))
+        sync = PolicySync(
+            url, load_public_key(public), BundleStore(data / "bundles"), client=httpx.Client(timeout=httpx.Timeout(1.0))
+        )
         sync.start_offline()
-        return make_ws(data_dir=data, sync=sync,
-                       shipper_factory=lambda chain: AuditShipper(chain, UnreachableCollector()))
+        return make_ws(
+            data_dir=data, sync=sync, shipper_factory=lambda chain: AuditShipper(chain, UnreachableCollector())
+        )
 
     return make
 
 
-def test_synced_policies_online_then_offline_keep_deciding(published: tuple[Path, Path],
-                                                           synced: Callable[[str, Path], Workstation]) -> None:
+def test_synced_policies_online_then_offline_keep_deciding(
+    published: tuple[Path, Path], synced: Callable[[str, Path], Workstation]
+) -> None:
     directory, public = published
     server, url = serve_in_thread(directory)
     try:
@@ -94,8 +97,9 @@ def test_synced_policies_online_then_offline_keep_deciding(published: tuple[Path
     assert "offline" in offline.text and "audit backlog" in offline.text
 
 
-def test_restart_without_network_uses_the_last_known_good_bundle(published: tuple[Path, Path],
-                                                                 synced: Callable[[str, Path], Workstation]) -> None:
+def test_restart_without_network_uses_the_last_known_good_bundle(
+    published: tuple[Path, Path], synced: Callable[[str, Path], Workstation]
+) -> None:
     directory, public = published
     server, url = serve_in_thread(directory)
     try:
@@ -110,12 +114,23 @@ def test_restart_without_network_uses_the_last_known_good_bundle(published: tupl
 
 def test_the_bundled_policies_and_the_session_store_are_said(make_ws: Callable[..., Workstation]) -> None:
     status = make_ws(secrets=SecretStore(MemoryKeyring())).status.status()
-    assert (status.policy_version, status.policy_age, status.online, status.audit_backlog) == ("bundled", "", False,
-                                                                                               None)
+    assert (status.policy_version, status.policy_age, status.online, status.audit_backlog) == (
+        "bundled",
+        "",
+        False,
+        None,
+    )
     assert status.message == "embedded demo policies"
     assert status.text == "Policies: bundled · offline · audit upload not configured · embedded demo policies"
 
 
 def test_ages_read_as_minutes_hours_or_days() -> None:
     assert [age(timedelta(seconds=s)) for s in (-5, 59, 3599, 3600, 86399, 86400, 9 * 86400)] == [
-        "0 min", "0 min", "59 min", "1 h", "23 h", "1 d", "9 d"]
+        "0 min",
+        "0 min",
+        "59 min",
+        "1 h",
+        "23 h",
+        "1 d",
+        "9 d",
+    ]

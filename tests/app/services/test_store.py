@@ -35,11 +35,19 @@ def make_v1_store(path: Path, demo: DemoHospital, *, services: bool = True) -> N
     db = sqlite_utils.Database(sqlite3.connect(path))
     encode = {"care_team", "assigned_physicians", "hospital_ids", "approvals"}
     with db.conn:
-        for table, rows in (("hospitals", demo.hospitals), ("staff", demo.staff), ("patients", demo.patients),
-                            ("devices", demo.devices), ("notes", demo.notes), ("history", demo.history),
-                            ("delegations", demo.delegations), ("firmware_updates", demo.firmware_updates)):
-            db[table].insert_all([{k: json.dumps(v) if k in encode else v for k, v in r.items()} for r in rows],
-                                 pk="id", replace=True)
+        for table, rows in (
+            ("hospitals", demo.hospitals),
+            ("staff", demo.staff),
+            ("patients", demo.patients),
+            ("devices", demo.devices),
+            ("notes", demo.notes),
+            ("history", demo.history),
+            ("delegations", demo.delegations),
+            ("firmware_updates", demo.firmware_updates),
+        ):
+            db[table].insert_all(
+                [{k: json.dumps(v) if k in encode else v for k, v in r.items()} for r in rows], pk="id", replace=True
+            )
         db["transmissions"].insert_all(demo.transmissions)
         db["transmissions"].create_index(["patient_id", "time"], if_not_exists=True)
         db["meta"].insert({"key": "schema_version", "value": "1"}, pk="key", replace=True)
@@ -47,12 +55,34 @@ def make_v1_store(path: Path, demo: DemoHospital, *, services: bool = True) -> N
         staff = [sid for (sid,) in db.execute("SELECT id FROM staff").fetchall()]
         with ThreadPoolExecutor() as pool:
             hashes = list(pool.map(lambda _: hash_password(DEMO_PASSWORD), staff))
-        db["credentials"].insert_all(({"user_id": s, "password_hash": h} for s, h in zip(staff, hashes, strict=True)),
-                                     pk="user_id", replace=True)
-        db["break_glass"].create({"id": str, "user_id": str, "patient_id": str, "reason": str, "justification": str,
-                                  "started_at": str, "ended_at": str, "end_reason": str}, pk="id")
-        db["consents"].create({"id": str, "patient_id": str, "scope": str, "given_by": str, "recorded_by": str,
-                               "recorded_at": str, "expires_at": str}, pk="id")
+        db["credentials"].insert_all(
+            ({"user_id": s, "password_hash": h} for s, h in zip(staff, hashes, strict=True)), pk="user_id", replace=True
+        )
+        db["break_glass"].create(
+            {
+                "id": str,
+                "user_id": str,
+                "patient_id": str,
+                "reason": str,
+                "justification": str,
+                "started_at": str,
+                "ended_at": str,
+                "end_reason": str,
+            },
+            pk="id",
+        )
+        db["consents"].create(
+            {
+                "id": str,
+                "patient_id": str,
+                "scope": str,
+                "given_by": str,
+                "recorded_by": str,
+                "recorded_at": str,
+                "expires_at": str,
+            },
+            pk="id",
+        )
     db.conn.close()
 
 
@@ -60,21 +90,56 @@ def add_v1_activity(path: Path) -> None:
     """What a first-release user left behind: a consent, a revoked and a live delegation beside the
     seed's, an open break-glass session, a note and a firmware approval, written as its services did."""
     db = sqlite_utils.Database(sqlite3.connect(path))
-    db["consents"].insert({"id": "consent-legacy", "patient_id": "p02", "scope": "export", "given_by": "Patient p02",
-                           "recorded_by": "dr_aly", "recorded_at": (NOW - timedelta(days=2)).isoformat(),
-                           "expires_at": (NOW + timedelta(days=30)).isoformat()})
+    db["consents"].insert(
+        {
+            "id": "consent-legacy",
+            "patient_id": "p02",
+            "scope": "export",
+            "given_by": "Patient p02",
+            "recorded_by": "dr_aly",
+            "recorded_at": (NOW - timedelta(days=2)).isoformat(),
+            "expires_at": (NOW + timedelta(days=30)).isoformat(),
+        }
+    )
     for did, revoked in (("del-old", True), ("del-live", False)):
-        db["delegations"].insert({"id": did, "patient_id": "p01", "delegate_id": "gina", "granted_by": "dr_aly",
-                                  "patient_permission": True, "expires_at": (NOW + timedelta(days=9)).isoformat(),
-                                  "revoked": revoked}, pk="id")
-    db["break_glass"].insert({"id": "bg-legacy", "user_id": "er_eli", "patient_id": "p03", "reason": "ETREAT",
-                              "justification": "Unresponsive in the ER, pacemaker interrogation needed",
-                              "started_at": (NOW - timedelta(minutes=10)).isoformat(), "ended_at": None,
-                              "end_reason": None})
-    db["notes"].insert({"id": "n-p02-legacy", "patient_id": "p02", "author_id": "nurse_nia", "note_type": "basic",
-                        "time": (NOW - timedelta(hours=1)).isoformat(), "text": "Written before the upgrade."}, pk="id")
-    db["firmware_updates"].update("fw-1", {"state": "approved_by_one",
-                                           "approvals": [{"by": "dr_aly", "role": "physician"}]})
+        db["delegations"].insert(
+            {
+                "id": did,
+                "patient_id": "p01",
+                "delegate_id": "gina",
+                "granted_by": "dr_aly",
+                "patient_permission": True,
+                "expires_at": (NOW + timedelta(days=9)).isoformat(),
+                "revoked": revoked,
+            },
+            pk="id",
+        )
+    db["break_glass"].insert(
+        {
+            "id": "bg-legacy",
+            "user_id": "er_eli",
+            "patient_id": "p03",
+            "reason": "ETREAT",
+            "justification": "Unresponsive in the ER, pacemaker interrogation needed",
+            "started_at": (NOW - timedelta(minutes=10)).isoformat(),
+            "ended_at": None,
+            "end_reason": None,
+        }
+    )
+    db["notes"].insert(
+        {
+            "id": "n-p02-legacy",
+            "patient_id": "p02",
+            "author_id": "nurse_nia",
+            "note_type": "basic",
+            "time": (NOW - timedelta(hours=1)).isoformat(),
+            "text": "Written before the upgrade.",
+        },
+        pk="id",
+    )
+    db["firmware_updates"].update(
+        "fw-1", {"state": "approved_by_one", "approvals": [{"by": "dr_aly", "role": "physician"}]}
+    )
     db.conn.close()
 
 
@@ -110,8 +175,10 @@ def contents(path: Path, columns: dict[str, list[str]] | None = None) -> dict[st
     names = {**columns_of(path), **(columns or {})}
     conn = sqlite3.connect(path)
     try:
-        return {t: sorted(conn.execute(f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in cs)} FROM "{t}"'),
-                          key=repr) for t, cs in names.items()}
+        return {
+            t: sorted(conn.execute(f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in cs)} FROM "{t}"'), key=repr)
+            for t, cs in names.items()
+        }
     finally:
         conn.close()
 
@@ -304,22 +371,39 @@ def test_the_store_refuses_a_shared_directory(tmp_path: Path) -> None:
 
 APP = Path(__file__).resolve().parents[3] / "app"
 STORE_PACKAGE = APP / "services" / "store"
-SQL_SIGNS = [re.compile(p) for p in (
-    r"\.db\[", r"\.db\.\w", r"\bstore\.db\b",  # the store's sqlite-utils Database
-    r"\bexecute(many|script)?\(", r"\.(rows_where|insert_all|upsert_all|upsert|table_names|create_index|query)\(",
-    r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA) ",  # SQL is written in capitals here
-    r"(?i)\b(insert\s+(or\s+\w+\s+)?into|delete\s+from|(create|drop|alter)\s+(table|index)|update\s+\w+\s+set)\b",
-)]
+SQL_SIGNS = [
+    re.compile(p)
+    for p in (
+        r"\.db\[",
+        r"\.db\.\w",
+        r"\bstore\.db\b",  # the store's sqlite-utils Database
+        r"\bexecute(many|script)?\(",
+        r"\.(rows_where|insert_all|upsert_all|upsert|table_names|create_index|query)\(",
+        r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA) ",  # SQL is written in capitals here
+        r"(?i)\b(insert\s+(or\s+\w+\s+)?into|delete\s+from|(create|drop|alter)\s+(table|index)|update\s+\w+\s+set)\b",
+    )
+]
 
 
 def sql_in(path: Path) -> list[str]:
-    found = [f"{path.relative_to(APP.parent)}:{n}: {line.strip()}" for n, line in
-             enumerate(path.read_text().splitlines(), 1) if any(p.search(line) for p in SQL_SIGNS)]
+    found = [
+        f"{path.relative_to(APP.parent)}:{n}: {line.strip()}"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(p.search(line) for p in SQL_SIGNS)
+    ]
     for node in ast.walk(ast.parse(path.read_text())):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        found += [f"{path.relative_to(APP.parent)}:{node.lineno}: imports {n}" for n in names
-                  if n.split(".")[0] in ("sqlite3", "sqlite_utils")]
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
+        found += [
+            f"{path.relative_to(APP.parent)}:{node.lineno}: imports {n}"
+            for n in names
+            if n.split(".")[0] in ("sqlite3", "sqlite_utils")
+        ]
     return found
 
 
@@ -330,6 +414,13 @@ def test_no_sql_and_no_database_outside_the_store() -> None:
     assert [hit for p in outside for hit in sql_in(p)] == []
     # the signs are the right ones: they find the store's own SQL and imports
     inside = [hit for p in STORE_PACKAGE.rglob("*.py") for hit in sql_in(p)]
-    for sign in ("SELECT ", "UPDATE ", "INSERT ", "CREATE TABLE", "self.db.", "imports sqlite3",
-                 "imports sqlite_utils"):
+    for sign in (
+        "SELECT ",
+        "UPDATE ",
+        "INSERT ",
+        "CREATE TABLE",
+        "self.db.",
+        "imports sqlite3",
+        "imports sqlite_utils",
+    ):
         assert any(sign in hit for hit in inside), sign
