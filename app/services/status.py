@@ -3,7 +3,7 @@ whether session secrets are kept in a real keyring."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from authz.audit_ship import AuditShipper
@@ -19,6 +19,7 @@ class Status:
     online: bool
     audit_backlog: int | None  # records not yet uploaded; None when no upload is configured
     message: str
+    managed: bool = False  # some settings are IT's (the managed file)
 
     @property
     def text(self) -> str:
@@ -27,8 +28,10 @@ class Status:
             "audit upload not configured" if self.audit_backlog is None else f"audit backlog: {self.audit_backlog}"
         )
         online = "online" if self.online else "offline"
-        return f"Policies: {self.policy_version}{age} · {online} · {backlog}" + (
-            f" · {self.message}" if self.message else ""
+        return (
+            f"Policies: {self.policy_version}{age} · {online} · {backlog}"
+            + (f" · {self.message}" if self.message else "")
+            + (" · managed by IT" if self.managed else "")
         )
 
 
@@ -40,14 +43,22 @@ def age(delta: timedelta) -> str:
 
 
 class StatusService:
-    def __init__(self, sync: PolicySync | None, shipper: AuditShipper | None, secrets: SecretStore) -> None:
-        self.sync, self.shipper, self.secrets = sync, shipper, secrets
+    def __init__(
+        self, sync: PolicySync | None, shipper: AuditShipper | None, secrets: SecretStore, managed: bool = False
+    ) -> None:
+        self.sync, self.shipper, self.secrets, self.managed = sync, shipper, secrets, managed
 
     def no_policy_reason(self) -> str:
         """Why no policy set is loaded (the sync's words), or "" to use the default."""
         return self.sync.state().reason if self.sync is not None else ""
 
     def status(self) -> Status:
+        status = self._status()
+        failing = self.shipper.last_error if self.shipper is not None else ""
+        message = ", ".join(filter(None, [status.message, failing and f"audit upload failing: {failing}"]))
+        return replace(status, message=message, managed=self.managed)
+
+    def _status(self) -> Status:
         backlog = self.shipper.state().pending if self.shipper is not None else None
         notice = self.secrets.notice and "demo-only session store (no OS keyring)"
         if self.sync is None:
