@@ -1,6 +1,12 @@
 """``ccc-workstation``: the app on its embedded default (a demo hospital in a local SQLite file,
 the bundled policies), or with ``--screenshot FILE --user ID`` to render the main window to a PNG
-and exit."""
+and exit.
+
+The settings (app/services/settings.py) are read and checked before anything starts: the managed
+file IT deploys, then the user's settings.toml and flags. A wrong one stops the start (exit 2) with
+a message naming the file, the key and what is expected. A managed policy server and audit collector
+are used from the first second: the policy sync and the audit upload run on background threads
+that stop with the app."""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ import argparse
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
+from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
+from app.services.settings import PublicKey, Settings, SettingsError, describe, load_for_app
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation
 
@@ -33,11 +42,34 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. http://policy.hospital.local:8088/current.bundle) instead of the bundled policies",
     )
     parser.add_argument("--public-key", type=Path, help="with --policy-server: the Ed25519 key bundles are signed with")
-    parser.add_argument("--idle-lock-minutes", type=float, default=10.0, help="lock after this long without input")
+    parser.add_argument(
+        "--idle-lock-minutes", metavar="MINUTES", help="lock after this many minutes without input (1-60, default 10)"
+    )
+    parser.add_argument(
+        "--check-settings",
+        action="store_true",
+        help="check the settings (managed file, the user's settings.toml, flags), print each with its source, exit",
+    )
     args = parser.parse_args(argv)
-    if args.policy_server and not args.public_key:
-        parser.error("--policy-server needs --public-key: bundles are verified before they are used")
+    data_dir = args.data_dir or default_data_dir()
+    flags = {
+        "policy_server_url": args.policy_server,
+        "policy_public_key": args.public_key,
+        "idle_lock_minutes": args.idle_lock_minutes,
+    }
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    try:
+        settings = load_for_app(data_dir, flags)
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        if not headless and not args.screenshot and not args.check_settings:
+            _refuse_on_screen(str(exc))
+        return 2
+    for note in settings.notes:
+        sys.stderr.write(f"ccc-workstation: {note}\n")
+    if args.check_settings:
+        sys.stdout.write(describe(settings))
+        return 0
     if args.screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif headless and not os.environ.get("QT_QPA_PLATFORM"):
@@ -55,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    data_dir = args.data_dir or default_data_dir()
     stop = threading.Event()
-    sync = _policy_sync(args.policy_server, args.public_key, data_dir, stop) if args.policy_server else None
-    workstation = Workstation(data_dir, args.policies, sync=sync, idle_lock_seconds=int(args.idle_lock_minutes * 60))
+    # A screenshot is one moment: the policy server is asked once, first, and nothing runs behind it.
+    workstation, threads = start_workstation(settings, data_dir, args.policies, stop, background=not args.screenshot)
     vms = ViewModels.build(workstation)
     window = MainWindow(vms)
     window.resize(1400, 900)
@@ -73,22 +104,87 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         window.grab().save(str(args.screenshot))
         stop.set()
+        _ship_what_is_left(workstation)
         return 0
     try:
         return app.exec()
     finally:
         stop.set()
+        deadline = time.monotonic() + 10  # the audit upload ships what is left, if the collector is there
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def _policy_sync(url: str, public_key: Path, data_dir: Path, stop: threading.Event):  # noqa: ANN202
-    """Last-known-good bundle first (works offline), then polling on a background thread."""
+def start_workstation(
+    settings: Settings,
+    data_dir: Path,
+    policies: Path,
+    stop: threading.Event,
+    background: bool = True,
+    ship_interval: float = SHIP_INTERVAL,
+    **workstation_args: object,
+) -> tuple[Workstation, list[threading.Thread]]:
+    """The services as the settings say, with the policy sync and the audit upload on background
+    threads until ``stop`` is set (``background=False``: one poll of the policy server now, no threads)."""
+    sync = _policy_sync(settings["policy_server_url"], settings["policy_public_key"], data_dir)
+    collector = settings["audit_collector_url"]
+    workstation = Workstation(
+        data_dir,
+        policies,
+        workstation_id=settings["workstation_id"],
+        sync=sync,
+        shipper_factory=shipper_factory(collector, settings["audit_collector_ca_file"]) if collector else None,
+        idle_lock_seconds=settings["idle_lock_minutes"] * 60,
+        settings=settings,
+        **workstation_args,  # type: ignore[arg-type]
+    )
+    threads = []
+    if background:
+        if sync is not None:
+            threads.append(threading.Thread(target=sync.run, args=(stop,), name="policy-sync", daemon=True))
+            threads[-1].start()
+        if workstation.status.shipper is not None:
+            threads.append(ship_in_background(workstation.status.shipper, stop, ship_interval))
+    elif sync is not None:
+        sync.poll()
+    return workstation, threads
+
+
+def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path):  # noqa: ANN202
+    """Last-known-good bundle first (works offline); the caller polls."""
+    if not url or public_key is None:
+        return None
     from authz.bundle import load_public_key
     from authz.sync import BundleStore, PolicySync
 
-    sync = PolicySync(url, load_public_key(public_key), BundleStore(data_dir / "bundles"))
+    sync = PolicySync(url, load_public_key(public_key.pem), BundleStore(data_dir / "bundles"))
     sync.start_offline()
-    threading.Thread(target=sync.run, args=(stop,), name="policy-sync", daemon=True).start()
     return sync
+
+
+def _ship_what_is_left(workstation: Workstation) -> None:
+    """After a screenshot: one upload of the audit records it wrote (they stay queued if it fails)."""
+    from authz.audit_ship import ShippingError
+
+    shipper = workstation.status.shipper
+    if shipper is None:
+        return
+    try:
+        shipper.ship()
+    except ShippingError as exc:
+        sys.stderr.write(
+            f"ccc-workstation: audit upload failed, {shipper.state().pending} records stay queued: {exc}\n"
+        )
+
+
+def _refuse_on_screen(text: str) -> None:
+    """The settings' problems in a window too: a ward computer's user never sees stderr."""
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    _app = QApplication.instance() or QApplication(sys.argv[:1])
+    QMessageBox.critical(None, "CCC Workstation cannot start", text)
 
 
 if __name__ == "__main__":

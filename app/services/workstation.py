@@ -26,6 +26,7 @@ from .export import ExportService
 from .firmware import FirmwareService
 from .patients import PatientService
 from .session import SessionService
+from .settings import Settings
 from .status import StatusService
 from .store import Store
 from .users import DemoUserDirectory
@@ -48,15 +49,20 @@ class Workstation:
         idle_lock_seconds: int = 600,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        settings: Settings | None = None,
     ) -> None:
-        """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them."""
+        """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them.
+        ``settings`` are what the settings screen lists (the caller applies them: app/main.py)."""
         self.data_dir = data_dir
+        self.settings = settings or Settings.defaults()
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
         self.users = DemoUserDirectory(self.store)
         self.chain = AuditChain(data_dir / "audit.db", workstation_id=workstation_id or socket.gethostname())
         self.secrets = secrets or SecretStore()
-        self.status = StatusService(sync, shipper_factory(self.chain) if shipper_factory else None, self.secrets)
+        self.status = StatusService(
+            sync, shipper_factory(self.chain) if shipper_factory else None, self.secrets, self.settings.managed
+        )
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
         self.sessions = BreakGlassSessions(self.store, clock, monotonic)

@@ -15,6 +15,7 @@ from app.viewmodels.patient_list_vm import PatientListViewModel
 from app.viewmodels.record_vm import RecordViewModel
 from app.viewmodels.reports_vm import ReportsViewModel
 from app.viewmodels.session_vm import SessionViewModel
+from app.viewmodels.settings_vm import SettingsViewModel
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ViewModels:
     devices: DevicesViewModel
     compliance: ComplianceViewModel
     reports: ReportsViewModel
+    settings: SettingsViewModel
 
     @classmethod
     def build(
@@ -46,4 +48,5 @@ class ViewModels:
             DevicesViewModel(session),
             ComplianceViewModel(session),
             ReportsViewModel(session),
+            SettingsViewModel(workstation.settings),
         )

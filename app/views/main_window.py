@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
         session = vms.session
         self.vm = session
         self.setWindowTitle("CCC Workstation")
-        self.sign_in = SignInView(session)
+        self.sign_in = SignInView(session, vms.settings)
         self.patients = PatientListView(vms.patients)
         self.record = RecordViewWidget(vms.record, vms.break_glass)
         self.idle_warning = IdleWarning(session)

@@ -5,12 +5,16 @@ from __future__ import annotations
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from app.viewmodels.session_vm import SessionViewModel
+from app.viewmodels.settings_vm import SettingsViewModel
+from app.views.settings_dialog import SettingsDialog
 
 
 class SignInView(QWidget):
-    def __init__(self, vm: SessionViewModel) -> None:
+    def __init__(self, vm: SessionViewModel, settings: SettingsViewModel | None = None) -> None:
         super().__init__()
         self.vm = vm
+        self.settings_vm = settings
+        self.settings_dialog: SettingsDialog | None = None
         self.user = QComboBox()
         for user_id, label in vm.staff_choices():
             self.user.addItem(label, user_id)
@@ -37,7 +41,22 @@ class SignInView(QWidget):
         layout.addWidget(self.button)
         layout.addWidget(self.error)
         layout.addWidget(self.keyring_notice)
+        self.managed = QLabel(settings.summary if settings is not None else "")
+        self.managed.setWordWrap(True)
+        self.managed.setVisible(settings is not None and settings.managed)
+        self.settings_button = QPushButton("Workstation se&ttings")
+        self.settings_button.clicked.connect(self.open_settings)
+        self.settings_button.setVisible(settings is not None)
+        layout.addWidget(self.managed)
+        layout.addWidget(self.settings_button)
         layout.addStretch(1)
+
+    def open_settings(self) -> SettingsDialog | None:
+        if self.settings_vm is None:
+            return None
+        self.settings_dialog = SettingsDialog(self.settings_vm, self)
+        self.settings_dialog.open()
+        return self.settings_dialog
 
     def submit(self) -> None:
         if self.vm.sign_in(self.user.currentData(), self.password.text()):
