@@ -26,7 +26,7 @@ from .conditions import (
 )
 from .errors import PolicyErrors, PolicyProblem
 from .loader import LoadedPolicy, load_policies
-from .names import resource_key, role_key, sanitize
+from .names import resource_key, sanitize
 from .policy import (
     ALLOW,
     DENY,
@@ -88,7 +88,12 @@ class RolePolicyRule:
     allow_actions: list[str]
     condition: ConditionFn | None
     policy_key: str
+    # As Cerbos keys it: "<policy key>#<role>_rule-NNN", NNN counting from 0 within the rules of
+    # one resource (so rules of two resources may share a key, and a condition's outcome).
     evaluation_key: str
+    version: str = "default"
+    output: CompiledOutput | None = None
+    src: str = ""  # "<policy key>#<rule name>" (an unnamed rule's name is empty), for outputs
 
 
 @dataclass
@@ -158,7 +163,9 @@ class PolicySet:
         return any(
             any(globs.matches(r.resource, kind) for r in self.rows.get((RESOURCE, version, s), ()))
             or any(
-                globs.matches(rule.resource, kind) for rules in self.role_rules.get(s, {}).values() for rule in rules
+                rule.version == version and globs.matches(rule.resource, kind)
+                for rules in self.role_rules.get(s, {}).values()
+                for rule in rules
             )
             for s in scopes
         )
@@ -186,29 +193,28 @@ class PolicySet:
     def _role_policy_rows(
         self, version: str, scope: str, resource: str, action: str, roles: tuple[str, ...]
     ) -> list[Row]:
-        """Role policies narrow what their roles may do: an action they do not allow is denied,
-        and a conditional one is denied when its condition fails.
+        """Role policies narrow what their roles may do, as Cerbos 0.55's rule index does it.
 
-        A role policy that names no rule for this resource kind leaves it alone, unless the role
-        inherits from another custom role and the kind has a resource policy in this scope: then
-        nothing was granted to narrow, and every action is denied (as Cerbos 0.55 decides it).
+        Only where this scope (and version) has some rule for this kind and one of these roles
+        (the principal's role and its ancestors): then, for each of these roles that has a role
+        policy here, an action that policy does not allow on this kind (or a kind it does not
+        name at all) is denied, in the role policy's name; an allowed one with a condition is
+        denied when the condition fails (its outputs swap sides: the rule's ``conditionNotMet``
+        is reported when the denial applies); an unconditional one decides nothing but reports
+        its ``ruleActivated`` output.
         """
+        by_role = self.role_rules.get(scope)
+        if not by_role or not self._has_rules_for(version, scope, resource, roles):
+            return []
         out: list[Row] = []
-        by_role = self.role_rules.get(scope, {})
-        parents = self.role_parents.get(scope, {})
         for role in roles:
-            rules = by_role.get(role)
-            if rules is None:
+            rules = [r for r in by_role.get(role, ()) if r.version == version]
+            if not rules:
                 continue
-            policy_key = role_key(role, scope)
             for_resource = [r for r in rules if globs.matches(r.resource, resource)]
-            if not for_resource and not (
-                any(p in by_role for p in parents.get(role, ()))
-                and any(r.resource == resource for r in self.rows.get((RESOURCE, version, scope), ()))
-            ):
-                continue
             matched = [r for r in for_resource if any(globs.matches(a, action) for a in r.allow_actions)]
             if not matched:
+                policy_key = rules[0].policy_key
                 out.append(
                     Row(
                         RESOURCE,
@@ -229,25 +235,62 @@ class PolicySet:
                 )
                 continue
             for r in matched:
-                if r.condition is not None:
-                    out.append(
-                        Row(
-                            RESOURCE,
-                            version,
-                            scope,
-                            resource,
-                            role,
-                            action,
-                            DENY,
-                            negate(r.condition),
-                            None,
-                            r.evaluation_key,
-                            r.policy_key,
-                            r.evaluation_key,
-                            from_role_policy=True,
+                if r.condition is None:
+                    if r.output is not None and r.output.rule_activated is not None:
+                        out.append(
+                            Row(
+                                RESOURCE,
+                                version,
+                                scope,
+                                resource,
+                                role,
+                                action,
+                                "",  # no effect: only the output
+                                None,
+                                CompiledOutput(r.output.rule_activated, None),
+                                r.src,
+                                r.policy_key,
+                                r.evaluation_key,
+                                from_role_policy=True,
+                            )
                         )
+                    continue
+                swapped = None
+                if r.output is not None:
+                    swapped = CompiledOutput(r.output.condition_not_met, r.output.rule_activated)
+                out.append(
+                    Row(
+                        RESOURCE,
+                        version,
+                        scope,
+                        resource,
+                        role,
+                        action,
+                        DENY,
+                        negate(r.condition),
+                        swapped,
+                        r.src,
+                        r.policy_key,
+                        r.evaluation_key,
+                        from_role_policy=True,
                     )
+                )
         return out
+
+    def _has_rules_for(self, version: str, scope: str, resource: str, roles: tuple[str, ...]) -> bool:
+        """Whether a scope has any rule of a resource or role policy for this kind (a pattern
+        matching it included) and one of these roles."""
+        for row in self.rows.get((RESOURCE, version, scope), ()):
+            if globs.matches(row.resource, resource) and (
+                row.role == "*" or any(globs.matches(row.role, r) for r in roles)
+            ):
+                return True
+        by_role = self.role_rules.get(scope, {})
+        return any(
+            r.version == version and globs.matches(r.resource, resource)
+            for role in roles
+            for r in by_role.get(role, ())
+        )
 
     def scope_exists(self, kind: str, scope: str) -> bool:
         return scope in self.scopes[kind]
@@ -533,12 +576,24 @@ class _Builder:
             self.set.scopes[PRINCIPAL].add(p.scope)
 
     def _add_role_policy(self, p: RolePolicy, file: str) -> None:
-        scope = Scope(attr_escapes=self.attr_escapes)
+        scope = self._scope(p.variables, p.constants)
         rules = self.set.role_rules.setdefault(p.scope, {}).setdefault(p.role, [])
-        for i, rule in enumerate(p.rules):
+        per_resource: dict[str, int] = defaultdict(int)  # Cerbos numbers rules within each resource
+        for rule in p.rules:
+            index = per_resource[rule.resource]
+            per_resource[rule.resource] += 1
             cond = compile_match(rule.condition, scope, self.problems) if rule.condition else None
             rules.append(
-                RolePolicyRule(rule.resource, rule.allow_actions, cond, p.key, f"{p.key}#{p.role}_rule-{i:03d}")
+                RolePolicyRule(
+                    rule.resource,
+                    rule.allow_actions,
+                    cond,
+                    p.key,
+                    f"{p.key}#{p.role}_rule-{index:03d}",
+                    p.version,
+                    compile_output(rule.output, scope, self.problems),
+                    f"{p.key}#{rule.name}",
+                )
             )
         self.set.role_parents.setdefault(p.scope, {})[p.role] = p.parent_roles
         self.set.scopes[RESOURCE].add(p.scope)

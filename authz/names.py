@@ -35,8 +35,8 @@ def principal_key(principal: str, version: str, scope: str = "") -> str:
     return _scoped(f"principal.{sanitize(principal)}.v{sanitize(version)}", scope)
 
 
-def role_key(role: str, scope: str = "") -> str:
-    return _scoped(f"role.{sanitize(role)}.vdefault", scope)
+def role_key(role: str, scope: str = "", version: str = "default") -> str:
+    return _scoped(f"role.{sanitize(role)}.v{sanitize(version)}", scope)
 
 
 def scope_value(scope: str) -> str:

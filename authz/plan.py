@@ -195,8 +195,10 @@ def _row_step(row: Row, scope: str, policy_key: str) -> RowStep:
         # A role policy's denial names the role policy; a rule's, the policy the walk is in.
         deny = ActionEffect(DENY, row.policy_key if row.from_role_policy else policy_key, scope, row.src)
         allow = None
-    else:
+    elif row.effect == ALLOW:
         deny, allow = None, ActionEffect(ALLOW, policy_key, scope, row.src)
+    else:  # a role policy's unconditional allow: it only reports its output
+        deny = allow = None
     activated = output.rule_activated if output is not None else None
     not_met = output.condition_not_met if output is not None else None
     return RowStep(

@@ -154,6 +154,8 @@ class RoleRule:
     allow_actions: list[str]
     condition: Match | None
     position: Position
+    name: str = ""
+    output: Output | None = None
 
 
 @dataclass
@@ -164,10 +166,13 @@ class RolePolicy:
     rules: list[RoleRule]
     position: Position
     scope_permissions: str = ""
+    version: str = "default"
+    variables: Definitions = field(default_factory=Definitions)
+    constants: Definitions = field(default_factory=Definitions)
 
     @property
     def key(self) -> str:
-        return role_key(self.role, self.scope)
+        return role_key(self.role, self.scope, self.version)
 
 
 @dataclass
@@ -586,7 +591,10 @@ def _derived_roles(r: _Reader, node: SourceMap, top: SourceMap) -> DerivedRoles 
 def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | None:
     what = "rolePolicy"
     p = r.fields(
-        node, top.pos("rolePolicy"), what, {"role", "scope", "parentRoles", "rules", "version", "scopePermissions"}
+        node,
+        top.pos("rolePolicy"),
+        what,
+        {"role", "scope", "parentRoles", "rules", "version", "scopePermissions", "variables", "constants"},
     )
     if p is None:
         return None
@@ -597,7 +605,7 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
         raw_rules = []
     for i, raw in enumerate(raw_rules):
         rw = f"{what}.rules[{i}]"
-        rn = r.fields(raw, raw_rules.pos(i), rw, {"resource", "allowActions", "condition"})
+        rn = r.fields(raw, raw_rules.pos(i), rw, {"resource", "allowActions", "condition", "name", "output"})
         if rn is None:
             continue
         rules.append(
@@ -606,6 +614,8 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
                 allow_actions=r.strings(rn, "allowActions", rw, required=True),
                 condition=r.condition(rn, rw),
                 position=raw_rules.pos(i),
+                name=_rule_name(r, rn, rw),
+                output=r.output(rn, rw),
             )
         )
     permissions = r.scope_permissions(p, what)
@@ -622,6 +632,9 @@ def _role_policy(r: _Reader, node: SourceMap, top: SourceMap) -> RolePolicy | No
         rules=rules,
         position=top.pos("rolePolicy"),
         scope_permissions=permissions,
+        version=r.string(p, "version", what, pattern=_VERSION_RE) or "default",
+        variables=_variables(r, p, top, what),
+        constants=r.definitions(p, "constants", what, is_variables=False),
     )
 
 

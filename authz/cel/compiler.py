@@ -58,6 +58,7 @@ from .values import (
     Uint,
     cel_equals,
     check_int,
+    field_name,
     from_json,
     no_overload,
     type_name,
@@ -410,6 +411,7 @@ class Compiler:
             return _const(self.scope.constants[name])
         if target.type in _MESSAGE_FIELDS:
             fields = _MESSAGE_FIELDS[target.type]
+            name = field_name(name)  # the protobuf spelling reads the same field
             if name not in fields:
                 raise self.error(name_token, f"undefined field '{name}'")
             if target.root is not None and target.type in ("principal", "resource"):

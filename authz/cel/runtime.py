@@ -10,7 +10,18 @@ from datetime import datetime
 from typing import Any
 
 from .cerbos_ext import Hierarchy
-from .values import OPTIONAL_NONE, CelError, Message, Optional, Uint, map_lookup, no_overload, type_name
+from .values import (
+    OPTIONAL_NONE,
+    CelError,
+    Message,
+    Optional,
+    Uint,
+    field_name,
+    is_default_field,
+    map_lookup,
+    no_overload,
+    type_name,
+)
 
 Fn = Callable[["Activation"], Any]
 
@@ -149,9 +160,11 @@ def _select(value: Any, name: str) -> Any:
             return value[name]
         except KeyError:
             raise CelError(f"no such key: {name}") from None
+    if t is Optional:  # after ``.?``, the rest of the chain selects optionally too
+        return _select_optional(value, name)
     if t is Message:
         try:
-            return value.fields[name]
+            return value.fields[field_name(name)]
         except KeyError:
             raise CelError(f"no such field '{name}'") from None
     raise CelError(f"no such key: {name}")
@@ -165,7 +178,7 @@ def _select_optional(value: Any, name: str) -> Optional:
     if type(value) is dict:
         return Optional(value[name], True) if name in value else OPTIONAL_NONE
     if type(value) is Message:
-        return Optional(value.fields[name], True) if _has_field(value, name) else OPTIONAL_NONE
+        return Optional(value.fields[field_name(name)], True) if _has_field(value, name) else OPTIONAL_NONE
     raise CelError(f"type '{type_name(value)}' does not support field selection")
 
 
@@ -174,10 +187,13 @@ def _has_field(value: Any, name: str) -> bool:
     if t is dict:
         return name in value
     if t is Message:
-        if name not in value.fields:
+        key = field_name(name)
+        if key not in value.fields:
             raise CelError(f"no such field '{name}'")
-        v = value.fields[name]
-        return v not in (None, "", 0, False) and v != [] and v != {}
+        v = value.fields[key]  # (an undecidable runtime's read is its error)
+        if key == "effectiveDerivedRoles":
+            return True  # Cerbos's runtime has the list, even an empty one
+        return not is_default_field(v)
     raise CelError(f"invalid type for field selection: {type_name(value)}")
 
 

@@ -95,6 +95,34 @@ class Optional:
 OPTIONAL_NONE = Optional()
 
 
+# Cerbos's CEL environment accepts a message field by its protobuf name as well as by its JSON
+# name (``request.aux_data`` is ``request.auxData``): the messages hold the JSON names, and a
+# selection by the protobuf name is read through this table.
+FIELD_ALIASES = {
+    "aux_data": "auxData",
+    "policy_version": "policyVersion",
+    "effective_derived_roles": "effectiveDerivedRoles",
+}
+
+
+def field_name(name: str) -> str:
+    """A message field's name as the messages hold it (the JSON name)."""
+    return FIELD_ALIASES.get(name, name)
+
+
+def is_default_field(value: Any) -> bool:
+    """Whether a message field holds its default (protobuf's "not set"): a zero value, an empty
+    list or map, or a message whose every field holds its default."""
+    if value is None or value == "" or value is False or value == [] or value == {}:
+        return True
+    t = type(value)
+    if (t is int or t is float) and value == 0:
+        return True
+    if t is Message:
+        return all(is_default_field(v) for v in value.fields.values())
+    return False
+
+
 class Message:
     """A protobuf message value: fixed fields with defaults, selected with ``.``.
 
@@ -358,7 +386,9 @@ def to_json(value: Any) -> Any:
             raise CelError("optional.none() dereference")
         return to_json(value.value)
     if t is Message:
-        return {k: to_json(v) for k, v in value.fields.items()}
+        # As protobuf's JSON form writes a message: fields holding their default are left out.
+        fields = value.fields
+        return {k: to_json(v) for k in fields if not is_default_field(v := fields[k])}
     if t is CelType:
         raise CelError("type conversion not supported for 'type'")
     name = type_name(value)
