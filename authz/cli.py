@@ -8,6 +8,8 @@
     ccc-authz bundle build POLICY_DIR --key PRIVATE_KEY --version N --out FILE
     ccc-authz bundle verify FILE --pubkey PUBLIC_KEY
     ccc-authz serve DIR --port P [--token-file FILE]
+    ccc-authz package sign DIR --key RELEASE_PRIVATE_KEY [--file NAME ...]
+    ccc-authz package verify DIR --pubkey RELEASE_PUBLIC_KEY
 
 Exit statuses follow ``cerbos compile``: 0 all good, 3 the policies do not compile,
 4 a test failed; 2 is a usage error.
@@ -324,6 +326,45 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace, out: TextIO) -> int:
+    """Signs a release directory (SHA256SUMS and SHA256SUMS.sig) or verifies one: exit 1 naming
+    every problem found."""
+    from .bundle import BundleError, load_private_key, load_public_key
+    from .package import SIGNATURE, SUMS, fingerprint, sign_release, verify_release
+
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        sys.stderr.write(f"{directory}: not a directory\n")
+        return 2
+    if args.package_command == "sign":
+        try:
+            key = load_private_key(Path(args.key))
+            listed = sign_release(directory, key, args.files or None)
+        except BundleError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
+        out.write(
+            f"wrote {directory / SUMS} ({len(listed)} files: {', '.join(listed)}) and {directory / SIGNATURE}, "
+            f"release key {fingerprint(key.public_key())}\n"
+        )
+        return 0
+    try:
+        public_key = load_public_key(Path(args.pubkey))
+    except BundleError as exc:
+        out.write(f"INVALID: {exc}\n")
+        return 1
+    result = verify_release(directory, public_key)
+    if not result.ok:
+        for problem in result.problems:
+            out.write(f"INVALID: {problem}\n")
+        return 1
+    out.write(
+        f"OK: {SUMS} signed by release key {fingerprint(public_key)}; "
+        f"{len(result.files)} files match: {', '.join(sorted(result.files))}\n"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .policy_server import make_server
 
@@ -381,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_bverify = bundle_sub.add_parser("verify")
     p_bverify.add_argument("file")
     p_bverify.add_argument("--pubkey", required=True)
+    p_package = sub.add_parser("package", help="sign or verify a release directory (SHA256SUMS, SHA256SUMS.sig)")
+    package_sub = p_package.add_subparsers(dest="package_command", required=True)
+    p_psign = package_sub.add_parser("sign", help="write SHA256SUMS and its Ed25519 signature")
+    p_psign.add_argument("dir")
+    p_psign.add_argument("--key", required=True, help="the release private key (not the policy key)")
+    p_psign.add_argument(
+        "--file", action="append", dest="files", metavar="NAME", help="a file in DIR to list (default: every .deb)"
+    )
+    p_pverify = package_sub.add_parser("verify", help="check the signature, then every listed file")
+    p_pverify.add_argument("dir")
+    p_pverify.add_argument("--pubkey", required=True, help="the pinned release public key")
     p_serve = sub.add_parser("serve", help="serve the newest bundle of a directory over HTTP")
     p_serve.add_argument("dir")
     p_serve.add_argument("--port", type=int, default=8088)
@@ -406,6 +458,8 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_keygen(args, sys.stdout)
     if args.command == "bundle":
         return cmd_bundle(args, sys.stdout)
+    if args.command == "package":
+        return cmd_package(args, sys.stdout)
     if args.command == "serve":
         return cmd_serve(args)
     return cmd_check(args, sys.stdin, sys.stdout)
