@@ -1,6 +1,6 @@
 """``ccc-authz``: the policy tool for analysts and IT.
 
-    ccc-authz compile DIR [--no-strict-evaluation] [--skip-tests]
+    ccc-authz compile DIR [--no-strict-evaluation] [--skip-tests] [--ignore-schemas]
     ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB] < requests.jsonl
     ccc-authz audit verify DB
     ccc-authz audit export DB --format jsonl|fhir
@@ -38,7 +38,7 @@ from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
-from .verify import FAILED, render_results, run_test_suites
+from .verify import ERRORED, FAILED, render_results, run_test_suites
 
 EXIT_POLICY_ERRORS = 3
 EXIT_TEST_FAILURES = 4
@@ -49,10 +49,18 @@ def _params(args: argparse.Namespace) -> EvalParams:
     return EvalParams(strict_evaluation=not args.no_strict_evaluation)
 
 
+def _test_params(args: argparse.Namespace) -> EvalParams:
+    """Test suites run as ``cerbos compile`` runs them: schemas enforced (a request that breaks
+    its schema is denied) unless ``--ignore-schemas``."""
+    ignore = getattr(args, "ignore_schemas", False)
+    enforcement = "none" if ignore else "reject"
+    return EvalParams(strict_evaluation=not args.no_strict_evaluation, schema_enforcement=enforcement)
+
+
 def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
     root = Path(args.dir)
     try:
-        policy_set = compile_policy_dir(root)
+        policy_set = compile_policy_dir(root, check_schemas=not getattr(args, "ignore_schemas", False))
     except PolicyErrors as exc:
         out.write("Compilation errors\n")
         for problem in exc.problems:
@@ -62,7 +70,7 @@ def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
     if args.skip_tests:
         out.write(f"{policy_set.policy_count} policies compiled\n")
         return 0
-    results, problems = run_test_suites(root, policy_set, _params(args))
+    results, problems = run_test_suites(root, policy_set, _test_params(args))
     if problems:
         out.write("Test suite errors\n")
         for problem in problems:
@@ -72,7 +80,7 @@ def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
         out.write(render_results(results) + "\n")
     else:
         out.write(f"{policy_set.policy_count} policies compiled, no test suites found\n")
-    failed = any(s.error or any(c.result == FAILED for c in s.cases) for s in results)
+    failed = any(s.verdict in (FAILED, ERRORED) for s in results)
     return EXIT_TEST_FAILURES if failed else 0
 
 
@@ -386,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_compile = sub.add_parser("compile", help="compile policies and run their test suites")
     p_compile.add_argument("dir")
     p_compile.add_argument("--skip-tests", action="store_true")
+    p_compile.add_argument(
+        "--ignore-schemas",
+        action="store_true",
+        help="as cerbos compile: do not check the schemas policies name, nor enforce them in tests",
+    )
     p_compile.add_argument(
         "--no-strict-evaluation",
         action="store_true",

@@ -321,6 +321,8 @@ def scope_chain(scope: str) -> list[str]:
 
 
 class _Builder:
+    check_schemas = True  # False: cerbos compile --ignore-schemas
+
     def __init__(self, loaded: list[LoadedPolicy], root: Path) -> None:
         self.root = root
         self.problems: list[PolicyProblem] = []
@@ -465,7 +467,7 @@ class _Builder:
         self.set.derived_roles[(kind, p.version, p.scope)] = [d for d in derived.values() if d.name in used]
         self.set.schemas[(kind, p.version, p.scope)] = ResourceSchemas(p.principal_schema, p.resource_schema)
         for which, ref in (("principal", p.principal_schema), ("resource", p.resource_schema)):
-            if ref is not None:
+            if ref is not None and self.check_schemas:
                 self._check_schema(which, ref)
         self._scope_permissions(p.scope, p.scope_permissions, p.position)
         if p.scope == "" and p.scope_permissions == REQUIRE_PARENTAL_CONSENT:
@@ -663,8 +665,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def compile_policy_dir(root: Path) -> PolicySet:
-    """Loads and compiles every policy below ``root``; raises ``PolicyErrors`` listing all problems."""
+def compile_policy_dir(root: Path, check_schemas: bool = True) -> PolicySet:
+    """Loads and compiles every policy below ``root``; raises ``PolicyErrors`` listing all problems.
+    ``check_schemas=False`` is ``cerbos compile --ignore-schemas``: the schemas policies name are
+    not looked at."""
     problems: list[PolicyProblem] = []
     if not root.is_dir():
         raise PolicyErrors(
@@ -672,6 +676,7 @@ def compile_policy_dir(root: Path) -> PolicySet:
         )
     loaded = load_policies(root, problems)
     builder = _Builder(loaded, root)
+    builder.check_schemas = check_schemas
     policy_set = builder.build()
     problems.extend(builder.problems)
     if problems:

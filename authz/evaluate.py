@@ -121,7 +121,12 @@ def request_message(inp: CheckInput, rscope: str, principal: Message, raw_attrs:
         },
     )
     jwt = inp.aux_data.get("jwt")
-    aux = _NO_AUX_DATA if not jwt else Message("cerbos.engine.v1.AuxData", {"jwt": from_json(jwt), "jwts": {}})
+    jwts = inp.aux_data.get("jwts")  # named tokens' claims: only test fixtures give them
+    aux = (
+        _NO_AUX_DATA
+        if not jwt and not jwts
+        else Message("cerbos.engine.v1.AuxData", {"jwt": from_json(jwt or {}), "jwts": from_json(jwts or {})})
+    )
     return Message("cerbos.engine.v1.Request", {"principal": principal, "resource": resource, "auxData": aux})
 
 

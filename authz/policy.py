@@ -436,7 +436,7 @@ def _resource_policy(r: _Reader, node: SourceMap, top: SourceMap) -> ResourcePol
     imports = [(n, p["importDerivedRoles"].pos(i)) for i, n in enumerate(imports_list)]
     rules: list[ResourceRule] = []
     raw_rules = p.get("rules", [])
-    if not isinstance(raw_rules, SourceList):
+    if "rules" in p and not isinstance(raw_rules, SourceList):  # Cerbos accepts a policy without rules
         r.problem(p.pos("rules"), f"{what}.rules must be a list")
         raw_rules = []
     for i, raw in enumerate(raw_rules):
@@ -508,7 +508,7 @@ def _principal_policy(r: _Reader, node: SourceMap, top: SourceMap) -> PrincipalP
         return None
     rules: list[PrincipalRule] = []
     raw_rules = p.get("rules", [])
-    if not isinstance(raw_rules, SourceList):
+    if "rules" in p and not isinstance(raw_rules, SourceList):  # Cerbos accepts a policy without rules
         r.problem(p.pos("rules"), f"{what}.rules must be a list")
         raw_rules = []
     for i, raw in enumerate(raw_rules):

@@ -88,19 +88,65 @@ def _content_position(loader: _Loader, node: yaml.Node, path: str) -> Position:
     return pos
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _flatten_merge_keys(loader: _Loader, node: yaml.MappingNode) -> int:
+    """Resolves ``<<: *anchor`` merge keys in place, as YAML's merge-key type says: the merged
+    pairs come first, each key once (from the first mapping merged that has it), then the
+    mapping's own pairs, which override them. Returns how many pairs were merged; a node reached
+    again through an alias is already flattened and keeps its count."""
+    merged: int | None = getattr(node, "ccc_merged_pairs", None)
+    if merged is not None:
+        return merged
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    sources: list[yaml.MappingNode] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            if key_node.tag == "tag:yaml.org,2002:value":
+                key_node.tag = "tag:yaml.org,2002:str"
+            own.append((key_node, value_node))
+            continue
+        subnodes = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for sub in subnodes:
+            if not isinstance(sub, yaml.MappingNode):
+                raise YamlError(
+                    "invalid YAML: expected a mapping or list of mappings for merging", _position(loader, sub, "$")
+                )
+            sources.append(sub)
+    pairs: dict[object, tuple[yaml.Node, yaml.Node]] = {}
+    for source in sources:
+        _flatten_merge_keys(loader, source)
+        effective: dict[object, tuple[yaml.Node, yaml.Node]] = {}
+        for pair in source.value:  # already flattened: a later pair overrides an earlier one
+            effective[_key_identity(pair[0])] = pair
+        for key, pair in effective.items():
+            pairs.setdefault(key, pair)
+    node.value = [*pairs.values(), *own]
+    node.ccc_merged_pairs = len(pairs)  # type: ignore[attr-defined]
+    return len(pairs)
+
+
+def _key_identity(key_node: yaml.Node) -> object:
+    return (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+
+
 def _build(loader: _Loader, node: yaml.Node, path: str) -> Any:
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        merged = _flatten_merge_keys(loader, node)
         out = SourceMap()
         out.position = _position(loader, node, path)
         out.key_positions = {}
         out.value_positions = {}
-        for key_node, value_node in node.value:
+        own_keys: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
-            if key in out:
-                raise YamlError(f'duplicate key "{key}"', _position(loader, key_node, path))
+            if i >= merged:  # the mapping's own keys: they override merged ones, never each other
+                if key in own_keys:
+                    raise YamlError(f'duplicate key "{key}"', _position(loader, key_node, path))
+                own_keys.add(key)
             child_path = f"{path}.{key}"
             out.key_positions[key] = _position(loader, key_node, child_path)
             out.value_positions[key] = _content_position(loader, value_node, child_path)
