@@ -493,7 +493,7 @@ class Compiler:
         if name == "matches" and args and args[0].const and args[0].type == "string":
             self._validate_literal(tree, "matches", library.compile_regex, args[0].value)
         self._check_list_elements(tree, name, [target, *args])
-        fns = [target.fn] + [a.fn for a in args]
+        fns = _argument_fns(name, [target, *args])
         node = Node(_caller(fn, fns), _RESULT_TYPES.get(name, "dyn"))
         if name == "format" and target.const and all(a.const for a in args):
             try:
@@ -514,7 +514,7 @@ class Compiler:
         if name in ("math.greatest", "math.least") and len(args) == 1 and args[0].const and args[0].value == []:
             raise self.error(tree, f"{name}() invalid single argument value")
         self._check_list_elements(tree, name, args)
-        node = Node(_caller(fn, [a.fn for a in args]), result_type)
+        node = Node(_caller(fn, _argument_fns(name, args)), result_type)
         return self._fold(node, *args)
 
     def _check_list_elements(self, tree: ParseTree, name: str, args: list[Node]) -> None:
@@ -685,6 +685,17 @@ class Compiler:
         except CelError:
             return node
         return Node(lambda a: value, node.type, True, value)
+
+
+def _argument_fns(name: str, args: list[Node]) -> list[Fn]:
+    """The closures of a call's arguments; a literal regular expression is compiled here, once."""
+    fns = [a.fn for a in args]
+    i = library.REGEX_ARGUMENT.get(name)
+    if i is not None and i < len(args) and args[i].const and type(args[i].value) is str:
+        compiled = library.precompiled_regex(args[i].value)
+        if compiled is not None:
+            fns[i] = lambda a: compiled
+    return fns
 
 
 def _request_field(root: str, name: str, kind: str) -> Node:

@@ -14,10 +14,9 @@ import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-from . import cerbos_ext, spiffe, timefuncs
+from . import cerbos_ext, regex, spiffe, timefuncs
 from .values import (
     EPOCH,
     INT64_MAX,
@@ -192,19 +191,34 @@ def _dyn(x: Any) -> Any:
     return x
 
 
-@lru_cache(maxsize=512)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """An RE2 pattern as a Python regex (the common RE2 syntax is the same in Python)."""
+compile_regex = regex.compile_regex  # RE2 as Go runs it (see regex.py); a CelError in Go's words
+
+# The argument that is a regular expression, counting a method's target: a literal one is compiled
+# once, when the expression is (compiler.py), not looked up at each call.
+REGEX_ARGUMENT = {"matches": 1, "regex.replace": 1, "regex.extract": 1, "regex.extractAll": 1}
+
+
+def precompiled_regex(pattern: str) -> regex.Regex | None:
+    """``pattern`` compiled now, or None when it is invalid (then each call reports the error)."""
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise CelError(f"invalid regex '{pattern}': {exc}") from None
+        return compile_regex(pattern)
+    except CelError:
+        return None
+
+
+def _regex_arg(name: str, s: Any, pattern: Any, *rest: Any) -> regex.Regex:
+    """The compiled pattern of a call whose target and pattern must be strings."""
+    if type(pattern) is regex.Regex:
+        if type(s) is not str:
+            raise no_overload(name, s, pattern.pattern, *rest)
+        return pattern
+    if type(s) is not str or type(pattern) is not str:
+        raise no_overload(name, s, pattern, *rest)
+    return compile_regex(pattern)
 
 
 def _matches(s: Any, pattern: Any) -> bool:
-    if type(s) is not str or type(pattern) is not str:
-        raise no_overload("matches", s, pattern)
-    return compile_regex(pattern).search(s) is not None
+    return _regex_arg("matches", s, pattern).search(s)
 
 
 def _str_pred(name: str, pred: Callable[[str, str], bool]) -> Fn:
@@ -672,32 +686,89 @@ def _json_encode(v: Any) -> str:
 
 
 def _regex_replace(s: Any, pattern: Any, repl: Any, n: Any = -1) -> str:
-    _need_str("regex.replace", s, pattern, repl)
-    _need_int("regex.replace", n)
+    """cel-go's regex.replace: ``\\N`` in the replacement is group N (0 the whole match), ``\\\\``
+    a backslash; at most ``n`` matches replaced (all when negative)."""
+    if type(repl) is not str or type(n) is not int:
+        raise no_overload("regex.replace", s, getattr(pattern, "pattern", pattern), repl, n)
+    if type(s) is not str or type(pattern) not in (str, regex.Regex):
+        raise no_overload("regex.replace", s, pattern, repl, n)
     if n == 0:
         unchanged: str = s
         return unchanged
-    py_repl = re.sub(r"\\(\d)", r"\\g<\1>", repl)
-    return compile_regex(pattern).sub(py_repl, s, count=max(n, 0))
+    rx = _regex_arg("regex.replace", s, pattern, repl, n)
+    data = regex.encode(s)
+    out: list[str] = []
+    last = 0
+    for count, spans in enumerate(rx.matches(data)):
+        if 0 <= n <= count:
+            break
+        out.append(regex.substring(data, (last, spans[0][0])))
+        out.append(_expand(repl, rx, data, spans))
+        last = spans[0][1]
+    if not out:
+        return str(s)
+    out.append(regex.substring(data, (last, len(data))))
+    return "".join(out)
+
+
+def _expand(repl: str, rx: regex.Regex, data: bytes, spans: list[tuple[int, int]]) -> str:
+    if "\\" not in repl:
+        return repl
+    out: list[str] = []
+    i, size = 0, len(repl)
+    while i < size:
+        c = repl[i]
+        i += 1
+        if c != "\\":
+            out.append(c)
+            continue
+        if i >= size:
+            raise CelError(f"invalid replacement string: '{repl}' \\ not allowed at end")
+        c = repl[i]
+        i += 1
+        if c == "\\":
+            out.append(c)
+            continue
+        if not ("0" <= c <= "9"):
+            raise CelError(f"invalid replacement string: '{repl}' \\ must be followed by a digit or \\")
+        group = ord(c) - 48
+        if group > rx.groups:
+            raise CelError(f"replacement string references group {group} but regex has only {rx.groups} group(s)")
+        if spans[group][0] >= 0:
+            out.append(regex.substring(data, spans[group]))
+    return "".join(out)
+
+
+def _one_group(name: str, s: Any, pattern: Any) -> regex.Regex:
+    rx = _regex_arg(name, s, pattern)
+    if rx.groups > 1:
+        raise CelError(f"regular expression has more than one capturing group: {_go_quote(rx.pattern)}")
+    return rx
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a string (printable characters kept, the rest escaped)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _regex_extract(s: Any, pattern: Any) -> Optional:
-    _need_str("regex.extract", s, pattern)
-    rx = compile_regex(pattern)
-    if rx.groups > 1:
-        raise CelError("multiple capture groups are not supported")
-    m = rx.search(s)
-    if not m:
+    rx = _one_group("regex.extract", s, pattern)
+    data = regex.encode(s)
+    spans = rx.first(data)
+    if spans is None:
         return OPTIONAL_NONE
-    return Optional(m.group(1) if rx.groups == 1 else m.group(0), True)
+    span = spans[1] if rx.groups == 1 else spans[0]
+    if rx.groups == 1 and span[0] == span[1]:  # a group that matched nothing (or did not take part)
+        return OPTIONAL_NONE
+    return Optional(regex.substring(data, span), True)
 
 
 def _regex_extract_all(s: Any, pattern: Any) -> list[str]:
-    _need_str("regex.extractAll", s, pattern)
-    rx = compile_regex(pattern)
-    if rx.groups > 1:
-        raise CelError("multiple capture groups are not supported")
-    return [m.group(1) if rx.groups == 1 else m.group(0) for m in rx.finditer(s)]
+    rx = _one_group("regex.extractAll", s, pattern)
+    data = regex.encode(s)
+    if rx.groups == 0:
+        return [regex.substring(data, spans[0]) for spans in rx.matches(data)]
+    return [regex.substring(data, spans[1]) for spans in rx.matches(data) if spans[1][0] < spans[1][1]]
 
 
 def _zero(v: Any) -> bool:
