@@ -117,6 +117,9 @@ class PolicySet:
     policy_count: int = 0
     sources: dict[str, str] = field(default_factory=dict)  # policy key -> file
     principal_ids: set[str] = field(default_factory=set)  # principals some principal policy names
+    # (kind, version, scope, principal or sanitised resource) of each policy without rules: like
+    # Cerbos's no-op rows, it makes its scope exist and its policy found, and decides nothing.
+    empty_policies: set[tuple[str, str, str, str]] = field(default_factory=set)
     # "P" / "R" when no expression reads that attribute map other than one named attribute at a
     # time: the request's attributes are then handed to CEL unconverted, each read converting.
     raw_attrs: frozenset[str] = frozenset()
@@ -157,7 +160,9 @@ class PolicySet:
         return tuple(s for s in scope_chain(scope) if self.scope_exists(kind, s))
 
     def _principal_exists(self, principal: str, version: str, scopes: tuple[str, ...]) -> bool:
-        return any(r.principal == principal for s in scopes for r in self.rows.get((PRINCIPAL, version, s), ()))
+        return any(r.principal == principal for s in scopes for r in self.rows.get((PRINCIPAL, version, s), ())) or any(
+            (PRINCIPAL, version, s, principal) in self.empty_policies for s in scopes
+        )
 
     def _resource_exists(self, kind: str, version: str, scopes: tuple[str, ...]) -> bool:
         return any(
@@ -166,6 +171,10 @@ class PolicySet:
                 rule.version == version and globs.matches(rule.resource, kind)
                 for rules in self.role_rules.get(s, {}).values()
                 for rule in rules
+            )
+            or any(
+                k == RESOURCE and v == version and scope == s and globs.matches(name, kind)
+                for k, v, scope, name in self.empty_policies
             )
             for s in scopes
         )
@@ -512,7 +521,9 @@ class _Builder:
                                 derived_role=dr,
                             )
                         )
-        if rows:
+        if not p.rules:
+            self.set.empty_policies.add((RESOURCE, p.version, p.scope, kind))
+        if rows or not p.rules:
             self.set.scopes[RESOURCE].add(p.scope)
 
     def _check_schema(self, which: str, ref: SchemaRef) -> None:
@@ -574,7 +585,9 @@ class _Builder:
                     principal=p.principal,
                 )
             )
-        if rows:
+        if not p.rules:
+            self.set.empty_policies.add((PRINCIPAL, p.version, p.scope, p.principal))
+        if rows or not p.rules:
             self.set.scopes[PRINCIPAL].add(p.scope)
 
     def _add_role_policy(self, p: RolePolicy, file: str) -> None:
@@ -598,7 +611,8 @@ class _Builder:
                 )
             )
         self.set.role_parents.setdefault(p.scope, {})[p.role] = p.parent_roles
-        self.set.scopes[RESOURCE].add(p.scope)
+        if p.rules:  # (in Cerbos, a scope exists through its rule rows)
+            self.set.scopes[RESOURCE].add(p.scope)
         # A role policy's scopePermissions is accepted (as Cerbos 0.55 does) but, as there, it does
         # not change how the resource policies of its scope combine with their parents.
 
