@@ -25,6 +25,16 @@ _FIELDS = {
     "principal": {"id", "policyVersion", "roles", "attr", "scope"},
     "resource entry": {"actions", "resource"},
     "resource": {"kind", "policyVersion", "id", "attr", "scope"},
+    "auxData": {"jwt"},
+    "jwt": {"token", "keySetId"},
+}
+# protojson reads a field by its proto name too (include_meta for includeMeta), as Cerbos does.
+_JSON_NAMES = {
+    "request_id": "requestId",
+    "include_meta": "includeMeta",
+    "aux_data": "auxData",
+    "policy_version": "policyVersion",
+    "key_set_id": "keySetId",
 }
 
 
@@ -36,10 +46,26 @@ def _invalid(path: str, what: str) -> RequestError:
 def _object(value: Any, path: str, kind: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RequestError(f"{path or 'the request'} must be a JSON object")
+    fields = _FIELDS[kind]
+    renamed = False
     for key in value:
-        if key not in _FIELDS[kind]:
+        if key not in fields:
+            if _JSON_NAMES.get(key) in fields:
+                renamed = True
+                continue
             raise RequestError(f'unknown field "{key}" in {path or "the request"}')
+    if renamed:
+        return {str(_JSON_NAMES.get(k, k)): v for k, v in value.items()}
     return value
+
+
+def _token(value: Any) -> str:
+    """A JSON value as protojson quotes an unexpected one."""
+    if isinstance(value, dict):
+        return "{"
+    if isinstance(value, list):
+        return "["
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _string(obj: dict[str, Any], key: str, path: str, required: bool = False) -> str:
@@ -114,17 +140,40 @@ def parse_resource(body: Any, path: str = "resource") -> Resource:
 def _aux_data(body: dict[str, Any]) -> dict[str, Any]:
     """auxData.jwt would need JWT verification keys, which an embedded workstation engine does not
     hold: like a Cerbos PDP without key sets, the request is refused rather than trusted."""
-    aux = body.get("auxData")
-    if not aux:
-        return {}
-    if not isinstance(aux, dict):
-        raise RequestError("auxData must be a JSON object")
-    jwt = aux.get("jwt")
+    jwt = _jwt(body)
     if jwt is None:
         return {}
-    if not isinstance(jwt, dict) or not jwt.get("token"):
+    if not jwt.get("token"):
         raise _invalid("aux_data.jwt.token", "value is required")
     raise RequestError("invalid auxData")
+
+
+def _jwt(body: dict[str, Any]) -> dict[str, Any] | None:
+    """auxData.jwt as protojson decodes it: refused if it has the wrong shape, None if absent."""
+    aux = body.get("auxData")
+    if aux is None:
+        return None
+    if not isinstance(aux, dict):
+        raise RequestError(f"syntax error: unexpected token {_token(aux)}")
+    aux = _object(aux, "auxData", "auxData")
+    jwt = aux.get("jwt")
+    if jwt is None:
+        return None
+    if not isinstance(jwt, dict):
+        raise RequestError(f"syntax error: unexpected token {_token(jwt)}")
+    jwt = _object(jwt, "auxData.jwt", "jwt")
+    for key in ("token", "keySetId"):
+        value = jwt.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RequestError(f"invalid value for string field {key}: {_token(value)}")
+    return jwt
+
+
+def _include_meta(body: dict[str, Any]) -> bool:
+    value = body.get("includeMeta")
+    if value is None or type(value) is bool:
+        return value is True
+    raise RequestError(f"invalid value for bool field includeMeta: {_token(value)}")
 
 
 def parse_check_request(body: Any) -> tuple[str, list[CheckInput], bool]:
@@ -166,7 +215,10 @@ def _plain_strings(values: Any, limit: int) -> TypeGuard[list[str]]:
 
 def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
     """The common case, checked in one pass: None as soon as anything needs a closer look."""
-    if type(body) is not dict or not _KEYS["request"].issuperset(body) or body.get("auxData"):
+    if type(body) is not dict or not _KEYS["request"].issuperset(body) or body.get("auxData") is not None:
+        return None
+    include_meta = body.get("includeMeta")
+    if include_meta is not None and type(include_meta) is not bool:
         return None
     request_id = body.get("requestId")
     request_id = "" if request_id is None else request_id
@@ -211,11 +263,13 @@ def _parse_well_formed(body: Any) -> tuple[str, list[CheckInput], bool] | None:
         ):
             return None
         inputs.append(CheckInput(principal, Resource(kind, rid, rattr or {}, sv[1], sv[0]), actions, {}, request_id))
-    return request_id, inputs, body.get("includeMeta") is True
+    return request_id, inputs, include_meta is True
 
 
 def _parse_checked(body: Any) -> tuple[str, list[CheckInput], bool]:
     obj = _object(body, "", "request")
+    include_meta = _include_meta(obj)  # decoding errors come before validation's, as in Cerbos
+    _jwt(obj)
     request_id = _string(obj, "requestId", "requestId")
     if "principal" not in obj or obj["principal"] is None:
         raise _invalid("principal", "value is required")
@@ -237,7 +291,7 @@ def _parse_checked(body: Any) -> tuple[str, list[CheckInput], bool]:
             raise _invalid(f"{path}.resource", "value is required")
         resource = parse_resource(entry["resource"], f"{path}.resource")
         inputs.append(CheckInput(principal, resource, actions, aux, request_id))
-    return request_id, inputs, obj.get("includeMeta") is True
+    return request_id, inputs, include_meta
 
 
 def render_result(inp: CheckInput, out: CheckOutput, include_meta: bool = False) -> dict[str, Any]:

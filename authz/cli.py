@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
+from . import requestjson
 from .audit import AuditChain, AuditRecord, AuditWriteError
 from .audit_export import to_decision_log, to_fhir
 from .compile import compile_policy_dir
@@ -92,24 +93,30 @@ def _answer(item: tuple[int, bytes | str], audited: bool) -> tuple[bytes, list[A
     number, line = item
     assert _ENGINE is not None
     try:
-        body = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        try:
-            body = json.loads(line)  # the standard parser also takes integers beyond 64 bits
-        except json.JSONDecodeError as exc:
-            return _error(f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"), None
-        except UnicodeDecodeError as exc:
-            return _error(f"line {number}: invalid JSON: not UTF-8 at byte {exc.start + 1}"), None
+        body = requestjson.loads(line)
+    except requestjson.RequestJsonError as exc:
+        return _error(f"line {number}: {exc.message}", exc.code), None
     records: list[AuditRecord] | None = [] if audited else None
-    response = _ENGINE.check_request(body, audit=records)
+    try:
+        response = _ENGINE.check_request(body, audit=records)
+    except RecursionError:
+        return _error(f"line {number}: the request is nested too deeply to decide"), None
+    except Exception as exc:  # noqa: BLE001 -- one line's failure must not cost the others their answers
+        return _error(f"line {number}: the request could not be decided: {type(exc).__name__}: {exc}", 13), None
     if "code" in response and "message" in response:
         response["message"] = f"line {number}: {response['message']}"
         records = None
-    return orjson.dumps(response), records
+    try:
+        return orjson.dumps(response), records
+    except TypeError:  # orjson writes at most 254 levels; a deep output value is written by json
+        try:
+            return json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode(), records
+        except RecursionError:
+            return _error(f"line {number}: the answer is nested too deeply to write"), None
 
 
-def _error(message: str) -> bytes:
-    return json.dumps({"code": 3, "message": message}, separators=(",", ":")).encode()
+def _error(message: str, code: int = 3) -> bytes:
+    return json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
 
 
 def _answer_many(items: list[tuple[int, bytes | str]], audited: bool) -> list[tuple[bytes, list[AuditRecord] | None]]:
@@ -246,17 +253,36 @@ def _input_lines(inp: TextIO) -> Iterator[tuple[bytes | str, bool]]:
             yield text_line, True
         return
     buffer = bytearray()
+    skipped = 0  # bytes of an oversized line dropped so far (only its start is kept)
     while chunk := os.read(fd, 1 << 20):
         buffer += chunk
         end = buffer.rfind(b"\n")
         if end < 0:
+            if len(buffer) > requestjson.MAX_LINE_BYTES:  # keep its start, count the rest
+                skipped += len(buffer) - requestjson.MAX_LINE_BYTES - 1
+                del buffer[requestjson.MAX_LINE_BYTES + 1 :]
             continue  # a line longer than a chunk: read on
         lines = bytes(buffer[:end]).split(b"\n")
         del buffer[: end + 1]
+        if skipped:
+            lines[0] = _Oversized(lines[0], len(lines[0]) + skipped)
+            skipped = 0
         for i, line in enumerate(lines):
             yield line, i == len(lines) - 1
-    if buffer:
-        yield bytes(buffer), True
+    if buffer or skipped:
+        yield (_Oversized(buffer, len(buffer) + skipped) if skipped else bytes(buffer)), True
+
+
+class _Oversized(bytes):
+    """The start of a line too long to be a request, and its whole length (answered as an error
+    without holding the rest in memory)."""
+
+    size: int
+
+    def __new__(cls, start: bytes | bytearray, size: int) -> _Oversized:
+        line = super().__new__(cls, start[: requestjson.MAX_LINE_BYTES + 1])
+        line.size = size
+        return line
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:

@@ -542,6 +542,8 @@ class _Builder:
         try:
             schema = json.loads(path.read_text(encoding="utf-8"))
             jsonschema.validators.validator_for(schema).check_schema(schema)
+        except RecursionError:  # nested past what Python's parser and jsonschema recurse into
+            self.problem(ref.position, f'{which} schema "{ref.ref}" is nested too deeply', "invalid schema")
         except (ValueError, jsonschema.SchemaError) as exc:
             self.problem(
                 ref.position, f'{which} schema "{ref.ref}" is not a valid JSON schema: {exc}', "invalid schema"

@@ -33,7 +33,7 @@ class SchemaValidator:
         path = self.root / ref[len("cerbos:///") :]
         try:
             schema = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         cls = jsonschema.validators.validator_for(schema)
         return cls(schema)

@@ -58,10 +58,49 @@ class YamlError(Exception):
         self.position = position
 
 
+# Limits on hostile files (Cerbos has none: its YAML parser expands an alias bomb until memory runs
+# out). A policy or test file nests a few levels deep and uses aliases to share small fixtures.
+MAX_DEPTH = 128  # nested mappings and sequences, counted after aliases are expanded
+MAX_ALIAS_EXPANSION = 100_000  # values that aliases may add to a document (or its own size, if more)
+
+
 class _Loader(yaml.SafeLoader):
     """A safe loader that builds SourceMap/SourceList with positions (no arbitrary objects)."""
 
     source_name: str  # the file, set by load_documents
+    depth = 0
+    has_anchors = False  # in the last document composed (without anchors, no alias to expand)
+
+    def compose_document(self) -> yaml.Node | None:
+        anchors = self.anchors  # the composer fills this dict, then starts a new one
+        node: yaml.Node | None = super().compose_document()
+        self.has_anchors = bool(anchors)
+        return node
+
+    # PyYAML composes nested collections recursively: past MAX_DEPTH that is an error at the
+    # collection that opens too deep, not Python's recursion limit.
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        self._enter()
+        try:
+            return super().compose_sequence_node(anchor)
+        finally:
+            self.depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        self._enter()
+        try:
+            return super().compose_mapping_node(anchor)
+        finally:
+            self.depth -= 1
+
+    def _enter(self) -> None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise YamlError(
+                f"invalid YAML: nested more than {MAX_DEPTH} levels deep",
+                Position(self.source_name, mark.line + 1, mark.column + 1),
+            )
+        self.depth += 1
 
 
 def _position(loader: _Loader, node: yaml.Node, path: str) -> Position:
@@ -164,6 +203,54 @@ def _build(loader: _Loader, node: yaml.Node, path: str) -> Any:
     return loader.construct_object(node, deep=True)
 
 
+def _check_expansion(loader: _Loader, root: yaml.Node) -> None:
+    """Refuses a document whose aliases would expand it past the limits (a "billion laughs" file:
+    each level repeating the previous one's alias ten times) or that an alias makes infinite
+    (``&a [*a]``), before anything is expanded: each distinct node is visited once."""
+    size: dict[int, int] = {}  # expanded values below and including each node
+    depth: dict[int, int] = {}
+    distinct = 0
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if not children_done:
+            if key in size:
+                continue
+            if key in on_path:
+                where = _position(loader, node, "$")
+                raise YamlError("invalid YAML: an alias refers to a node that contains it", where)
+            on_path.add(key)
+            distinct += 1
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in size)
+            continue
+        on_path.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0) if children else 0
+        if size[key] - distinct > max(MAX_ALIAS_EXPANSION, distinct):
+            raise YamlError(
+                f"invalid YAML: aliases expand this document past {max(MAX_ALIAS_EXPANSION, distinct)} "
+                "more values (an alias bomb?)",
+                _position(loader, node, "$"),
+            )
+        if depth[key] > MAX_DEPTH:
+            raise YamlError(
+                f"invalid YAML: aliases nest this value more than {MAX_DEPTH} levels deep",
+                _position(loader, node, "$"),
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_documents(text: str, file: str) -> Iterator[tuple[Any, Position]]:
     """Every document in ``text`` with the position where it starts; empty documents are skipped."""
     loader = _Loader(text)
@@ -173,6 +260,8 @@ def load_documents(text: str, file: str) -> Iterator[tuple[Any, Position]]:
             node = loader.get_node()
             if node is None:
                 continue
+            if loader.has_anchors:
+                _check_expansion(loader, node)
             yield _build(loader, node, "$"), _position(loader, node, "$")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

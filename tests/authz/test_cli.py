@@ -42,7 +42,7 @@ def test_one_response_per_line_and_errors_do_not_stop_the_stream() -> None:
     assert len(responses) == 4
     first, broken, invalid, last = responses
     assert first["results"][0]["actions"] == {"delete": "EFFECT_DENY", "view": "EFFECT_ALLOW"}
-    assert broken["message"].startswith("line 2: invalid JSON")
+    assert broken["message"] == "line 2: invalid character 'n' looking for beginning of object key string"  # Go's words
     assert invalid["message"] == "line 3: validation error: principal.roles: value is required"
     assert last["requestId"] == "r1"
 
@@ -111,7 +111,7 @@ def test_a_line_that_is_not_utf8_is_answered_with_an_error_and_the_stream_goes_o
         timeout=60,
     )
     bad, good = (json.loads(line) for line in result.stdout.splitlines())
-    assert bad == {"code": 3, "message": "line 1: invalid JSON: not UTF-8 at byte 16"}
+    assert bad == {"code": 3, "message": "line 1: proto:\u00a0syntax error (line 1:15): invalid UTF-8 in string"}
     assert good["requestId"] == "r1"
 
 
@@ -219,3 +219,51 @@ def test_a_worker_that_dies_loses_no_answer(monkeypatch) -> None:
     finally:
         answers.close()
     assert [text for text, _ in first + later] == [f"{n}:{parent}".encode() for n in range(1, 401)]
+
+
+def test_hostile_lines_are_each_answered_with_an_error_and_no_other_answer_is_lost(tmp_path: Path) -> None:
+    """A batch large enough to be shared between processes, with a hostile line every few lines
+    (a repeated key, NaN, a lone surrogate, a number past a double, nesting past the limit, a line
+    past the size limit, a non-boolean includeMeta, an unknown auxData field): every line gets its
+    answer, in order, with one process or several."""
+    from authz import requestjson
+
+    good = json.dumps(GOOD)
+    hostile = [
+        '{"principal":{"id":"a","roles":["u"]},"principal":{"id":"a","roles":["u"]},"resources":[]}',
+        '{"principal":{"id":"a","roles":["u"],"attr":{"x":NaN}},"resources":[]}',
+        '{"principal":{"id":"\\ud800","roles":["u"]},"resources":[]}',
+        '{"principal":{"id":"a","roles":["u"],"attr":{"x":1e999}},"resources":[]}',
+        '{"principal":{"id":"a","roles":["u"],"attr":{"x":' + "[" * 5000 + "]" * 5000 + "}}}",
+        '{"requestId":"' + "x" * (requestjson.MAX_LINE_BYTES + 10) + '"}',
+        good[:-1] + ',"includeMeta":"yes"}',
+        good[:-1] + ',"auxData":{"foo":1}}',
+    ]
+    lines = []
+    for i in range(300):
+        lines.append(hostile[i % len(hostile)] if i % 3 == 1 else good)
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    outputs = []
+    for workers in ("1", "2"):
+        with path.open() as stdin:
+            result = subprocess.run(
+                [sys.executable, "-m", "authz.cli", "check", "--policies", str(CLINIC), "--workers", workers],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        outputs.append(_without_call_ids(result.stdout))
+    alone, shared = outputs
+    assert shared == alone
+    assert len(alone) == len(lines)
+    for number, (line, answer) in enumerate(zip(lines, alone, strict=True), start=1):
+        if line == good:
+            assert answer["requestId"] == "r1", (number, answer)
+        else:
+            assert answer["code"] in (3, 8) and answer["message"].startswith(f"line {number}: "), (number, answer)
+    oversized = next(a for line, a in zip(lines, alone, strict=True) if len(line) > requestjson.MAX_LINE_BYTES)
+    assert oversized["code"] == 8 and "received message larger than max" in oversized["message"]
