@@ -104,7 +104,9 @@ def _answer(item: tuple[int, bytes | str], audited: bool) -> tuple[bytes, list[A
     except Exception as exc:  # noqa: BLE001 -- one line's failure must not cost the others their answers
         return _error(f"line {number}: the request could not be decided: {type(exc).__name__}: {exc}", 13), None
     if "code" in response and "message" in response:
-        response["message"] = f"line {number}: {response['message']}"
+        # Cerbos decodes before it validates: a field of the wrong name or type is what it reports.
+        decoded = requestjson.decode_error(line) if response["code"] == 3 else None
+        response["message"] = f"line {number}: {decoded or response['message']}"
         records = None
     try:
         return orjson.dumps(response), records

@@ -322,3 +322,137 @@ class _Scanner:
             if c != word[k]:
                 raise self.syntax(c, f"in literal {word.decode()} (expecting {_go_char(word[k])})")
         return start + len(word)
+
+
+# ---- protojson's field checks, for a line the API refused ----------------------------------------
+
+# The request's messages as protojson decodes them: field -> kind (and the message it holds).
+_SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
+    "request": {
+        "requestId": ("string", ""),
+        "principal": ("message", "principal"),
+        "resources": ("messages", "entry"),
+        "auxData": ("message", "auxData"),
+        "includeMeta": ("bool", ""),
+    },
+    "principal": {
+        "id": ("string", ""),
+        "policyVersion": ("string", ""),
+        "roles": ("strings", ""),
+        "attr": ("map", ""),
+        "scope": ("string", ""),
+    },
+    "entry": {"actions": ("strings", ""), "resource": ("message", "resource")},
+    "resource": {
+        "kind": ("string", ""),
+        "policyVersion": ("string", ""),
+        "id": ("string", ""),
+        "attr": ("map", ""),
+        "scope": ("string", ""),
+    },
+    "auxData": {"jwt": ("message", "jwt")},
+    "jwt": {"token": ("string", ""), "keySetId": ("string", "")},
+}
+_TOKEN = re.compile(
+    rb'[ \t\r\n]*(?:([{}\[\]:,])|("(?:[^"\\]|\\.)*")|(-?[0-9][0-9.eE+-]*)|(true|false|null))', re.DOTALL
+)
+
+
+class _Refused(Exception):
+    pass
+
+
+def decode_error(line: bytes | str) -> str | None:
+    """What protojson says first of a syntactically valid request line whose fields have unknown
+    names or the wrong types (``proto: (line 1:20): invalid value for string field id: 5``), in
+    document order as it decodes; None when it has nothing to say (then the API's own refusal, a
+    validation error, stands)."""
+    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+    decoder = _Decoder(raw)
+    try:
+        kind, _ = decoder.next()
+        if kind == "{":
+            decoder.message("request")
+    except _Refused as refused:
+        return str(refused)
+    except (IndexError, ValueError):  # not the shape this walk understands: leave it to the API
+        return None
+    return None
+
+
+class _Decoder:
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.pos = 0
+        self.start = 0
+
+    def next(self) -> tuple[str, bytes]:
+        m = _TOKEN.match(self.raw, self.pos)
+        if m is None:
+            raise ValueError("no token")
+        self.start = m.start(m.lastindex or 0)
+        self.pos = m.end()
+        text = m.group(m.lastindex or 0)
+        kind = {1: text.decode(), 2: "string", 3: "number", 4: text.decode()}[m.lastindex or 0]
+        return kind, text
+
+    def refuse(self, message: str, syntax: bool = False) -> _Refused:
+        prefix = self.raw[: self.start]
+        column = len(prefix[prefix.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        kind = "syntax error " if syntax else ""
+        line = prefix.count(b"\n") + 1
+        return _Refused(f"proto:\u00a0{kind}(line {line}:{column}): {message}")
+
+    def message(self, name: str) -> None:
+        """The fields of one message, its '{' read."""
+        fields = _SCHEMA[name]
+        kind, text = self.next()
+        while kind != "}":
+            if kind == ",":
+                kind, text = self.next()
+                continue
+            key = orjson.loads(text)
+            field = fields.get(_PROTO_NAMES.get(key, key))
+            if field is None:
+                raise self.refuse(f"unknown field {_go_quote(key)}")
+            self.next()  # ':'
+            self.value(_PROTO_NAMES.get(key, key), *field)
+            kind, text = self.next()
+
+    def value(self, field: str, kind: str, holds: str) -> None:
+        token, text = self.next()
+        if token == "null" and kind != "bool":
+            return
+        if kind == "string" and token != "string" or kind == "bool" and token not in ("true", "false", "null"):
+            raise self.refuse(f"invalid value for {kind} field {field}: {text.decode('utf-8', 'replace')}")
+        if kind in ("string", "bool"):
+            return
+        opening = "{" if kind in ("message", "map") else "["
+        if token != opening:
+            raise self.refuse(f"unexpected token {text.decode('utf-8', 'replace')}", syntax=True)
+        if kind == "message":
+            self.message(holds)
+        elif kind == "map":
+            self.skip(1)
+        else:
+            self.items(field, kind, holds)
+
+    def items(self, field: str, kind: str, holds: str) -> None:
+        token, text = self.next()
+        while token != "]":
+            if token != ",":
+                if kind == "strings" and token != "string":
+                    raise self.refuse(f"invalid value for string field {field}: {text.decode('utf-8', 'replace')}")
+                if kind == "messages":
+                    if token != "{":
+                        raise self.refuse(f"unexpected token {text.decode('utf-8', 'replace')}", syntax=True)
+                    self.message(holds)
+            token, text = self.next()
+
+    def skip(self, depth: int) -> None:
+        while depth:
+            token, _ = self.next()
+            if token in ("{", "["):
+                depth += 1
+            elif token in ("}", "]"):
+                depth -= 1

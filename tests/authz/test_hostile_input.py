@@ -203,6 +203,31 @@ SAME_WORDS = {
     "bad exponent": _body(attr="1e+"),
     "array at the top": "[]",
     "null at the top": "null",
+    # what protojson refuses as it decodes the fields, before any validation
+    "includeMeta a string": _body(',"includeMeta":"yes"'),
+    "includeMeta a number": _body(',"includeMeta":1'),
+    "includeMeta a list": _body(',"includeMeta":[]'),
+    "unknown auxData field": _body(',"auxData":{"foo":1}'),
+    "unknown jwt field": _body(',"auxData":{"jwt":{"token":"a.b.c","foo":1}}'),
+    "auxData a list": _body(',"auxData":[]'),
+    "auxData a number": _body(',"auxData":5'),
+    "jwt a list": _body(',"auxData":{"jwt":[]}'),
+    "jwt token a number": _body(',"auxData":{"jwt":{"token":5}}'),
+    "unknown field first": '{"colour":1,"includeMeta":"x","principal":' + _P + ',"resources":' + _R + "}",
+    "unknown principal field": _body(principal='{"id":"a","roles":["user"],"colour":1}'),
+    "roles a string": _body(principal='{"id":"a","roles":"x"}'),
+    "a role not a string": _body(principal='{"id":"a","roles":[5]}'),
+    "a null role": _body(principal='{"id":"a","roles":[null]}'),
+    "id a number": _body(principal='{"id":5,"roles":["user"]}'),
+    "id an object": _body(principal='{"id":{},"roles":["user"]}'),
+    "attr a number": _body(principal='{"id":"a","roles":["user"],"attr":5}'),
+    "principal a string": '{"principal":"x","resources":' + _R + "}",
+    "resources an object": '{"principal":' + _P + ',"resources":{}}',
+    "a null resource entry": '{"principal":' + _P + ',"resources":[null]}',
+    "requestId a number, in its proto name": '{"request_id":5,"principal":' + _P + ',"resources":' + _R + "}",
+    "policy_version a number": _body(principal='{"id":"a","roles":["user"],"policy_version":1}'),
+    "an action not a string": '{"principal":' + _P + ',"resources":[{"actions":[1],"resource":{"kind":"k","id":"1"}}]}',
+    "kind a number": '{"principal":' + _P + ',"resources":[{"actions":["v"],"resource":{"kind":5,"id":"1"}}]}',
 }
 # Accepted by Cerbos: each must be answered, not refused.
 ACCEPTED = {
@@ -217,15 +242,6 @@ ACCEPTED = {
     "text after the first value": _body() + " trailing",
     "two values on one line": _body() + _body(),
     "nested within our limit": _body(attr="[" * 1000 + "]" * 1000),
-}
-# Refused by both; Cerbos prefixes the position ("proto: (line 1:129): ..."), ours does not.
-REFUSED_BY_BOTH = {
-    "includeMeta a string": (_body(',"includeMeta":"yes"'), 'invalid value for bool field includeMeta: "yes"'),
-    "includeMeta a number": (_body(',"includeMeta":1'), "invalid value for bool field includeMeta: 1"),
-    "unknown auxData field": (_body(',"auxData":{"foo":1}'), 'unknown field "foo"'),
-    "unknown jwt field": (_body(',"auxData":{"jwt":{"token":"a.b.c","foo":1}}'), 'unknown field "foo"'),
-    "auxData a list": (_body(',"auxData":[]'), "unexpected token ["),
-    "jwt token a number": (_body(',"auxData":{"jwt":{"token":5}}'), "invalid value for string field token: 5"),
 }
 
 
@@ -274,15 +290,6 @@ def test_what_cerbos_accepts_is_answered(pdp, case: str) -> None:
         for answer in (theirs, ours):
             answer.pop("cerbosCallId", None)
         assert ours == theirs
-
-
-@pytest.mark.parametrize("case", sorted(REFUSED_BY_BOTH))
-def test_what_cerbos_refuses_is_refused(pdp, case: str) -> None:
-    body, words = REFUSED_BY_BOTH[case]
-    theirs = pdp.client.post("/api/check/resources", content=body.encode()).json()
-    ours = _ours(body.encode())
-    assert theirs["code"] == ours["code"] == 3
-    assert words in theirs["message"] and words in ours["message"]
 
 
 def test_a_line_past_the_size_limit_is_refused_as_cerbos_refuses_a_message_past_its_limit(pdp) -> None:
