@@ -304,6 +304,7 @@ class _Decision(_Walk):
         "derived_roles",
         "visited",
         "runtime_scope",
+        "role_var_cache",
     )
 
     def __init__(
@@ -353,6 +354,7 @@ class _Decision(_Walk):
             self.runtimes: dict[str, Message] = {}
             self.output_values: dict[tuple[Any, str | None], tuple[Any, str | None]] = {}
             self.derived_roles: dict[str, set[str]] = {}  # resource scope -> its effective derived roles
+            self.role_var_cache: dict[int, Any] = {}  # policy variables as ``runtime`` computations see them
         return act
 
     def current_runtime(self) -> Message:
@@ -465,19 +467,26 @@ class _Decision(_Walk):
         self.runtimes[scope] = EMPTY_RUNTIME  # a derived role reading ``runtime`` sees none
         effective: set[str] = set()
         failed: list[str] = []
-        for dr in self.plan.derived_roles_in(self.ps, scope):
-            errors: list[EvaluationError]
-            if dr.condition is None:
-                ok, errors = True, []
-            elif dr.reads_runtime:  # it sees no runtime here, so its outcome is not shared
-                errors = []
-                ok = dr.condition(act, False, errors)
-            else:
-                ok, errors = self.role_outcome(dr)
-            if errors:
-                failed.append(dr.name)
-            if ok:
-                effective.add(dr.name)
+        # Cerbos evaluates the variables of derived roles worked out here apart from (and cached
+        # apart from) those a rule's derived role reads later, which see this scope's runtime.
+        rule_vars = act.var_cache
+        act.var_cache = self.role_var_cache
+        try:
+            for dr in self.plan.derived_roles_in(self.ps, scope):
+                errors: list[EvaluationError]
+                if dr.condition is None:
+                    ok, errors = True, []
+                elif dr.reads_runtime:  # it sees no runtime here, so its outcome is not shared
+                    errors = []
+                    ok = dr.condition(act, False, errors)
+                else:
+                    ok, errors = self.role_outcome(dr)
+                if errors:
+                    failed.append(dr.name)
+                if ok:
+                    effective.add(dr.name)
+        finally:
+            act.var_cache = rule_vars
         self.derived_roles[scope] = effective
         fields: dict[str, Any] = {"effectiveDerivedRoles": sorted(effective)}
         if failed and self.strict:

@@ -102,6 +102,7 @@ class CheckPlan:
     pscopes: tuple[str, ...] = ()
     rscopes: tuple[str, ...] = ()
     principal_key: str = NO_MATCH
+    principal_rules: bool = False  # whether this principal has rules for the resource's version
     resource_key: str = NO_MATCH
     parent_roles: tuple[str, ...] = ()  # the roles plus every role-policy ancestor, for derived roles
     actions: dict[str, ActionPlan] = field(default_factory=dict)
@@ -127,7 +128,7 @@ class CheckPlan:
     def action_plan(self, ps: PolicySet, action: str) -> ActionPlan:
         """The walk for one action (the evaluator settles it before use)."""
         kinds: list[tuple[RoleStep, ...]] = []
-        if self.principal_key != NO_MATCH:
+        if self.principal_rules:
             # Principal rules are keyed by principal id, and looked up by the resource's version.
             kinds.append(
                 tuple(
@@ -268,7 +269,10 @@ def _new_plan(
     plan.rscopes = ps.scopes_for(RESOURCE, rscope, lenient)
     if not plan.pscopes and not plan.rscopes:
         return plan
-    principal_exists = ps.principal_exists(principal, pversion, plan.pscopes)
+    # As in Cerbos 0.55: a principal policy of the principal's version in these scopes (anyone's)
+    # names the principal policy; the principal's own rules are those of the resource's version.
+    principal_exists = _principal_policy_in(ps, pversion, plan.pscopes)
+    plan.principal_rules = ps.principal_exists(principal, rversion, plan.pscopes)
     resource_exists = ps.resource_exists(plan.kind, rversion, plan.rscopes)
     if not principal_exists and not resource_exists:
         return plan
@@ -285,6 +289,13 @@ def _new_plan(
         ps, (RESOURCE, plan.rversion, plan.rscopes, plan.kind, plan.rscope, plan.resource_key)
     )
     return plan
+
+
+def _principal_policy_in(ps: PolicySet, version: str, scopes: tuple[str, ...]) -> bool:
+    """Whether some principal policy of this version is in one of these scopes."""
+    return any(ps.rows.get((PRINCIPAL, version, s)) for s in scopes) or any(
+        kind == PRINCIPAL and v == version and s in scopes for kind, v, s, _ in ps.empty_policies
+    )
 
 
 def _steps_table(ps: PolicySet, coordinates: tuple[object, ...]) -> dict[tuple[str, str], RoleStep]:
