@@ -55,7 +55,13 @@ def _object(value: Any, path: str, kind: str) -> dict[str, Any]:
                 continue
             raise RequestError(f'unknown field "{key}" in {path or "the request"}')
     if renamed:
-        return {str(_JSON_NAMES.get(k, k)): v for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = str(_JSON_NAMES.get(k, k))
+            if name in out:
+                raise RequestError(f'duplicate field "{k}"')  # the same field in both spellings
+            out[name] = v
+        return out
     return value
 
 
