@@ -81,6 +81,16 @@ resourcePolicy:
             [request.?aux_data.hasValue(), request.?auxData.jwt.orValue({"none": true}),
             request.principal.?policy_version.orValue("unset"),
             request.aux_data.?jwt.hasValue(), request.auxData.jwt.size()]
+    - name: chains
+      actions: [chains]
+      effect: EFFECT_ALLOW
+      roles: [clerk]
+      output:
+        when:
+          ruleActivated: >-
+            [optional.of({"a": 1}).a.orValue(0), optional.of({"a": 1}).b.orValue(0),
+            {"x": {"y": 1}}.?x.y.orValue(0), {"x": {"y": 1}}.?x.z.orValue(5), {"x": {}}.?q.z.orValue(7),
+            R.attr.?keeper.orValue("none"), request.?aux_data.jwt.orValue({"none": 1})]
     - name: messages
       actions: [messages]
       effect: EFFECT_ALLOW
@@ -126,7 +136,7 @@ resourcePolicy:
           conditionNotMet: '"no version: " + request.principal.policyVersion'
 """
 
-ACTIONS = ["spell", "presence", "optional", "messages", "pinned", "senior", "keep", "kept", "gate"]
+ACTIONS = ["spell", "presence", "optional", "chains", "messages", "pinned", "senior", "keep", "kept", "gate"]
 
 
 def _bodies() -> list[dict]:
