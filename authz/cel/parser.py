@@ -5,8 +5,10 @@ entries, and trailing commas; plus decoding of CEL literals."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
-import tempfile
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +71,32 @@ def _build_parser() -> lark.Lark:
         maybe_placeholders=False,
         priority="invert",
         # The LALR tables take ~150 ms to build; lark caches them keyed by grammar and options.
-        cache=str(Path(tempfile.gettempdir()) / f"ccc-cel-grammar-{lark.__version__}.lark"),
+        cache=grammar_cache() or False,
     )
+
+
+def grammar_cache() -> str | None:
+    """Where lark may cache the parser tables: a file in this user's own cache directory, or none.
+
+    Never a shared directory such as /tmp: lark unpickles a cache file before it checks it, so a
+    file another account planted there would run its code in whoever next parses a condition (a
+    clinician on a shared ward computer, or root compiling policies). The directory must be this
+    user's and closed to others, the file this user's regular file and writable by nobody else."""
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccc-authz"
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private(base.lstat(), stat.S_ISDIR, 0o077):
+            return None
+        path = base / f"cel-grammar-{lark.__version__}.lark"
+        if path.exists() or path.is_symlink():
+            return str(path) if _private(path.lstat(), stat.S_ISREG, 0o022) else None
+        return str(path)
+    except (OSError, RuntimeError):  # no home directory, or not writable: build the tables each time
+        return None
+
+
+def _private(info: os.stat_result, kind: Callable[[int], bool], forbidden: int) -> bool:
+    return kind(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & forbidden
 
 
 def _bool_literals(t: lark.Token) -> lark.Token:
