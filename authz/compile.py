@@ -36,6 +36,7 @@ from .policy import (
     DerivedRoles,
     ExportConstants,
     ExportVariables,
+    Expr,
     PrincipalPolicy,
     ResourcePolicy,
     RolePolicy,
@@ -350,8 +351,17 @@ class _Builder:
 
     def build(self) -> PolicySet:
         self._index()
+        # Like Cerbos, derived roles are compiled for the resource policies that import them: a
+        # set nobody imports is not checked beyond its shape.
+        imported = {
+            name
+            for lp in self.loaded
+            if isinstance(lp.policy, ResourcePolicy)
+            for name, _ in lp.policy.import_derived_roles
+        }
         for name, (dr, _file) in self.derived_roles.items():
-            self.compiled_derived_roles[name] = self._compile_derived_roles(dr)
+            if name in imported:
+                self.compiled_derived_roles[name] = self._compile_derived_roles(dr)
         resource_policies = [lp for lp in self.loaded if isinstance(lp.policy, ResourcePolicy)]
         for lp in resource_policies:
             self._add_resource_policy(lp.policy, lp.file)  # type: ignore[arg-type]
@@ -387,20 +397,50 @@ class _Builder:
                 self.derived_roles[p.name] = (p, lp.file)
 
     def _merged(self, defs: Definitions, exported: dict[str, Any], noun: str) -> dict[str, Any]:
-        """Imported definitions, then the policy's own; a missing import or a name defined in two
-        imports is a problem."""
+        """Imported definitions, then the policy's own; a missing import is a problem, and so is
+        a name defined in more than one place (two imports, an import and the policy's own, or
+        those and the deprecated top-level variables), in Cerbos's words."""
         out: dict[str, Any] = {}
+        places: dict[str, list[tuple[str, Position | None, str]]] = defaultdict(list)
         for name, where in defs.imports:
             found = exported.get(name)
             if found is None:
                 self.problem(where, f'{noun}s import "{name}" cannot be found', "missing import")
                 continue
-            for item, value in found[0].definitions.items():
-                if item in out:
-                    self.problem(where, f'{noun} "{item}" is defined more than once', "duplicate definition")
+            export, file = found
+            for item, value in export.definitions.items():
+                at = value.position if isinstance(value, Expr) else getattr(export, "positions", {}).get(item)
+                places[item].append((f"import '{name}'", at, file))
                 out[item] = value
+        for item in defs.local:
+            if item in defs.local_positions or item not in defs.legacy_positions:
+                at = defs.local_positions.get(item)
+                places[item].append((f"policy local {noun}s", at, at.file if at else ""))
+        for item, at in defs.legacy_positions.items():
+            places[item].append((f"deprecated top-level policy {noun}s", at, at.file))
         out.update(defs.local)
+        for item, where_defined in places.items():
+            if len(where_defined) > 1:
+                named = [
+                    f"{source} ({file}:{at.line}:{self._value_column(at)})" if at else f"{source} ({file})"
+                    for source, at, file in where_defined
+                ]
+                listed = " and ".join(named) if len(named) == 2 else f"{', '.join(named[:-1])}, and {named[-1]}"
+                first = defs.local_positions.get(item) or defs.legacy_positions.get(item) or defs.imports[0][1]
+                self.problem(
+                    first,
+                    f"{noun.capitalize()} '{item}' has multiple definitions in {listed}",
+                    f"{noun} redefined",
+                )
         return out
+
+    def _value_column(self, at: Position) -> int:
+        """Where a value starts as Cerbos counts it: at its opening quote, if it has one."""
+        try:
+            line = (self.root / at.file).read_text(encoding="utf-8").splitlines()[at.line - 1]
+        except (OSError, UnicodeDecodeError, IndexError):
+            return at.column
+        return at.column - 1 if at.column > 1 and line[at.column - 2 : at.column - 1] in ("'", '"') else at.column
 
     def _scope(self, variables: Definitions, constants: Definitions) -> Scope:
         """The variables and constants a policy's expressions may name, compiled in order."""

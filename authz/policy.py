@@ -25,6 +25,7 @@ _SCOPE_RE = re.compile(r"^([0-9a-zA-Z][\w\-]*(\.[\w\-]*)*)*$")
 _RESOURCE_RE = re.compile(r"^[\w\-\.:/@\*\?\[\]\{\}\\!,]+$")
 _RULE_NAME_RE = re.compile(r"^([A-Za-z][\w@\.\-]*)*$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CEL_KEYWORDS = frozenset({"false", "in", "null", "true"})  # not names for variables or constants, as in Cerbos
 _DERIVED_ROLE_NAME_RE = re.compile(r"^[\w\-\.]+$")
 _ROLE_RE = re.compile(r"^[^\s]+$")
 
@@ -356,6 +357,9 @@ class _Reader:
                     not_met = self.expr(
                         when["conditionNotMet"], when.pos("conditionNotMet"), f"{what}.output.when.conditionNotMet"
                     )
+        when_keys = set(out["when"]) if isinstance(out.get("when"), dict) else set()
+        if "expr" not in out and not when_keys & {"ruleActivated", "conditionNotMet"}:
+            self.problem(node.key_pos("output"), f"{what}.output must have at least one expression")
         return Output(activated, not_met)
 
     def effect(self, node: SourceMap, what: str) -> str:
@@ -391,9 +395,10 @@ class _Reader:
             self.problem(d.pos(key), f"{what}.{key} must be a mapping")
             return
         for name, value in local.items():
-            if not _IDENT_RE.match(name):
+            if not _IDENT_RE.match(name) or name in _CEL_KEYWORDS:
                 noun = "variable" if is_variables else "constant"
-                self.problem(local.key_pos(name), f'"{name}" is not a valid {noun} name')
+                why = "a reserved keyword" if name in _CEL_KEYWORDS else "not an identifier"
+                self.problem(local.key_pos(name), f'"{name}" is not a valid {noun} name ({why})')
                 continue
             out.local_positions[name] = local.pos(name)
             if is_variables:

@@ -438,6 +438,12 @@ class Compiler:
 
     def c_member_index(self, tree: ParseTree) -> Node:
         target, key = (self.compile(c) for c in tree.children)
+        name = _ident_name(tree.children[0])
+        if name in _POLICY_MAPS and name not in self.local_names:
+            # Cerbos types V, C and G as cerbos.Variables, which has fields but no index operator.
+            raise self.error(
+                tree, f"found no matching overload for '_[_]' applied to '(cerbos.Variables, {key.type or 'dyn'})'"
+            )
         tf, kf = target.fn, key.fn
         return self._fold(Node(lambda a: _index(tf(a), kf(a))), target, key)
 
@@ -773,6 +779,9 @@ def _unwrap(tree: Any) -> Any:
     ):
         tree = tree.children[0]
     return tree
+
+
+_POLICY_MAPS = frozenset({"V", "variables", "C", "constants", "G", "globals"})
 
 
 def _ident_name(tree: Any) -> str | None:
