@@ -225,6 +225,44 @@ CASES: dict[str, dict[str, str]] = {
             BASIC_TEST + "    - {principal: dana, resource: danas_note, actions: {read: EFFECT_ALLOW}}\n",
         )
     },
+    "inconsistent effect expectations": {
+        "twice_test.yaml": _suite(
+            "Twice", BASIC_TEST + "    - {principal: nia, resource: danas_note, actions: {read: EFFECT_DENY}}\n"
+        )
+    },
+    "repeated consistent expectations": {
+        "twice_test.yaml": _suite(
+            "Twice", BASIC_TEST + "    - {principal: nia, resource: danas_note, actions: {read: EFFECT_ALLOW}}\n"
+        )
+    },
+    "inconsistent output expectations": {
+        "outputs_test.yaml": _suite(
+            "Outputs",
+            """\
+            - name: Dana signs
+              options: {now: "2026-03-01T00:00:00Z"}
+              input: {principals: [dana], resources: [danas_note], actions: [sign]}
+              expected:
+                - principal: dana
+                  resource: danas_note
+                  actions: {sign: EFFECT_ALLOW}
+                  outputs: [{action: sign, expected: [{src: "resource.ward_note.vdefault#own-note", val: a}]}]
+                - principal: dana
+                  resource: danas_note
+                  actions: {sign: EFFECT_ALLOW}
+                  outputs: [{action: sign, expected: [{src: "resource.ward_note.vdefault#own-note", val: b}]}]
+            """,
+        )
+    },
+    "output expectation for an action not asked": {
+        "outputs_test.yaml": _suite(
+            "Outputs",
+            BASIC_TEST.replace(
+                "actions: {read: EFFECT_ALLOW}}",
+                "actions: {read: EFFECT_ALLOW}, outputs: [{action: sign, expected: [{src: x, val: 1}]}]}",
+            ),
+        )
+    },
     "no tests": {"empty_test.yaml": "name: Empty\n"},
     "not YAML": {"bad_test.yaml": "name: [unclosed\n"},
     "bad now": {"now_test.yaml": _suite("Now", BASIC_TEST, "options: {now: yesterday}\n")},
