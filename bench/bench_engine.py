@@ -68,23 +68,23 @@ def clinic_workload(count: int) -> Workload:
 def ward_workload(count: int) -> Workload:
     """Users of the seeded demo hospital opening patient records (the app's RECORD_ACTIONS and
     ``view``, ``view_phi``), with the attributes the workstation sends."""
-    from app.services.access import AccessService
+    from app.services import resources as app_resources
     from app.services.store import Store
     from app.services.users import DemoUserDirectory, SignedInUser
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "ccc.db")
         users = DemoUserDirectory(store)
-        staff = [sid for (sid,) in store.db.execute("SELECT id FROM staff ORDER BY id").fetchall()]
+        staff = sorted(store.staff_ids())
         principals = []
         for sid in staff:
             user = users.refresh(SignedInUser(sid, "", (), {}))
             principals.append({"id": user.id, "roles": list(user.roles), "attr": user.attributes})
         resources = []
         for patient in store.patients():
-            record = AccessService.record(patient)
+            record = app_resources.patient_record(patient)
             resources.append({"kind": record.kind, "id": record.id, "attr": record.attr})
-        store.db.conn.close()
+        store.close()
     rng = random.Random(7)
     bodies = [
         {
