@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,6 +33,21 @@ from .evaluate import EvalParams
 
 ACTIVE = "active.bundle"
 APP_VERSION = "0.1.0"
+
+
+class VersionFloor(Protocol):
+    """The highest bundle version ever activated on this workstation, kept where replacing or
+    deleting ``active.bundle`` does not reset it (a store the signed-in user cannot rewrite).
+
+    ``PolicySync`` refuses, offline and online, any bundle older than ``highest()`` and calls
+    ``raise_to`` after each activation. ``highest()`` is 0 when nothing was ever activated.
+    ``raise_to`` never lowers the floor; it raises ``BundleError`` (or any ``AuthzError``) when the
+    floor cannot be recorded, and the bundle is then not activated.
+    """
+
+    def highest(self) -> int: ...
+
+    def raise_to(self, version: int) -> None: ...
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -119,6 +135,7 @@ class PolicySync:
         on_swap: Callable[[Engine], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         app_version: str = APP_VERSION,
+        floor: VersionFloor | None = None,
     ) -> None:
         self.url = url
         self.public_key = public_key
@@ -130,6 +147,7 @@ class PolicySync:
         self.on_swap = on_swap
         self.clock = clock
         self.app_version = app_version
+        self.floor = floor
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._bundle: VerifiedBundle | None = None
