@@ -5,16 +5,14 @@ physician on the patient's word); the policies read it as ``R.attr.consent`` (po
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from authz import Decision
 
 from . import resources
-from .access import AccessService, refuse
-from .audit_trail import AuditTrail
-from .store import Store
+from .access import refuse
+from .clinical import ClinicalService
 from .users import SignedInUser
 
 SCOPES = {"export": "Export of my data (identified to my physician, de-identified to the device manufacturer)"}
@@ -38,16 +36,7 @@ class Consent:
         }
 
 
-class ConsentService:
-    def __init__(
-        self,
-        store: Store,
-        access: AccessService,
-        audit: AuditTrail,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store, self.access, self.audit, self.clock = store, access, audit, clock
-
+class ConsentService(ClinicalService):
     def offer(self, user: SignedInUser, patient_id: str) -> Decision:
         """Whether this user may record the patient's consent (remedy "complete_form": once the
         form says the patient gave it in person)."""

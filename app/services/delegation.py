@@ -9,7 +9,6 @@ this service records grants and revocations and audits both."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +16,8 @@ from typing import Any
 from authz import Decision
 
 from . import resources
-from .access import AccessService, refuse
-from .audit_trail import AuditTrail
-from .store import Store
+from .access import refuse
+from .clinical import ClinicalService
 from .users import SignedInUser
 
 
@@ -46,16 +44,7 @@ class Delegation:
         )
 
 
-class DelegationService:
-    def __init__(
-        self,
-        store: Store,
-        access: AccessService,
-        audit: AuditTrail,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store, self.access, self.audit, self.clock = store, access, audit, clock
-
+class DelegationService(ClinicalService):
     def offer(self, user: SignedInUser, patient_id: str) -> Decision:
         """Whether this user may delegate the patient's access (remedy "complete_form": once the
         form records the patient's permission)."""

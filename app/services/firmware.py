@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from authz import Decision, Resource
 
 from . import resources
-from .access import AccessService, refuse
-from .audit_trail import AuditTrail
-from .store import Store
+from .access import refuse
+from .clinical import ClinicalService
 from .users import SignedInUser
 
 IN_PROGRESS = ("requested", "approved_by_one", "approved", "scheduled")
@@ -85,16 +83,7 @@ class DeviceRow:
     update: FirmwareUpdate | None
 
 
-class FirmwareService:
-    def __init__(
-        self,
-        store: Store,
-        access: AccessService,
-        audit: AuditTrail,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store, self.access, self.audit, self.clock = store, access, audit, clock
-
+class FirmwareService(ClinicalService):
     def current(self, device_id: str) -> FirmwareUpdate | None:
         """The update in progress, else the latest one, else None."""
         rows = [FirmwareUpdate.from_row(r) for r in self.store.firmware_updates_for(device_id)]

@@ -5,17 +5,15 @@ consent) is asked of the policies on the real record; nothing here knows who may
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from authz import Decision
 
 from . import resources
-from .access import AccessService, Refused, refuse
-from .audit_trail import AuditTrail
-from .store import Patient, Store, observation_catalogue
+from .access import Refused, refuse
+from .clinical import ClinicalService
+from .store import Patient, observation_catalogue
 from .users import SignedInUser
 
 # The note types a record may take, most complete first (the editor offers the allowed ones in
@@ -61,16 +59,7 @@ class RecordView:
     notes_refusal: Decision | None = None  # why no note may be written, when none may
 
 
-class PatientService:
-    def __init__(
-        self,
-        store: Store,
-        access: AccessService,
-        audit: AuditTrail,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store, self.access, self.audit, self.clock = store, access, audit, clock
-
+class PatientService(ClinicalService):
     def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
         needle = search.strip().lower()
