@@ -5,7 +5,6 @@ and audits."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -14,12 +13,11 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
-from app.viewmodels.record_vm import RecordViewModel, offered
-from app.views.dialog_parts import action_buttons, message_line
+from app.viewmodels.record_vm import RecordViewModel
+from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line
 
 
 class DelegationDialog(QDialog):
@@ -30,13 +28,9 @@ class DelegationDialog(QDialog):
         self.caregiver = QComboBox()
         for caregiver_id, name in vm.caregivers():
             self.caregiver.addItem(name, caregiver_id)
-        self.days = QSpinBox()
-        self.days.setRange(1, 365)
-        self.days.setValue(30)
-        self.days.setSuffix(" days")
-        self.permission = QCheckBox("The patient has given permission (asked in person)")
+        self.days = days_box(365, 30)
         decision = vm.record.view.decisions.get("delegate_access") if vm.record else None
-        self.permission.setVisible(decision is not None and not decision.allowed and offered(decision))
+        self.permission = form_answer("The patient has given permission (asked in person)", decision)
         self.current = QListWidget()
         self.revoke = QPushButton("&Revoke selected")
         self.revoke.clicked.connect(self._revoke)

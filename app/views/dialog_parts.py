@@ -1,11 +1,14 @@
-"""Pieces every workflow dialog has: an action button beside Cancel/Close, and a message line
-that says in words why something did not happen."""
+"""Pieces every workflow dialog has: an action button beside Cancel/Close, a message line that
+says in words why something did not happen, a duration in days, and the box a form ticks when the
+policies ask it to (remedy "complete_form")."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton
+from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QPushButton, QSpinBox
+
+from app.viewmodels.record_vm import Decision, offered
 
 
 def action_buttons(
@@ -29,3 +32,19 @@ def message_line(error: bool = True) -> QLabel:
     if error:
         label.setStyleSheet("color: #b3261e")
     return label
+
+
+def days_box(maximum: int, default: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(1, maximum)
+    box.setValue(default)
+    box.setSuffix(" days")
+    return box
+
+
+def form_answer(text: str, decision: Decision | None) -> QCheckBox:
+    """A box shown only when the policies refuse ``decision`` for want of what it affirms (remedy
+    "complete_form"); the answer is decided again when the form is submitted."""
+    box = QCheckBox(text)
+    box.setVisible(decision is not None and not decision.allowed and offered(decision))
+    return box

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -15,13 +14,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
-    QSpinBox,
     QVBoxLayout,
 )
 
 from app.viewmodels.export_vm import ExportViewModel
-from app.viewmodels.record_vm import RecordViewModel, offered
-from app.views.dialog_parts import action_buttons, message_line
+from app.viewmodels.record_vm import RecordViewModel
+from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line
 
 
 class ConsentDialog(QDialog):
@@ -31,13 +29,9 @@ class ConsentDialog(QDialog):
         self.setWindowTitle("Record the patient's consent to export")
         self.given_by = QLineEdit()
         self.given_by.setPlaceholderText("The patient's name, as signed")
-        self.days = QSpinBox()
-        self.days.setRange(1, 3650)
-        self.days.setValue(365)
-        self.days.setSuffix(" days")
-        self.patients_word = QCheckBox("The patient gave this consent to me, in person")
+        self.days = days_box(3650, 365)
         decision = vm.record.view.decisions.get("record_consent") if vm.record else None
-        self.patients_word.setVisible(decision is not None and not decision.allowed and offered(decision))
+        self.patients_word = form_answer("The patient gave this consent to me, in person", decision)
         self.error = message_line()
         buttons, self.save = action_buttons(self, "&Record consent", self.submit)
         form = QFormLayout()
