@@ -9,9 +9,18 @@ A bundle is one file:
 The signature is checked against the pinned public key before a single byte of the payload is
 parsed. The manifest names the bundle's monotonic version, its creation time, the SHA-256 of
 every file, the test results that passed and the minimum app version; every file is checked
-against it before the policies are compiled. Building is deterministic: the same policy files,
-version and creation time give the same bytes (the creation time defaults to
-``SOURCE_DATE_EPOCH``, else to the newest policy file's modification time).
+against it before the policies are compiled. A version is an integer from 1 to ``MAX_VERSION``
+(2**53 - 1, so that it survives any JSON reader exactly); anything else in a signed manifest (a
+boolean, a float, a string, 10**400, a list where an object belongs) and any archive entry that
+is not a plain regular file (a sparse member, a link, a device) refuses the bundle with a reason.
+
+Building reads only regular files that live inside the policy directory: a symbolic link, a hard
+link (a regular file with more than one name, which may be the signing key's other name) or a
+fifo, socket or device in the directory refuses the build, naming every such path, so that a link
+to the private key or to ``/etc/shadow`` is never signed into a bundle sent to every workstation.
+Building is deterministic: the same policy files, version and creation time give the same bytes
+(the creation time defaults to ``SOURCE_DATE_EPOCH``, else to the newest policy file's
+modification time).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import stat
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +48,9 @@ SIGNATURE_SIZE = 64
 FORMAT = 1
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MANIFEST = "manifest.json"
+MAX_VERSION = 2**53 - 1
+_APP_VERSION = re.compile(r"[0-9A-Za-z.+-]{1,32}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleError(AuthzError):
@@ -73,11 +87,14 @@ class VerifiedBundle:
 
     def extract(self, directory: Path) -> Path:
         """Writes the policy files under ``directory`` (which must be empty or absent)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, data in self.files.items():
-            target = directory / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, data in self.files.items():
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        except OSError as exc:
+            raise BundleError(f"cannot extract the bundle into {directory}: {exc.strerror or exc}") from None
         return directory
 
 
@@ -130,12 +147,70 @@ def load_public_key(path: Path | bytes) -> Ed25519PublicKey:
 
 
 def policy_source_files(policy_dir: Path) -> list[Path]:
-    """Everything under the policy directory a bundle carries: policies, schemas, test suites."""
-    return sorted(
-        p.relative_to(policy_dir)
-        for p in policy_dir.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(policy_dir).parts)
-    )
+    """Everything under the policy directory a bundle carries (policies, schemas, test suites),
+    relative to it. Hidden entries (``.git``) are skipped without being entered. Refuses, naming
+    each, every symbolic link, hard-linked file and special file: a bundle carries only regular
+    files that live inside the directory, never what a link points at."""
+    files: list[Path] = []
+    refused: list[str] = []
+    _walk(policy_dir, Path(), files, refused)
+    if refused:
+        raise BundleError(
+            f"{policy_dir}: the policy directory may hold only regular files and directories; "
+            f"refusing to build with {'; '.join(refused)}"
+        )
+    return sorted(files)
+
+
+def _walk(root: Path, relative: Path, files: list[Path], refused: list[str]) -> None:
+    """Collects regular files under ``root / relative`` from ``lstat`` alone (no link followed)."""
+    try:
+        entries = sorted(os.scandir(root / relative), key=lambda e: e.name)
+    except OSError as exc:
+        refused.append(f"{root / relative}: cannot be listed ({exc.strerror})")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = relative / entry.name
+        info = entry.stat(follow_symlinks=False)
+        problem = _unsafe(info)
+        if problem:
+            refused.append(f"{root / path} ({problem})")
+        elif stat.S_ISDIR(info.st_mode):
+            _walk(root, path, files, refused)
+        else:
+            files.append(path)
+
+
+def _unsafe(info: os.stat_result) -> str:
+    """Why an entry must not go into a bundle, or "" for a directory or a single-named file."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return ""
+    if not stat.S_ISREG(mode):
+        kind = "a fifo" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+        return kind
+    if info.st_nlink > 1:
+        return f"a hard link: the file has {info.st_nlink} names"
+    return ""
+
+
+def _read_policy_file(path: Path) -> bytes:
+    """The bytes of one regular file, opened without following a link; checked again on the open
+    file so that swapping in a link after the directory walk gains nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        problem = _unsafe(info) or ("a directory" if stat.S_ISDIR(info.st_mode) else "")
+        if problem:
+            raise BundleError(f"{path}: changed while building, now {problem}")
+        return f.read()
 
 
 def _creation_time(policy_dir: Path, files: list[Path]) -> str:
@@ -143,7 +218,7 @@ def _creation_time(policy_dir: Path, files: list[Path]) -> str:
     if epoch:
         stamp = int(epoch)
     else:
-        stamp = int(max(((policy_dir / f).stat().st_mtime for f in files), default=0))
+        stamp = int(max(((policy_dir / f).lstat().st_mtime for f in files), default=0))
     return datetime.fromtimestamp(stamp, UTC).isoformat()
 
 
@@ -169,10 +244,10 @@ def build_bundle(
     created_at: str | None = None,
 ) -> bytes:
     """The signed bundle bytes for the policies under ``policy_dir`` (already compiled and tested)."""
-    if version < 1:
-        raise BundleError("a bundle version is a positive integer")
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
+        raise BundleError(f"a bundle version is an integer from 1 to {MAX_VERSION}")
     files = policy_source_files(policy_dir)
-    contents = {str(PurePosixPath(*f.parts)): (policy_dir / f).read_bytes() for f in files}
+    contents = {str(PurePosixPath(*f.parts)): _read_policy_file(policy_dir / f) for f in files}
     manifest = Manifest(
         version,
         created_at or _creation_time(policy_dir, files),
@@ -202,16 +277,27 @@ def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> VerifiedBundle:
             "signature does not match the pinned public key: the bundle was altered, "
             "truncated, or signed with another key"
         ) from None
+    try:
+        files, manifest = _parse(payload)
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - signed but crafted: any failure is a refusal, not a crash
+        raise BundleError(f"bundle payload cannot be read ({exc.__class__.__name__}: {exc!s:.200})") from None
+    return VerifiedBundle(manifest, files, hashlib.sha256(data).hexdigest())
+
+
+def _parse(payload: bytes) -> tuple[dict[str, bytes], Manifest]:
+    """The files and the manifest of a payload whose signature was checked, every hash checked."""
     files = _read_tar(payload)
     manifest = _manifest(files.pop(MANIFEST, None))
     if set(files) != set(manifest.files):
-        missing = sorted(set(manifest.files) - set(files))
-        extra = sorted(set(files) - set(manifest.files))
+        missing = sorted(set(manifest.files) - set(files))[:10]
+        extra = sorted(set(files) - set(manifest.files))[:10]
         raise BundleError(f"bundle files do not match its manifest (missing {missing}, unexpected {extra})")
     for name, data_ in files.items():
         if hashlib.sha256(data_).hexdigest() != manifest.files[name]:
             raise BundleError(f"{name}: content does not match the hash in the manifest")
-    return VerifiedBundle(manifest, files, hashlib.sha256(data).hexdigest())
+    return files, manifest
 
 
 def _read_tar(payload: bytes) -> dict[str, bytes]:
@@ -219,14 +305,26 @@ def _read_tar(payload: bytes) -> dict[str, bytes]:
     try:
         with tarfile.open(fileobj=io.BytesIO(payload), mode="r:") as tar:
             for member in tar:
-                path = PurePosixPath(member.name)
-                if not member.isfile() or path.is_absolute() or ".." in path.parts or not member.name:
-                    raise BundleError(f"bundle entry {member.name!r} is not a plain relative file")
+                name = _entry_name(member)
+                if name in files:
+                    raise BundleError(f"bundle entry {name!r} appears twice")
                 extracted = tar.extractfile(member)
-                files[str(path)] = extracted.read() if extracted else b""
+                files[name] = extracted.read() if extracted else b""
     except tarfile.TarError as exc:
         raise BundleError(f"bundle payload is not a valid archive: {exc}") from None
     return files
+
+
+def _entry_name(member: tarfile.TarInfo) -> str:
+    """The member's relative path, for a plain regular file (never sparse: a sparse member's size
+    is whatever its header claims, a terabyte of zeros from a few bytes)."""
+    path = PurePosixPath(member.name)
+    plain = member.isreg() and not member.issparse() and member.type in (tarfile.REGTYPE, tarfile.AREGTYPE)
+    if not plain or not member.name or path.is_absolute() or ".." in path.parts or not path.parts:
+        raise BundleError(f"bundle entry {member.name[:200]!r} is not a plain relative file")
+    if member.size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle entry {member.name[:200]!r} claims {member.size} bytes")
+    return str(path)
 
 
 def _manifest(raw: bytes | None) -> Manifest:
@@ -234,20 +332,53 @@ def _manifest(raw: bytes | None) -> Manifest:
         raise BundleError("bundle has no manifest.json")
     try:
         data = json.loads(raw)
-        if data.get("format") != FORMAT:
-            raise BundleError(f"bundle format {data.get('format')!r} is not supported (expected {FORMAT})")
-        version = data["version"]
-        if not isinstance(version, int) or version < 1:
-            raise BundleError("manifest version must be a positive integer")
-        return Manifest(
-            version,
-            str(data["created_at"]),
-            str(data["min_app_version"]),
-            dict(data["files"]),
-            dict(data.get("tests", {})),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"manifest.json is malformed: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise BundleError(f"manifest.json is not JSON: {exc!s:.200}") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"manifest.json is a JSON {type(data).__name__}, not an object")
+    if data.get("format") != FORMAT or type(data.get("format")) is not int:
+        raise BundleError(f"bundle format {data.get('format')!r:.40} is not supported (expected {FORMAT})")
+    version = data.get("version")
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
+        shown = repr(version) if not isinstance(version, int) or version.bit_length() < 64 else "a huge number"
+        raise BundleError(f"manifest version {shown:.40} is not an integer from 1 to {MAX_VERSION}")
+    return Manifest(
+        version,
+        _created_at(data.get("created_at")),
+        _min_app_version(data.get("min_app_version")),
+        _file_hashes(data.get("files")),
+        _tests(data.get("tests", {})),
+    )
+
+
+def _created_at(value: object) -> str:
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            if datetime.fromisoformat(value).tzinfo is not None:
+                return value
+        except ValueError:
+            pass
+    raise BundleError(f"manifest created_at {value!r:.80} is not an ISO date and time with a UTC offset")
+
+
+def _min_app_version(value: object) -> str:
+    if isinstance(value, str) and _APP_VERSION.fullmatch(value):
+        return value
+    raise BundleError(f"manifest min_app_version {value!r:.80} is not a version such as 0.1.0")
+
+
+def _file_hashes(value: object) -> dict[str, str]:
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and _SHA256.fullmatch(v) for k, v in value.items()
+    ):
+        return dict(value)
+    raise BundleError("manifest files must be an object of file name to SHA-256 hex digest")
+
+
+def _tests(value: object) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    raise BundleError(f"manifest tests is a JSON {type(value).__name__}, not an object")
 
 
 def read_bundle_file(path: Path, public_key: Ed25519PublicKey) -> VerifiedBundle:

@@ -3,8 +3,11 @@ can be wrong refused with a message that says what is wrong."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import shutil
+import socket
 import stat
 from pathlib import Path
 
@@ -96,3 +99,91 @@ def test_cli_verify_says_what_is_wrong(keys: tuple[Path, Path], bundle_bytes: by
         args = build_parser().parse_args(["bundle", "verify", str(path), "--pubkey", str(keys[1])])
         assert cmd_bundle(args, out) == code
         assert text in out.getvalue()
+
+
+# ---- bundle build never signs what a link points at (issue 16, part 5) -------------------------
+
+
+def _policy_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "policies"
+    shutil.copytree(POLICIES, copy)
+    return copy
+
+
+def _cli_build(policy_dir: Path, key: Path, out_file: Path) -> tuple[int, str]:
+    args = build_parser().parse_args(
+        ["bundle", "build", str(policy_dir), "--key", str(key), "--version", "1", "--out", str(out_file)]
+    )
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = cmd_bundle(args, io.StringIO())
+    return code, stderr.getvalue()
+
+
+def test_symlink_to_private_key_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    policies = _policy_copy(tmp_path)
+    (policies / "leak.txt").symlink_to(keys[0])
+    out_file = tmp_path / "b.bundle"
+    code, said = _cli_build(policies, keys[0], out_file)
+    assert code == 2 and not out_file.exists()
+    assert f"{policies / 'leak.txt'} (a symbolic link)" in said
+    with pytest.raises(BundleError, match="leak.txt"):
+        build_bundle(policies, load_private_key(keys[0]), 1, {})
+
+
+def test_symlink_to_etc_shadow_and_passwd_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    policies = _policy_copy(tmp_path)
+    (policies / "resources" / "shadow").symlink_to("/etc/shadow")  # unreadable here: no traceback either
+    (policies / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(BundleError) as refused:
+        build_bundle(policies, load_private_key(keys[0]), 1, {})
+    said = str(refused.value)
+    assert f"{policies / 'resources' / 'shadow'} (a symbolic link)" in said
+    assert f"{policies / 'passwd'} (a symbolic link)" in said
+    assert "root:" not in said
+
+
+def test_symlinked_directory_out_of_the_policy_dir_refused_not_entered(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    policies = _policy_copy(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the wards")
+    (policies / "extra").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BundleError) as refused:
+        build_bundle(policies, load_private_key(keys[0]), 1, {})
+    assert f"{policies / 'extra'} (a symbolic link)" in str(refused.value)
+    assert "secret.txt" not in str(refused.value)
+
+
+def test_hard_link_to_private_key_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    policies = _policy_copy(tmp_path)
+    private = tmp_path / "signing" / "private.key"
+    private.parent.mkdir()
+    shutil.copy(keys[0], private)
+    os.link(private, policies / "_schemas" / "innocent.json")
+    out_file = tmp_path / "b.bundle"
+    code, said = _cli_build(policies, private, out_file)
+    assert code == 2 and not out_file.exists()
+    assert f"{policies / '_schemas' / 'innocent.json'} (a hard link: the file has 2 names)" in said
+
+
+def test_fifo_and_socket_in_the_policy_dir_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    policies = _policy_copy(tmp_path)
+    os.mkfifo(policies / "pipe")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(policies / "sock"))
+        with pytest.raises(BundleError) as refused:  # a fifo must not block the build either
+            build_bundle(policies, load_private_key(keys[0]), 1, {})
+    finally:
+        listener.close()
+    assert f"{policies / 'pipe'} (a fifo)" in str(refused.value)
+    assert f"{policies / 'sock'} (a socket)" in str(refused.value)
+
+
+def test_plain_copy_still_builds_the_same_bundle(keys: tuple[Path, Path], tmp_path: Path, bundle_bytes: bytes) -> None:
+    policies = _policy_copy(tmp_path)
+    (policies / ".git").mkdir()
+    (policies / ".git" / "HEAD").symlink_to("/etc/passwd")  # hidden: neither carried nor entered
+    again = build_bundle(policies, load_private_key(keys[0]), 3, TESTS, created_at="2026-03-01T00:00:00+00:00")
+    assert again == bundle_bytes
