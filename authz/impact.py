@@ -1,0 +1,477 @@
+"""Policy-change impact: every recorded decision a new policy set would flip, before it ships.
+
+``ccc-authz impact OLD NEW --requests FILE`` replays requests (impact_sources.py) under two policy
+sets, each a policy directory or a signed bundle (verified before anything in it is parsed), and
+collects every action whose effect differs (newly allowed, newly denied) or whose outputs differ
+with the same effect. impact_report.py renders the result.
+
+How it scales: the requests are read as a stream of chunks; each chunk is replayed into a
+``Partial`` (counts, groups with their first examples, the chunk's flips), and partials are merged
+in input order, so memory holds a window of chunks and the groups, never the whole log. The flips
+themselves go to a spool file as they arrive (the JSON report lists them all). Chunks are replayed
+in forked worker processes that inherit both compiled policy sets (``--workers``), or on a Dask
+distributed cluster (``--cluster``), whose workers receive the policy files and compile them
+once. Examples are the lowest-indexed of each group and partials are merged in input order, so the
+report does not depend on how the work was shared.
+
+Both sides of one request are decided at the same instant (the run's start, or the time an audit
+record was written), so conditions on ``now()`` never flip by themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import multiprocessing
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import orjson
+
+from . import api, globs, requestjson
+from .bundle import BundleError, policy_source_files, read_bundle_file
+from .compile import RESOURCE, PolicySet, compile_policy_dir
+from .engine import Engine
+from .errors import RequestError
+from .evaluate import CheckOutput, EvalParams
+from .impact_sources import Item, RequestSource
+from .plan import ActionEffect
+from .policy import ALLOW
+
+NEWLY_ALLOWED, NEWLY_DENIED, OUTPUT_CHANGED = "newly_allowed", "newly_denied", "output_changed"
+DIRECTIONS = (NEWLY_ALLOWED, NEWLY_DENIED, OUTPUT_CHANGED)
+EXAMPLES_PER_GROUP = 3
+MAX_LISTED = 100  # malformed requests and unknown kinds listed (all are counted)
+MAX_EXAMPLE_CHARS = 2000
+
+GroupKey = tuple[str, str, str, str]  # kind, action, roles ("+"-joined, sorted), direction
+
+
+class ImpactError(Exception):
+    """A run that cannot start: a side that cannot be read or verified."""
+
+
+# ---- the two sides -----------------------------------------------------------------------------
+
+
+@dataclass
+class PolicySide:
+    """One side of the comparison: its policy files, read once (the diff and the evaluation see
+    the same bytes), and what they are."""
+
+    path: str
+    description: str
+    files: dict[str, bytes]
+
+
+def load_side(path: Path, public_key: Any | None) -> PolicySide:
+    """A policy directory's files, or a bundle's once its signature and hashes are verified."""
+    if path.is_dir():
+        files = {str(PurePosixPath(*f.parts)): (path / f).read_bytes() for f in policy_source_files(path)}
+        return PolicySide(str(path), "policy directory", files)
+    if not path.exists():
+        raise ImpactError(f"{path}: no such policy directory or bundle")
+    if public_key is None:
+        raise ImpactError(f"{path} is a bundle: --pubkey is needed to verify it before it is used")
+    try:
+        bundle = read_bundle_file(path, public_key)
+    except BundleError as exc:
+        raise ImpactError(f"{path}: bundle refused: {exc}") from None
+    description = f"bundle version {bundle.manifest.version} (sha256 {bundle.sha256[:16]})"
+    return PolicySide(str(path), description, dict(bundle.files))
+
+
+def compile_files(files: dict[str, bytes], keep: list[tempfile.TemporaryDirectory[str]]) -> PolicySet:
+    """Compiles policy files written to a private temporary directory (kept alive in ``keep``:
+    a policy set may read its schemas later). Raises PolicyErrors."""
+    directory = tempfile.TemporaryDirectory(prefix="ccc-impact-")
+    keep.append(directory)
+    root = Path(directory.name)
+    os.chmod(root, 0o700)
+    for name, data in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return compile_policy_dir(root)
+
+
+def files_digest(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+class KnownKinds:
+    """Whether any rule of a policy set names a resource kind (globs included)."""
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        patterns = {row.resource for rows in policy_set.rows.values() for row in rows}
+        patterns |= {
+            rule.resource for by_role in policy_set.role_rules.values() for rs in by_role.values() for rule in rs
+        }
+        patterns |= {name for k, _v, _s, name in policy_set.empty_policies if k == RESOURCE}
+        self.patterns = sorted(patterns)
+        self.known = lru_cache(maxsize=4096)(self._known)
+
+    def _known(self, kind: str) -> bool:
+        return any(globs.matches(pattern, kind) for pattern in self.patterns)
+
+
+# ---- the result of a chunk, and merging ------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Flips of one kind, action, role set and direction."""
+
+    count: int = 0
+    rules: dict[tuple[str, str], int] = field(default_factory=dict)  # (before, after) responsible -> flips
+    policies: set[str] = field(default_factory=set)  # policy keys responsible on either side
+    examples: list[tuple[int, str]] = field(default_factory=list)  # (request index, request JSON)
+
+    def merge(self, other: Group) -> None:
+        self.count += other.count
+        for pair, n in other.rules.items():
+            self.rules[pair] = self.rules.get(pair, 0) + n
+        self.policies |= other.policies
+        self.examples = _lowest(self.examples, other.examples, EXAMPLES_PER_GROUP)
+
+
+def _lowest(a: list[Any], b: list[Any], limit: int) -> list[Any]:
+    """The ``limit`` lowest-indexed entries of two lists (entries start with their index); equal
+    indices keep their order, so merging in any grouping gives the same list."""
+    return sorted(a + b, key=lambda entry: entry[0])[:limit]
+
+
+@dataclass
+class Partial:
+    """What replaying some requests found; partials merge in input order into the whole run's."""
+
+    requests: int = 0
+    resources: int = 0
+    decisions: int = 0
+    malformed: int = 0
+    malformed_list: list[tuple[int, str]] = field(default_factory=list)
+    unknown: int = 0
+    unknown_list: list[tuple[int, str]] = field(default_factory=list)
+    disagree: int = 0  # rebuilt requests whose recorded effect the old policies do not reproduce
+    disagree_list: list[tuple[int, int, str, str]] = field(default_factory=list)
+    groups: dict[GroupKey, Group] = field(default_factory=dict)
+    flips: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: Partial) -> None:
+        """Adds ``other`` (which comes after this one in the input), flips excepted (spooled)."""
+        self.requests += other.requests
+        self.resources += other.resources
+        self.decisions += other.decisions
+        self.malformed += other.malformed
+        self.malformed_list = _lowest(self.malformed_list, other.malformed_list, MAX_LISTED)
+        self.unknown += other.unknown
+        self.unknown_list = _lowest(self.unknown_list, other.unknown_list, MAX_LISTED)
+        self.disagree += other.disagree
+        self.disagree_list = _lowest(self.disagree_list, other.disagree_list, MAX_LISTED)
+        for key, group in other.groups.items():
+            mine = self.groups.get(key)
+            if mine is None:
+                self.groups[key] = group
+            else:
+                mine.merge(group)
+
+    @property
+    def flip_count(self) -> int:
+        return sum(g.count for g in self.groups.values())
+
+
+# ---- replaying -----------------------------------------------------------------------------------
+
+
+def responsible(effect: ActionEffect) -> str:
+    """The rule that decided, or the policy that decided without a rule."""
+    if effect.rule:
+        return effect.rule
+    if effect.policy and effect.policy != "NO_MATCH":
+        return f"{effect.policy} (no rule matched)"
+    return "no policy matched"
+
+
+def _policy_key(effect: ActionEffect) -> str:
+    return effect.rule.split("#", 1)[0] if effect.rule else effect.policy
+
+
+def _outputs(out: CheckOutput, action: str) -> list[dict[str, Any]]:
+    return [api._output_entry(o) for o in out.outputs if o.action == action]
+
+
+class Replayer:
+    """Both compiled policy sets, and the replay of one chunk of requests."""
+
+    def __init__(self, old: PolicySet, new: PolicySet, strict: bool, now: datetime) -> None:
+        params = EvalParams(strict_evaluation=strict)
+        self.old, self.new = Engine(old, params), Engine(new, params)
+        self.kinds_old, self.kinds_new = KnownKinds(old), KnownKinds(new)
+        self.now = now
+
+    def replay(self, items: Iterable[Item]) -> Partial:
+        part = Partial()
+        for index, payload, note in items:
+            part.requests += 1
+            if payload is None:
+                _add_malformed(part, index, note)
+                continue
+            try:
+                self._replay_one(part, index, payload)
+            except RecursionError:
+                _add_malformed(part, index, "the request is nested too deeply to decide")
+        return part
+
+    def _replay_one(self, part: Partial, index: int, payload: bytes | dict[str, Any]) -> None:
+        recorded = None
+        now = self.now
+        if isinstance(payload, dict):
+            body = payload
+            recorded = body.pop("_recorded", None)
+            if recorded and recorded[1]:
+                now = datetime.fromisoformat(recorded[1])
+        else:
+            try:
+                body = requestjson.loads(payload)
+            except requestjson.RequestJsonError as exc:
+                _add_malformed(part, index, exc.message)
+                return
+        try:
+            _, inputs, _ = api.parse_check_request(body)
+        except RequestError as exc:
+            _add_malformed(part, index, str(exc))
+            return
+        shared_old: dict[Any, Any] = {}
+        shared_new: dict[Any, Any] = {}
+        text: str | None = None
+        for inp in inputs:
+            part.resources += 1
+            kind = inp.resource.kind
+            if not self.kinds_old.known(kind) and not self.kinds_new.known(kind):
+                part.unknown += 1
+                if len(part.unknown_list) < MAX_LISTED:
+                    part.unknown_list.append((index, kind))
+                continue
+            before = self.old.check(inp, now, shared_old, with_derived_roles=False)
+            after = self.new.check(inp, now, shared_new, with_derived_roles=False)
+            part.decisions += len(inp.actions)
+            if before.outputs or after.outputs or before.actions != after.actions:
+                text = self._compare(part, index, body, text, inp, before, after, recorded)
+            if recorded is not None:
+                self._check_recorded(part, index, recorded, before)
+
+    def _compare(
+        self,
+        part: Partial,
+        index: int,
+        body: dict[str, Any],
+        text: str | None,
+        inp: Any,
+        before: CheckOutput,
+        after: CheckOutput,
+        recorded: Any,
+    ) -> str | None:
+        roles = sorted(set(inp.principal.roles))
+        for action in inp.actions:
+            b, a = before.actions[action], after.actions[action]
+            flip: dict[str, Any] = {
+                "request": index,
+                "resource": {"kind": inp.resource.kind, "id": inp.resource.id},
+                "action": action,
+                "principal": inp.principal.id,
+                "roles": roles,
+            }
+            if b.effect != a.effect:
+                direction = NEWLY_ALLOWED if a.effect == ALLOW else NEWLY_DENIED
+                flip.update(before=b.effect, after=a.effect)
+            else:
+                out_b, out_a = _outputs(before, action), _outputs(after, action)
+                if out_b == out_a:
+                    continue
+                direction = OUTPUT_CHANGED
+                flip.update(effect=b.effect, output={"before": out_b, "after": out_a})
+            flip.update(before_rule=responsible(b), after_rule=responsible(a), direction=direction)
+            if recorded is not None:
+                flip["seq"] = recorded[0]
+            part.flips.append(flip)
+            key = (inp.resource.kind, action, "+".join(roles), direction)
+            group = part.groups.get(key)
+            if group is None:
+                group = part.groups[key] = Group()
+            group.count += 1
+            pair = (flip["before_rule"], flip["after_rule"])
+            group.rules[pair] = group.rules.get(pair, 0) + 1
+            group.policies.update(p for p in (_policy_key(b), _policy_key(a)) if p and p != "NO_MATCH")
+            if len(group.examples) < EXAMPLES_PER_GROUP:
+                text = text if text is not None else _example_text(body)
+                group.examples.append((index, text))
+        return text
+
+    def _check_recorded(self, part: Partial, index: int, recorded: Any, before: CheckOutput) -> None:
+        """A rebuilt request's old decision against the one the log recorded."""
+        replayed = next(iter(before.actions.values())).effect
+        if replayed != recorded[2]:
+            part.disagree += 1
+            if len(part.disagree_list) < MAX_LISTED:
+                part.disagree_list.append((index, int(recorded[0]), str(recorded[2]), replayed))
+
+
+def _add_malformed(part: Partial, index: int, message: str) -> None:
+    part.malformed += 1
+    if len(part.malformed_list) < MAX_LISTED:
+        part.malformed_list.append((index, message[:500]))
+
+
+def _example_text(body: dict[str, Any]) -> str:
+    try:
+        text = orjson.dumps(body).decode()
+    except TypeError:
+        text = repr(body)
+    return text if len(text) <= MAX_EXAMPLE_CHARS else text[:MAX_EXAMPLE_CHARS] + "…"
+
+
+# ---- running: here, in forked workers, or on a Dask cluster -------------------------------------------
+
+
+@dataclass
+class Run:
+    """A whole run's outcome: the merged partial, and the spool holding every flip in order."""
+
+    total: Partial
+    spool: IO[bytes]
+    old_set: PolicySet
+    new_set: PolicySet
+    strict: bool
+    where: str  # "1 process", "2 processes", "Dask cluster at ..."
+
+
+_REPLAYER: Replayer | None = None  # what a forked worker inherits
+
+
+def _replay_here(items: list[Item]) -> Partial:
+    assert _REPLAYER is not None
+    return _REPLAYER.replay(items)
+
+
+def replay(
+    old: PolicySide,
+    new: PolicySide,
+    source: RequestSource,
+    *,
+    strict: bool = True,
+    workers: int = 1,
+    cluster: str | None = None,
+    now: datetime | None = None,
+    spool: IO[bytes] | None = None,
+) -> Run:
+    """Replays every request of ``source`` under both sides. Raises PolicyErrors (with the side
+    named in ``ImpactError``) when either side does not compile."""
+    global _REPLAYER
+    keep: list[tempfile.TemporaryDirectory[str]] = []
+    old_set, new_set = _compile_side(old, keep), _compile_side(new, keep)
+    now = now or datetime.now(UTC)
+    spool = spool if spool is not None else tempfile.TemporaryFile()  # noqa: SIM115 -- the caller closes it
+    total = Partial()
+    if cluster:
+        partials = _on_cluster(cluster, old, new, strict, now, source.chunks())
+        where = f"Dask cluster at {cluster}"
+    else:
+        _REPLAYER = Replayer(old_set, new_set, strict, now)
+        partials = _here(source.chunks(), workers)
+        where = f"{workers} process{'es' if workers > 1 else ''}"
+    for part in partials:
+        for flip in part.flips:
+            spool.write(orjson.dumps(flip) + b"\n")
+        part.flips = []
+        total.merge(part)
+    spool.flush()
+    spool.seek(0)
+    for directory in keep:
+        directory.cleanup()
+    return Run(total, spool, old_set, new_set, strict, where)
+
+
+def _compile_side(side: PolicySide, keep: list[tempfile.TemporaryDirectory[str]]) -> PolicySet:
+    from .errors import PolicyErrors
+
+    try:
+        return compile_files(side.files, keep)
+    except PolicyErrors as exc:
+        root = keep[-1].name + "/" if keep else ""
+        problems = "\n".join(f"  {str(p.position).replace(root, '')}: {p.message}" for p in exc.problems)
+        raise ImpactError(f"{side.path} ({side.description}) does not compile:\n{problems}") from None
+
+
+def _here(chunks: Iterator[list[Item]], workers: int) -> Iterator[Partial]:
+    """Chunks replayed in this process, or by forked workers, results in input order."""
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            yield _replay_here(chunk)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from _in_order(chunks, lambda chunk: pool.submit(_replay_here, chunk), 2 * workers)
+
+
+def _in_order(chunks: Iterator[list[Item]], submit: Callable[[list[Item]], Any], window: int) -> Iterator[Partial]:
+    """Submits chunks keeping at most ``window`` in flight; yields their results in order."""
+    pending: deque[Any] = deque()
+    for chunk in chunks:
+        pending.append(submit(chunk))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+# On a cluster worker: the replayer of the policy files last received, compiled once.
+_REMOTE: dict[str, tuple[Replayer, list[tempfile.TemporaryDirectory[str]]]] = {}
+
+
+def replay_remote(payload: tuple[dict[str, bytes], dict[str, bytes], bool, str, str], items: list[Item]) -> Partial:
+    """A chunk replayed on a cluster worker (Dask calls this by name: authz must be installed there)."""
+    old_files, new_files, strict, now, key = payload
+    if key not in _REMOTE:
+        for _, (_, dirs) in _REMOTE.items():
+            for d in dirs:
+                d.cleanup()
+        _REMOTE.clear()
+        keep: list[tempfile.TemporaryDirectory[str]] = []
+        old_set, new_set = compile_files(old_files, keep), compile_files(new_files, keep)
+        _REMOTE[key] = (Replayer(old_set, new_set, strict, datetime.fromisoformat(now)), keep)
+    return _REMOTE[key][0].replay(items)
+
+
+def _on_cluster(
+    address: str, old: PolicySide, new: PolicySide, strict: bool, now: datetime, chunks: Iterator[list[Item]]
+) -> Iterator[Partial]:
+    """Chunks replayed by the workers of a Dask distributed scheduler, results in input order."""
+    try:
+        distributed: Any = importlib.import_module("distributed")
+    except ImportError:
+        raise ImpactError("--cluster needs Dask distributed (pip install distributed)") from None
+    try:
+        client = distributed.Client(address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ImpactError(f"no Dask scheduler answers at {address}: {exc}") from None
+    try:
+        key = files_digest(old.files) + files_digest(new.files) + str(strict) + now.isoformat()
+        payload = client.scatter((old.files, new.files, strict, now.isoformat(), key), broadcast=True, hash=False)
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+        def submit(chunk: list[Item]) -> Any:
+            return client.submit(replay_remote, payload, chunk, pure=False)
+
+        yield from _in_order(chunks, submit, 3 * workers)
+    finally:
+        client.close()
