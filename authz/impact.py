@@ -42,7 +42,7 @@ from .compile import RESOURCE, PolicySet, compile_policy_dir
 from .engine import Engine
 from .errors import RequestError
 from .evaluate import CheckOutput, EvalParams
-from .impact_sources import Item, RequestSource
+from .impact_sources import CHUNK_ITEMS, Item, RequestSource
 from .plan import ActionEffect
 from .policy import ALLOW
 
@@ -374,6 +374,7 @@ def replay(
     cluster: str | None = None,
     now: datetime | None = None,
     spool: IO[bytes] | None = None,
+    chunk_size: int = CHUNK_ITEMS,
 ) -> Run:
     """Replays every request of ``source`` under both sides. Raises PolicyErrors (with the side
     named in ``ImpactError``) when either side does not compile."""
@@ -384,11 +385,11 @@ def replay(
     spool = spool if spool is not None else tempfile.TemporaryFile()  # noqa: SIM115 -- the caller closes it
     total = Partial()
     if cluster:
-        partials = _on_cluster(cluster, old, new, strict, now, source.chunks())
+        partials = _on_cluster(cluster, old, new, strict, now, source.chunks(chunk_size))
         where = f"Dask cluster at {cluster}"
     else:
         _REPLAYER = Replayer(old_set, new_set, strict, now)
-        partials = _here(source.chunks(), workers)
+        partials = _here(source.chunks(chunk_size), workers)
         where = f"{workers} process{'es' if workers > 1 else ''}"
     for part in partials:
         for flip in part.flips:

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from .bundle import BundleError, load_private_key, load_public_key
 from .impact import ImpactError, PolicySide, load_side, replay
 from .impact_report import Report, load_accept, write_html, write_json, write_text
-from .impact_sources import SourceError, open_source
+from .impact_sources import CHUNK_ITEMS, SourceError, open_source
 
 EXIT_FLIPS = 5
 EXIT_USAGE = 2
@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (default: the machine's cores, up to 4)")
     parser.add_argument("--cluster", metavar="ADDRESS", help="replay on a Dask distributed scheduler (tcp://host:port)")
+    parser.add_argument(
+        "--chunk-requests", type=int, default=CHUNK_ITEMS, help=f"requests per unit of work (default {CHUNK_ITEMS})"
+    )
 
 
 def default_workers() -> int:
@@ -98,6 +101,7 @@ def impact_report(old: PolicySide, new: PolicySide, args: argparse.Namespace) ->
         strict=not getattr(args, "no_strict_evaluation", False),
         workers=getattr(args, "workers", 0) or default_workers(),
         cluster=getattr(args, "cluster", None),
+        chunk_size=max(1, getattr(args, "chunk_requests", CHUNK_ITEMS)),
     )
     return Report(run, old, new, source.info, expected)
 
