@@ -8,6 +8,19 @@ than or equal to the active one (rollback), compiles the new set in a side slot,
 last-known-good with an atomic write, and only then swaps it in. Any failure leaves the active
 engine as it was and is reported in ``state()``. With no valid bundle at all there is no engine:
 callers deny everything and show ``state().reason``.
+
+A hostile or hijacked policy server cannot stall or exhaust the workstation: the download is
+streamed and stops at ``MAX_BUNDLE_BYTES`` (a gigabyte answer is never held in memory), every
+poll has an overall deadline (``poll_deadline``, not only a per-read timeout: a server dripping a
+byte every few seconds is cut off at the deadline), and whatever a validly signed but crafted
+bundle does is a refused bundle with a reason, never an exception that ends the sync thread.
+The deadline covers connecting, the headers and the body; it does not cover the name lookup,
+which the operating system's resolver bounds.
+
+Rollback protection does not live in the file it protects: an optional ``VersionFloor`` (a store
+the signed-in user cannot rewrite) holds the highest version ever activated, so replacing
+``active.bundle`` by an older signed bundle, or deleting it and letting the server (or anyone in
+the middle) offer an old one, is refused offline and online with both versions named.
 """
 
 from __future__ import annotations
@@ -15,8 +28,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,13 +41,15 @@ from typing import Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .bundle import BundleError, VerifiedBundle, verify_bundle
+from .bundle import MAX_BUNDLE_BYTES, BundleError, VerifiedBundle, verify_bundle
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
 
 ACTIVE = "active.bundle"
 APP_VERSION = "0.1.0"
+POLL_DEADLINE = 120.0  # seconds for a whole poll: a 64 MiB bundle at 1 MB/s fits, a drip does not
+CHUNK = 64 * 1024
 
 
 class VersionFloor(Protocol):
@@ -109,6 +126,76 @@ class BundleStore:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+class _Deadline:
+    """The end of one poll. At the deadline every socket the poll opened is shut down, which wakes
+    a read blocked on a server that drips bytes (a per-read timeout alone never fires then)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        return max(self.end - time.monotonic(), 0.001)
+
+    def reached(self) -> bool:
+        return self.passed or time.monotonic() >= self.end - 0.05
+
+    def check(self) -> None:
+        if self.passed or time.monotonic() >= self.end:
+            self.passed = True
+            raise BundleError(self.message())
+
+    def message(self) -> str:
+        return f"the policy server did not finish answering within the poll deadline of {self.seconds:g} s"
+
+    def trace(self, event: str, info: dict[str, object]) -> None:
+        """httpx's ``trace`` extension: remembers each connection the poll opens."""
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        get_extra_info = getattr(stream, "get_extra_info", None)
+        sock = get_extra_info("socket") if get_extra_info is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.append(sock)
+                if self.passed:
+                    _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Ends both directions of the connection; the plain socket method also for a TLS socket, whose
+    own ``shutdown`` would pull its state from under the thread reading it."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    etag: str | None
+    body: bytes
+
+
 @dataclass
 class SyncState:
     """What the status bar shows."""
@@ -136,6 +223,8 @@ class PolicySync:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         app_version: str = APP_VERSION,
         floor: VersionFloor | None = None,
+        poll_deadline: float = POLL_DEADLINE,
+        max_bytes: int = MAX_BUNDLE_BYTES,
     ) -> None:
         self.url = url
         self.public_key = public_key
@@ -148,6 +237,8 @@ class PolicySync:
         self.clock = clock
         self.app_version = app_version
         self.floor = floor
+        self.poll_deadline = poll_deadline
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._bundle: VerifiedBundle | None = None
@@ -165,7 +256,8 @@ class PolicySync:
         return self._engine
 
     def start_offline(self) -> None:
-        """Activates the last-known-good bundle, with no network needed."""
+        """Activates the last-known-good bundle, with no network needed, unless it is older than
+        the version floor (a rollback by replacing the file)."""
         try:
             loaded = self.store.load(self.public_key)
         except BundleError as exc:
@@ -183,10 +275,22 @@ class PolicySync:
             return
         _, bundle = loaded
         try:
+            self._check_floor(bundle)
             self._activate(bundle)
         except (PolicyErrors, BundleError) as exc:
-            self.reason = f"The saved policy bundle does not compile ({exc}); everything is denied."
+            self.reason = f"The saved policy bundle is not used ({exc}); everything is denied."
             self.last_error = str(exc)
+            return
+        self.last_error = self._raise_floor(bundle.manifest.version)
+
+    def _check_floor(self, bundle: VerifiedBundle) -> None:
+        """Refuses a bundle older than the highest version ever activated here."""
+        floor = self.floor.highest() if self.floor is not None else 0
+        if bundle.manifest.version < floor:
+            raise BundleError(
+                f"bundle version {bundle.manifest.version} is older than version {floor}, the highest "
+                "ever activated on this workstation: refusing a rollback"
+            )
 
     def _activate(self, bundle: VerifiedBundle) -> None:
         self._swap(bundle, *self._prepare(bundle))
@@ -198,7 +302,10 @@ class PolicySync:
                 f"bundle version {bundle.manifest.version} needs CCC Workstation "
                 f"{bundle.manifest.min_app_version} or newer; this is {self.app_version}"
             )
-        slot = self.store.slot(bundle)
+        try:
+            slot = self.store.slot(bundle)
+        except OSError as exc:
+            raise BundleError(f"cannot unpack bundle version {bundle.manifest.version}: {exc}") from None
         try:
             return Engine.from_directory(slot, self.params, bundle_version=str(bundle.manifest.version)), slot
         except PolicyErrors:
@@ -213,31 +320,44 @@ class PolicySync:
         if self.on_swap is not None:
             self.on_swap(engine)
 
+    def _raise_floor(self, version: int) -> str:
+        """Records ``version`` as the floor, after its activation (so never above what runs);
+        returns what went wrong, or "" (the bundle stays active either way)."""
+        if self.floor is None:
+            return ""
+        try:
+            self.floor.raise_to(version)
+        except Exception as exc:  # noqa: BLE001 - the floor is another party's store: report, go on
+            return f"bundle version {version} is active but the version floor could not be raised: {exc}"
+        return ""
+
     # -- polling -------------------------------------------------------------------------------
 
     def poll(self) -> bool:
-        """One poll of the policy server. True when a new bundle became active."""
-        headers = {}
-        if self._etag:
-            headers["If-None-Match"] = self._etag
-        if self.token_provider is not None:
-            headers["Authorization"] = f"Bearer {self.token_provider()}"
+        """One poll of the policy server, within ``poll_deadline``. True when a new bundle became
+        active. Never raises: whatever goes wrong is in ``state().last_error``."""
         try:
-            response = self.client.get(self.url, headers=headers)
-        except httpx.HTTPError as exc:
-            return self._failed(f"policy server unreachable: {exc.__class__.__name__}: {exc}")
-        if response.status_code == 304:
+            return self._poll()
+        except Exception as exc:  # noqa: BLE001 - a poll that fails must not end the sync thread
+            return self._failed(f"unexpected {exc.__class__.__name__}: {exc!s:.200}")
+
+    def _poll(self) -> bool:
+        try:
+            answer = self._fetch()
+        except BundleError as exc:
+            return self._failed(str(exc))
+        if answer.status == 304:
             self.last_success, self.last_error = self.clock(), ""
             return False
-        if response.status_code != 200:
-            return self._failed(f"policy server answered HTTP {response.status_code}")
-        data = response.content
+        if answer.status != 200:
+            return self._failed(f"policy server answered HTTP {answer.status}")
         try:
-            bundle = verify_bundle(data, self.public_key)  # signature first, before any parsing
+            bundle = verify_bundle(answer.body, self.public_key)  # signature first, before any parsing
+            self._check_floor(bundle)
             active = self._bundle.manifest.version if self._bundle else 0
             if bundle.manifest.version <= active:
                 if self._bundle is not None and bundle.sha256 == self._bundle.sha256:
-                    self._etag = response.headers.get("ETag")
+                    self._etag = answer.etag
                     self.last_success, self.last_error = self.clock(), ""
                     return False
                 raise BundleError(
@@ -246,16 +366,67 @@ class PolicySync:
                 )
             engine, slot = self._prepare(bundle)
             try:
-                self.store.save(data)  # last-known-good only once it compiled
+                self.store.save(answer.body)  # last-known-good only once it compiled
             except BundleError:
                 shutil.rmtree(slot, ignore_errors=True)
                 raise
             self._swap(bundle, engine, slot)
         except (BundleError, PolicyErrors) as exc:
             return self._failed(str(exc))
-        self._etag = response.headers.get("ETag")
-        self.last_success, self.last_error = self.clock(), ""
+        self._etag = answer.etag
+        self.last_success, self.last_error = self.clock(), self._raise_floor(bundle.manifest.version)
         return True
+
+    def _fetch(self) -> _Answer:
+        """The server's answer, streamed: stops at ``max_bytes`` and at the poll deadline."""
+        headers = {"Accept-Encoding": "identity", "Connection": "close"}  # a fresh, traced connection
+        if self._etag:
+            headers["If-None-Match"] = self._etag
+        if self.token_provider is not None:
+            headers["Authorization"] = f"Bearer {self.token_provider()}"
+        with _Deadline(self.poll_deadline) as deadline:
+            try:
+                with self.client.stream(
+                    "GET",
+                    self.url,
+                    headers=headers,
+                    timeout=self._timeout(deadline.remaining()),
+                    extensions={"trace": deadline.trace},
+                ) as response:
+                    deadline.check()
+                    if response.status_code != 200:
+                        return _Answer(response.status_code, None, b"")
+                    return _Answer(200, response.headers.get("ETag"), self._body(response, deadline))
+            except httpx.HTTPError as exc:
+                if deadline.reached():  # a shut socket, or a timeout capped at the deadline
+                    raise BundleError(deadline.message()) from None
+                raise BundleError(f"policy server unreachable: {exc.__class__.__name__}: {exc}") from None
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        """The client's own timeouts, none longer than what is left of the poll."""
+        own = self.client.timeout
+
+        def cap(value: float | None) -> float:
+            return remaining if value is None else min(value, remaining)
+
+        return httpx.Timeout(connect=cap(own.connect), read=cap(own.read), write=cap(own.write), pool=cap(own.pool))
+
+    def _body(self, response: httpx.Response, deadline: _Deadline) -> bytes:
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise BundleError(f"policy server sent the bundle {encoding}-encoded; only plain bytes are accepted")
+        length = response.headers.get("Content-Length", "")
+        if length.strip().isdigit() and int(length) > self.max_bytes:
+            raise BundleError(f"policy server offers {int(length)} bytes, more than the {self.max_bytes} allowed")
+        body = bytearray()
+        for chunk in response.iter_raw(CHUNK):
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise BundleError(
+                    f"policy server sent more than the {self.max_bytes} bytes allowed: stopped reading there"
+                )
+            deadline.check()
+        return bytes(body)
 
     def _failed(self, message: str) -> bool:
         self.last_error = message
@@ -272,7 +443,7 @@ class PolicySync:
         rng = rng or random.Random()
         delay = interval
         while not stop.is_set():
-            self.poll()
+            self.poll()  # never raises
             delay = interval if not self.last_error else min(max_backoff, delay * 2)
             stop.wait(delay * rng.uniform(0.8, 1.2))
 

@@ -1,5 +1,6 @@
 """What the status bar shows: the policy set and its age, online or not, the audit backlog, and
-whether session secrets are kept in a real keyring."""
+whether session secrets are kept in a real keyring. A policy poll that failed or stalled (the sync
+ends a stalled poll at its deadline) reads "offline" and "update failed: <the sync's reason>"."""
 
 from __future__ import annotations
 
@@ -65,14 +66,16 @@ class StatusService:
             return Status("bundled", "", False, backlog, ", ".join(filter(None, ["embedded demo policies", notice])))
         state = self.sync.state()
         online = state.last_success is not None and not state.last_error
+        failed = f"update failed: {state.last_error}" if state.last_error else ""
         if state.version is None:
-            return Status("none", "", online, backlog, state.reason)
+            said = state.last_error in state.reason  # the reason already quotes a failed start
+            return Status("none", "", online, backlog, ", ".join(filter(None, [state.reason, "" if said else failed])))
         message = ", ".join(
             filter(
                 None,
                 [
                     "policies are older than allowed: ask IT to check the policy server" if state.stale else "",
-                    state.last_error and f"last sync failed: {state.last_error}",
+                    failed,
                     notice,
                 ],
             )

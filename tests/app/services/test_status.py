@@ -92,7 +92,11 @@ def test_synced_policies_online_then_offline_keep_deciding(
         server.server_close()
     ws.status.sync.poll()
     offline = ws.status.status()
-    assert not offline.online and "last sync failed" in offline.message and offline.policy_version == "v3"
+    assert (
+        not offline.online
+        and "update failed: policy server unreachable" in offline.message
+        and offline.policy_version == "v3"
+    )
     assert ws.patients.rows(aly) == rows  # offline, the last-known-good policies still decide
     assert "offline" in offline.text and "audit backlog" in offline.text
 
