@@ -4,7 +4,16 @@ Every record holds identifiers and links only, never clinical content. Each reco
 the SHA-256 of the previous record's hash and of the record's canonical form (sorted-key JSON of
 every other field), so changing, deleting or reordering any record breaks the chain at that
 record, and ``AuditChain.verify`` names it. Triggers refuse UPDATE and DELETE; SQLite's WAL with
-``synchronous=FULL`` makes a committed record survive a crash or a kill -9.
+``synchronous=FULL`` makes a committed record survive a crash or a kill -9. The files are created
+for their owner only (0600; SQLite gives the -wal and -shm files the database file's mode).
+
+The chain has no key: whoever can write the file can rewrite a record and recompute every later
+hash. What catches that is outside the file: each log has a random ``log_id`` (table
+``audit_meta``), and with a guard (``authz.guard``) the chain head is checkpointed every
+``checkpoint_every`` records or ``checkpoint_seconds`` seconds and on close, signed with a key
+the user cannot read and kept by the guard too; the signed checkpoints are also stored in the
+log (table ``audit_checkpoint``) and shipped with the records. ``authz.audit_verify`` compares
+a log with them and with what a collector received.
 
 Kinds of record:
 - ``decision``: one authorization decision (who, which resource/patient, action, effect, matched
@@ -32,8 +41,11 @@ from typing import Any
 from .api import new_call_id
 from .decision import Decision, decisions
 from .errors import AuthzError
+from .guard import Checkpoint, GuardClient, GuardError
 
 GENESIS = "0" * 64
+CHECKPOINT_EVERY = 1000  # records between two signed checkpoints of the head (with a guard)
+CHECKPOINT_SECONDS = 60.0  # ... or seconds, whichever comes first (checked at each append)
 
 # Purpose of use (HL7 v3 ActReason): treatment, emergency treatment, break-the-glass, ...
 PURPOSES = ("TREAT", "ETREAT", "ERTREAT", "BTG", "HOPERAT", "HPAYMT", "HRESCH", "PATRQT", "COC")
@@ -41,6 +53,48 @@ PURPOSES = ("TREAT", "ETREAT", "ERTREAT", "BTG", "HOPERAT", "HPAYMT", "HRESCH", 
 
 class AuditWriteError(AuthzError):
     """The audit store could not durably record: data that needed the record must not be shown."""
+
+
+def write_error(path: Path, exc: BaseException) -> AuditWriteError:
+    """The reason an audit log cannot be written, in words that say what to fix and where."""
+    code = getattr(exc, "sqlite_errorname", "")
+    errno_ = getattr(exc, "errno", None)
+    where = f"the audit log at {path} cannot be written"
+    if code == "SQLITE_FULL" or errno_ == 28:
+        return AuditWriteError(f"{where}: the disk is full (free space on the file system holding {path.parent})")
+    if code.startswith("SQLITE_READONLY") or errno_ == 30:
+        return AuditWriteError(
+            f"{where}: the store is read-only (a read-only file system, or the file is not writable); "
+            "decisions need a writable audit log"
+        )
+    if code.startswith("SQLITE_CANTOPEN") or code == "SQLITE_PERM" or errno_ in (1, 13):
+        return AuditWriteError(
+            f"{where}: permission denied (the file or its directory {path.parent} is not writable by this user)"
+        )
+    if code.startswith("SQLITE_IOERR"):
+        return AuditWriteError(
+            f"{where}: a disk I/O error ({code}): the disk may be failing or full, or the file too large"
+        )
+    if code in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return AuditWriteError(f"{where}: the file is damaged or not an audit log ({exc})")
+    return AuditWriteError(f"{where}: {exc}")
+
+
+def _create_private(path: Path) -> None:
+    """Creates the log file for its owner only, before SQLite opens it (the -wal and -shm files
+    take its mode); an existing file of ours that others could read is narrowed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                st = file.stat()
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(file, 0o600)
+            except FileNotFoundError:
+                pass
+        return
+    os.close(fd)
 
 
 @dataclass
@@ -106,28 +160,52 @@ class VerifyResult:
     problem: str = ""
     first_bad_seq: int | None = None
     first_bad_record: str = ""
+    kind: str = ""  # changed | deleted | reordered
 
 
 class AuditChain:
     """Appends records durably and verifies the chain. One instance per process; SQLite's
     locking (BEGIN IMMEDIATE) keeps the chain linear when several processes append."""
 
-    def __init__(self, path: str | os.PathLike[str], workstation_id: str = "") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        workstation_id: str = "",
+        guard: GuardClient | None = None,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    ) -> None:
         self.path = Path(path)
         self.workstation_id = workstation_id
+        self.guard = guard
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoint_error = ""  # the last checkpoint the guard did not give (retried later)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self._create()
+            self.log_id = self._log_id()
+            row = self.conn.execute("SELECT MAX(seq) FROM audit_checkpoint").fetchone()
         except (OSError, sqlite3.Error) as exc:
-            raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
+            raise write_error(self.path, exc) from exc
+        self._checkpointed_seq = row[0] if row[0] is not None else -1
+        self._checkpointed_at = time.monotonic()
+        if guard is not None and self._checkpointed_seq < 0:
+            self.checkpoint()  # the guard learns of this log now: a log replaced later is then seen
 
     def _create(self) -> None:
         import sqlite_utils  # only needed to create the schema
 
         db = sqlite_utils.Database(self.conn)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS audit_checkpoint (number INTEGER PRIMARY KEY, log_id TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, head TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL)"
+        )
         if "audit" in db.table_names():
             return
         table = db.table("audit")  # a Table (db["audit"] might also be a View, to the type checker)
@@ -196,11 +274,70 @@ class AuditChain:
                 )
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # SQLite has rolled back already after a full disk or an I/O error: a second
+                # ROLLBACK would hide the cause behind "no transaction is active".
+                if self.conn.in_transaction:
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
         except sqlite3.Error as exc:
-            raise AuditWriteError(f"the audit log at {self.path} cannot be written: {exc}") from exc
+            raise write_error(self.path, exc) from exc
+        if self.guard is not None and (
+            records[-1].seq - self._checkpointed_seq >= self.checkpoint_every
+            or time.monotonic() - self._checkpointed_at >= self.checkpoint_seconds
+        ):
+            self.checkpoint()
         return records
+
+    def _log_id(self) -> str:
+        """This log's identity, made once: a log put in its place has another (unless copied)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('log_id', ?), ('created', ?)",
+            (new_call_id(), datetime.now(UTC).isoformat(timespec="microseconds")),
+        )
+        value: str = self.conn.execute("SELECT value FROM audit_meta WHERE key = 'log_id'").fetchone()[0]
+        return value
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Has the guard sign the chain head, and keeps the checkpoint in the log too. A guard
+        that cannot be reached does not stop the records (they are committed already): the error
+        is kept in ``checkpoint_error`` and the next append tries again."""
+        if self.guard is None:
+            return None
+        last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, head = (last[0], last[1]) if last else (0, GENESIS)
+        self._checkpointed_at = time.monotonic()
+        try:
+            checkpoint = self.guard.checkpoint(self.log_id, str(self.path.resolve()), seq, head)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO audit_checkpoint (number, log_id, seq, head, time, signature)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    checkpoint.number,
+                    checkpoint.log_id,
+                    checkpoint.seq,
+                    checkpoint.head,
+                    checkpoint.time,
+                    checkpoint.signature,
+                ),
+            )
+        except GuardError as exc:
+            self.checkpoint_error = str(exc)
+            return None
+        except sqlite3.Error as exc:
+            self.checkpoint_error = str(write_error(self.path, exc))
+            return None
+        self.checkpoint_error = ""
+        self._checkpointed_seq = max(self._checkpointed_seq, checkpoint.seq)
+        return checkpoint
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        row = self.conn.execute(
+            "SELECT log_id, number, seq, head, time, signature FROM audit_checkpoint ORDER BY number DESC LIMIT 1"
+        ).fetchone()
+        return Checkpoint(*row) if row else None
 
     def annotate(
         self, original: str, principal_id: str, text: str, event_type: str = "annotation", **extra: Any
@@ -226,53 +363,72 @@ class AuditChain:
             yield _record(row)
 
     def verify(self, workers: int | None = None) -> VerifyResult:
-        """Walks the whole chain and names the first record changed, deleted or reordered.
-
-        The links (sequence numbers, each record's prev_hash against the previous record's
-        hash) are checked in one pass; every record's own hash is recomputed in parallel over
-        ranges, since it depends only on the record and the prev_hash stored in it."""
-        start = time.perf_counter()
-        problems: list[tuple[int, str]] = []
-        prev, expected, count, record_ids = GENESIS, 1, 0, {}
-        for seq, prev_hash, digest, record_id in self.conn.execute(
-            "SELECT seq, prev_hash, hash, record_id FROM audit ORDER BY seq"
-        ):
-            record_ids[seq] = record_id
-            if seq != expected:
-                problems.append((seq, f"record {expected} is missing (deleted); the chain jumps to {seq}"))
-                break
-            if prev_hash != prev:
-                problems.append((seq, f"record {seq} does not follow record {seq - 1} (deleted or reordered)"))
-                break
-            prev, expected, count = digest, expected + 1, count + 1
-        changed = self._first_changed(expected - 1 if not problems else problems[0][0], workers)
-        if changed is not None:
-            problems.append((changed, f"record {changed} was changed after it was written"))
-        if problems:
-            seq, problem = min(problems)
-            return VerifyResult(False, seq - 1, "", time.perf_counter() - start, problem, seq, record_ids.get(seq, ""))
-        return VerifyResult(True, count, prev, time.perf_counter() - start)
-
-    def _first_changed(self, last_seq: int, workers: int | None) -> int | None:
-        """The first record up to ``last_seq`` whose stored hash does not match its content."""
-        chunk = 50_000
-        ranges = [(self.path, lo, min(lo + chunk - 1, last_seq)) for lo in range(1, last_seq + 1, chunk)]
-        if len(ranges) <= 1:
-            found = [_check_range(r) for r in ranges]
-        else:
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-            with ctx.Pool(workers or min(len(ranges), os.cpu_count() or 1)) as pool:
-                found = pool.map(_check_range, ranges)
-        bad = [seq for seq in found if seq is not None]
-        return min(bad) if bad else None
+        """The chain's own check (see ``verify_chain``), on a read-only view of this log."""
+        return verify_chain(self.conn, f"file:{self.path}?mode=ro", workers)
 
     def close(self) -> None:
+        """Closes the log, with a last checkpoint of what was written since the previous one."""
+        if self.guard is not None:
+            last = self.conn.execute("SELECT MAX(seq) FROM audit").fetchone()[0] or 0
+            if last > self._checkpointed_seq:
+                self.checkpoint()
         self.conn.close()
 
 
-def _check_range(job: tuple[Path, int, int]) -> int | None:
-    path, lo, hi = job
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def verify_chain(conn: sqlite3.Connection, uri: str, workers: int | None = None) -> VerifyResult:
+    """Walks the whole chain and names the first record changed, deleted or reordered.
+
+    The links (sequence numbers, each record's prev_hash against the previous record's hash)
+    are checked in one pass on ``conn``; every record's own hash is recomputed in parallel over
+    ranges, each worker opening ``uri`` (read-only), since a record's hash depends only on the
+    record and the prev_hash stored in it. SQLite errors (a damaged file) are raised."""
+    start = time.perf_counter()
+    problems: list[tuple[int, str, str]] = []
+    prev, expected, count = GENESIS, 1, 0
+    for seq, prev_hash, digest in conn.execute("SELECT seq, prev_hash, hash FROM audit ORDER BY seq"):
+        if seq != expected:
+            problems.append((seq, "deleted", f"record {expected} is missing (deleted); the chain jumps to {seq}"))
+            break
+        if prev_hash != prev:
+            problems.append((seq, *_broken_link(conn, seq, prev_hash)))
+            break
+        prev, expected, count = digest, expected + 1, count + 1
+    changed = _first_changed(uri, expected - 1 if not problems else problems[0][0], workers)
+    if changed is not None:
+        problems.append((changed, "changed", f"record {changed} was changed after it was written"))
+    if problems:
+        seq, kind, problem = min(problems, key=lambda p: (p[0], p[1] == "changed"))  # at one seq, the link says more
+        row = conn.execute("SELECT record_id FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return VerifyResult(False, seq - 1, "", time.perf_counter() - start, problem, seq, row[0] if row else "", kind)
+    return VerifyResult(True, count, prev, time.perf_counter() - start)
+
+
+def _broken_link(conn: sqlite3.Connection, seq: int, prev_hash: str) -> tuple[str, str]:
+    """Why record ``seq`` does not follow the one before: it follows another record (reordered),
+    or one that is no longer there (deleted)."""
+    row = conn.execute("SELECT seq FROM audit WHERE hash = ? LIMIT 1", (prev_hash,)).fetchone()
+    if row is not None:
+        return "reordered", f"record {seq} does not follow record {seq - 1} but record {row[0]} (reordered)"
+    return "deleted", f"record {seq} does not follow record {seq - 1} (the record it followed was deleted)"
+
+
+def _first_changed(uri: str, last_seq: int, workers: int | None) -> int | None:
+    """The first record up to ``last_seq`` whose stored hash does not match its content."""
+    chunk = 50_000
+    ranges = [(uri, lo, min(lo + chunk - 1, last_seq)) for lo in range(1, last_seq + 1, chunk)]
+    if len(ranges) <= 1:
+        found = [_check_range(r) for r in ranges]
+    else:
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers or min(len(ranges), os.cpu_count() or 1)) as pool:
+            found = pool.map(_check_range, ranges)
+    bad = [seq for seq in found if seq is not None]
+    return min(bad) if bad else None
+
+
+def _check_range(job: tuple[str, int, int]) -> int | None:
+    uri, lo, hi = job
+    conn = sqlite3.connect(uri, uri=True)
     try:
         for row in conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq", (lo, hi)
@@ -290,6 +446,12 @@ _PREV, _HASH, _SEQ = _COLUMNS.index("prev_hash"), _COLUMNS.index("hash"), _COLUM
 
 def _row(r: AuditRecord) -> tuple[Any, ...]:
     return tuple(_dumps(getattr(r, c)) if c in _JSON_COLUMNS else getattr(r, c) for c in _COLUMNS)
+
+
+def read_records(conn: sqlite3.Connection, after_seq: int = 0) -> Iterator[AuditRecord]:
+    """The records of a log opened by someone else (read-only, for ``audit export``), in order."""
+    for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq", (after_seq,)):
+        yield _record(row)
 
 
 def _record(row: tuple[Any, ...]) -> AuditRecord:

@@ -3,9 +3,11 @@ AuditEvent resources with DICOM and HL7 codes (IHE ATNA), for the hospital's aud
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .audit import AuditRecord
+from .guard import Checkpoint
 from .policy import ALLOW
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -39,7 +41,7 @@ _ACTIONS = {
 }
 
 
-def to_decision_log(r: AuditRecord) -> dict[str, Any]:
+def to_decision_log(r: AuditRecord, log_id: str = "") -> dict[str, Any]:
     """A record as a Cerbos decision-log line (``log.kind: decision``), with our chain fields."""
     base = {
         "log.logger": "cerbos.audit",
@@ -52,6 +54,7 @@ def to_decision_log(r: AuditRecord) -> dict[str, Any]:
             "prevHash": r.prev_hash,
             "workstationId": r.workstation_id,
             "kind": r.kind,
+            **({"logId": log_id} if log_id else {}),
         },
     }
     if r.kind != "decision":
@@ -96,8 +99,9 @@ def to_decision_log(r: AuditRecord) -> dict[str, Any]:
     }
 
 
-def to_fhir(r: AuditRecord) -> dict[str, Any]:
-    """A record as a FHIR R4 AuditEvent."""
+def to_fhir(r: AuditRecord, log_id: str = "", checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+    """A record as a FHIR R4 AuditEvent; its chain fields (and the guard's latest checkpoint, on
+    the last record of a shipped batch) in the details of the entity naming the record."""
     if r.kind == "decision":
         type_code, type_display, sub_code, sub_display = "110110", "Patient Record", "", ""
         action = _ACTIONS.get(r.action.split(":")[0], "E")
@@ -154,7 +158,15 @@ def to_fhir(r: AuditRecord) -> dict[str, Any]:
                 "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
             }
         )
-    details = [{"type": "hash", "valueString": r.hash}, {"type": "seq", "valueString": str(r.seq)}]
+    details = [
+        {"type": "hash", "valueString": r.hash},
+        {"type": "seq", "valueString": str(r.seq)},
+        {"type": "prevHash", "valueString": r.prev_hash},
+    ]
+    if log_id:
+        details.append({"type": "logId", "valueString": log_id})
+    if checkpoint is not None:
+        details.append({"type": "checkpoint", "valueString": json.dumps(checkpoint.to_json(), sort_keys=True)})
     if r.justification:
         details.append({"type": "justification", "valueString": r.justification})
     if r.ref:

@@ -6,10 +6,16 @@ destination, in the same SQLite file, so nothing is lost while offline or across
 Delivery is at least once; every message carries the record id, so the repository keeps one copy
 of each (idempotent by record id).
 
+Every record shipped carries its place in the chain (log id, seq, prev hash, hash), and the
+last record of each batch the latest checkpoint the guard signed: the collector sees a gap (a
+seq missing), a rewrite (a record that does not follow the one before, or comes again with
+another hash) and, compared with the log later (``ccc-authz audit verify --against``), a deleted
+tail or a rewrite after shipping.
+
 Destinations:
 - ``SyslogTlsDestination``: RFC 5424 messages over TLS (RFC 5425, octet-counting framing),
   facility 10 (security/authorization), the FHIR AuditEvent JSON as the message and the record
-  id in structured data;
+  id and chain fields in structured data (``ccc@32473``; the checkpoint in ``cccCheckpoint@32473``);
 - ``FhirHttpDestination``: ``PUT {base}/AuditEvent/{record id}`` (idempotent), with an optional
   bearer token from a provider callable (never stored).
 """
@@ -29,6 +35,7 @@ import httpx
 
 from .audit import AuditChain, AuditRecord
 from .audit_export import to_fhir
+from .guard import Checkpoint
 from .policy import ALLOW
 
 FACILITY_AUTHPRIV = 10
@@ -39,8 +46,17 @@ class ShippingError(Exception):
     """The destination did not take the records; they stay queued."""
 
 
+@dataclass(frozen=True)
+class ChainPosition:
+    """What the shipper tells a destination about the log a batch comes from."""
+
+    log_id: str = ""
+    checkpoint: Checkpoint | None = None
+
+
 class Destination:
     name: str
+    position: ChainPosition = ChainPosition()  # set by the shipper before each batch
 
     def send(self, records: Sequence[AuditRecord]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -58,12 +74,27 @@ def _sd_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
-def syslog_message(r: AuditRecord, hostname: str, app: str = "ccc-workstation") -> bytes:
+def syslog_message(
+    r: AuditRecord,
+    hostname: str,
+    app: str = "ccc-workstation",
+    log_id: str = "",
+    checkpoint: Checkpoint | None = None,
+) -> bytes:
     """One RFC 5424 message, framed for TLS transport (RFC 5425: length, space, message)."""
     pri = FACILITY_AUTHPRIV * 8 + _severity(r)
     stamp = datetime.fromisoformat(r.time).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    sd = f'[ccc@32473 recordId="{_sd_escape(r.record_id)}" seq="{r.seq}" hash="{r.hash}" kind="{_sd_escape(r.kind)}"]'
-    body = json.dumps(to_fhir(r), separators=(",", ":"), ensure_ascii=False)
+    sd = (
+        f'[ccc@32473 recordId="{_sd_escape(r.record_id)}" seq="{r.seq}" prevHash="{r.prev_hash}" hash="{r.hash}"'
+        f' logId="{_sd_escape(log_id)}" kind="{_sd_escape(r.kind)}"]'
+    )
+    if checkpoint is not None:
+        sd += (
+            f'[cccCheckpoint@32473 logId="{_sd_escape(checkpoint.log_id)}" number="{checkpoint.number}"'
+            f' seq="{checkpoint.seq}" head="{checkpoint.head}" time="{_sd_escape(checkpoint.time)}"'
+            f' signature="{_sd_escape(checkpoint.signature)}"]'
+        )
+    body = json.dumps(to_fhir(r, log_id, checkpoint), separators=(",", ":"), ensure_ascii=False)
     msg = f"<{pri}>1 {stamp} {hostname[:255] or '-'} {app} - IHE+FHIR {sd} \ufeff{body}".encode()
     return f"{len(msg)} ".encode() + msg
 
@@ -81,7 +112,11 @@ class SyslogTlsDestination(Destination):
         self.hostname = socket.gethostname()
 
     def send(self, records: Sequence[AuditRecord]) -> None:
-        payload = b"".join(syslog_message(r, self.hostname) for r in records)
+        log_id, checkpoint = self.position.log_id, self.position.checkpoint
+        payload = b"".join(
+            syslog_message(r, self.hostname, log_id=log_id, checkpoint=checkpoint if r is records[-1] else None)
+            for r in records
+        )
         try:
             with (
                 socket.create_connection((self.host, self.port), timeout=self.timeout) as raw,
@@ -111,10 +146,12 @@ class FhirHttpDestination(Destination):
         headers = {"Content-Type": "application/fhir+json"}
         if self.token_provider is not None:
             headers["Authorization"] = f"Bearer {self.token_provider()}"
+        log_id, checkpoint = self.position.log_id, self.position.checkpoint
         for r in records:
+            event = to_fhir(r, log_id, checkpoint if r is records[-1] else None)
             try:
                 response = self.client.put(
-                    f"{self.base}/AuditEvent/{r.record_id}", headers=headers, content=json.dumps(to_fhir(r))
+                    f"{self.base}/AuditEvent/{r.record_id}", headers=headers, content=json.dumps(event)
                 )
             except httpx.HTTPError as exc:
                 raise ShippingError(f"{self.name}: {exc}") from exc
@@ -159,6 +196,7 @@ class AuditShipper:
                 if not batch:
                     self.last_error = ""
                     return sent
+                self.destination.position = ChainPosition(self.chain.log_id, self.chain.latest_checkpoint())
                 try:
                     self.destination.send(batch)
                 except ShippingError as exc:
