@@ -26,6 +26,7 @@ Kinds of record:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -60,17 +61,14 @@ def write_error(path: Path, exc: BaseException) -> AuditWriteError:
     code = getattr(exc, "sqlite_errorname", "")
     errno_ = getattr(exc, "errno", None)
     where = f"the audit log at {path} cannot be written"
-    if code == "SQLITE_FULL" or errno_ == 28:
+    if code == "SQLITE_FULL" or errno_ == errno.ENOSPC:
         return AuditWriteError(f"{where}: the disk is full (free space on the file system holding {path.parent})")
-    if code.startswith("SQLITE_READONLY") or errno_ == 30:
-        return AuditWriteError(
-            f"{where}: the store is read-only (a read-only file system, or the file is not writable); "
-            "decisions need a writable audit log"
-        )
-    if code.startswith("SQLITE_CANTOPEN") or code == "SQLITE_PERM" or errno_ in (1, 13):
-        return AuditWriteError(
-            f"{where}: permission denied (the file or its directory {path.parent} is not writable by this user)"
-        )
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or errno_ in (
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+    ):
+        return AuditWriteError(f"{where}: {_why_not_writable(path)}; decisions need a writable audit log")
     if code.startswith("SQLITE_IOERR"):
         return AuditWriteError(
             f"{where}: a disk I/O error ({code}): the disk may be failing or full, or the file too large"
@@ -78,6 +76,22 @@ def write_error(path: Path, exc: BaseException) -> AuditWriteError:
     if code in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
         return AuditWriteError(f"{where}: the file is damaged or not an audit log ({exc})")
     return AuditWriteError(f"{where}: {exc}")
+
+
+def _why_not_writable(path: Path) -> str:
+    """A read-only file system, or which file or directory this user may not write."""
+    directory = path.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return f"the store is read-only (the file system holding {directory} is mounted read-only)"
+    except OSError:
+        pass
+    for target in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"permission denied: {target} is not writable by this user"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"permission denied: the directory {directory} is not writable by this user"
+    return "the store is read-only (SQLite opened it read-only)"
 
 
 def _create_private(path: Path) -> None:
