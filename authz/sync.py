@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -87,9 +88,23 @@ class BundleStore:
         return self.directory / ACTIVE
 
     def load(self, public_key: Ed25519PublicKey) -> tuple[bytes, VerifiedBundle] | None:
-        if not self.active_path.exists():
+        """The saved bundle, verified again; None when there is none. Read as a regular file of at
+        most ``MAX_BUNDLE_BYTES`` without following a link (one to /dev/zero would never end)."""
+        try:
+            fd = os.open(self.active_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
             return None
-        data = self.active_path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{self.active_path}: cannot be read ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise BundleError(f"{self.active_path} is not a regular file")
+            if info.st_size > MAX_BUNDLE_BYTES:
+                raise BundleError(
+                    f"{self.active_path} is {info.st_size} bytes, more than the {MAX_BUNDLE_BYTES} allowed"
+                )
+            data = f.read(MAX_BUNDLE_BYTES + 1)
         return data, verify_bundle(data, public_key)
 
     def save(self, data: bytes) -> None:

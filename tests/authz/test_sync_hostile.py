@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -489,3 +490,31 @@ def test_floor_that_cannot_be_raised_is_reported_and_the_bundle_stays(
     sync = sync_for(s.url, keys, tmp_path / "store", floor=BrokenFloor())
     assert sync.poll() and sync.state().version == 1
     assert "version floor could not be raised: guard service not answering" in sync.state().last_error
+
+
+@pytest.mark.parametrize("replacement", ["symlink_to_dev_zero", "fifo", "oversized_file"])
+def test_active_bundle_replaced_by_endless_file_refused_offline(
+    keys: tuple[Path, Path], good: dict[int, bytes], tmp_path: Path, replacement: str
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    active = store / "active.bundle"
+    if replacement == "symlink_to_dev_zero":
+        active.symlink_to("/dev/zero")  # read whole, it would never end
+    elif replacement == "fifo":
+        os.mkfifo(active)  # opened for reading, it would wait for a writer forever
+    else:
+        with active.open("wb") as f:
+            f.write(good[1])
+            f.truncate(MAX_BUNDLE_BYTES + 1)  # sparse on disk: big to read, cheap to make
+    sync = sync_for("http://127.0.0.1:9/current.bundle", keys, store)
+    started = time.monotonic()
+    sync.start_offline()
+    assert time.monotonic() - started < 2
+    assert sync.engine is None and "cannot be trusted" in sync.state().reason
+    said = {
+        "symlink_to_dev_zero": "cannot be read",
+        "fifo": "is not a regular file",
+        "oversized_file": "bytes, more than the 67108864 allowed",
+    }
+    assert said[replacement] in sync.state().reason
