@@ -300,7 +300,13 @@ class PolicySync:
 
     def _check_floor(self, bundle: VerifiedBundle) -> None:
         """Refuses a bundle older than the highest version ever activated here."""
-        floor = self.floor.highest() if self.floor is not None else 0
+        try:
+            floor = self.floor.highest() if self.floor is not None else 0
+        except Exception as exc:  # noqa: BLE001 - the floor is another party's store: fail closed
+            raise BundleError(
+                f"the version floor cannot be read ({exc.__class__.__name__}: {exc!s:.200}), so bundle version "
+                f"{bundle.manifest.version} cannot be checked against rollback"
+            ) from None
         if bundle.manifest.version < floor:
             raise BundleError(
                 f"bundle version {bundle.manifest.version} is older than version {floor}, the highest "

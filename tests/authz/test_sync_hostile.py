@@ -518,3 +518,23 @@ def test_active_bundle_replaced_by_endless_file_refused_offline(
         "oversized_file": "bytes, more than the 67108864 allowed",
     }
     assert said[replacement] in sync.state().reason
+
+
+def test_unreadable_floor_fails_closed_with_the_reason(
+    server,
+    keys: tuple[Path, Path],
+    good: dict[int, bytes],
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    class DownFloor(MemoryFloor):
+        def highest(self) -> int:
+            raise ConnectionRefusedError("guard service not running")
+
+    s = server(serving({"bundle": good[2]}))
+    assert sync_for(s.url, keys, tmp_path / "store").poll()  # v2 saved, before the floor broke
+    sync = sync_for(s.url, keys, tmp_path / "store", floor=DownFloor())
+    sync.start_offline()
+    assert sync.engine is None
+    assert "the version floor cannot be read (ConnectionRefusedError: guard service not running)" in sync.state().reason
+    assert not sync.poll() and sync.engine is None
+    assert "cannot be checked against rollback" in sync.state().last_error
