@@ -20,7 +20,7 @@ from pathlib import Path
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
 from app.services.settings import PublicKey, Settings, SettingsError, describe, load_for_app
 from app.services.users import DEMO_PASSWORD
-from app.services.workstation import BUNDLED_POLICIES, Workstation
+from app.services.workstation import BUNDLED_POLICIES, Workstation, rollback_floor
 
 
 def default_data_dir() -> Path:
@@ -155,9 +155,11 @@ def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path):
     if not url or public_key is None:
         return None
     from authz.bundle import load_public_key
+    from authz.guard import default_guard
     from authz.sync import BundleStore, PolicySync
 
-    sync = PolicySync(url, load_public_key(public_key.pem), BundleStore(data_dir / "bundles"))
+    floor = rollback_floor(data_dir, default_guard())  # the same one the Workstation then uses
+    sync = PolicySync(url, load_public_key(public_key.pem), BundleStore(data_dir / "bundles"), floor=floor)
     sync.start_offline()
     return sync
 

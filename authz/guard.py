@@ -47,6 +47,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .bundle import BundleError
 from .errors import AuthzError
 
 CONTEXT = b"ccc-audit-checkpoint-v1\n"  # signed before the payload: a checkpoint signature means nothing else
@@ -60,6 +61,11 @@ DEFAULT_PUBLIC_KEY = Path("/var/lib/ccc-guard/guard.pub")
 
 class GuardError(AuthzError):
     """The guard refused a request, or could not be reached."""
+
+
+class FloorUnavailable(BundleError, GuardError):
+    """The rollback floor cannot be read or recorded: the policy sync refuses the bundle (a
+    ``BundleError``) rather than activate one it cannot check."""
 
 
 @dataclass(frozen=True)
@@ -447,13 +453,20 @@ class GuardClient:
         )
 
     def highest(self) -> int:
-        value = self.call("highest").get("highest")
+        """The rollback floor (``authz.sync.VersionFloor``)."""
+        try:
+            value = self.call("highest").get("highest")
+        except GuardError as exc:
+            raise FloorUnavailable(f"the rollback floor is unknown: {exc}") from None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise GuardError("the audit guard's floor is not an integer")
+            raise FloorUnavailable("the audit guard's rollback floor is not an integer")
         return value
 
     def raise_to(self, version: int) -> None:
-        self.call("raise_floor", version=version)
+        try:
+            self.call("raise_floor", version=version)
+        except GuardError as exc:
+            raise FloorUnavailable(str(exc)) from None
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -500,14 +513,14 @@ class LocalFloor:
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            raise GuardError(f"the rollback floor at {self.path} cannot be read: {exc.strerror or exc}") from None
+            raise FloorUnavailable(f"the rollback floor at {self.path} cannot be read: {exc.strerror or exc}") from None
         if not text.isdigit() or len(text) > 20:
-            raise GuardError(f"the rollback floor at {self.path} is damaged ({text[:20]!r})")
+            raise FloorUnavailable(f"the rollback floor at {self.path} is damaged ({text[:20]!r})")
         return int(text)
 
     def raise_to(self, version: int) -> None:
         if version < self.highest():
-            raise GuardError(f"refused: version {version} is below the highest ever activated ({self.highest()})")
+            raise FloorUnavailable(f"refused: version {version} is below the highest ever activated ({self.highest()})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".floor-")
@@ -517,7 +530,9 @@ class LocalFloor:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
-            raise GuardError(f"the rollback floor at {self.path} cannot be written: {exc.strerror or exc}") from None
+            raise FloorUnavailable(
+                f"the rollback floor at {self.path} cannot be written: {exc.strerror or exc}"
+            ) from None
 
 
 if __name__ == "__main__":

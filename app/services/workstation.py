@@ -13,7 +13,8 @@ from pathlib import Path
 from authz import Engine
 from authz.audit import AuditChain
 from authz.audit_ship import AuditShipper
-from authz.sync import PolicySync
+from authz.guard import GuardClient, LocalFloor, default_guard
+from authz.sync import PolicySync, VersionFloor
 
 from .access import AccessService
 from .audit_trail import AuditTrail
@@ -32,6 +33,14 @@ from .store import Store
 from .users import DemoUserDirectory
 
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+FLOOR_FILE = "policy-floor"  # the fallback rollback floor, apart from bundles/active.bundle
+
+
+def rollback_floor(data_dir: Path, guard: GuardClient | None) -> VersionFloor:
+    """The highest policy version ever activated: kept by the guard when there is one (the
+    signed-in user cannot lower it), else in a file of the data directory beside, not in, the
+    bundle it protects (stops a swapped or deleted active.bundle, not a user who edits both)."""
+    return guard if guard is not None else LocalFloor(data_dir / FLOOR_FILE)
 
 
 class Workstation:
@@ -50,15 +59,24 @@ class Workstation:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         settings: Settings | None = None,
+        guard: GuardClient | None = None,
     ) -> None:
         """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them.
-        ``settings`` are what the settings screen lists (the caller applies them: app/main.py)."""
+        ``settings`` are what the settings screen lists (the caller applies them: app/main.py).
+        ``guard``: the audit guard (authz/guard.py); by default the installed one, if any: it
+        signs the audit log's checkpoints and keeps the rollback floor."""
         self.data_dir = data_dir
         self.settings = settings or Settings.defaults()
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
         self.users = DemoUserDirectory(self.store)
-        self.chain = AuditChain(data_dir / "audit.db", workstation_id=workstation_id or socket.gethostname())
+        self.guard = guard if guard is not None else default_guard()
+        self.chain = AuditChain(
+            data_dir / "audit.db", workstation_id=workstation_id or socket.gethostname(), guard=self.guard
+        )
+        self.floor = rollback_floor(data_dir, self.guard)
+        if sync is not None and sync.floor is None:
+            sync.floor = self.floor  # app/main.py gives it before the offline start; a test may not
         self.secrets = secrets or SecretStore()
         self.status = StatusService(
             sync, shipper_factory(self.chain) if shipper_factory else None, self.secrets, self.settings.managed
