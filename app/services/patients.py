@@ -4,8 +4,10 @@ consent) is asked of the policies on the real record; nothing here knows who may
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from authz import Decision
@@ -22,6 +24,87 @@ NOTE_TYPES = ("emergency", "full", "basic")
 WITHHELD = "(withheld)"  # an identifier the policies do not let this user see (view_phi refused)
 # What the record screen asks about the record itself, besides the note types.
 RECORD_ACTIONS = ("view_history", "delegate_access", "revoke_delegation", "record_consent")
+# A hospital-wide identity search: at most this many answers, and a partial MRN of at least this
+# many letters and digits, so a search finds a patient rather than browsing the census.
+IDENTITY_LIMIT = 20
+MIN_MRN_PART = 4
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_DAY_FIRST_DATE = re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](\d{4})\b")
+HOW_TO_SEARCH = (
+    "To find a patient at your hospital, type the name and date of birth (for example "
+    "Sven Brenner 1971-03-14) or at least 4 characters of the MRN, then press Enter."
+)
+
+
+def alert_level(alerts: int) -> str:
+    """The alert tier of a patient with this many days out of range: red, yellow or none."""
+    return "red" if alerts >= 3 else "yellow" if alerts > 0 else "none"
+
+
+def age_on(birth_date: str, today: date) -> int | None:
+    """Whole years of age on ``today``; None when the date of birth is not a date (withheld)."""
+    try:
+        born = date.fromisoformat(birth_date)
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a patient is, as a banner, a dialog or a search shows it: never anything of the chart."""
+
+    patient_id: str
+    name: str
+    birth_date: str
+    age: int | None
+    sex: str
+    mrn: str
+    location: str  # "Room 903, bed B", or "" when not known
+
+    @property
+    def label(self) -> str:
+        """Name and MRN: how a queue, a banner or a question names the patient."""
+        return f"{self.name} (MRN {self.mrn})"
+
+
+def identity_of(patient: Patient, today: date) -> Identity:
+    location = f"Room {patient.room}, bed {patient.bed}" if patient.room else ""
+    return Identity(
+        patient.id,
+        patient.name,
+        patient.birth_date,
+        age_on(patient.birth_date, today),
+        patient.sex,
+        patient.mrn,
+        location,
+    )
+
+
+@dataclass(frozen=True)
+class IdentitySearch:
+    """What a hospital-wide search found (identities only), or why it found nothing."""
+
+    matches: list[Identity]
+    problem: str = ""
+
+
+def _birth_date_in(text: str) -> tuple[str, str]:
+    """(ISO date of birth, the rest of the text) when the text holds a date, else ("", text)."""
+    for pattern, order in ((_ISO_DATE, (0, 1, 2)), (_DAY_FIRST_DATE, (2, 1, 0))):
+        found = pattern.search(text)
+        if found:
+            year, month, day = (int(found.group(i + 1)) for i in order)
+            try:
+                iso = date(year, month, day).isoformat()
+            except ValueError:
+                return "", text
+            return iso, (text[: found.start()] + " " + text[found.end() :]).strip()
+    return "", text
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", text.upper())
 
 
 @dataclass(frozen=True)
@@ -32,7 +115,7 @@ class PatientRow:
 
     @property
     def alert_level(self) -> str:
-        return "red" if self.alerts >= 3 else "yellow" if self.alerts > 0 else "none"
+        return alert_level(self.alerts)
 
 
 @dataclass(frozen=True)
@@ -57,6 +140,11 @@ class RecordView:
     decisions: dict[str, Decision] = field(default_factory=dict)
     note_types: tuple[str, ...] = ()  # the note types this user may write here, most complete first
     notes_refusal: Decision | None = None  # why no note may be written, when none may
+    alerts: int = 0  # days with a value out of range
+
+    @property
+    def alert_level(self) -> str:
+        return alert_level(self.alerts)
 
 
 class PatientService(ClinicalService):
@@ -74,6 +162,39 @@ class PatientService(ClinicalService):
     def find_by_mrn(self, mrn: str) -> str | None:
         """The patient id for an exact MRN (what the ER types from a wristband), or None."""
         return self.store.patient_id_for_mrn(mrn)
+
+    def identity(self, user: SignedInUser, patient_id: str) -> Identity | None:
+        """Who the patient is, when the policies let this user know (``search_identity``); else None."""
+        patient = self.store.patient(patient_id)
+        if patient is None:
+            return None
+        decision = self.access.decide_one(user, resources.patient_identity(patient), "search_identity")
+        return identity_of(patient, self.clock().date()) if decision.allowed else None
+
+    def find_identities(self, user: SignedInUser, text: str) -> IdentitySearch:
+        """Patients matching a name and date of birth, or a partial MRN, that the policies let this
+        user identify (across their hospital): identities only, each one shown audited. Nothing of
+        the chart: opening the record is decided apart (and offers break-glass when that is the remedy)."""
+        born, rest = _birth_date_in(" ".join(text.split()))
+        words = [w for w in re.split(r"[\s,]+", rest.lower()) if w]
+        if born and words:
+            candidates = [p for p in self.store.patients() if p.birth_date == born and _name_matches(p.name, words)]
+        elif born:
+            return IdentitySearch([], "Add the patient's name to the date of birth.")
+        elif any(c.isdigit() for c in rest) and len(_alnum(rest)) >= MIN_MRN_PART:
+            candidates = [p for p in self.store.patients() if _alnum(rest) in _alnum(p.mrn)]
+        else:
+            return IdentitySearch([], HOW_TO_SEARCH)
+        found = []
+        for patient in candidates:
+            resource = resources.patient_identity(patient)
+            decision = self.access.decide_one(user, resource, "search_identity")
+            if decision.allowed:
+                self.audit.decisions(user, resource, [decision])
+                found.append(identity_of(patient, self.clock().date()))
+                if len(found) == IDENTITY_LIMIT:
+                    break
+        return IdentitySearch(found, "" if found else f"No patient you may look up matches {text.strip()!r}.")
 
     def patient(self, patient_id: str) -> Patient:
         patient = self.store.patient(patient_id)
@@ -110,7 +231,12 @@ class PatientService(ClinicalService):
             decisions,
             note_types,
             notes_refusal,
+            self.store.alerts(patient_id),
         )
+
+    def identity_in_record(self, view: RecordView) -> Identity:
+        """The open record's banner identity (identifiers withheld as the record withholds them)."""
+        return identity_of(view.patient, self.clock().date())
 
     def note_types(self, user: SignedInUser, patient: Patient) -> tuple[tuple[str, ...], Decision | None]:
         """The note types the policies let this user write on this record, and, when none, why not."""
@@ -149,3 +275,9 @@ class PatientService(ClinicalService):
             user, (resources.history_entry(patient, e["id"], e["category"]) for e in entries.values()), "view"
         )
         return [entries[r.id] for r in visible]
+
+
+def _name_matches(name: str, words: list[str]) -> bool:
+    """Every typed word begins one of the name's words ("sven bren" finds Sven Brenner)."""
+    parts = name.lower().split()
+    return all(any(p.startswith(w) for p in parts) for w in words)

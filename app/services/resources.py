@@ -25,6 +25,21 @@ def patient_record(patient: Patient, **extra: Any) -> Resource:
     return Resource("patient_record", patient.id, attrs)
 
 
+def patient_identity(patient: Patient) -> Resource:
+    """Who the patient is (name, date of birth, MRN, location), apart from the chart: what a
+    search returns and a banner shows (``search_identity``, policies/resources/patient_identity.yaml)."""
+    return Resource(
+        "patient_identity",
+        patient.id,
+        {
+            "patient_id": patient.id,
+            "hospital_id": patient.hospital_id,
+            "care_team": list(patient.care_team),
+            "assigned_physicians": list(patient.assigned_physicians),
+        },
+    )
+
+
 def history_entry(patient: Patient, entry_id: str, category: str) -> Resource:
     return Resource(
         "history_entry",

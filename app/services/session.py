@@ -63,6 +63,11 @@ class SessionService:
                 return Workspace(name, decisions[action])
         return Workspace("", decisions[actions[0]])
 
+    def person(self, user_id: str) -> str:
+        """How a queue names a user: their name with their identifier ("Dr. Eli Sato (er_eli)")."""
+        staff = self.store.staff(user_id) if user_id else None
+        return f"{staff['name']} ({user_id})" if staff else user_id
+
     def staff_choices(self) -> list[tuple[str, str]]:
         """(id, "name — role") of every account, for the sign-in list."""
         return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.staff_members()]

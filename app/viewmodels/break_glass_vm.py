@@ -8,10 +8,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Refused
 from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession, in_words
-from app.viewmodels.record_vm import RecordViewModel
+from app.viewmodels.record_vm import Identity, RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
 
-__all__ = ["BreakGlassSession", "BreakGlassViewModel"]
+__all__ = ["BreakGlassSession", "BreakGlassViewModel", "Identity"]
 
 
 class BreakGlassViewModel(QObject):
@@ -24,6 +24,7 @@ class BreakGlassViewModel(QObject):
         self.session, self.record = session, record
         self.service = session.workstation.break_glass
         self.emergency: BreakGlassSession | None = None
+        self.patient: Identity | None = None  # whom the active emergency access concerns
         self.timer = QTimer(self)
         self.timer.setInterval(tick_ms)
         self.timer.timeout.connect(self.tick)
@@ -32,6 +33,17 @@ class BreakGlassViewModel(QObject):
     @staticmethod
     def reason_codes() -> list[tuple[str, str]]:
         return list(REASONS.items())
+
+    def identity(self, patient_id: str) -> Identity | None:
+        """Who the patient is (name, date of birth, MRN), for the dialog to confirm; None if the
+        policies do not let this user know."""
+        return self.record.identity(patient_id)
+
+    def patient_label(self) -> str:
+        """How the banner names the patient of the active emergency access: name and MRN."""
+        if self.emergency is None:
+            return ""
+        return self.patient.label if self.patient is not None else "a patient you may not identify"
 
     def hint(self, patient_id: str, reason: str, justification: str) -> str:
         """What still stands in the way, with what is typed so far: the policies' words (or "")."""
@@ -43,10 +55,15 @@ class BreakGlassViewModel(QObject):
         decision = self.service.offer(self.session.user, patient_id, reason, " ".join(justification.split()))
         return "" if decision.allowed else decision.reason
 
-    def request(self, patient_id: str, reason: str, justification: str, password: str) -> str:
-        """Starts break-glass for one patient and opens the record; returns why not, or ""."""
+    def request(
+        self, patient_id: str, reason: str, justification: str, password: str, patient_confirmed: bool = False
+    ) -> str:
+        """Starts break-glass for one patient, once the clinician has confirmed who the patient is,
+        and opens the record; returns why not, or ""."""
         if self.session.user is None:
             return "Sign in first."
+        if not patient_confirmed:
+            return "Confirm the patient first: check the name, date of birth and MRN against the patient's wristband."
         try:
             self.service.start(self.session.user, patient_id, reason, justification, password)
         except Refused as refused:
@@ -90,6 +107,7 @@ class BreakGlassViewModel(QObject):
 
     def _set(self, emergency: BreakGlassSession | None) -> None:
         self.emergency = emergency
+        self.patient = self.identity(emergency.patient_id) if emergency is not None else None
         if emergency is None:
             self.timer.stop()
         else:

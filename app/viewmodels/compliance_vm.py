@@ -22,6 +22,7 @@ class ComplianceViewModel(QObject):
         self.session = session
         self.service = session.workstation.compliance
         self.items: list[ReviewItem] = []
+        self.names: dict[str, tuple[str, str]] = {}  # event id -> (who, patient), by name with the identifier
         session.signed_in.connect(lambda _user: self.refresh())
 
     def refresh(self) -> None:
@@ -30,8 +31,17 @@ class ComplianceViewModel(QObject):
         user = self.session.user
         reviewing = user is not None and self.session.workspace.name == "compliance"
         self.items = self.service.queue(user) if reviewing else []
+        self.names = {item.event.record_id: self._names(item) for item in self.items}
         self.queue_changed.emit(self.items)
         self.questions_changed.emit(self.open_questions())
+
+    def _names(self, item: ReviewItem) -> tuple[str, str]:
+        """Who acted and on which patient, by name with the identifier (the patient only when the
+        policies let the reviewer identify them)."""
+        ws, event = self.session.workstation, item.event
+        who = ws.session.person(event.principal_id)
+        identity = ws.patients.identity(self.session.user, event.patient_id) if event.patient_id else None
+        return who, identity.label if identity is not None else event.patient_id
 
     def steps(self, event_id: str) -> dict[str, Decision]:
         """Each review step on the event: the policies' decision (reason when refused)."""

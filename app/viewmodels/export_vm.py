@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Refused, offered
+from app.services.patients import Identity
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = ["ExportViewModel"]
@@ -32,6 +33,11 @@ class ExportViewModel(QObject):
             return []
         offers = self.service.offers(self.session.user, self.patient_id)
         return [(kind, KIND_LABELS[kind]) for kind, decision in offers.items() if offered(decision)]
+
+    def identity(self) -> Identity | None:
+        """Who the patient is, when the policies let this user know (an engineer's export: never)."""
+        user = self.session.user
+        return self.session.workstation.patients.identity(user, self.patient_id) if user is not None else None
 
     def default_directory(self) -> Path:
         return self.session.workstation.data_dir / "exports"

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.services.patients import PatientRow
+from app.services.patients import Identity, IdentitySearch, PatientRow
 from app.viewmodels.record_vm import RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
 
-__all__ = ["PatientListViewModel", "PatientRow"]
+__all__ = ["Identity", "IdentitySearch", "PatientListViewModel", "PatientRow"]
 
 
 class PatientListViewModel(QObject):
     rows_changed = Signal(list)  # list[PatientRow]
+    identities_changed = Signal(object)  # IdentitySearch: the hospital-wide search (identities only)
 
     def __init__(self, session: SessionViewModel, record: RecordViewModel) -> None:
         super().__init__()
@@ -21,14 +22,18 @@ class PatientListViewModel(QObject):
         self.patients = session.workstation.patients
         self.search = ""
         self.rows: list[PatientRow] = []
+        self.found = IdentitySearch([])
         session.signed_in.connect(self._on_signed_in)
 
     def _on_signed_in(self, user: object) -> None:
         self.search = ""
+        self._found(IdentitySearch([]))
         self.refresh()
 
     def set_search(self, text: str) -> None:
         self.search = text
+        if self.found.matches or self.found.problem:
+            self._found(IdentitySearch([]))  # an earlier hospital-wide answer is not this search's
         self.refresh()
 
     def refresh(self) -> None:
@@ -45,12 +50,25 @@ class PatientListViewModel(QObject):
         self.record.open(patient_id)
 
     def open_entered(self) -> None:
-        """Enter in the search: opens the only match, or an exact MRN the list does not show (ER)."""
+        """Enter in the search: opens the only match of the list; with none, searches the hospital
+        by name and date of birth or partial MRN (identities only), opening a single match (the
+        record is then decided: refused, with break-glass offered when that is the remedy)."""
         if len(self.rows) == 1:
             self.record.open(self.rows[0].patient.id)
         elif not self.rows and self.search.strip():
-            patient_id = self.patients.find_by_mrn(self.search.strip().upper())
-            if patient_id is None:
-                self.session.message.emit(f"No patient has the MRN {self.search.strip()}.")
-            else:
-                self.record.open(patient_id)
+            self.find_at_hospital()
+
+    def find_at_hospital(self) -> None:
+        user = self.session.user
+        if user is None:
+            return
+        found = self.patients.find_identities(user, self.search)
+        self._found(found)
+        if found.problem:
+            self.session.message.emit(found.problem)
+        elif len(found.matches) == 1:
+            self.record.open(found.matches[0].patient_id)
+
+    def _found(self, found: IdentitySearch) -> None:
+        self.found = found
+        self.identities_changed.emit(found)

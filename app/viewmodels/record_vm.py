@@ -13,10 +13,19 @@ from PySide6.QtCore import QObject, Signal
 from app.services.access import Decision, Refused, offered
 from app.services.delegation import Delegation
 from app.services.firmware import FirmwareUpdate
-from app.services.patients import RecordView, Series
+from app.services.patients import Identity, RecordView, Series
 from app.viewmodels.session_vm import SessionViewModel
 
-__all__ = ["Decision", "Delegation", "OpenRecord", "RecordRefusal", "RecordViewModel", "Series", "offered"]
+__all__ = [
+    "Decision",
+    "Delegation",
+    "Identity",
+    "OpenRecord",
+    "RecordRefusal",
+    "RecordViewModel",
+    "Series",
+    "offered",
+]
 
 
 @dataclass
@@ -27,10 +36,15 @@ class OpenRecord:
     firmware: FirmwareUpdate | None = None
     firmware_decisions: dict[str, Decision] = field(default_factory=dict)  # step -> its decision
     exports: dict[str, Decision] = field(default_factory=dict)  # "identified" / "deidentified" -> decision
+    identity: Identity | None = None  # the banner: who this record is (identifiers as the record shows them)
 
     @property
     def patient_id(self) -> str:
         return self.view.patient.id
+
+    @property
+    def alert_level(self) -> str:
+        return self.view.alert_level
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class RecordRefusal:
     patient_id: str
     decision: Decision
     emergency: Decision | None
+    identity: Identity | None = None  # whose record, when the policies let this user know (search_identity)
 
 
 class RecordViewModel(QObject):
@@ -76,10 +91,16 @@ class RecordViewModel(QObject):
             self.firmware.current(device["id"]) if device else None,
             self.firmware.decisions(user, device["id"]) if device else {},
             self.exports.offers(user, patient_id),
+            self.patients.identity_in_record(view),
         )
         self.session.open_patient_id = patient_id
         self.record_changed.emit(self.record)
         self.session.show_status()
+
+    def identity(self, patient_id: str) -> Identity | None:
+        """Who the patient is, when the policies let the signed-in user know; else None."""
+        user = self.session.user
+        return self.patients.identity(user, patient_id) if user is not None else None
 
     def reopen(self) -> None:
         if self.record is not None:
@@ -95,7 +116,8 @@ class RecordViewModel(QObject):
         emergency = None
         if decision.remedy == "break_glass" and self.session.user is not None:
             emergency = self.break_glass.offer(self.session.user, patient_id)
-        self.record_denied.emit(RecordRefusal(patient_id, decision, emergency))
+        identity = self.identity(patient_id)
+        self.record_denied.emit(RecordRefusal(patient_id, decision, emergency, identity))
         self.session.message.emit(decision.reason)
         self.session.show_status()
 

@@ -1,10 +1,13 @@
-"""The emergency-access (break-glass) dialog: a coded reason, a justification in words and the
-password again. As the clinician types, the policies' answer says what is still missing; the
-dialog keeps what was typed when a request is refused."""
+"""The emergency-access (break-glass) dialog: whose record it opens (the patient banner), a coded
+reason, a justification in words, the password again, and the clinician's confirmation that this
+is the patient in front of them (name, date of birth, MRN), without which access does not open. As
+the clinician types, the policies' answer says what is still missing; the dialog keeps what was
+typed when a request is refused."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -14,19 +17,21 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.viewmodels.break_glass_vm import BreakGlassViewModel
-from app.views.dialog_parts import action_buttons, message_line
+from app.viewmodels.break_glass_vm import BreakGlassViewModel, Identity
+from app.views.dialog_parts import action_buttons, message_line, patient_banner
 
 
 class BreakGlassDialog(QDialog):
-    def __init__(self, vm: BreakGlassViewModel, patient_id: str, parent: object = None) -> None:
+    def __init__(
+        self, vm: BreakGlassViewModel, patient_id: str, identity: Identity | None, parent: object = None
+    ) -> None:
         super().__init__(parent)
-        self.vm, self.patient_id = vm, patient_id
-        self.setWindowTitle(f"Emergency access (break-glass) to patient {patient_id}")
+        self.vm, self.patient_id, self.identity = vm, patient_id, identity
+        whom = identity.label if identity is not None else "a patient the policies do not let you identify"
+        self.setWindowTitle(f"Emergency access (break-glass) to {whom}")
         intro = QLabel(
-            f"Emergency access opens the record of patient {patient_id}, and only that one, for a "
-            "limited time. It is recorded and reviewed by compliance. Use it only when the patient "
-            "needs care now."
+            f"Emergency access opens the record of {whom}, and only that one, for a limited time. It is "
+            "recorded and reviewed by compliance. Use it only when the patient needs care now."
         )
         intro.setWordWrap(True)
         self.reason = QComboBox()
@@ -37,27 +42,46 @@ class BreakGlassDialog(QDialog):
         self.justification.setTabChangesFocus(True)
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.confirm = QCheckBox(self._confirm_text(identity))
+        self.confirm.setEnabled(identity is not None)
         self.error = message_line()
         self.buttons, self.grant = action_buttons(self, "&Open with emergency access", self.submit)
+        self.grant.setEnabled(False)
+        self.confirm.toggled.connect(self.grant.setEnabled)
         self.justification.textChanged.connect(self._hint)
         self.reason.currentIndexChanged.connect(self._hint)
         form = QFormLayout()
         form.addRow("&Reason", self.reason)
         form.addRow("&Justification", self.justification)
         form.addRow("&Password", self.password)
+        form.addRow("", self.confirm)
         layout = QVBoxLayout(self)
+        layout.addWidget(patient_banner(identity))
         layout.addWidget(intro)
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self._hint()
 
+    @staticmethod
+    def _confirm_text(identity: Identity | None) -> str:
+        if identity is None:
+            return "The patient cannot be confirmed: emergency access needs a patient you can identify."
+        return (
+            f"I have checked the patient in front of me (wristband): {identity.name}, born {identity.birth_date}, "
+            f"MRN {identity.mrn}"
+        )
+
     def _hint(self) -> None:
         self.error.setText(self.vm.hint(self.patient_id, self.reason.currentData(), self.justification.toPlainText()))
 
     def submit(self) -> None:
         problem = self.vm.request(
-            self.patient_id, self.reason.currentData(), self.justification.toPlainText(), self.password.text()
+            self.patient_id,
+            self.reason.currentData(),
+            self.justification.toPlainText(),
+            self.password.text(),
+            patient_confirmed=self.confirm.isChecked(),
         )
         if problem:
             self.error.setText(problem)

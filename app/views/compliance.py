@@ -165,7 +165,7 @@ class ComplianceView(QTabWidget):
         self.items = items
         self.table.setRowCount(len(items))
         for i, item in enumerate(items):
-            info = summary(item)
+            info = self._named(item)
             state = info["state"] + (" ⚑ needs review" if item.needs_attention else "")
             for j, text in enumerate(
                 [state, info["when"], info["who"], info["what"].replace("_", " "), info["patient"], info["reason"]]
@@ -188,7 +188,7 @@ class ComplianceView(QTabWidget):
         self.message.setText(refused.reason if refused is not None else "")
         if item is None:
             return
-        info = summary(item)
+        info = self._named(item)
         notes = "".join(
             f"<li>{a.event_type.replace('_', ' ')} by {a.principal_id}: {a.justification}</li>"
             for a in item.annotations
@@ -199,6 +199,11 @@ class ComplianceView(QTabWidget):
             f"Justification: {info['justification'] or '<i>none given</i>'} · accesses under it: {info['accesses']}"
             f"<ul>{notes}</ul>"
         )
+
+    def _named(self, item: ReviewItem) -> dict[str, object]:
+        """The event's summary with the user and the patient named (name and identifier)."""
+        who, patient = self.vm.names.get(item.event.record_id, (item.event.principal_id, item.event.patient_id))
+        return {**summary(item), "who": who, "patient": patient}
 
     def _step(self, step: str) -> None:
         row = self.table.currentRow()

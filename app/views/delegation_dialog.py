@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.viewmodels.record_vm import RecordViewModel
-from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line
+from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line, patient_banner
 
 
 class DelegationDialog(QDialog):
@@ -43,6 +43,7 @@ class DelegationDialog(QDialog):
         form.addRow("&Until", self.days)
         form.addRow("", self.permission)
         layout = QVBoxLayout(self)
+        layout.addWidget(patient_banner(vm.record.identity if vm.record else None))
         layout.addLayout(form)
         layout.addWidget(QLabel("Current delegations"))
         layout.addWidget(self.current)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QPushButton, QSpinBox
 
-from app.viewmodels.record_vm import Decision, offered
+from app.viewmodels.record_vm import Decision, Identity, offered
+from app.views.patient_banner import PatientBanner
 
 
 def action_buttons(
@@ -32,6 +33,13 @@ def message_line(error: bool = True) -> QLabel:
     if error:
         label.setStyleSheet("color: #b3261e")
     return label
+
+
+def patient_banner(identity: Identity | None) -> PatientBanner:
+    """The banner of the patient a dialog concerns (identity only, never chart data)."""
+    banner = PatientBanner()
+    banner.show_identity(identity, None, "the policies do not let you look this patient up.")
+    return banner
 
 
 def days_box(maximum: int, default: int) -> QSpinBox:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.viewmodels.export_vm import ExportViewModel
 from app.viewmodels.record_vm import RecordViewModel
-from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line
+from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line, patient_banner
 
 
 class ConsentDialog(QDialog):
@@ -45,6 +45,7 @@ class ConsentDialog(QDialog):
         form.addRow("&Valid for", self.days)
         form.addRow("", self.patients_word)
         layout = QVBoxLayout(self)
+        layout.addWidget(patient_banner(vm.record.identity if vm.record else None))
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -60,7 +61,8 @@ class ExportDialog(QDialog):
     def __init__(self, vm: ExportViewModel, parent: object = None) -> None:
         super().__init__(parent)
         self.vm = vm
-        self.setWindowTitle(f"Export patient data ({vm.patient_id})")
+        identity = vm.identity()
+        self.setWindowTitle(f"Export patient data ({identity.label if identity else 'de-identified'})")
         self.kind = QComboBox()
         for kind, label in vm.kinds():
             self.kind.addItem(label, kind)
@@ -84,6 +86,7 @@ class ExportDialog(QDialog):
         form.addRow("&Format", self.format)
         form.addRow("F&older", self.directory)
         layout = QVBoxLayout(self)
+        layout.addWidget(patient_banner(identity))
         layout.addLayout(form)
         layout.addWidget(self.progress)
         layout.addWidget(self.result)

@@ -81,7 +81,7 @@ class EmergencyBanner(QFrame):
         minutes, secs = divmod(seconds, 60)
         soon = " — ENDING SOON: save your work" if ending_soon else ""
         self.text.setText(
-            f"EMERGENCY ACCESS (break-glass, {session.reason}) to patient {session.patient_id}: "
+            f"EMERGENCY ACCESS (break-glass, {session.reason}) to {self.vm.patient_label()}: "
             f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review."
         )
 

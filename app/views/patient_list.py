@@ -1,5 +1,7 @@
 """The patient list: only the patients the signed-in user may view, with search, alert badges
-(a word and a colour) and the last transmission; an empty list says what to do, in the policies' words."""
+(a word and a colour) and the last transmission; an empty list says what to do, in the policies' words.
+Enter with no match of the list searches the hospital (name and date of birth, or part of the MRN):
+identities only, in a second table; opening one asks the policies for the record as any open does."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from app.viewmodels.patient_list_vm import PatientListViewModel, PatientRow
+from app.viewmodels.patient_list_vm import IdentitySearch, PatientListViewModel, PatientRow
 
 ALERT_TEXT = {"red": "ALERT", "yellow": "check", "none": ""}
 ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
@@ -15,12 +17,17 @@ ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
 
 class PatientListView(QWidget):
     COLUMNS = ["Alert", "Patient", "MRN", "Born", "Last transmission"]
+    FOUND_COLUMNS = ["Patient", "Born", "Sex", "MRN", "Location"]
 
     def __init__(self, vm: PatientListViewModel) -> None:
         super().__init__()
         self.vm = vm
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search name or MRN (Ctrl+F); Enter opens")
+        self.search.setPlaceholderText(
+            "Search your patients by name or MRN (Ctrl+F); Enter opens, or searches the hospital by "
+            "name and date of birth or part of the MRN"
+        )
+        self.search.setAccessibleName("Patient search")
         self.search.textChanged.connect(vm.set_search)
         self.search.returnPressed.connect(vm.open_entered)
         self.table = QTableWidget(0, len(self.COLUMNS))
@@ -31,12 +38,26 @@ class PatientListView(QWidget):
         self.table.cellActivated.connect(self._open)
         self.empty = QLabel()
         self.empty.setWordWrap(True)
+        self.found_title = QLabel()
+        self.found_title.setWordWrap(True)
+        self.found = QTableWidget(0, len(self.FOUND_COLUMNS))
+        self.found.setAccessibleName("Patients found at the hospital (identity only)")
+        self.found.setHorizontalHeaderLabels(self.FOUND_COLUMNS)
+        self.found.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.found.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.found.verticalHeader().setVisible(False)
+        self.found.cellActivated.connect(self._open_found)
         layout = QVBoxLayout(self)
         layout.addWidget(self.search)
         layout.addWidget(self.table)
         layout.addWidget(self.empty)
+        layout.addWidget(self.found_title)
+        layout.addWidget(self.found)
         vm.rows_changed.connect(self.show_rows)
+        vm.identities_changed.connect(self.show_found)
         self.rows: list[PatientRow] = []
+        self.identities: IdentitySearch = IdentitySearch([])
+        self.show_found(self.identities)
 
     def show_rows(self, rows: list[PatientRow]) -> None:
         self.rows = rows
@@ -58,5 +79,23 @@ class PatientListView(QWidget):
         self.table.resizeColumnsToContents()
         self.empty.setText("" if rows or self.search.text().strip() else self.vm.empty_text())
 
+    def show_found(self, found: IdentitySearch) -> None:
+        """The hospital-wide search's answer: identities only, or what to type."""
+        self.identities = found
+        shown = bool(found.matches or found.problem)
+        self.found_title.setVisible(shown)
+        self.found.setVisible(bool(found.matches))
+        title = "<b>At the hospital (identity only)</b>: open one to ask for the record."
+        self.found_title.setText(title if found.matches else found.problem)
+        self.found.setRowCount(len(found.matches))
+        for i, who in enumerate(found.matches):
+            age = f"{who.age} y" if who.age is not None else ""
+            for j, text in enumerate([who.name, f"{who.birth_date} ({age})", who.sex, who.mrn, who.location]):
+                self.found.setItem(i, j, QTableWidgetItem(text))
+        self.found.resizeColumnsToContents()
+
     def _open(self, row: int, _column: int) -> None:
         self.vm.open(self.rows[row].patient.id)
+
+    def _open_found(self, row: int, _column: int) -> None:
+        self.vm.open(self.identities.matches[row].patient_id)

@@ -1,5 +1,5 @@
-"""A patient's record: a banner with two identifiers (name and MRN, date of birth; never the room),
-the device panel, telemetry charts with normal ranges, history, notes, and controls enabled by the
+"""A patient's record: a fixed patient banner (patient_banner.py) that never scrolls away, then, in
+a scrolling area, the device panel, telemetry charts with normal ranges, history, notes, and controls enabled by the
 engine's decisions, each refusal explained in the policies' words."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel,
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
 from app.views.export_dialog import ConsentDialog, ExportDialog
+from app.views.patient_banner import PatientBanner
 from app.views.telemetry_chart import TelemetryChart
 
 FIRMWARE_STEPS = {
@@ -43,18 +44,31 @@ def refusal_label(text: str) -> QLabel:
     return label
 
 
-class RecordViewWidget(QScrollArea):
+class RecordViewWidget(QWidget):
+    """The banner on top, fixed; the record (or its refusal) below it, in a scrolling area."""
+
     def __init__(self, vm: RecordViewModel, break_glass: BreakGlassViewModel) -> None:
         super().__init__()
         self.vm, self.break_glass = vm, break_glass
-        self.setWidgetResizable(True)
+        self.banner = PatientBanner()
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.scroll, 1)
         vm.record_changed.connect(self.show_record)
         vm.record_denied.connect(self.show_denial)
         self.show_record(None)
 
+    def body(self) -> QWidget:
+        """What scrolls under the banner: the record, or the refusal."""
+        return self.scroll.widget()
+
     def show_denial(self, refusal: RecordRefusal) -> None:
         """A refused record says why, in the place the record would have been, and offers
         emergency access when the policies name it as the remedy (or says why it is closed)."""
+        self.banner.show_identity(refusal.identity, None, "the policies do not let you look this patient up.")
         body = QWidget()
         layout = QVBoxLayout(body)
         self.denial = QLabel(f"<h3>This record is not available to you</h3><p>{refusal.decision.reason}</p>")
@@ -70,10 +84,10 @@ class RecordViewWidget(QScrollArea):
             layout.addWidget(self.emergency_button)
             layout.addWidget(self.emergency_reason)
         layout.addStretch(1)
-        self.setWidget(body)
+        self.scroll.setWidget(body)
 
     def open_break_glass(self, patient_id: str) -> BreakGlassDialog:
-        self.dialog = BreakGlassDialog(self.break_glass, patient_id, self)
+        self.dialog = BreakGlassDialog(self.break_glass, patient_id, self.break_glass.identity(patient_id), self)
         self.dialog.open()
         return self.dialog
 
@@ -81,15 +95,13 @@ class RecordViewWidget(QScrollArea):
         body = QWidget()
         layout = QVBoxLayout(body)
         if record is None:
+            self.banner.clear()
             layout.addWidget(QLabel("Select a patient to open the record."))
             layout.addStretch(1)
-            self.setWidget(body)
+            self.scroll.setWidget(body)
             return
         view = record.view
-        p = view.patient
-        banner = QLabel(f"<h2>{p.name}</h2><b>MRN</b> {p.mrn} &nbsp; <b>Born</b> {p.birth_date} &nbsp; {p.sex}")
-        banner.setObjectName("banner")
-        layout.addWidget(banner)
+        self.banner.show_identity(record.identity, record.alert_level)
         if view.device:
             layout.addWidget(self._device(record))
         charts = QGroupBox("Remote monitoring, last 30 days (shaded: normal range; ✕: out of range)")
@@ -108,7 +120,7 @@ class RecordViewWidget(QScrollArea):
         layout.addWidget(self._actions(record))
         layout.addWidget(self._notes(record))
         layout.addStretch(1)
-        self.setWidget(body)
+        self.scroll.setWidget(body)
 
     def _device(self, record: OpenRecord) -> QGroupBox:
         """The device, its firmware, the update in progress and the steps this user may take."""

@@ -53,7 +53,7 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     assert "p01" in [r.patient.id for r in window.patients.rows]
     search_and_open(qtbot, window, p01.mrn)
     record = window.vms.record.record
-    shown = [label.text() for label in window.record.widget().findChildren(QLabel)]
+    shown = [label.text() for label in window.record.body().findChildren(QLabel)]
     assert any(record.view.device["model"] in t and "firmware" in t for t in shown)  # the new pacemaker
     assert len(record.view.series) == 9 and window.record.note_type.currentData() == "full"
     qtbot.keyClicks(window.record.editor, "Post-implant check: sensing and pacing normal.")
@@ -68,12 +68,15 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     search_and_open(qtbot, window, p03.mrn)
     assert window.vms.record.record is None and "break-glass" in window.record.denial.text()
     dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
+    assert p03.name in dialog.windowTitle() and p03.mrn in dialog.windowTitle()
+    click(qtbot, dialog.confirm)  # she checks the wristband: name, date of birth, MRN
     choose(dialog.reason, "ETREAT")
     qtbot.keyClicks(dialog.justification, ER_WHY)
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
     click(qtbot, dialog.grant)
     assert window.vms.record.record.patient_id == "p03" and window.emergency_banner.isVisible()
-    assert "60:00 left" in window.emergency_banner.text.text() and "p03" in window.emergency_banner.text.text()
+    banner = window.emergency_banner.text.text()
+    assert "60:00 left" in banner and f"{p03.name} (MRN {p03.mrn})" in banner and "p03" not in banner
     assert window.vms.record.record.view.history  # the emergency team sees the history
     assert window.record.note_type.currentData() == "emergency"
     qtbot.keyClicks(window.record.editor, "ER: device interrogated, intermittent loss of capture; paged EP.")
@@ -168,8 +171,9 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     categories = {h["category"] for h in window.vms.record.record.view.history}
     assert categories and not categories & {"psychiatric", "sexual_health", "substance_use", "sealed"}
     assert not window.record.save.isEnabled() and window.record.reason.text()
-    search_and_open(qtbot, window, p01.mrn)
-    assert window.vms.record.record is None
+    search_and_open(qtbot, window, p01.mrn)  # another patient: not even found for her
+    assert window.vms.record.record.patient_id == "p02" and window.vms.patients.found.matches == []
+    assert "No patient you may look up matches" in window.statusBar().currentMessage()
 
     # 13:00, compliance: the break-glass accepted with a reminder; the export flagged for its missing reason.
     clock.advance(minutes=60)

@@ -240,7 +240,8 @@ def test_er_break_glass_emergency_note_countdown_warning_and_expiry(qtbot, windo
     search_and_open(qtbot, window, patient.mrn)
     assert window.vms.record.record is None and "break-glass" in window.record.denial.text()
     dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
-    assert "p03" in dialog.windowTitle()
+    assert f"{patient.name} (MRN {patient.mrn})" in dialog.windowTitle() and "p03" not in dialog.windowTitle()
+    click(qtbot, dialog.confirm)
     assert "justification of at least 20 characters" in dialog.error.text()  # the policy's words, before typing
     qtbot.keyClicks(dialog.justification, "aaaaaaaaaaaaaaaaaaaaaaaaa")
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
@@ -274,6 +275,7 @@ def test_end_emergency_access_button_closes_the_record(qtbot, window: MainWindow
     sign_in(qtbot, window, "er_eli")
     search_and_open(qtbot, window, window.vms.session.workstation.store.patient("p03").mrn)
     dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
+    click(qtbot, dialog.confirm)
     choose(dialog.reason, "BTG")
     qtbot.keyClicks(dialog.justification, "Unresponsive on arrival, pacemaker check needed now.")
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
@@ -453,11 +455,15 @@ def test_each_role_sees_the_same_patient_as_the_matrix_says(qtbot, window: MainW
     search_and_open(qtbot, window, mrn)
     assert (window.vms.record.record is not None) == may_open
     if may_open:
-        assert mrn in window.record.widget().findChild(QLabel, "banner").text()
+        assert mrn in window.record.banner.text()
         assert window.record.save.isEnabled() == may_write
         assert may_write or window.record.reason.text()  # a disabled control says why
-    else:
+    elif user_id == "nurse_omar":  # another hospital's nurse may not even look the patient up
+        assert "No patient you may look up matches" in window.statusBar().currentMessage()
+        assert not window.record.banner.isVisible() and not hasattr(window.record, "denial")
+    else:  # refused, the banner saying whose record (identity only, no alert state) and the refusal why
         assert window.record.denial.text() and mrn not in window.record.denial.text()
+        assert mrn in window.record.banner.text() and not window.record.banner.alert.isVisible()
 
 
 @pytest.mark.parametrize("user_id", ["eng_max", "co_cora", "admin_hal"])
@@ -622,7 +628,7 @@ def test_the_physician_moves_an_update_along_from_the_record_panel(qtbot, window
     click(qtbot, window.record.firmware_buttons["schedule_firmware_update"])
     assert "scheduled" in window.record.firmware_state.text()
     click(qtbot, window.record.firmware_buttons["apply_firmware_update"])
-    assert "<b>4.4.0</b>" in " ".join(label.text() for label in window.record.widget().findChildren(QLabel))
+    assert "<b>4.4.0</b>" in " ".join(label.text() for label in window.record.body().findChildren(QLabel))
     assert ws.store.device(device)["firmware_version"] == "4.4.0"
 
 

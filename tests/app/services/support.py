@@ -202,7 +202,11 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     granted = ws.delegations.grant(pt, SEED_PATIENT, "gina", clocks.in_days(7), patient_permission=False)
     ws.delegations.revoke(pt, granted.id)
 
-    # break-glass: ended by the clinician, replaced by a new one, and run out
+    # break-glass: the ER finds the patient (identity only), ended by the clinician, replaced by a
+    # new one, and run out
+    emergency = ws.store.patient(EMERGENCY_PATIENT)
+    assert [i.patient_id for i in ws.patients.find_identities(eli, emergency.mrn[-5:]).matches] == [EMERGENCY_PATIENT]
+    assert ws.patients.identity(max_, EMERGENCY_PATIENT) is None
     assert ws.break_glass.offer(eli, EMERGENCY_PATIENT).remedy == "complete_form"
     ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
     ws.patients.open_record(eli, EMERGENCY_PATIENT)

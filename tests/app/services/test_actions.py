@@ -47,6 +47,7 @@ ACTIONS: dict[str, set[str]] = {
         "record_consent",
     },
     "history_entry": {"view"},
+    "patient_identity": {"search_identity"},
     "device": {
         "view_device_data",
         "request_firmware_update",
