@@ -227,26 +227,15 @@ class _Heads:
 
 
 def _against_checkpoints(report: Report, checkpoints: list[Checkpoint], heads: _Heads, source: str) -> None:
-    """The file against signed checkpoints: each must find its head at its seq."""
+    """The file against signed checkpoints: each must find its head at its seq (the first that
+    does not is a rewrite), and the file must reach the last one (else its tail was deleted)."""
+    if not checkpoints:
+        return
+    last = max(checkpoints, key=lambda c: c.seq)
+    _tail(report, heads.last, last.seq, f"{source} signed record {last.seq} at {last.time}")
     previous = 0
-    last = max(checkpoints, key=lambda c: c.seq) if checkpoints else None
     for cp in sorted(checkpoints, key=lambda c: c.seq):
-        if last is not None and cp.seq > heads.last:
-            if heads.last == 0:
-                report.findings.append(
-                    Finding(
-                        "all-deleted", f"every record was deleted: {source} signed record {last.seq} at {last.time}"
-                    )
-                )
-            else:
-                report.findings.append(
-                    Finding(
-                        "deleted-tail",
-                        f"the last records were deleted: {source} signed record {last.seq} at {last.time}, "
-                        f"the log ends at record {heads.last} (records {heads.last + 1}-{last.seq} are gone)",
-                        heads.last + 1,
-                    )
-                )
+        if cp.seq > heads.last:
             return
         held = heads.at(cp.seq)
         if held is None:
@@ -263,6 +252,23 @@ def _against_checkpoints(report: Report, checkpoints: list[Checkpoint], heads: _
             )
             return
         previous = cp.seq
+
+
+def _tail(report: Report, last_held: int, last_known: int, evidence: str) -> None:
+    """A deleted tail (or every record deleted) when the file ends before ``last_known``."""
+    if last_known <= last_held:
+        return
+    if last_held == 0:
+        report.findings.append(Finding("all-deleted", f"every record was deleted: {evidence}", 1))
+    else:
+        report.findings.append(
+            Finding(
+                "deleted-tail",
+                f"the last records were deleted: {evidence}, the log ends at record {last_held} "
+                f"(records {last_held + 1}-{last_known} are gone)",
+                last_held + 1,
+            )
+        )
 
 
 def _against_guard(
@@ -381,19 +387,12 @@ def _against_collector(report: Report, collected: list[Collected], heads: _Heads
                 )
             )
         previous = c
+    newest = max(by_seq)
+    _tail(report, heads.last, newest, f"the collector holds records up to {newest}")
     for seq in sorted(by_seq):
-        c = by_seq[seq]
         if seq > heads.last:
-            kind = "all-deleted" if heads.last == 0 else "deleted-tail"
-            report.findings.append(
-                Finding(
-                    kind,
-                    f"the collector holds records up to {max(by_seq)}, the log ends at record {heads.last}"
-                    + (" (every record was deleted)" if heads.last == 0 else f": records {heads.last + 1}- are gone"),
-                    heads.last + 1,
-                )
-            )
             return
+        c = by_seq[seq]
         held = heads.at(seq)
         if held is None:
             report.findings.append(Finding("deleted", f"record {seq}, received by the collector, is missing", seq))
@@ -406,11 +405,7 @@ def _against_collector(report: Report, collected: list[Collected], heads: _Heads
                 )
             else:
                 report.findings.append(
-                    Finding(
-                        "rewritten",
-                        f"record {seq} is not the record the collector received ({c.record_id})",
-                        seq,
-                    )
+                    Finding("rewritten", f"record {seq} is not the record the collector received ({c.record_id})", seq)
                 )
             return
         if held[0] != c.hash:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import api
+from . import api, query_plan
 from .audit import AuditRecord, decision_records
 from .compile import PolicySet, compile_policy_dir
 from .decision import Decision, decisions
@@ -67,6 +67,42 @@ class Engine:
     ) -> dict[str, Decision]:
         """Each action on ``resource`` as a ``Decision``, its refusal explained in the policies' words."""
         return decisions(self.check(CheckInput(principal, resource, list(actions)), now))
+
+    def plan(
+        self,
+        principal: Principal,
+        resource_kind: str,
+        actions: Sequence[str],
+        known_attributes: dict[str, Any] | None = None,
+        policy_version: str = "",
+        scope: str = "",
+        now: datetime | None = None,
+    ) -> query_plan.PlanResult:
+        """Which resources of a kind ``principal`` may act on, as Cerbos's PlanResources answers:
+        always allowed, always denied, or a condition on the unknown attributes (all ``actions``
+        allowed). Raises ``query_plan.PlanError`` for a condition a filter cannot express."""
+        req = query_plan.PlanRequest(
+            principal, resource_kind, list(actions), dict(known_attributes or {}), policy_version, scope
+        )
+        return query_plan.plan_resources(self.policy_set, self._plan_sources(), self.params, req, now)
+
+    def plan_request(self, body: Any, now: datetime | None = None) -> dict[str, Any]:
+        """A Cerbos ``/api/plan/resources`` request body in, its response body out (or Cerbos's
+        error shape, naming what is wrong)."""
+        try:
+            req, include_meta = query_plan.parse_plan_request(body)
+            single = isinstance(body, dict) and bool(body.get("action"))
+            result = query_plan.plan_resources(self.policy_set, self._plan_sources(), self.params, req, now)
+            return query_plan.render_plan_response(result, include_meta, api.new_call_id(), single)
+        except (RequestError, query_plan.PlanError) as exc:
+            return api.error_body(str(exc))
+
+    def _plan_sources(self) -> query_plan.Sources:
+        """The policies' conditions as source, read once (the planner evaluates them partially)."""
+        sources: query_plan.Sources | None = getattr(self, "_sources", None)
+        if sources is None:
+            sources = self._sources = query_plan.Sources.load(query_plan.policy_root(self.policy_set))
+        return sources
 
     def check_request(
         self, body: Any, now: datetime | None = None, audit: list[AuditRecord] | None = None

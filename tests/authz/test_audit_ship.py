@@ -172,3 +172,68 @@ def test_background_loop_backs_off_and_delivers(tmp_path: Path) -> None:
     thread.join(5)
     assert destination.received == [r.record_id for r in records]
     assert shipper.state().last_error == ""
+
+
+def test_collector_file_shows_a_rewrite_and_a_deleted_tail_after_shipping(tmp_path: Path) -> None:
+    """Shipped to a real rsyslog with the guard's checkpoints, then rewritten (every later hash
+    recomputed) and cut short on the workstation: ``audit verify --against`` the collector's own
+    file names both, and the records carry their chain fields and the signed checkpoint."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from authz.audit import chain_hash, read_records
+    from authz.audit_command import EXIT_TAMPERED
+    from tests.support.guard import running_guard
+
+    _need_rsyslog()
+    pki = make_pki(tmp_path / "pki")
+    collector = RsyslogCollector(tmp_path / "rsyslog", pki).start()
+    db = tmp_path / "audit.db"
+    try:
+        with running_guard(tmp_path / "guard") as guard:
+            chain = AuditChain(db, guard=guard, checkpoint_every=10)
+            records = _records(chain, 40)
+            shipper = AuditShipper(
+                chain, SyslogTlsDestination("127.0.0.1", collector.port, str(pki.ca_cert), timeout=2), batch_size=25
+            )
+            assert shipper.ship() == 40
+            assert _wait_for(lambda: len(set(_ids(collector.received()))) == 40)
+            chain.close()
+        received = collector.received()
+        assert f'logId="{chain.log_id}"' in received[0] and f'prevHash="{records[0].prev_hash}"' in received[0]
+        assert sum("cccCheckpoint@32473" in line for line in received) == 2  # the last record of each batch
+    finally:
+        collector.stop()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute("UPDATE audit SET effect = 'EFFECT_DENY' WHERE seq = 7")
+    prev = conn.execute("SELECT hash FROM audit WHERE seq = 6").fetchone()[0]
+    for r in list(read_records(conn, after_seq=6)):
+        r.prev_hash = prev
+        r.hash = chain_hash(prev, r)
+        conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (r.prev_hash, r.hash, r.seq))
+        prev = r.hash
+    conn.execute("DELETE FROM audit WHERE seq > 33")
+    conn.commit()
+    conn.close()
+    received_file = tmp_path / "rsyslog" / "received.log"
+    result = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "audit", "verify", str(db), "--against", str(received_file)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert result.returncode == EXIT_TAMPERED, result.stdout + result.stderr
+    assert "record 7 differs from what the collector received" in result.stdout
+    assert "records 34-40 are gone" in result.stdout
+    plain = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "audit", "verify", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert plain.returncode == 0  # the chain alone is fooled: that is why the collector's copy matters

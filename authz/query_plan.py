@@ -1,0 +1,1006 @@
+"""Query planning, as Cerbos's PlanResources does it: which resources of one kind a principal may
+act on, as a condition over the resources' attributes that a database can evaluate.
+
+The conditions of the rules a check would meet are partially evaluated: everything the request
+knows (the principal, constants, globals, known resource attributes, ``now()``) is worked out, and
+what depends on the unknown attributes is left as an expression tree in Cerbos's filter shape
+(``operator`` / ``operands`` / ``variable`` / ``value``).
+
+Which rules combine, and how, is not re-derived here: the evaluator's own decision plans
+(``plan.py``: the roles, scopes, role policies, principal policies and derived roles a check of
+these coordinates walks) are walked with each undecided condition as an unknown. Every path of that
+walk that ends in ALLOW contributes the conjunction of the conditions it assumed, so the filter
+holds exactly where the walk would allow.
+
+Errors are modelled as the check meets them. A missing attribute makes an expression an error: in
+the filter, as in SQL, it is *unknown*, and unknown is neither true nor false, so ``and``, ``or``
+and ``not`` behave as CEL's commutative logic does. Each condition is turned into a pair of
+formulas: one true exactly where the check finds it satisfied, one true exactly where the check
+finds it not satisfied. Under strict evaluation a condition that errs denies the action, so a path
+assuming either answer excludes that resource; without it, an erring ``expr`` counts as false,
+which the formulas spell out with explicit presence tests (``ne(attribute, null)``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lark
+
+from .cel.compiler import Activation, CelCompileError, Scope, Variable, compile_expression
+from .cel.parser import parse
+from .cel.values import CelError, from_json, to_json
+from .compile import CompiledDerivedRole, PolicySet, Row
+from .errors import PolicyProblem
+from .evaluate import CheckInput, EvalParams, Principal, Resource, principal_message, request_message
+from .globs import matches
+from .loader import load_policies
+from .plan import UNDECIDED, ActionEffect, ActionPlan, RoleStep, check_plan
+from .policy import (
+    ALLOW,
+    DENY,
+    REQUIRE_PARENTAL_CONSENT,
+    Definitions,
+    DerivedRoles,
+    ExportConstants,
+    ExportVariables,
+    Expr,
+    Match,
+    PrincipalPolicy,
+    ResourcePolicy,
+    RolePolicy,
+)
+
+ALWAYS_ALLOWED = "KIND_ALWAYS_ALLOWED"
+ALWAYS_DENIED = "KIND_ALWAYS_DENIED"
+CONDITIONAL = "KIND_CONDITIONAL"
+MAX_WALKS = 20000  # walks of one action's plan (one per combination of conditions a path assumes)
+_NAMESPACES = {"sets", "math", "strings", "base64", "json", "regex", "lists", "optional", "cel"}
+_MACROS = {"all", "exists", "exists_one", "existsOne", "filter", "map"}
+
+
+class PlanError(Exception):
+    """A condition the planner cannot turn into a filter: the request gets an error naming it."""
+
+
+# ---- the filter's expression tree ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: Any  # a CEL value
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str  # request.resource.attr.x, request.resource.id, or a lambda's variable
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    operator: str
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    """An expression that errs whatever the resource (a missing principal attribute, say)."""
+
+    message: str
+
+
+Node = Value | Var | Op | Err
+TRUE = Value(True)
+FALSE = Value(False)
+
+
+def _is(node: Node, value: bool) -> bool:
+    """Whether a node is the constant ``value`` (not merely equal to it: 1 == True in Python)."""
+    return isinstance(node, Value) and node.value is value
+
+
+_LOGICAL = {"and", "or", "not", "if"}
+
+
+def and_(*nodes: Node) -> Node:
+    out: list[Node] = []
+    for n in nodes:
+        if _is(n, False):
+            return FALSE
+        if _is(n, True):
+            continue
+        parts = n.operands if isinstance(n, Op) and n.operator == "and" else (n,)
+        out.extend(p for p in parts if p not in out)
+    if not out:
+        return TRUE
+    present = out
+    if any(isinstance(n, Op) and n.operator == "not" and n.operands[0] in present for n in out):
+        return FALSE  # p && !p: never true (false, or an error)
+    return out[0] if len(out) == 1 else Op("and", tuple(out))
+
+
+def or_(*nodes: Node) -> Node:
+    out: list[Node] = []
+    for n in nodes:
+        if _is(n, True):
+            return TRUE
+        if _is(n, False):
+            continue
+        parts = n.operands if isinstance(n, Op) and n.operator == "or" else (n,)
+        out.extend(p for p in parts if p not in out)
+    if not out:
+        return FALSE
+    if _covers_everything(out):
+        return TRUE
+    return out[0] if len(out) == 1 else Op("or", tuple(out))
+
+
+def _covers_everything(alternatives: list[Node]) -> bool:
+    """``p || !p || (each attribute p reads is missing)``: true for every resource, since p is true,
+    false, or errs, and it errs only where an attribute it reads is missing."""
+    present = alternatives
+    for n in alternatives:
+        if (
+            isinstance(n, Op)
+            and n.operator == "not"
+            and n.operands[0] in present
+            and all(Op("eq", (v, Value(None))) in present for v in _attributes(n.operands[0]))
+        ):
+            return True
+    return False
+
+
+def not_(node: Node) -> Node:
+    if _is(node, True):
+        return FALSE
+    if _is(node, False):
+        return TRUE
+    if isinstance(node, Op) and node.operator == "not":
+        return node.operands[0]
+    return Op("not", (node,))
+
+
+# ---- truth formulas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """Four formulas about an expression, each never *unknown* where it matters: ``true`` holds
+    where the expression is true, ``false`` where false, ``not_true`` where it is false or errs,
+    ``not_false`` where it is true or errs."""
+
+    true: Node
+    false: Node
+    not_true: Node
+    not_false: Node
+
+
+def truth(node: Node) -> Truth:
+    if isinstance(node, Err) or (isinstance(node, Value) and type(node.value) is not bool):
+        return Truth(FALSE, FALSE, TRUE, TRUE)
+    if _is(node, True):
+        return Truth(TRUE, FALSE, FALSE, TRUE)
+    if _is(node, False):
+        return Truth(FALSE, TRUE, TRUE, FALSE)
+    if isinstance(node, Op) and node.operator in ("and", "or"):
+        parts = [truth(n) for n in node.operands]
+        ts, fs = [p.true for p in parts], [p.false for p in parts]
+        nts, nfs = [p.not_true for p in parts], [p.not_false for p in parts]
+        if node.operator == "and":
+            return Truth(and_(*ts), or_(*fs), or_(*nts), and_(*nfs))
+        return Truth(or_(*ts), and_(*fs), and_(*nts), or_(*nfs))
+    if isinstance(node, Op) and node.operator == "not":
+        inner = truth(node.operands[0])
+        return Truth(inner.false, inner.true, inner.not_false, inner.not_true)
+    if isinstance(node, Op) and node.operator == "if":
+        c, x, y = (truth(n) for n in node.operands)
+        errs = and_(c.not_true, c.not_false)
+        return Truth(
+            or_(and_(c.true, x.true), and_(c.false, y.true)),
+            or_(and_(c.true, x.false), and_(c.false, y.false)),
+            or_(and_(c.true, x.not_true), and_(c.false, y.not_true), errs),
+            or_(and_(c.true, x.not_false), and_(c.false, y.not_false), errs),
+        )
+    # An atom (a comparison, a function): it errs exactly where an attribute it reads is missing.
+    missing = [Op("eq", (v, Value(None))) for v in _attributes(node)]
+    return Truth(node, not_(node), or_(*missing, not_(node)), or_(*missing, node))
+
+
+def _attributes(node: Node) -> list[Var]:
+    out: list[Var] = []
+
+    def visit(n: Node) -> None:
+        if isinstance(n, Var) and n.name.startswith("request.") and n not in out:
+            out.append(n)
+        elif isinstance(n, Op):
+            for o in n.operands:
+                visit(o)
+
+    visit(node)
+    return out
+
+
+def match_truth(match: Match, leaf: dict[int, Node], strict: bool) -> tuple[Node, Node]:
+    """(satisfied, not satisfied) of a condition tree, as ``conditions.compile_match`` decides it:
+    strictly, the first erring expression (in order) makes the whole condition err; otherwise an
+    erring expression is just false."""
+    if match.op == "expr":
+        t = truth(leaf[id(match)])
+        return (t.true, t.false) if strict else (t.true, t.not_true)
+    kids = [match_truth(c, leaf, strict) for c in match.children]
+    if match.op == "all":
+        sat = and_(*(k[0] for k in kids))
+        if not strict:
+            return sat, or_(*(k[1] for k in kids))
+        # not satisfied: some child is false, every one before it true (none erred before it)
+        return sat, or_(*(and_(*(p[0] for p in kids[:i]), k[1]) for i, k in enumerate(kids)))
+    if strict:
+        any_sat = or_(*(and_(*(p[1] for p in kids[:i]), k[0]) for i, k in enumerate(kids)))
+    else:
+        any_sat = or_(*(k[0] for k in kids))
+    none_sat = and_(*(k[1] for k in kids))
+    return (any_sat, none_sat) if match.op == "any" else (none_sat, any_sat)
+
+
+# ---- partial evaluation of CEL ------------------------------------------------------------------
+
+
+@dataclass
+class _Path:
+    """``request``, ``R`` and the like, before a field makes them a value or an attribute."""
+
+    path: str
+
+
+@dataclass
+class PolicyEnv:
+    """What one policy's expressions may name: its variables (as source) and constants."""
+
+    variables: dict[str, Expr]
+    constants: dict[str, Any]
+    scope: Scope | None = None
+    trees: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def compiled_scope(self) -> Scope:
+        """The policy's scope for evaluating what the request knows (variables compiled lazily)."""
+        if self.scope is None:
+            scope = Scope(constants={k: from_json(_plain(v)) for k, v in self.constants.items()})
+            for name in self.variables:
+                scope.variables[name] = Variable(name, _undefined)
+            for name, expr in self.variables.items():
+                try:
+                    scope.variables[name].fn = compile_expression(expr.text, scope).evaluate
+                except CelCompileError as exc:
+                    raise PlanError(f"variable {name}: {exc.message}") from None
+            self.scope = scope
+        return self.scope
+
+
+def _plain(value: Any) -> Any:
+    """A constant as plain JSON data (the policy reader keeps source positions on its containers)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _undefined(act: Activation) -> Any:
+    raise CelError("variable used before it is defined")
+
+
+class Partial:
+    """Partially evaluates the expressions of one policy for one request."""
+
+    def __init__(self, env: PolicyEnv, act: Activation, known_attrs: set[str]) -> None:
+        self.env = env
+        self.act = act
+        self.known_attrs = known_attrs
+        self.var_cache: dict[str, Node] = {}
+        self.bound: dict[str, str] = {}  # macro variables bound to known elements (CEL literals)
+
+    def expression(self, text: str) -> Node:
+        try:
+            tree = parse(text)
+        except CelCompileError as exc:
+            raise PlanError(f"cannot parse `{text.strip()}`: {exc.message}") from None
+        return self.value(tree, text, frozenset())
+
+    def evaluate(self, text: str) -> Node:
+        """What the request knows: evaluated by the engine's own compiler, in the policy's scope."""
+        for name, literal in self.bound.items():
+            text = f"cel.bind({name}, {literal}, {text})"
+        try:
+            return Value(compile_expression(text, self.env.compiled_scope()).evaluate(self.act))
+        except CelError as exc:
+            return Err(str(exc))
+        except CelCompileError as exc:
+            raise PlanError(f"cannot compile `{text.strip()}`: {exc.message}") from None
+
+    def node(self, tree: Any, text: str, local: frozenset[str]) -> Node | _Path:  # noqa: C901
+        if isinstance(tree, lark.Token):
+            raise PlanError(f"unexpected token {tree.value!r} in `{text.strip()}`")
+        kind = tree.data
+        kids = tree.children
+        here = text[tree.meta.start_pos : tree.meta.end_pos] if not tree.meta.empty else text
+        passthrough = ("expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary")
+        if kind in passthrough and len(kids) == 1:
+            return self.node(kids[0], text, local)
+        if kind in ("member", "primary", "paren_expr"):
+            return self.node(kids[0], text, local)
+        if kind == "literal":  # its token's own text: true/false tokens are remade without positions
+            return self.evaluate(str(kids[0]))
+        if kind == "ident":
+            name = str(kids[0])
+            if name in local:
+                return Var(name)
+            if name in self.bound:
+                return self.evaluate(here)
+            if name in ("R", "request"):
+                return _Path("request.resource" if name == "R" else "request")
+            if name == "runtime":
+                raise PlanError("runtime.effectiveDerivedRoles cannot be planned")
+            if name in ("V", "variables"):
+                return _Path("variables")
+            return self.evaluate(here)
+        if kind == "member_dot":
+            return self._select(self.node(kids[0], text, local), str(kids[1]), here)
+        if kind == "member_index":
+            base = self.node(kids[0], text, local)
+            key = self.value(kids[1], text, local)
+            if isinstance(base, _Path) and isinstance(key, Value) and isinstance(key.value, str):
+                return self._select(base, key.value, here)
+            return self._op("index", [self._value(base), key], here)
+        args: list[Any] = []
+        if kind in ("member_dot_arg", "ident_arg"):
+            found = [c for c in kids if isinstance(c, lark.Tree) and c.data == "exprlist"]
+            args = list(found[0].children) if found else []
+        if kind == "ident_arg":
+            name = str(kids[0])
+            if name == "has" and len(args) == 1:
+                inner = self.node(args[0], text, local)
+                if isinstance(inner, Var):
+                    return Op("ne", (inner, Value(None)))
+                return self.evaluate(here) if isinstance(inner, (Value, Err)) else self._unplannable(here)
+            return self._op(name, [self.value(a, text, local) for a in args], here)
+        if kind == "member_dot_arg":
+            receiver, name = kids[0], str(kids[1])
+            receiver_name = _plain_ident(receiver)
+            if receiver_name in _NAMESPACES and receiver_name not in local:
+                return self._op(f"{receiver_name}.{name}", [self.value(a, text, local) for a in args], here)
+            if name in _MACROS and len(args) in (2, 3) and _plain_ident(args[0]):
+                return self._macro(name, receiver, args, text, local, here)
+            target = self.value(receiver, text, local)
+            return self._op(name, [target, *(self.value(a, text, local) for a in args)], here)
+        if kind == "expr":
+            c, x, y = (self.value(k, text, local) for k in kids)
+            if isinstance(c, Value):
+                return x if c.value is True else y if c.value is False else Err("non-bool condition")
+            return Op("if", (c, x, y))
+        if kind in ("conditionalor", "conditionaland"):
+            a, b = (self.value(k, text, local) for k in kids)
+            if isinstance(a, Value) and isinstance(b, Value):
+                return self.evaluate(here)
+            return or_(a, b) if kind == "conditionalor" else and_(a, b)
+        if kind == "unary":
+            op_tree, operand = kids
+            v = self.value(operand, text, local)
+            if op_tree.data == "unary_not":
+                return self.evaluate(here) if isinstance(v, Value) else not_(v)
+            return self._op("sub", [Value(0), v], here)
+        if kind in ("relation", "addition", "multiplication"):
+            op_tree, right = kids
+            left = self.value(op_tree.children[0], text, local)
+            operator = _OPERATORS[op_tree.data]
+            return self._op(operator, [left, self.value(right, text, local)], here)
+        if kind == "list_lit":
+            elems = kids[0].children if kids else []
+            values = [self.value(e.children[0], text, local) for e in elems]
+            return self._op("list", values, here)
+        return self._unplannable(here)
+
+    def value(self, tree: Any, text: str, local: frozenset[str]) -> Node:
+        return self._value(self.node(tree, text, local))
+
+    def _value(self, n: Node | _Path) -> Node:
+        if isinstance(n, _Path):
+            raise PlanError(f"{n.path} as a whole cannot be planned")
+        return n
+
+    def _unplannable(self, here: str) -> Node:
+        raise PlanError(f"`{here.strip()}` cannot be planned")
+
+    def _op(self, operator: str, operands: list[Node], here: str) -> Node:
+        if all(isinstance(o, Value) for o in operands):
+            return self.evaluate(here)
+        if operator == "in" and isinstance(operands[1], Value) and operands[1].value == []:
+            return FALSE  # as cel-go folds it, whatever the left side (even an error)
+        for o in operands:
+            if isinstance(o, Err):
+                return o
+        if operator == "list":
+            return Op("list", tuple(operands))
+        return Op(operator, tuple(operands))
+
+    def _select(self, base: Node | _Path, name: str, here: str) -> Node | _Path:
+        if isinstance(base, Var):
+            return Var(f"{base.name}.{name}")
+        if not isinstance(base, _Path):
+            return self._op("index", [base, Value(name)], here) if not isinstance(base, Value) else self.evaluate(here)
+        path = f"{base.path}.{name}"
+        if base.path == "variables":
+            return self._variable(name)
+        if path == "request.resource.attr":
+            return _Path(path)
+        if base.path == "request.resource.attr":
+            return Var(path) if name not in self.known_attrs else self.evaluate(here)
+        if path == "request.resource.id":
+            return Var(path)
+        if path in ("request.resource",):
+            return _Path(path)
+        return self.evaluate(here)
+
+    def _variable(self, name: str) -> Node:
+        found = self.var_cache.get(name)
+        if found is None:
+            expr = self.env.variables.get(name)
+            if expr is None:
+                return Err(f"undefined variable {name}")
+            self.var_cache[name] = Err(f"variable {name} refers to itself")
+            found = self.var_cache[name] = self.expression(expr.text)
+        return found
+
+    def _macro(self, name: str, receiver: Any, args: list[Any], text: str, local: frozenset[str], here: str) -> Node:
+        var = _plain_ident(args[0])
+        assert var is not None
+        target = self.value(receiver, text, local)
+        if isinstance(target, Err):
+            return target
+        if isinstance(target, Value):
+            return self._unrolled(name, var, target, args[1:], text, local, here)
+        inner = local | {var}
+        bodies = [self.value(a, text, inner) for a in args[1:]]
+        if any(isinstance(b, Err) for b in bodies):
+            raise PlanError(f"`{here.strip()}` errs inside its lambda and cannot be planned")
+        if len(bodies) == 2:  # map(x, filter, transform)
+            raise PlanError(f"`{here.strip()}`: map with a filter cannot be planned")
+        operator = "exists_one" if name == "existsOne" else name
+        return Op(operator, (target, Op("lambda", (bodies[0], Var(var)))))
+
+    def _unrolled(
+        self, name: str, var: str, target: Value, args: list[Any], text: str, local: frozenset[str], here: str
+    ) -> Node:
+        """A macro over a list the request knows, its body reading unknown attributes: one body
+        per element (``exists`` an ``or`` of them, ``all`` an ``and``), as Cerbos's planner does."""
+        elements = target.value
+        if isinstance(elements, dict):
+            elements = list(elements)
+        if not isinstance(elements, list):
+            return self.evaluate(here)
+        saved = self.bound.get(var)
+        bodies: list[Node] = []
+        try:
+            for element in elements:
+                self.bound[var] = _cel_literal(to_json(element))
+                bodies.append(self.value(args[0], text, local - {var}))
+        except CelError:
+            return self.evaluate(here)
+        finally:
+            if saved is None:
+                self.bound.pop(var, None)
+            else:
+                self.bound[var] = saved
+        if all(isinstance(b, Value) for b in bodies) or len(args) != 1:
+            return self.evaluate(here) if len(args) == 1 else self._unplannable(here)
+        if name == "exists":
+            return or_(*bodies)
+        if name == "all":
+            return and_(*bodies)
+        raise PlanError(f"`{here.strip()}` over a known list with an unknown body cannot be planned")
+
+
+def _cel_literal(value: Any) -> str:
+    """JSON data as a CEL literal (numbers as doubles, as request data reaches CEL)."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_cel_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_cel_literal(v)}" for k, v in value.items()) + "}"
+    raise CelError(f"cannot bind {type(value).__name__}")
+
+
+def _free(node: Node) -> set[str]:
+    if isinstance(node, Var):
+        return set() if node.name.startswith("request.") else {node.name.split(".")[0]}
+    if isinstance(node, Op):
+        out: set[str] = set()
+        for o in node.operands:
+            out |= _free(o)
+        if node.operator == "lambda":
+            out -= _free(node.operands[1])
+        return out
+    return set()
+
+
+def _plain_ident(tree: Any) -> str | None:
+    """The name, when a subtree is nothing but an identifier."""
+    while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data != "ident":
+        tree = tree.children[0]
+    if isinstance(tree, lark.Tree) and tree.data == "ident":
+        return str(tree.children[0])
+    return None
+
+
+_OPERATORS = {
+    "relation_lt": "lt",
+    "relation_le": "le",
+    "relation_gt": "gt",
+    "relation_ge": "ge",
+    "relation_eq": "eq",
+    "relation_ne": "ne",
+    "relation_in": "in",
+    "addition_add": "add",
+    "addition_sub": "sub",
+    "multiplication_mul": "mult",
+    "multiplication_div": "div",
+    "multiplication_mod": "mod",
+}
+
+
+# ---- where each rule's condition comes from ------------------------------------------------------
+
+
+@dataclass
+class _RoleRuleSource:
+    resource: str
+    actions: list[str]
+    match: Match
+    env: PolicyEnv
+
+
+@dataclass
+class Sources:
+    """The source of every condition in a policy set, keyed as the compiled rows name them."""
+
+    rules: dict[str, tuple[Match, PolicyEnv, bool]] = field(default_factory=dict)  # src -> (match, env, negated)
+    derived: dict[tuple[str, str], tuple[Match, PolicyEnv]] = field(default_factory=dict)
+    role_rules: dict[str, list[_RoleRuleSource]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> Sources:
+        problems: list[PolicyProblem] = []
+        loaded = [lp.policy for lp in load_policies(root, problems)]
+        exported_vars = {p.name: p for p in loaded if isinstance(p, ExportVariables)}
+        exported_consts = {p.name: p for p in loaded if isinstance(p, ExportConstants)}
+
+        def env(variables: Definitions, constants: Definitions) -> PolicyEnv:
+            vs: dict[str, Expr] = {}
+            for name, _ in variables.imports:
+                if name in exported_vars:
+                    vs.update(exported_vars[name].definitions)
+            vs.update(variables.local)
+            cs: dict[str, Any] = {}
+            for name, _ in constants.imports:
+                if name in exported_consts:
+                    cs.update(exported_consts[name].definitions)
+            cs.update(constants.local)
+            return PolicyEnv(vs, cs)
+
+        out = cls()
+        for p in loaded:
+            if isinstance(p, ResourcePolicy):
+                e = env(p.variables, p.constants)
+                consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
+                for i, rule in enumerate(p.rules, start=1):
+                    if rule.condition is not None:
+                        src = f"{p.key}#{rule.name or f'rule-{i:03d}'}"
+                        out.rules[src] = (rule.condition, e, consent and rule.effect == ALLOW)
+            elif isinstance(p, PrincipalPolicy):
+                e = env(p.variables, p.constants)
+                consent = p.scope_permissions == REQUIRE_PARENTAL_CONSENT
+                for prule in p.rules:
+                    if prule.condition is not None:
+                        src = f"{p.key}#{prule.name or f'{prule.resource}_rule-{prule.index:03d}'}"
+                        out.rules[src] = (prule.condition, e, consent and prule.effect == ALLOW)
+            elif isinstance(p, DerivedRoles):
+                e = env(p.variables, p.constants)
+                for d in p.definitions:
+                    if d.condition is not None:
+                        out.derived[(p.key, d.name)] = (d.condition, e)
+            elif isinstance(p, RolePolicy):
+                e = env(p.variables, p.constants)
+                per_resource: dict[str, int] = {}
+                for rr in p.rules:
+                    index = per_resource.get(rr.resource, 0)
+                    per_resource[rr.resource] = index + 1
+                    if rr.condition is not None:
+                        key = f"{p.key}#{p.role}_rule-{index:03d}"
+                        out.role_rules.setdefault(key, []).append(
+                            _RoleRuleSource(rr.resource, rr.allow_actions, rr.condition, e)
+                        )
+        return out
+
+
+# ---- the walk --------------------------------------------------------------------------------
+
+
+class _Need(Exception):
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self.key = key
+
+
+@dataclass
+class PlanRequest:
+    principal: Principal
+    kind: str
+    actions: list[str]
+    attr: dict[str, Any] = field(default_factory=dict)  # the resource attributes known already
+    policy_version: str = ""
+    scope: str = ""
+    aux_data: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass
+class PlanResult:
+    kind: str
+    condition: Node | None
+    actions: list[str]
+    request: PlanRequest
+    errors: list[str] = field(default_factory=list)
+
+
+class Planner:
+    """Plans for one request: the conditions (partially evaluated once each) and the walk."""
+
+    def __init__(
+        self, ps: PolicySet, sources: Sources, params: EvalParams, req: PlanRequest, now: datetime | None
+    ) -> None:
+        self.ps = ps
+        self.sources = sources
+        self.params = params
+        self.req = req
+        self.strict = params.strict_evaluation
+        p = req.principal
+        self.pscope = p.scope or params.default_scope
+        self.rscope = req.scope or params.default_scope
+        self.rversion = req.policy_version or params.default_policy_version
+        resource = Resource(req.kind, "", dict(req.attr), self.rversion, req.scope)
+        inp = CheckInput(p, resource, list(req.actions), req.aux_data)
+        self.act = Activation(
+            request_message(inp, self.rscope, principal_message(p, self.pscope)),
+            now or params.now(),
+            from_json(params.globals),
+        )
+        self.atoms: dict[tuple[str, ...], tuple[Node, Node]] = {}
+        self.partials: dict[int, Partial] = {}
+
+    def plan(self) -> PlanResult:
+        p, req = self.req.principal, self.req
+        cp = check_plan(
+            self.ps,
+            p.id,
+            tuple(p.roles),
+            self.pscope,
+            p.policy_version or self.params.default_policy_version,
+            req.kind,
+            self.rscope,
+            self.rversion,
+            self.params.lenient_scope_search,
+        )
+        if not cp.has_policies:
+            return PlanResult(ALWAYS_DENIED, None, req.actions, req)
+        allowed = and_(*(self._action(cp.action_plan(self.ps, a), a) for a in req.actions))
+        if _is(allowed, True):
+            return PlanResult(ALWAYS_ALLOWED, None, req.actions, req)
+        if _is(allowed, False):
+            return PlanResult(ALWAYS_DENIED, None, req.actions, req)
+        return PlanResult(CONDITIONAL, allowed, req.actions, req)
+
+    def _action(self, plan: ActionPlan, action: str) -> Node:
+        """The formula under which the walk of one action ends in ALLOW."""
+        pending: list[dict[tuple[str, ...], bool]] = [{}]
+        terms: list[Node] = []
+        walks = 0
+        while pending:
+            assumed = pending.pop()
+            walks += 1
+            if walks > MAX_WALKS:
+                raise PlanError(f"the plan for action {action!r} has too many cases")
+            try:
+                effect = _Walk(self, assumed, action).decide_action(plan)
+            except _Need as need:
+                pending.append({**assumed, need.key: False})
+                pending.append({**assumed, need.key: True})
+                continue
+            if effect.effect == ALLOW:
+                terms.append(and_(*(self.atoms[k][0 if v else 1] for k, v in assumed.items())))
+        return or_(*terms)
+
+    def atom(self, key: tuple[str, ...], make: Any) -> tuple[Node, Node]:
+        found = self.atoms.get(key)
+        if found is None:
+            found = self.atoms[key] = make()
+        return found
+
+    def row_condition(self, row: Row, action: str) -> tuple[Node, Node]:
+        if row.from_role_policy:
+            for source in self.sources.role_rules.get(row.evaluation_key, ()):
+                if matches(source.resource, row.resource) and any(matches(a, action) for a in source.actions):
+                    sat, unsat = self._condition(source.match, source.env)
+                    return unsat, sat  # the row denies where the role policy's condition fails
+            raise PlanError(f"no source for the condition of {row.src}")
+        found = self.sources.rules.get(row.src)
+        if found is None:
+            raise PlanError(f"no source for the condition of {row.src}")
+        match, env, negated = found
+        sat, unsat = self._condition(match, env)
+        return (unsat, sat) if negated else (sat, unsat)
+
+    def role_condition(self, dr: CompiledDerivedRole) -> tuple[Node, Node]:
+        found = self.sources.derived.get((dr.origin, dr.name))
+        if found is None:
+            raise PlanError(f"no source for derived role {dr.name}")
+        return self._condition(*found)
+
+    def _condition(self, match: Match, env: PolicyEnv) -> tuple[Node, Node]:
+        partial = self.partials.get(id(env))
+        if partial is None:
+            partial = self.partials[id(env)] = Partial(env, self.act, set(self.req.attr))
+        leaves: dict[int, Node] = {}
+
+        def collect(m: Match) -> None:
+            if m.op == "expr":
+                assert m.expr is not None
+                leaves[id(m)] = partial.expression(m.expr.text)
+            for c in m.children:
+                collect(c)
+
+        collect(match)
+        return match_truth(match, leaves, self.strict)
+
+
+class _Walk:
+    """One walk of an action's plan under assumed outcomes, as ``evaluate._Walk`` decides."""
+
+    def __init__(self, planner: Planner, assumed: dict[tuple[str, ...], bool], action: str) -> None:
+        self.planner = planner
+        self.assumed = assumed
+        self.action = action
+        self.known: dict[str, bool] = {}
+
+    def outcome(self, key: tuple[str, ...], formulas: tuple[Node, Node]) -> bool | None:
+        """True / False, or None where the condition can only err (a strict failure)."""
+        sat, unsat = formulas
+        if _is(sat, True):
+            return True
+        if _is(unsat, True):
+            return False
+        if _is(sat, False) and _is(unsat, False):
+            return None
+        if key in self.assumed:
+            return self.assumed[key]
+        raise _Need(key)
+
+    def decide_action(self, plan: ActionPlan) -> ActionEffect:
+        result = ActionEffect(UNDECIDED)
+        for steps in plan.kinds:
+            result = ActionEffect(UNDECIDED)
+            for step in steps:
+                role_result = self.decide_role(step)
+                if role_result.final:
+                    return role_result
+                if result.effect == UNDECIDED:
+                    result = role_result
+                if role_result.effect == ALLOW:
+                    result = role_result
+                    break
+            if result.effect != UNDECIDED:
+                break
+        if result.effect == UNDECIDED:
+            return ActionEffect(DENY, result.policy)
+        return result
+
+    def decide_role(self, step: RoleStep) -> ActionEffect:
+        for s in step.scopes:
+            allowed = None
+            for r in s.rows:
+                satisfied = self.known.get(r.key)
+                if satisfied is None:
+                    result = self.satisfied(r.row)
+                    if result == "failed":
+                        return r.failure
+                    ok = result is True
+                    if result is not None:
+                        self.known[r.key] = ok
+                    satisfied = ok
+                if satisfied:
+                    if r.deny is not None:
+                        return r.deny
+                    if allowed is None:
+                        allowed = r.allow
+            if allowed is not None and not s.requires_parental_consent:
+                return allowed
+        return step.undecided
+
+    def satisfied(self, row: Row) -> bool | str | None:
+        planner = self.planner
+        dr = row.derived_role
+        if dr is not None and dr.condition is not None:
+            held = self.outcome(
+                ("role", dr.origin, dr.name),
+                planner.atom(("role", dr.origin, dr.name), lambda: planner.role_condition(dr)),
+            )
+            if held is None and planner.strict:
+                return "failed"
+            if not held:
+                self.known[row.evaluation_key] = False
+                return None
+        if row.condition is None:
+            return True
+        key = ("row", row.evaluation_key)
+        ok = self.outcome(key, planner.atom(key, lambda: planner.row_condition(row, self.action)))
+        if ok is None:
+            return "failed" if planner.strict else False
+        return ok
+
+
+# ---- Cerbos's request and response shapes ----------------------------------------------------------
+
+_REQUEST_FIELDS = {"requestId", "action", "actions", "principal", "resource", "auxData", "includeMeta"}
+_RESOURCE_FIELDS = {"kind", "attr", "policyVersion", "scope"}
+
+
+def parse_plan_request(body: Any) -> tuple[PlanRequest, bool]:
+    """A ``/api/plan/resources`` request body as (PlanRequest, includeMeta); ``RequestError`` names
+    what is wrong."""
+    from . import api
+    from .errors import RequestError
+
+    if not isinstance(body, dict):
+        raise RequestError("the request must be a JSON object")
+    for key in body:
+        if key not in _REQUEST_FIELDS:
+            raise RequestError(f'unknown field "{key}" in the request')
+    request_id = body.get("requestId") or ""
+    if not isinstance(request_id, str):
+        raise RequestError("requestId must be a string")
+    actions = body.get("actions")
+    action = body.get("action")
+    if actions is None or actions == []:
+        if not isinstance(action, str) or not action:
+            raise RequestError("validation error: actions: value is required")
+        actions = [action]
+    elif action:
+        raise RequestError("validation error: only one of action or actions may be given")
+    if not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions):
+        raise RequestError("actions must be a list of non-empty strings")
+    if len(set(actions)) != len(actions):
+        raise RequestError("validation error: actions: repeated value must contain unique items")
+    if len(actions) > api.MAX_ACTIONS:
+        raise RequestError(f"number of actions ({len(actions)}) exceeds configured limit ({api.MAX_ACTIONS})")
+    principal = api.parse_principal(body.get("principal"))
+    resource = body.get("resource")
+    if not isinstance(resource, dict):
+        raise RequestError("validation error: resource: value is required")
+    for key in resource:
+        if key not in _RESOURCE_FIELDS:
+            raise RequestError(f'unknown field "{key}" in resource')
+    kind = resource.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise RequestError("validation error: resource.kind: value is required")
+    attr = resource.get("attr") or {}
+    if not isinstance(attr, dict):
+        raise RequestError("resource.attr must be a JSON object")
+    strings = {k: resource.get(k) or "" for k in ("policyVersion", "scope")}
+    if not all(isinstance(v, str) for v in strings.values()):
+        raise RequestError("resource.policyVersion and resource.scope must be strings")
+    include_meta = body.get("includeMeta")
+    if include_meta is not None and type(include_meta) is not bool:
+        raise RequestError("includeMeta must be true or false")
+    aux = body.get("auxData")
+    if aux:
+        raise RequestError("invalid auxData")  # as for checks: no JWT key sets in an embedded engine
+    req = PlanRequest(
+        principal, kind, list(actions), attr, str(strings["policyVersion"]), str(strings["scope"]), {}, request_id
+    )
+    return req, include_meta is True
+
+
+def render_node(node: Node) -> dict[str, Any]:
+    """A filter node as Cerbos writes an operand."""
+    if isinstance(node, Value):
+        return {"value": to_json(node.value)}
+    if isinstance(node, Var):
+        return {"variable": node.name}
+    if isinstance(node, Op):
+        return {"expression": {"operator": node.operator, "operands": [render_node(o) for o in node.operands]}}
+    raise PlanError(f"an erring expression left in the filter: {node.message}")
+
+
+def filter_debug(node: Node | None, kind: str) -> str:
+    """A readable form of the filter, for ``meta.filterDebug``."""
+    if node is None:
+        return "(true)" if kind == ALWAYS_ALLOWED else "(false)"
+    return f"({_debug(node)})"
+
+
+_INFIX = {
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "in": "in",
+    "add": "+",
+    "sub": "-",
+    "mult": "*",
+    "div": "/",
+    "mod": "%",
+    "and": "&&",
+    "or": "||",
+}
+
+
+def _debug(node: Node) -> str:
+    if isinstance(node, Value):
+        import json
+
+        return json.dumps(to_json(node.value), ensure_ascii=False)
+    if isinstance(node, Var):
+        return node.name
+    if isinstance(node, Err):
+        return f"error({node.message})"
+    if node.operator in _INFIX:
+        return "(" + f" {_INFIX[node.operator]} ".join(_debug(o) for o in node.operands) + ")"
+    if node.operator == "not":
+        return f"!{_debug(node.operands[0])}"
+    if node.operator == "lambda":
+        return f"{_debug(node.operands[1])} -> {_debug(node.operands[0])}"
+    return f"{node.operator}(" + ", ".join(_debug(o) for o in node.operands) + ")"
+
+
+def render_plan_response(result: PlanResult, include_meta: bool, call_id: str, single_action: bool) -> dict[str, Any]:
+    req = result.request
+    body: dict[str, Any] = {"requestId": req.request_id} if req.request_id else {}
+    if single_action:
+        body["action"] = req.actions[0]
+    else:
+        body["actions"] = list(req.actions)
+    body["resourceKind"] = req.kind
+    if req.policy_version:
+        body["policyVersion"] = req.policy_version
+    filt: dict[str, Any] = {"kind": result.kind}
+    if result.condition is not None:
+        filt["condition"] = render_node(result.condition)
+    body["filter"] = filt
+    if include_meta:
+        body["meta"] = {"filterDebug": filter_debug(result.condition, result.kind)}
+    body["cerbosCallId"] = call_id
+    return body
+
+
+def plan_resources(
+    ps: PolicySet, sources: Sources, params: EvalParams, req: PlanRequest, now: datetime | None = None
+) -> PlanResult:
+    """Plans one request (raises ``PlanError`` for a condition the filter cannot express)."""
+    return Planner(ps, sources, params, req, now).plan()
+
+
+def policy_root(ps: PolicySet) -> Path:
+    """Where a compiled policy set was read from (its schemas sit below it)."""
+    if ps.schema_root is None:
+        raise PlanError("the policy set was not read from a directory: its conditions' source is unknown")
+    return ps.schema_root.parent
