@@ -302,6 +302,7 @@ def test_project_policies_against_cerbos(strict: bool) -> None:
     assert compared > 300 and conditional > 50, (compared, conditional)
 
 
+@pytest.mark.xfail(strict=True, reason="the clinic set reads runtime.effectiveDerivedRoles, not planned yet")
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
 def test_clinic_policy_set_against_cerbos(strict: bool) -> None:
     actions = ["view", "edit", "export", "delete", "annotate", "view_firmware", "request_update", "approve_update"]
