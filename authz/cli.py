@@ -2,6 +2,7 @@
 
     ccc-authz compile DIR [--no-strict-evaluation] [--skip-tests] [--ignore-schemas]
     ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB] < requests.jsonl
+    ccc-authz plan --policies DIR [--no-strict-evaluation] < plan_requests.jsonl
     ccc-authz audit verify DB
     ccc-authz audit export DB --format jsonl|fhir
     ccc-authz keygen --out DIR
@@ -311,6 +312,29 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
+    """Cerbos ``/api/plan/resources`` request bodies in, one per line; one response body per line
+    out (a line that is not JSON, or a request the planner cannot plan, gets Cerbos's error shape)."""
+    root = Path(args.policies)
+    try:
+        engine = Engine.from_directory(root, _params(args))
+    except PolicyErrors as exc:
+        sys.stderr.write("\n".join(p.render(root) for p in exc.problems) + "\n")
+        return EXIT_POLICY_ERRORS
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+        except ValueError as exc:
+            answer: dict[str, Any] = {"code": 3, "message": f"invalid JSON: {exc}"}
+        else:
+            answer = engine.plan_request(body)
+        out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     from .bundle import BundleError, generate_keys
 
@@ -450,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_export = audit_sub.add_parser("export", help="write the records as JSON lines")
     p_export.add_argument("db")
     p_export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    p_plan = sub.add_parser("plan", help="plan Cerbos PlanResources requests read from stdin (query filters)")
+    p_plan.add_argument("--policies", required=True)
+    p_plan.add_argument("--no-strict-evaluation", action="store_true")
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
     p_keygen.add_argument("--out", required=True)
     p_bundle = sub.add_parser("bundle", help="build or verify a signed policy bundle")
@@ -503,6 +530,8 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_package(args, sys.stdout)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "plan":
+        return cmd_plan(args, sys.stdin, sys.stdout)
     return cmd_check(args, sys.stdin, sys.stdout)
 
 

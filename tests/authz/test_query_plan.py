@@ -1,0 +1,146 @@
+"""Query plans on small policy sets written here: kinds, the filter's shape, errors as the check
+meets them, and the ``ccc-authz plan`` command."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from authz.cli import build_parser, cmd_plan
+from authz.engine import Engine
+from authz.evaluate import CheckInput, EvalParams, Principal, Resource
+
+POLICY = """
+apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: chart
+  version: default
+  variables:
+    local:
+      on_ward: R.attr.ward in P.attr.wards
+  rules:
+    - actions: ["read"]
+      effect: EFFECT_ALLOW
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: V.on_ward
+    - actions: ["read"]
+      effect: EFFECT_DENY
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: R.attr.sealed == true
+    - actions: ["read", "list"]
+      effect: EFFECT_ALLOW
+      roles: ["admin"]
+    - actions: ["tag"]
+      effect: EFFECT_ALLOW
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: R.attr.tags.exists(t, t.startsWith(P.attr.prefix))
+"""
+
+
+@pytest.fixture()
+def policies(tmp_path: Path) -> Path:
+    (tmp_path / "chart.yaml").write_text(POLICY)
+    return tmp_path
+
+
+def _plan(policies: Path, roles: list[str], action: str, attr: dict | None = None, strict: bool = True) -> dict:
+    engine = Engine.from_directory(policies, EvalParams(strict_evaluation=strict))
+    body = {
+        "requestId": "r",
+        "action": action,
+        "principal": {"id": "n1", "roles": roles, "attr": {"wards": ["w1", "w2"], "prefix": "a%"}},
+        "resource": {"kind": "chart", "attr": attr or {}},
+        "includeMeta": True,
+    }
+    return engine.plan_request(body)
+
+
+def test_kinds(policies: Path) -> None:
+    assert _plan(policies, ["admin"], "read")["filter"] == {"kind": "KIND_ALWAYS_ALLOWED"}
+    assert _plan(policies, ["nurse"], "list")["filter"] == {"kind": "KIND_ALWAYS_DENIED"}
+    assert _plan(policies, ["nurse"], "read")["filter"]["kind"] == "KIND_CONDITIONAL"
+    # a known attribute decides
+    assert _plan(policies, ["nurse"], "read", {"ward": "w1", "sealed": False})["filter"]["kind"] == (
+        "KIND_ALWAYS_ALLOWED"
+    )
+    assert _plan(policies, ["nurse"], "read", {"ward": "w9"})["filter"]["kind"] == "KIND_ALWAYS_DENIED"
+
+
+def test_strict_filter_shape(policies: Path) -> None:
+    answer = _plan(policies, ["nurse"], "read")
+    assert answer["action"] == "read" and answer["resourceKind"] == "chart"
+    assert answer["filter"]["condition"] == {
+        "expression": {
+            "operator": "and",
+            "operands": [
+                {
+                    "expression": {
+                        "operator": "in",
+                        "operands": [{"variable": "request.resource.attr.ward"}, {"value": ["w1", "w2"]}],
+                    }
+                },
+                {
+                    "expression": {
+                        "operator": "not",
+                        "operands": [
+                            {
+                                "expression": {
+                                    "operator": "eq",
+                                    "operands": [{"variable": "request.resource.attr.sealed"}, {"value": True}],
+                                }
+                            }
+                        ],
+                    }
+                },
+            ],
+        }
+    }
+    assert answer["meta"]["filterDebug"].startswith("(")
+
+
+def test_lax_mode_spells_out_missing_attributes(policies: Path) -> None:
+    """Without strict evaluation, a DENY rule whose attribute is missing does not apply: the
+    filter says so with a presence test, as the check decides."""
+    debug = _plan(policies, ["nurse"], "read", strict=False)["meta"]["filterDebug"]
+    assert "request.resource.attr.sealed == null" in debug
+    engine = Engine.from_directory(policies, EvalParams(strict_evaluation=False))
+    check = engine.check(
+        CheckInput(Principal("n1", ["nurse"], {"wards": ["w1"]}), Resource("chart", "c", {"ward": "w1"}), ["read"])
+    )
+    assert check.actions["read"].effect == "EFFECT_ALLOW"
+
+
+def test_lambda_over_unknown_list(policies: Path) -> None:
+    cond = _plan(policies, ["nurse"], "tag")["filter"]["condition"]["expression"]
+    assert cond["operator"] == "exists"
+    assert cond["operands"][0] == {"variable": "request.resource.attr.tags"}
+    assert cond["operands"][1]["expression"]["operator"] == "lambda"
+
+
+def test_bad_requests_are_named(policies: Path) -> None:
+    engine = Engine.from_directory(policies)
+    assert (
+        "actions"
+        in engine.plan_request({"principal": {"id": "a", "roles": ["x"]}, "resource": {"kind": "chart"}})["message"]
+    )
+    assert "resource" in engine.plan_request({"action": "read", "principal": {"id": "a", "roles": ["x"]}})["message"]
+    assert engine.plan_request([1])["code"] == 3
+
+
+def test_plan_command(policies: Path) -> None:
+    args = build_parser().parse_args(["plan", "--policies", str(policies)])
+    body = {"action": "read", "principal": {"id": "a", "roles": ["admin"]}, "resource": {"kind": "chart"}}
+    out = io.StringIO()
+    assert cmd_plan(args, io.StringIO(json.dumps(body) + "\n{oops\n"), out) == 0
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["filter"] == {"kind": "KIND_ALWAYS_ALLOWED"}
+    assert second["code"] == 3 and "invalid JSON" in second["message"]
