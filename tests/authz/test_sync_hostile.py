@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -36,6 +38,10 @@ from authz.bundle import (
     load_public_key,
 )
 from authz.sync import BundleStore, PolicySync
+from tests.support.tls import make_pki
+
+if TYPE_CHECKING:
+    from tests.support.tls import TestPKI  # (imported here, pytest would try to collect it)
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -58,7 +64,7 @@ def good(keys: tuple[Path, Path]) -> dict[int, bytes]:
 class Server:
     """An HTTP server on 127.0.0.1 whose every GET is answered by ``answer(handler)``."""
 
-    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None], tls: TestPKI | None = None) -> None:
         self.answer = answer
         self.sent = 0
         outer = self
@@ -75,7 +81,12 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/current.bundle"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.server_cert, tls.server_key)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_port}/current.bundle"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -84,11 +95,11 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], Server]]:
+def server() -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(answer: Callable[[BaseHTTPRequestHandler], None]) -> Server:
-        started.append(Server(answer))
+    def start(answer: Callable[[BaseHTTPRequestHandler], None], tls: TestPKI | None = None) -> Server:
+        started.append(Server(answer, tls))
         return started[-1]
 
     yield start
@@ -227,6 +238,24 @@ def test_drip_feed_server_hits_poll_deadline(
         stop.set()
     print(f"drip ({'headers' if headers_too else 'body'}): poll ended after {elapsed:.2f} s (deadline 2 s)")
     assert 1.9 < elapsed < 2.8
+    assert "did not finish answering within the poll deadline of 2 s" in sync.state().last_error
+
+
+def test_drip_feed_over_tls_hits_poll_deadline(server, keys: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: ANN001
+    pki = make_pki(tmp_path / "pki")
+    stop = threading.Event()
+    s = server(drip(headers_too=False, interval=0.5, stop=stop), tls=pki)
+    client = httpx.Client(verify=ssl.create_default_context(cafile=str(pki.ca_cert)), timeout=httpx.Timeout(3.0))
+    sync = PolicySync(
+        s.url, load_public_key(keys[1]), BundleStore(tmp_path / "store"), client=client, poll_deadline=2.0
+    )
+    started = time.monotonic()
+    try:
+        assert not sync.poll()
+    finally:
+        elapsed = time.monotonic() - started
+        stop.set()
+    assert 1.9 < elapsed < 2.8, elapsed
     assert "did not finish answering within the poll deadline of 2 s" in sync.state().last_error
 
 
