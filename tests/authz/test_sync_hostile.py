@@ -308,6 +308,24 @@ def _sparse_member(name: str) -> bytes:
     return bytes(header) + bytes(512)
 
 
+def _pax_sparse_member(name: str) -> bytes:
+    """A PAX (GNU sparse 1.0) member: a regular-file type whose extended header claims 8 GiB."""
+    real = 8 * GIB - 1
+    sparse_map = f"1\n{real - 512}\n512\n".encode().ljust(512, b"\0")
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(sparse_map) + 512
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(real),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(sparse_map + bytes(512)))
+    return out.getvalue()[: -2 * 512]  # without the end-of-archive blocks
+
+
 def signed(
     keys: tuple[Path, Path], manifest: bytes, members: list[tuple[tarfile.TarInfo, bytes]], raw: bytes = b""
 ) -> bytes:
@@ -335,6 +353,9 @@ def crafted(keys: tuple[Path, Path], attack: str) -> bytes:
             return signed(
                 keys, json.dumps(_manifest({**files, "big.yaml": b""})).encode(), members, _sparse_member("big.yaml")
             )
+        case "pax_sparse_member":
+            listed = json.dumps(_manifest({**files, "big.yaml": b""})).encode()
+            return signed(keys, listed, members, _pax_sparse_member("big.yaml"))
         case "manifest_is_a_list":
             return signed(keys, b"[1, 2, 3]", members)
         case "manifest_is_a_string":
@@ -370,7 +391,8 @@ def crafted(keys: tuple[Path, Path], attack: str) -> bytes:
 
 
 ATTACKS = {
-    "sparse_member": "is not a plain relative file",
+    "sparse_member": "bundle entry 'big.yaml' is not a plain relative file",
+    "pax_sparse_member": "bundle entry 'big.yaml' is not a plain relative file",
     "manifest_is_a_list": "manifest.json is a JSON list, not an object",
     "manifest_is_a_string": "manifest.json is a JSON str, not an object",
     "manifest_nested_100000_deep": "manifest.json is not JSON",
