@@ -1,5 +1,11 @@
 """Online mode: asking a Cerbos PDP over its HTTP API, as hospitals do to scale authorization
-beyond one machine, with the embedded engine as the fallback when the PDP cannot be reached."""
+beyond one machine, with the embedded engine as the fallback when the PDP cannot be reached.
+
+A PDP that is down, slow, hostile or hijacked cannot stop decisions: each request has one overall
+deadline (``timeout``; a PDP dripping its answer a byte at a time is cut off there) and a size
+limit read while streaming (``MAX_ANSWER_BYTES``), both from ``bounded_http``; past either, the
+embedded engine decides. Each request uses a connection of its own (``Connection: close``), the
+price of a deadline that also covers a PDP stalling its headers."""
 
 from __future__ import annotations
 
@@ -10,9 +16,12 @@ from typing import Any
 import httpx
 
 from . import api
+from .bounded_http import AnswerRefused, bounded_request
 from .engine import Engine
 from .errors import AuthzError
 from .policy import DENY
+
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 class PDPUnavailable(AuthzError):
@@ -22,24 +31,33 @@ class PDPUnavailable(AuthzError):
 class RemotePDP:
     def __init__(self, base_url: str, client: httpx.Client | None = None, timeout: float = 2.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout))
 
     def check_request(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = self.client.post(
+            answer = bounded_request(
+                self.client,
+                "POST",
                 f"{self.base_url}/api/check/resources",
-                content=json.dumps(body),
+                peer=f"Cerbos PDP at {self.base_url}",
+                seconds=self.timeout,
+                max_bytes=MAX_ANSWER_BYTES,
+                deadline_name="decision deadline",
                 headers={"Content-Type": "application/json"},
+                content=json.dumps(body).encode(),
             )
-        except httpx.HTTPError as exc:
-            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} unreachable: {exc}") from exc
-        if response.status_code >= 500:
-            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered HTTP {response.status_code}")
+        except AnswerRefused as exc:
+            raise PDPUnavailable(str(exc)) from None
+        if answer.status >= 500:
+            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered HTTP {answer.status}")
         try:
-            answer: dict[str, Any] = response.json()  # Cerbos answers with a JSON object
-            return answer
-        except ValueError as exc:
-            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered with invalid JSON") from exc
+            decoded = json.loads(answer.body)
+        except (ValueError, RecursionError):
+            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered with invalid JSON") from None
+        if not isinstance(decoded, dict):
+            raise PDPUnavailable(f"Cerbos PDP at {self.base_url} answered with a JSON {type(decoded).__name__}")
+        return decoded
 
 
 class DecisionService:

@@ -28,11 +28,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import stat
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +40,7 @@ from typing import Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .bounded_http import Answer, AnswerRefused, bounded_request
 from .bundle import MAX_BUNDLE_BYTES, BundleError, VerifiedBundle, verify_bundle
 from .engine import Engine
 from .errors import PolicyErrors
@@ -50,7 +49,6 @@ from .evaluate import EvalParams
 ACTIVE = "active.bundle"
 APP_VERSION = "0.1.0"
 POLL_DEADLINE = 120.0  # seconds for a whole poll: a 64 MiB bundle at 1 MB/s fits, a drip does not
-CHUNK = 64 * 1024
 
 
 class VersionFloor(Protocol):
@@ -139,76 +137,6 @@ class BundleStore:
         for path in (self.directory / "slots").glob("*"):
             if path != keep:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-class _Deadline:
-    """The end of one poll. At the deadline every socket the poll opened is shut down, which wakes
-    a read blocked on a server that drips bytes (a per-read timeout alone never fires then)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-        self.passed = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
-
-    def remaining(self) -> float:
-        return max(self.end - time.monotonic(), 0.001)
-
-    def reached(self) -> bool:
-        return self.passed or time.monotonic() >= self.end - 0.05
-
-    def check(self) -> None:
-        if self.passed or time.monotonic() >= self.end:
-            self.passed = True
-            raise BundleError(self.message())
-
-    def message(self) -> str:
-        return f"the policy server did not finish answering within the poll deadline of {self.seconds:g} s"
-
-    def trace(self, event: str, info: dict[str, object]) -> None:
-        """httpx's ``trace`` extension: remembers each connection the poll opens."""
-        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            return
-        stream = info.get("return_value")
-        get_extra_info = getattr(stream, "get_extra_info", None)
-        sock = get_extra_info("socket") if get_extra_info is not None else None
-        if isinstance(sock, socket.socket):
-            with self._lock:
-                self._sockets.append(sock)
-                if self.passed:
-                    _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.passed = True
-            for sock in self._sockets:
-                _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    """Ends both directions of the connection; the plain socket method also for a TLS socket, whose
-    own ``shutdown`` would pull its state from under the thread reading it."""
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    etag: str | None
-    body: bytes
 
 
 @dataclass
@@ -378,7 +306,7 @@ class PolicySync:
             active = self._bundle.manifest.version if self._bundle else 0
             if bundle.manifest.version <= active:
                 if self._bundle is not None and bundle.sha256 == self._bundle.sha256:
-                    self._etag = answer.etag
+                    self._etag = answer.headers.get("ETag")
                     self.last_success, self.last_error = self.clock(), ""
                     return False
                 raise BundleError(
@@ -394,60 +322,29 @@ class PolicySync:
             self._swap(bundle, engine, slot)
         except (BundleError, PolicyErrors) as exc:
             return self._failed(str(exc))
-        self._etag = answer.etag
+        self._etag = answer.headers.get("ETag")
         self.last_success, self.last_error = self.clock(), self._raise_floor(bundle.manifest.version)
         return True
 
-    def _fetch(self) -> _Answer:
+    def _fetch(self) -> Answer:
         """The server's answer, streamed: stops at ``max_bytes`` and at the poll deadline."""
-        headers = {"Accept-Encoding": "identity", "Connection": "close"}  # a fresh, traced connection
-        if self._etag:
-            headers["If-None-Match"] = self._etag
+        headers = {"If-None-Match": self._etag} if self._etag else {}
         if self.token_provider is not None:
             headers["Authorization"] = f"Bearer {self.token_provider()}"
-        with _Deadline(self.poll_deadline) as deadline:
-            try:
-                with self.client.stream(
-                    "GET",
-                    self.url,
-                    headers=headers,
-                    timeout=self._timeout(deadline.remaining()),
-                    extensions={"trace": deadline.trace},
-                ) as response:
-                    deadline.check()
-                    if response.status_code != 200:
-                        return _Answer(response.status_code, None, b"")
-                    return _Answer(200, response.headers.get("ETag"), self._body(response, deadline))
-            except httpx.HTTPError as exc:
-                if deadline.reached():  # a shut socket, or a timeout capped at the deadline
-                    raise BundleError(deadline.message()) from None
-                raise BundleError(f"policy server unreachable: {exc.__class__.__name__}: {exc}") from None
-
-    def _timeout(self, remaining: float) -> httpx.Timeout:
-        """The client's own timeouts, none longer than what is left of the poll."""
-        own = self.client.timeout
-
-        def cap(value: float | None) -> float:
-            return remaining if value is None else min(value, remaining)
-
-        return httpx.Timeout(connect=cap(own.connect), read=cap(own.read), write=cap(own.write), pool=cap(own.pool))
-
-    def _body(self, response: httpx.Response, deadline: _Deadline) -> bytes:
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise BundleError(f"policy server sent the bundle {encoding}-encoded; only plain bytes are accepted")
-        length = response.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > self.max_bytes:
-            raise BundleError(f"policy server offers {int(length)} bytes, more than the {self.max_bytes} allowed")
-        body = bytearray()
-        for chunk in response.iter_raw(CHUNK):
-            body += chunk
-            if len(body) > self.max_bytes:
-                raise BundleError(
-                    f"policy server sent more than the {self.max_bytes} bytes allowed: stopped reading there"
-                )
-            deadline.check()
-        return bytes(body)
+        try:
+            return bounded_request(
+                self.client,
+                "GET",
+                self.url,
+                peer="policy server",
+                seconds=self.poll_deadline,
+                max_bytes=self.max_bytes,
+                deadline_name="poll deadline",
+                headers=headers,
+                read_body=lambda status: status == 200,
+            )
+        except AnswerRefused as exc:
+            raise BundleError(str(exc)) from None
 
     def _failed(self, message: str) -> bool:
         self.last_error = message
