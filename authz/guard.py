@@ -141,8 +141,7 @@ class GuardService:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(state_dir, 0o700)
+        state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)  # guard.pub is for everyone; the rest 0600
         self.key = self._load_or_create_key(state_dir / "guard.key")
         (state_dir / "guard.pub").write_text(public_key_pem(self.key.public_key()))
         os.chmod(state_dir / "guard.pub", 0o644)
