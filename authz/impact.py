@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import multiprocessing
 import os
 import tempfile
@@ -43,6 +44,7 @@ from .engine import Engine
 from .errors import RequestError
 from .evaluate import CheckOutput, EvalParams
 from .impact_sources import CHUNK_ITEMS, Item, RequestSource
+from .loader import POLICY_SUFFIXES, SCHEMAS_DIR, TESTDATA_DIR
 from .plan import ActionEffect
 from .policy import ALLOW
 
@@ -126,6 +128,48 @@ class KnownKinds:
         return any(globs.matches(pattern, kind) for pattern in self.patterns)
 
 
+def affected_kinds(
+    old_files: dict[str, bytes], new_files: dict[str, bytes], old_set: PolicySet, new_set: PolicySet
+) -> Callable[[str], bool]:
+    """Which resource kinds the change can touch: a kind no changed resource policy names (by its
+    glob) decides the same on both sides, so it is counted without being evaluated twice. Any
+    other changed policy file (derived roles, exported variables or constants, principal or role
+    policies) may touch every kind: then every kind is evaluated. Test suites, their fixtures and
+    schemas (not enforced in a replay) decide nothing."""
+    patterns: dict[str, set[str]] = {}  # resource policy key -> the resource globs of its rows
+    for policy_set in (old_set, new_set):
+        for rows in policy_set.rows.values():
+            for row in rows:
+                if row.kind == RESOURCE and not row.from_role_policy:
+                    patterns.setdefault(row.policy_key, set()).add(row.resource)
+        for k, version, scope, name in policy_set.empty_policies:
+            if k == RESOURCE:
+                patterns.setdefault(policy_set.resource_policy_key(name, version, scope), set()).add(name)
+    changed: set[str] = set()
+    for key, globs_ in patterns.items():
+        old_file, new_file = old_set.sources.get(key), new_set.sources.get(key)
+        if old_files.get(old_file or "") != new_files.get(new_file or "") or old_file is None or new_file is None:
+            changed |= globs_
+    resource_files = {old_set.sources.get(k) for k in patterns} | {new_set.sources.get(k) for k in patterns}
+    for name in set(old_files) | set(new_files):
+        if name not in resource_files and _decisive(name) and old_files.get(name) != new_files.get(name):
+            return lambda kind: True
+    ordered = sorted(changed)
+    return lru_cache(maxsize=4096)(lambda kind: any(globs.matches(p, kind) for p in ordered))
+
+
+def _decisive(name: str) -> bool:
+    """Whether a bundle file is a policy the engine loads (as loader.policy_files finds them)."""
+    path = PurePosixPath(name)
+    return (
+        path.suffix in POLICY_SUFFIXES
+        and not any(part.startswith(".") for part in path.parts)
+        and path.parts[0] != SCHEMAS_DIR
+        and TESTDATA_DIR not in path.parts[:-1]
+        and not path.stem.endswith("_test")
+    )
+
+
 # ---- the result of a chunk, and merging ------------------------------------------------------------
 
 
@@ -166,7 +210,8 @@ class Partial:
     disagree: int = 0  # rebuilt requests whose recorded effect the old policies do not reproduce
     disagree_list: list[tuple[int, int, str, str]] = field(default_factory=list)
     groups: dict[GroupKey, Group] = field(default_factory=dict)
-    flips: list[dict[str, Any]] = field(default_factory=list)
+    flips: list[bytes] = field(default_factory=list)  # one JSON object each, in input order
+    reused: int = 0  # requests answered from an identical earlier request's outcome
 
     def merge(self, other: Partial) -> None:
         """Adds ``other`` (which comes after this one in the input), flips excepted (spooled)."""
@@ -179,6 +224,7 @@ class Partial:
         self.unknown_list = _lowest(self.unknown_list, other.unknown_list, MAX_LISTED)
         self.disagree += other.disagree
         self.disagree_list = _lowest(self.disagree_list, other.disagree_list, MAX_LISTED)
+        self.reused += other.reused
         for key, group in other.groups.items():
             mine = self.groups.get(key)
             if mine is None:
@@ -211,14 +257,47 @@ def _outputs(out: CheckOutput, action: str) -> list[dict[str, Any]]:
     return [api._output_entry(o) for o in out.outputs if o.action == action]
 
 
-class Replayer:
-    """Both compiled policy sets, and the replay of one chunk of requests."""
+@dataclass(frozen=True, slots=True)
+class _Flip:
+    """One flip of a request, without the request's index: reusable for an identical request."""
 
-    def __init__(self, old: PolicySet, new: PolicySet, strict: bool, now: datetime) -> None:
+    key: GroupKey
+    rules: tuple[str, str]
+    policies: tuple[str, ...]
+    json_tail: bytes  # the flip's JSON object after its opening brace, without "request" and "seq"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one well-formed request gives, whatever its index."""
+
+    resources: int
+    decisions: int
+    unknown_kinds: tuple[str, ...]
+    flips: tuple[_Flip, ...]
+
+
+MEMO_ENTRIES = 50_000  # outcomes remembered per process (then forgotten all at once: bounded memory)
+
+
+class Replayer:
+    """Both compiled policy sets, and the replay of one chunk of requests.
+
+    A request that repeats an earlier one but for its requestId (the same clinician opening the
+    same chart again) has the same outcome: decisions depend only on the request, the policies and
+    the instant, which is fixed for the whole run. Such outcomes are remembered (MEMO_ENTRIES) and
+    reused. Rebuilt audit requests are decided at their own record's time, so never reused."""
+
+    def __init__(
+        self, old: PolicySet, new: PolicySet, strict: bool, now: datetime, affected: Callable[[str], bool]
+    ) -> None:
         params = EvalParams(strict_evaluation=strict)
         self.old, self.new = Engine(old, params), Engine(new, params)
         self.kinds_old, self.kinds_new = KnownKinds(old), KnownKinds(new)
         self.now = now
+        self.affected = affected
+        self.memo: dict[bytes, _Outcome] = {}
+        self.reused = 0
 
     def replay(self, items: Iterable[Item]) -> Partial:
         part = Partial()
@@ -231,92 +310,64 @@ class Replayer:
                 self._replay_one(part, index, payload)
             except RecursionError:
                 _add_malformed(part, index, "the request is nested too deeply to decide")
+        part.reused = self.reused
+        self.reused = 0
         return part
 
     def _replay_one(self, part: Partial, index: int, payload: bytes | dict[str, Any]) -> None:
         recorded = None
-        now = self.now
+        memo_key = None
         if isinstance(payload, dict):
             body = payload
             recorded = body.pop("_recorded", None)
-            if recorded and recorded[1]:
-                now = datetime.fromisoformat(recorded[1])
         else:
             try:
                 body = requestjson.loads(payload)
             except requestjson.RequestJsonError as exc:
                 _add_malformed(part, index, exc.message)
                 return
+            memo_key = _memo_key(body)
+            known = self.memo.get(memo_key) if memo_key is not None else None
+            if known is not None:
+                self.reused += 1
+                _add_outcome(part, index, body, known, None)
+                return
         try:
             _, inputs, _ = api.parse_check_request(body)
         except RequestError as exc:
             _add_malformed(part, index, str(exc))
             return
+        now = datetime.fromisoformat(recorded[1]) if recorded and recorded[1] else self.now
+        outcome = self._decide(inputs, now, part, index, recorded)
+        if memo_key is not None:
+            if len(self.memo) >= MEMO_ENTRIES:
+                self.memo.clear()
+            self.memo[memo_key] = outcome
+        _add_outcome(part, index, body, outcome, recorded)
+
+    def _decide(self, inputs: list[Any], now: datetime, part: Partial, index: int, recorded: Any) -> _Outcome:
         shared_old: dict[Any, Any] = {}
         shared_new: dict[Any, Any] = {}
-        text: str | None = None
+        decisions = 0
+        unknown: list[str] = []
+        flips: list[_Flip] = []
         for inp in inputs:
-            part.resources += 1
             kind = inp.resource.kind
             if not self.kinds_old.known(kind) and not self.kinds_new.known(kind):
-                part.unknown += 1
-                if len(part.unknown_list) < MAX_LISTED:
-                    part.unknown_list.append((index, kind))
+                unknown.append(kind)
+                continue
+            decisions += len(inp.actions)
+            if not self.affected(kind):
+                if recorded is not None:  # the recorded effect is still compared with the old one's
+                    self._check_recorded(part, index, recorded, self.old.check(inp, now, shared_old, False))
                 continue
             before = self.old.check(inp, now, shared_old, with_derived_roles=False)
             after = self.new.check(inp, now, shared_new, with_derived_roles=False)
-            part.decisions += len(inp.actions)
             if before.outputs or after.outputs or before.actions != after.actions:
-                text = self._compare(part, index, body, text, inp, before, after, recorded)
+                flips.extend(_flips(inp, before, after))
             if recorded is not None:
                 self._check_recorded(part, index, recorded, before)
-
-    def _compare(
-        self,
-        part: Partial,
-        index: int,
-        body: dict[str, Any],
-        text: str | None,
-        inp: Any,
-        before: CheckOutput,
-        after: CheckOutput,
-        recorded: Any,
-    ) -> str | None:
-        roles = sorted(set(inp.principal.roles))
-        for action in inp.actions:
-            b, a = before.actions[action], after.actions[action]
-            flip: dict[str, Any] = {
-                "request": index,
-                "resource": {"kind": inp.resource.kind, "id": inp.resource.id},
-                "action": action,
-                "principal": inp.principal.id,
-                "roles": roles,
-            }
-            if b.effect != a.effect:
-                direction = NEWLY_ALLOWED if a.effect == ALLOW else NEWLY_DENIED
-                flip.update(before=b.effect, after=a.effect)
-            else:
-                out_b, out_a = _outputs(before, action), _outputs(after, action)
-                if out_b == out_a:
-                    continue
-                direction = OUTPUT_CHANGED
-                flip.update(effect=b.effect, output={"before": out_b, "after": out_a})
-            flip.update(before_rule=responsible(b), after_rule=responsible(a), direction=direction)
-            if recorded is not None:
-                flip["seq"] = recorded[0]
-            part.flips.append(flip)
-            key = (inp.resource.kind, action, "+".join(roles), direction)
-            group = part.groups.get(key)
-            if group is None:
-                group = part.groups[key] = Group()
-            group.count += 1
-            pair = (flip["before_rule"], flip["after_rule"])
-            group.rules[pair] = group.rules.get(pair, 0) + 1
-            group.policies.update(p for p in (_policy_key(b), _policy_key(a)) if p and p != "NO_MATCH")
-            if len(group.examples) < EXAMPLES_PER_GROUP:
-                text = text if text is not None else _example_text(body)
-                group.examples.append((index, text))
-        return text
+        return _Outcome(len(inputs), decisions, tuple(unknown), tuple(flips))
 
     def _check_recorded(self, part: Partial, index: int, recorded: Any, before: CheckOutput) -> None:
         """A rebuilt request's old decision against the one the log recorded."""
@@ -325,6 +376,77 @@ class Replayer:
             part.disagree += 1
             if len(part.disagree_list) < MAX_LISTED:
                 part.disagree_list.append((index, int(recorded[0]), str(recorded[2]), replayed))
+
+
+def _memo_key(body: Any) -> bytes | None:
+    """A request's identity but for its requestId (None when it cannot be written back)."""
+    if type(body) is not dict or type(body.get("requestId", "")) is not str:
+        return None  # (a requestId of the wrong type is refused, so it must be parsed each time)
+    try:
+        return orjson.dumps({k: v for k, v in body.items() if k != "requestId"})
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def _flips(inp: Any, before: CheckOutput, after: CheckOutput) -> Iterator[_Flip]:
+    """The actions of one resource whose effect or outputs differ between the two sides."""
+    roles = sorted(set(inp.principal.roles))
+    for action in inp.actions:
+        b, a = before.actions[action], after.actions[action]
+        flip: dict[str, Any] = {
+            "resource": {"kind": inp.resource.kind, "id": inp.resource.id},
+            "action": action,
+            "principal": inp.principal.id,
+            "roles": roles,
+        }
+        if b.effect != a.effect:
+            direction = NEWLY_ALLOWED if a.effect == ALLOW else NEWLY_DENIED
+            flip.update(before=b.effect, after=a.effect)
+        else:
+            out_b, out_a = _outputs(before, action), _outputs(after, action)
+            if out_b == out_a:
+                continue
+            direction = OUTPUT_CHANGED
+            flip.update(effect=b.effect, output={"before": out_b, "after": out_a})
+        rules = (responsible(b), responsible(a))
+        flip.update(before_rule=rules[0], after_rule=rules[1], direction=direction)
+        policies = tuple(p for p in (_policy_key(b), _policy_key(a)) if p and p != "NO_MATCH")
+        tail = _dumps(flip)[1:]
+        yield _Flip((inp.resource.kind, action, "+".join(roles), direction), rules, policies, tail)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # deeper than orjson writes, or an integer beyond 64 bits: json writes it
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _add_outcome(part: Partial, index: int, body: dict[str, Any], outcome: _Outcome, recorded: Any) -> None:
+    """One request's outcome counted in a partial, under the request's own index."""
+    part.resources += outcome.resources
+    part.decisions += outcome.decisions
+    for kind in outcome.unknown_kinds:
+        part.unknown += 1
+        if len(part.unknown_list) < MAX_LISTED:
+            part.unknown_list.append((index, kind))
+    if not outcome.flips:
+        return
+    head = b'{"request":%d,' % index
+    if recorded is not None:
+        head += b'"seq":%d,' % int(recorded[0])
+    text: str | None = None
+    for flip in outcome.flips:
+        part.flips.append(head + flip.json_tail)
+        group = part.groups.get(flip.key)
+        if group is None:
+            group = part.groups[flip.key] = Group()
+        group.count += 1
+        group.rules[flip.rules] = group.rules.get(flip.rules, 0) + 1
+        group.policies.update(flip.policies)
+        if len(group.examples) < EXAMPLES_PER_GROUP:
+            text = text if text is not None else _example_text(body)
+            group.examples.append((index, text))
 
 
 def _add_malformed(part: Partial, index: int, message: str) -> None:
@@ -388,12 +510,12 @@ def replay(
         partials = _on_cluster(cluster, old, new, strict, now, source.chunks(chunk_size))
         where = f"Dask cluster at {cluster}"
     else:
-        _REPLAYER = Replayer(old_set, new_set, strict, now)
+        _REPLAYER = Replayer(old_set, new_set, strict, now, affected_kinds(old.files, new.files, old_set, new_set))
         partials = _here(source.chunks(chunk_size), workers)
         where = f"{workers} process{'es' if workers > 1 else ''}"
     for part in partials:
         for flip in part.flips:
-            spool.write(orjson.dumps(flip) + b"\n")
+            spool.write(flip + b"\n")
         part.flips = []
         total.merge(part)
     spool.flush()
@@ -449,7 +571,8 @@ def replay_remote(payload: tuple[dict[str, bytes], dict[str, bytes], bool, str, 
         _REMOTE.clear()
         keep: list[tempfile.TemporaryDirectory[str]] = []
         old_set, new_set = compile_files(old_files, keep), compile_files(new_files, keep)
-        _REMOTE[key] = (Replayer(old_set, new_set, strict, datetime.fromisoformat(now)), keep)
+        affected = affected_kinds(old_files, new_files, old_set, new_set)
+        _REMOTE[key] = (Replayer(old_set, new_set, strict, datetime.fromisoformat(now), affected), keep)
     return _REMOTE[key][0].replay(items)
 
 
