@@ -5,7 +5,8 @@ Start, every access and end are audited and flagged for compliance review.
 The window is kept twice: the wall-clock start and end are recorded (so an app restart resumes it,
 never resets it) and, within this process, a monotonic start (so changing the clock cannot
 lengthen it). The policies decide every access as well (``emergency_clinician`` in ccc_roles.yaml),
-from the recorded start."""
+from the recorded start, on the wall clock: the time left is computed so that it is more than zero
+only while they allow it (one source for the banner and the engine)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,12 @@ class BreakGlassSession:
 
     def remaining(self, now: datetime, monotonic_now: float | None = None) -> timedelta:
         """Time left: the smaller of the wall-clock and the monotonic view, and never more than the
-        window itself, so neither a clock set back nor a restart can extend it."""
+        window itself, so neither a clock set back nor a restart can extend it. The policies allow
+        the access only while started_at <= now() <= started_at + window: a clock set back before
+        the start leaves none (the banner never counts down while the record is refused)."""
         window = self.expires_at - self.started_at
+        if now < self.started_at:
+            return timedelta(0)
         left = min(self.expires_at - now, window)
         if self.started_monotonic is not None and monotonic_now is not None:
             left = min(left, window - timedelta(seconds=monotonic_now - self.started_monotonic))

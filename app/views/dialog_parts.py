@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QPushButton, QSpinBox
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from app.viewmodels.record_vm import Decision, Identity, offered
 from app.views.patient_banner import PatientBanner
@@ -25,6 +34,28 @@ def action_buttons(
     buttons.accepted.connect(on_accept)
     buttons.rejected.connect(dialog.reject)
     return buttons, accept
+
+
+class Confirmation(QMessageBox):
+    """An irreversible step asked once more, in words, with Cancel as the default (Enter or a
+    stray click does not confirm). Window-modal and non-blocking: ``on_confirm`` runs when the
+    step's own button is clicked."""
+
+    def __init__(self, parent: QWidget, title: str, text: str, action: str, on_confirm: Callable[[], None]) -> None:
+        super().__init__(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Cancel, parent)
+        self.confirm_button = self.addButton(action, QMessageBox.ButtonRole.AcceptRole)
+        self.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        self.confirm_button.clicked.connect(on_confirm)
+
+    @property
+    def cancel_button(self) -> QPushButton:
+        return self.button(QMessageBox.StandardButton.Cancel)
+
+
+def confirm(parent: QWidget, title: str, text: str, action: str, on_confirm: Callable[[], None]) -> Confirmation:
+    box = Confirmation(parent, title, text, action, on_confirm)
+    box.open()
+    return box
 
 
 def message_line(error: bool = True) -> QLabel:

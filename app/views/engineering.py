@@ -15,8 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.viewmodels.devices_vm import DeviceRow, DevicesViewModel
+from app.views.dialog_parts import Confirmation, confirm
 from app.views.export_dialog import ExportDialog
-from app.views.record import FIRMWARE_STEPS
+from app.views.record import FIRMWARE_STEPS, IRREVERSIBLE
 
 
 class EngineeringView(QWidget):
@@ -80,7 +81,21 @@ class EngineeringView(QWidget):
         self.export.setEnabled(device is not None)
         self.message.setText(approve.reason if waiting else "")
 
-    def _step(self, action: str) -> None:
+    def _step(self, action: str) -> Confirmation | None:
+        """A step of the selected device's update; an irreversible one asks for confirmation first."""
+        device = self.current()
+        if device is None:
+            return None
+        if action in IRREVERSIBLE and device.update is not None:
+            label, text = IRREVERSIBLE[action]
+            named = f"device {device.device_id} ({device.model})"
+            what = text.format(device=named, version=device.update.target_version)
+            self.confirmation = confirm(self, label, what, label, lambda: self._take_step(action))
+            return self.confirmation
+        self._take_step(action)
+        return None
+
+    def _take_step(self, action: str) -> None:
         device = self.current()
         if device is None:
             return

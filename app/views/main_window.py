@@ -25,6 +25,7 @@ from app.viewmodels.break_glass_vm import BreakGlassViewModel
 from app.viewmodels.compliance_vm import ComplianceViewModel
 from app.viewmodels.session_vm import SessionViewModel, Status
 from app.views.compliance import ComplianceView
+from app.views.dialog_parts import Confirmation, confirm
 from app.views.engineering import EngineeringView
 from app.views.patient_list import PatientListView
 from app.views.record import RecordViewWidget
@@ -66,13 +67,25 @@ class EmergencyBanner(QFrame):
         self.setStyleSheet("EmergencyBanner { background: #b3261e; } QLabel { color: white; font-weight: bold; }")
         self.text = QLabel()
         self.button = QPushButton("&End emergency access")
-        self.button.clicked.connect(vm.end)
+        self.button.clicked.connect(self.ask_to_end)
         layout = QHBoxLayout(self)
         layout.addWidget(self.text, 1)
         layout.addWidget(self.button)
         vm.emergency_changed.connect(lambda session: self.setVisible(session is not None))
         vm.countdown.connect(self.show_countdown)
         self.hide()
+
+    def ask_to_end(self) -> Confirmation:
+        """Ending is for good: the record closes and opening it again needs a new break-glass."""
+        self.confirmation = confirm(
+            self,
+            "End emergency access",
+            f"End emergency access to {self.vm.patient_label()} now? The record closes; opening it again "
+            "needs a new emergency access with its justification.",
+            "End emergency access",
+            self.vm.end,
+        )
+        return self.confirmation
 
     def show_countdown(self, seconds: int, ending_soon: bool) -> None:
         session = self.vm.emergency
@@ -198,6 +211,7 @@ class MainWindow(QMainWindow):
         return False
 
     def _on_signed_in(self, user: object) -> None:
+        self.statusBar().clearMessage()  # nobody reads the previous user's last message
         if user is None:
             self.stack.setCurrentIndex(0)
             self.setWindowTitle("CCC Workstation")

@@ -24,6 +24,7 @@ from app.viewmodels.export_vm import ExportViewModel
 from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel, offered
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
+from app.views.dialog_parts import Confirmation, confirm
 from app.views.export_dialog import ConsentDialog, ExportDialog
 from app.views.patient_banner import PatientBanner
 from app.views.telemetry_chart import TelemetryChart
@@ -34,6 +35,18 @@ FIRMWARE_STEPS = {
     "reject_firmware_update": "Re&ject",
     "schedule_firmware_update": "S&chedule",
     "apply_firmware_update": "Mark a&pplied",
+}
+# The steps that cannot be taken back: each is asked once more before it is done.
+IRREVERSIBLE = {
+    "approve_firmware_update": (
+        "Approve",
+        "Approve the firmware update of {device} to version {version}? An approval is recorded for "
+        "review and cannot be withdrawn.",
+    ),
+    "apply_firmware_update": (
+        "Mark applied",
+        "Record that {device} now runs firmware {version}? This changes the device's record and cannot be undone.",
+    ),
 }
 NOTE_LABELS = {"emergency": "Emergency note", "full": "Full note", "basic": "Basic note"}
 
@@ -164,7 +177,24 @@ class RecordViewWidget(QWidget):
         column.addWidget(self.firmware_message)
         return box
 
-    def _firmware(self, action: str) -> None:
+    def _firmware(self, action: str) -> Confirmation | None:
+        """A step of the device's update; an irreversible one asks for confirmation first."""
+        record = self.vm.record
+        if action in IRREVERSIBLE and record is not None and record.view.device and record.firmware:
+            label, text = IRREVERSIBLE[action]
+            device = f"{record.view.device['model']} (serial {record.view.device['serial']})"
+            self.confirmation = confirm(
+                self,
+                label,
+                text.format(device=device, version=record.firmware.target_version),
+                label,
+                lambda: self._firmware_step(action),
+            )
+            return self.confirmation
+        self._firmware_step(action)
+        return None
+
+    def _firmware_step(self, action: str) -> None:
         value = self.firmware_version.text() if action == "request_firmware_update" else ""
         if action == "reject_firmware_update":
             value = "Rejected from the device panel."

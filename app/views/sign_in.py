@@ -26,7 +26,7 @@ class SignInView(QWidget):
         self.button.clicked.connect(self.submit)
         self.error = QLabel()
         self.error.setWordWrap(True)
-        vm.message.connect(self.error.setText)
+        vm.message.connect(self._message)
         vm.signed_in.connect(self._after_sign_out)
         self.keyring_notice = QLabel(vm.keyring_notice)
         self.keyring_notice.setWordWrap(True)
@@ -59,12 +59,21 @@ class SignInView(QWidget):
         return self.settings_dialog
 
     def submit(self) -> None:
-        if self.vm.sign_in(self.user.currentData(), self.password.text()):
-            self.password.clear()
+        signed_in = self.vm.sign_in(self.user.currentData(), self.password.text())
+        self.password.clear()  # a failed password is typed again, never appended to
+        if signed_in:
             self.error.clear()
 
+    def _message(self, text: str) -> None:
+        """Only what concerns whoever stands at the sign-in screen (a failed sign-in, the lock):
+        a signed-in user's messages go to their status bar and never wait here for the next user."""
+        if self.vm.user is None:
+            self.error.setText(text)
+
     def _after_sign_out(self, user: object) -> None:
-        """Back on this screen: the locked user is preselected, the password field is empty."""
+        """Back on this screen: the locked user is preselected, the password field is empty, and
+        nothing said before remains (the lock says why it locked right after)."""
+        self.error.clear()
         if user is not None:
             return
         self.password.clear()

@@ -44,6 +44,14 @@ def click(qtbot, button: QAbstractButton) -> None:  # noqa: ANN001
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
+def click_confirmed(qtbot, button: QAbstractButton, owner: object) -> None:  # noqa: ANN001
+    """Clicks an irreversible step's button, then the step's own button in the confirmation it asks."""
+    click(qtbot, button)
+    confirmation = owner.confirmation
+    qtbot.waitUntil(confirmation.isVisible)
+    click(qtbot, confirmation.confirm_button)
+
+
 def click_cell(qtbot, table: QTableWidget, row: int, column: int = 0, double: bool = False) -> None:  # noqa: ANN001
     """A click on the cell (``double``: a double-click, which opens a patient)."""
     table.scrollToItem(table.item(row, column))

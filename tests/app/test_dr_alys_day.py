@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QLabel
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, choose, click, click_cell, open_dialog, search_and_open, sign_in
+from tests.app.helpers import Clock, choose, click, click_cell, click_confirmed, open_dialog, search_and_open, sign_in
 
 ER_WHY = "Chest pain on admission, pacemaker patient; need device data and history now."
 
@@ -105,12 +105,12 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     # ...an Acme engineer who did not request it approves on his screen...
     switch_to(qtbot, window, "eng_max")
     row = select_row(qtbot, window.engineering.table, 0, "d-p02")
-    click(qtbot, window.engineering.buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.engineering.buttons["approve_firmware_update"], window.engineering)
     assert "approved by one" in window.engineering.table.item(row, 3).text()
     # ...and Dr. Aly, the physician, on the record's device panel.
     switch_to(qtbot, window, "dr_aly")
     search_and_open(qtbot, window, p02.mrn)
-    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     state = window.record.firmware_state.text()
     assert "<b>approved</b>" in state and "eng_max (manufacturer engineer)" in state and "dr_aly (physician)" in state
 

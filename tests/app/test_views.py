@@ -22,7 +22,7 @@ from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation
 from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, choose, click, click_cell, open_dialog, search_and_open, sign_in
+from tests.app.helpers import Clock, choose, click, click_cell, click_confirmed, open_dialog, search_and_open, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -281,7 +281,7 @@ def test_end_emergency_access_button_closes_the_record(qtbot, window: MainWindow
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
     click(qtbot, dialog.grant)
     assert window.vms.record.record is not None
-    click(qtbot, window.emergency_banner.button)
+    click_confirmed(qtbot, window.emergency_banner.button, window.emergency_banner)
     assert window.vms.record.record is None and not window.emergency_banner.isVisible()
     ended = [r for r in window.vms.session.workstation.chain.records() if r.event_type == "break_glass_ended"]
     assert [(r.action, r.effect) for r in ended] == [("end_break_glass", "EFFECT_ALLOW")]
@@ -324,7 +324,7 @@ def test_device_panel_firmware_dual_approval_and_separation_of_duties(qtbot, win
     search_and_open(qtbot, window, window.vms.session.workstation.store.patient("p02").mrn)
     assert "requested" in window.record.firmware_state.text()
     assert not window.record.firmware_buttons["request_firmware_update"].isEnabled()  # one at a time
-    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     state = window.record.firmware_state.text()
     assert "approved by one" in state and "dr_aly (physician)" in state  # the role the policy says approved
     assert not window.record.firmware_buttons["approve_firmware_update"].isEnabled()
@@ -423,7 +423,7 @@ def test_engineer_approves_from_the_device_list_and_exports_de_identified(
     shown = {view.table.item(i, j).text() for i in range(view.table.rowCount()) for j in range(4)}
     assert not shown & names  # no patient identifiers on an engineer's screen
     click_cell(qtbot, view.table, ids.index("d-p02"))
-    click(qtbot, view.buttons["approve_firmware_update"])
+    click_confirmed(qtbot, view.buttons["approve_firmware_update"], view)
     assert ws.firmware.current("d-p02").state == "approved_by_one"
     assert "approved by one" in view.table.item(ids.index("d-p02"), 3).text()
     dialog = open_dialog(qtbot, view.export, view, "export_dialog")
@@ -538,11 +538,11 @@ def test_firmware_update_from_request_to_applied_on_the_screens(qtbot, window: M
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "eng_max")
     click_cell(qtbot, window.engineering.table, row)
-    click(qtbot, window.engineering.buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.engineering.buttons["approve_firmware_update"], window.engineering)
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "dr_aly")
     search_and_open(qtbot, window, p02.mrn)
-    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     assert "<b>approved</b>" in window.record.firmware_state.text()
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "eng_max")
@@ -550,7 +550,7 @@ def test_firmware_update_from_request_to_applied_on_the_screens(qtbot, window: M
     click_cell(qtbot, view.table, row)
     click(qtbot, view.buttons["schedule_firmware_update"])
     assert "scheduled → 4.3.0" in view.table.item(row, 3).text()
-    click(qtbot, view.buttons["apply_firmware_update"])
+    click_confirmed(qtbot, view.buttons["apply_firmware_update"], view)
     assert view.table.item(row, 2).text() == "4.3.0" and "applied" in view.table.item(row, 3).text()
     assert events(window) == [
         "firmware_rejected",
@@ -624,10 +624,10 @@ def test_the_physician_moves_an_update_along_from_the_record_panel(qtbot, window
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "dr_aly")
     search_and_open(qtbot, window, p01.mrn)
-    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     click(qtbot, window.record.firmware_buttons["schedule_firmware_update"])
     assert "scheduled" in window.record.firmware_state.text()
-    click(qtbot, window.record.firmware_buttons["apply_firmware_update"])
+    click_confirmed(qtbot, window.record.firmware_buttons["apply_firmware_update"], window.record)
     assert "<b>4.4.0</b>" in " ".join(label.text() for label in window.record.body().findChildren(QLabel))
     assert ws.store.device(device)["firmware_version"] == "4.4.0"
 
