@@ -80,6 +80,24 @@ def test_principal_ids_only_count_where_a_principal_policy_names_them(engine: En
     assert plan_for(engine, "zed", ("admin",)) is not plan_for(engine, "user1", ("admin",))
 
 
+def test_a_check_no_rule_can_decide_is_answered_without_a_decision(engine: Engine) -> None:
+    """zed's principal policy makes a principal policy exist in the root scope for everyone, but
+    only zed's rules can decide, and a kind without a resource policy has none: such a check is
+    answered as one with no policy at all (no walk, no CEL activation), with the same answer."""
+    # A kind no resource policy names, for someone else: nothing can decide.
+    other = check_plan(engine.policy_set, "ann", ("admin",), "", "default", "memo", "", "default", False)
+    assert not other.has_policies
+    out = engine.check(CheckInput(Principal("ann", ["admin"]), Resource("memo", "m1"), ["read", "write"]))
+    assert {a: (e.effect, e.policy) for a, e in out.actions.items()} == {
+        "read": ("EFFECT_DENY", "NO_MATCH"),
+        "write": ("EFFECT_DENY", "NO_MATCH"),
+    }
+    # zed's own rules name doc only, but they are rules of his: his checks on any kind still walk.
+    assert check_plan(engine.policy_set, "zed", ("admin",), "", "default", "memo", "", "default", False).has_policies
+    # A kind with a resource policy walks for everyone.
+    assert plan_for(engine, "ann", ("admin",)).has_policies
+
+
 def test_the_plan_cache_is_bounded_and_answers_stay_right(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plan_module, "MAX_CACHED_PLANS", 20)
     for i in range(200):
