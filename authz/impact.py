@@ -25,10 +25,12 @@ import importlib
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -43,7 +45,7 @@ from .compile import RESOURCE, PolicySet, compile_policy_dir
 from .engine import Engine
 from .errors import RequestError
 from .evaluate import CheckOutput, EvalParams
-from .impact_sources import CHUNK_ITEMS, Item, RequestSource
+from .impact_sources import CHUNK_ITEMS, Item, RequestSource, SourceError
 from .loader import POLICY_SUFFIXES, SCHEMAS_DIR, TESTDATA_DIR
 from .plan import ActionEffect
 from .policy import ALLOW
@@ -53,12 +55,17 @@ DIRECTIONS = (NEWLY_ALLOWED, NEWLY_DENIED, OUTPUT_CHANGED)
 EXAMPLES_PER_GROUP = 3
 MAX_LISTED = 100  # malformed requests and unknown kinds listed (all are counted)
 MAX_EXAMPLE_CHARS = 2000
+CONNECT_SECONDS = 10  # to reach a --cluster scheduler
 
 GroupKey = tuple[str, str, str, str]  # kind, action, roles ("+"-joined, sorted), direction
 
 
 class ImpactError(Exception):
     """A run that cannot start: a side that cannot be read or verified."""
+
+
+class SideDoesNotCompile(ImpactError):
+    """One side's policies do not compile (every problem listed)."""
 
 
 # ---- the two sides -----------------------------------------------------------------------------
@@ -533,17 +540,42 @@ def _compile_side(side: PolicySide, keep: list[tempfile.TemporaryDirectory[str]]
     except PolicyErrors as exc:
         root = keep[-1].name + "/" if keep else ""
         problems = "\n".join(f"  {str(p.position).replace(root, '')}: {p.message}" for p in exc.problems)
-        raise ImpactError(f"{side.path} ({side.description}) does not compile:\n{problems}") from None
+        raise SideDoesNotCompile(f"{side.path} ({side.description}) does not compile:\n{problems}") from None
 
 
 def _here(chunks: Iterator[list[Item]], workers: int) -> Iterator[Partial]:
-    """Chunks replayed in this process, or by forked workers, results in input order."""
+    """Chunks replayed in this process, or by forked workers, results in input order. Should a
+    worker die, its chunk and every later one are replayed here: nothing is lost or hangs."""
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for chunk in chunks:
             yield _replay_here(chunk)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from _in_order(chunks, lambda chunk: pool.submit(_replay_here, chunk), 2 * workers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    broken = False
+
+    def result(chunk: list[Item], future: Any) -> Partial:
+        nonlocal broken
+        try:
+            partial: Partial = future.result()
+            return partial
+        except BrokenProcessPool:
+            if not broken:
+                sys.stderr.write("ccc-authz impact: a worker process died; going on in this process\n")
+                broken = True
+            return _replay_here(chunk)
+
+    try:
+        pending: deque[tuple[list[Item], Any]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, None if broken else pool.submit(_replay_here, chunk)))
+            if len(pending) >= 2 * workers:
+                chunk, future = pending.popleft()
+                yield result(chunk, future) if future is not None else _replay_here(chunk)
+        while pending:
+            chunk, future = pending.popleft()
+            yield result(chunk, future) if future is not None else _replay_here(chunk)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _in_order(chunks: Iterator[list[Item]], submit: Callable[[list[Item]], Any], window: int) -> Iterator[Partial]:
@@ -585,7 +617,7 @@ def _on_cluster(
     except ImportError:
         raise ImpactError("--cluster needs Dask distributed (pip install distributed)") from None
     try:
-        client = distributed.Client(address, timeout=30, set_as_default=False)
+        client = distributed.Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ImpactError(f"no Dask scheduler answers at {address}: {exc}") from None
     try:
@@ -596,6 +628,11 @@ def _on_cluster(
         def submit(chunk: list[Item]) -> Any:
             return client.submit(replay_remote, payload, chunk, pure=False)
 
-        yield from _in_order(chunks, submit, 3 * workers)
+        try:
+            yield from _in_order(chunks, submit, 3 * workers)
+        except (ImpactError, SourceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a worker's failure, raised here by Dask
+            raise ImpactError(f"the Dask cluster at {address} failed: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()

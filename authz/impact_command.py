@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .bundle import BundleError, load_private_key, load_public_key
-from .impact import ImpactError, PolicySide, load_side, replay
+from .impact import ImpactError, PolicySide, SideDoesNotCompile, load_side, replay
 from .impact_report import Report, load_accept, write_html, write_json, write_text
 from .impact_sources import CHUNK_ITEMS, SourceError, open_source
 
 EXIT_FLIPS = 5
 EXIT_USAGE = 2
+EXIT_POLICY_ERRORS = 3
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,9 @@ def run_impact(args: argparse.Namespace, out: TextIO) -> int:
         public_key = load_public_key(Path(args.pubkey)) if args.pubkey else None
         old, new = load_side(Path(args.old), public_key), load_side(Path(args.new), public_key)
         report = impact_report(old, new, args)
+    except SideDoesNotCompile as exc:
+        sys.stderr.write(f"ccc-authz impact: {exc}\n")
+        return EXIT_POLICY_ERRORS
     except (ImpactError, SourceError, BundleError) as exc:
         sys.stderr.write(f"ccc-authz impact: {exc}\n")
         return EXIT_USAGE
