@@ -24,6 +24,7 @@ which the formulas spell out with explicit presence tests (``ne(attribute, null)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ import lark
 
 from .cel.compiler import Activation, CelCompileError, Scope, Variable, compile_expression
 from .cel.parser import parse
-from .cel.values import CelError, from_json, to_json
+from .cel.values import CelError, Message, from_json, to_json
 from .compile import CompiledDerivedRole, PolicySet, Row
 from .errors import PolicyProblem
 from .evaluate import CheckInput, EvalParams, Principal, Resource, principal_message, request_message
@@ -93,7 +94,16 @@ class Err:
     message: str
 
 
-Node = Value | Var | Op | Err
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Whether a derived role holds, as ``runtime.effectiveDerivedRoles`` lists it: worked out
+    leniently, so never an error (``sat`` where it holds, ``unsat`` where it does not)."""
+
+    sat: Node
+    unsat: Node
+
+
+Node = Value | Var | Op | Err | Held
 TRUE = Value(True)
 FALSE = Value(False)
 
@@ -186,6 +196,8 @@ def truth(node: Node) -> Truth:
         return Truth(TRUE, FALSE, FALSE, TRUE)
     if _is(node, False):
         return Truth(FALSE, TRUE, TRUE, FALSE)
+    if isinstance(node, Held):
+        return Truth(node.sat, node.unsat, node.unsat, node.sat)
     if isinstance(node, Op) and node.operator in ("and", "or"):
         parts = [truth(n) for n in node.operands]
         ts, fs = [p.true for p in parts], [p.false for p in parts]
@@ -205,9 +217,31 @@ def truth(node: Node) -> Truth:
             or_(and_(c.true, x.not_true), and_(c.false, y.not_true), errs),
             or_(and_(c.true, x.not_false), and_(c.false, y.not_false), errs),
         )
+    if _contains_held(node):
+        raise PlanError("runtime.effectiveDerivedRoles used in a comparison cannot be planned")
+    if _presence_test(node):
+        # ``eq(x, null)`` / ``ne(x, null)`` (what ``has(x)`` becomes, as in Cerbos's plans) reads as
+        # "absent or null" / "present": it never errs. (A policy comparing an attribute with null
+        # directly is true in CEL only for an explicit null, which a NULL column cannot tell from a
+        # missing attribute: Cerbos's adapters read it the same way.)
+        return Truth(node, not_(node), not_(node), node)
     # An atom (a comparison, a function): it errs exactly where an attribute it reads is missing.
     missing = [Op("eq", (v, Value(None))) for v in _attributes(node)]
     return Truth(node, not_(node), or_(*missing, not_(node)), or_(*missing, node))
+
+
+def _contains_held(node: Node) -> bool:
+    return isinstance(node, Held) or (isinstance(node, Op) and any(_contains_held(o) for o in node.operands))
+
+
+def _presence_test(node: Node) -> bool:
+    return (
+        isinstance(node, Op)
+        and node.operator in ("eq", "ne")
+        and isinstance(node.operands[0], Var)
+        and isinstance(node.operands[1], Value)
+        and node.operands[1].value is None
+    )
 
 
 def _attributes(node: Node) -> list[Var]:
@@ -296,10 +330,20 @@ def _undefined(act: Activation) -> Any:
 class Partial:
     """Partially evaluates the expressions of one policy for one request."""
 
-    def __init__(self, env: PolicyEnv, act: Activation, known_attrs: set[str]) -> None:
+    def __init__(
+        self,
+        env: PolicyEnv,
+        act: Activation,
+        known_attrs: set[str],
+        runtime_roles: Callable[[], tuple[dict[str, Node], Node]] | None = None,
+    ) -> None:
         self.env = env
-        self.act = act
         self.known_attrs = known_attrs
+        # name -> whether that derived role holds, for ``runtime.effectiveDerivedRoles``, worked
+        # out when first read (none: the expression sees no derived roles, as principal rules and
+        # derived roles do)
+        self.runtime_source = runtime_roles
+        self.act = act
         self.var_cache: dict[str, Node] = {}
         self.bound: dict[str, str] = {}  # macro variables bound to known elements (CEL literals)
 
@@ -343,7 +387,7 @@ class Partial:
             if name in ("R", "request"):
                 return _Path("request.resource" if name == "R" else "request")
             if name == "runtime":
-                raise PlanError("runtime.effectiveDerivedRoles cannot be planned")
+                return _Path("runtime")
             if name in ("V", "variables"):
                 return _Path("variables")
             return self.evaluate(here)
@@ -372,6 +416,8 @@ class Partial:
             receiver_name = _plain_ident(receiver)
             if receiver_name in _NAMESPACES and receiver_name not in local:
                 return self._op(f"{receiver_name}.{name}", [self.value(a, text, local) for a in args], here)
+            if name in ("all", "exists", "existsOne", "exists_one") and len(args) == 3 and _plain_ident(args[1]):
+                return self._macro2(name, receiver, args, text, local, here)
             if name in _MACROS and len(args) in (2, 3) and _plain_ident(args[0]):
                 return self._macro(name, receiver, args, text, local, here)
             target = self.value(receiver, text, local)
@@ -396,12 +442,31 @@ class Partial:
             op_tree, right = kids
             left = self.value(op_tree.children[0], text, local)
             operator = _OPERATORS[op_tree.data]
-            return self._op(operator, [left, self.value(right, text, local)], here)
+            container = self.node(right, text, local)
+            if operator == "in" and isinstance(container, _Path) and container.path == "runtime.roles":
+                if isinstance(left, Value) and isinstance(left.value, str):
+                    held = self.runtime_roles.get(left.value, FALSE)  # whether that derived role holds
+                    readable = self.runtime_readable
+                    if _is(readable, True):
+                        return held
+                    t = truth(held)
+                    return Held(and_(readable, t.true), and_(readable, t.false))
+                return self._unplannable(here)
+            return self._op(operator, [left, self._value(container)], here)
         if kind == "list_lit":
             elems = kids[0].children if kids else []
             values = [self.value(e.children[0], text, local) for e in elems]
             return self._op("list", values, here)
         return self._unplannable(here)
+
+    @property
+    def runtime_roles(self) -> dict[str, Node]:
+        return self.runtime_source()[0] if self.runtime_source is not None else {}
+
+    @property
+    def runtime_readable(self) -> Node:
+        """Where the list can be read: strictly, not where some derived role of the scope errs."""
+        return self.runtime_source()[1] if self.runtime_source is not None else TRUE
 
     def value(self, tree: Any, text: str, local: frozenset[str]) -> Node:
         return self._value(self.node(tree, text, local))
@@ -432,6 +497,18 @@ class Partial:
         if not isinstance(base, _Path):
             return self._op("index", [base, Value(name)], here) if not isinstance(base, Value) else self.evaluate(here)
         path = f"{base.path}.{name}"
+        if base.path == "runtime":
+            if name not in ("effectiveDerivedRoles", "effective_derived_roles"):
+                return self.evaluate(here)
+            roles = self.runtime_roles
+            if _is(self.runtime_readable, False):
+                return Err("failed to compute effective derived roles")
+            if _is(self.runtime_readable, True) and all(isinstance(v, Value) for v in roles.values()):
+                held = sorted(n for n, v in roles.items() if _is(v, True))
+                runtime = Message("cerbos.engine.v1.Runtime", {"effectiveDerivedRoles": held})
+                self.act = Activation(self.act.request, self.act.now, self.act.globals, runtime)
+                return Value(held)
+            return _Path("runtime.roles")
         if base.path == "variables":
             return self._variable(name)
         if path == "request.resource.attr":
@@ -470,6 +547,39 @@ class Partial:
             raise PlanError(f"`{here.strip()}`: map with a filter cannot be planned")
         operator = "exists_one" if name == "existsOne" else name
         return Op(operator, (target, Op("lambda", (bodies[0], Var(var)))))
+
+    def _macro2(self, name: str, receiver: Any, args: list[Any], text: str, local: frozenset[str], here: str) -> Node:
+        """``all(k, v, body)`` and the like: unrolled over a known list or map; else unplannable."""
+        first, second = _plain_ident(args[0]), _plain_ident(args[1])
+        assert first is not None and second is not None
+        target = self.value(receiver, text, local)
+        if isinstance(target, Err):
+            return target
+        if not isinstance(target, Value) or not isinstance(target.value, (list, dict)):
+            return self._unplannable(here)
+        pairs = list(enumerate(target.value)) if isinstance(target.value, list) else list(target.value.items())
+        saved = {n: self.bound.get(n) for n in (first, second)}
+        bodies: list[Node] = []
+        try:
+            for key, element in pairs:
+                self.bound[first] = _cel_literal(to_json(key)) if not isinstance(key, int) else str(key)
+                self.bound[second] = _cel_literal(to_json(element))
+                bodies.append(self.value(args[2], text, local - {first, second}))
+        except CelError:
+            return self.evaluate(here)
+        finally:
+            for n, v in saved.items():
+                if v is None:
+                    self.bound.pop(n, None)
+                else:
+                    self.bound[n] = v
+        if all(isinstance(b, Value) for b in bodies):
+            return self.evaluate(here)
+        if name == "exists":
+            return or_(*bodies)
+        if name == "all":
+            return and_(*bodies)
+        raise PlanError(f"`{here.strip()}` over a known list with an unknown body cannot be planned")
 
     def _unrolled(
         self, name: str, var: str, target: Value, args: list[Any], text: str, local: frozenset[str], here: str
@@ -684,11 +794,12 @@ class Planner:
             from_json(params.globals),
         )
         self.atoms: dict[tuple[str, ...], tuple[Node, Node]] = {}
-        self.partials: dict[int, Partial] = {}
+        self.partials: dict[tuple[int, str | None], Partial] = {}
+        self.runtimes: dict[str, tuple[dict[str, Node], Node]] = {}
 
     def plan(self) -> PlanResult:
         p, req = self.req.principal, self.req
-        cp = check_plan(
+        cp = self.cp = check_plan(
             self.ps,
             p.id,
             tuple(p.roles),
@@ -738,14 +849,14 @@ class Planner:
         if row.from_role_policy:
             for source in self.sources.role_rules.get(row.evaluation_key, ()):
                 if matches(source.resource, row.resource) and any(matches(a, action) for a in source.actions):
-                    sat, unsat = self._condition(source.match, source.env)
+                    sat, unsat = self._condition(source.match, source.env, row.scope)
                     return unsat, sat  # the row denies where the role policy's condition fails
             raise PlanError(f"no source for the condition of {row.src}")
         found = self.sources.rules.get(row.src)
         if found is None:
             raise PlanError(f"no source for the condition of {row.src}")
         match, env, negated = found
-        sat, unsat = self._condition(match, env)
+        sat, unsat = self._condition(match, env, row.scope if row.kind == "resource" else None)
         return (unsat, sat) if negated else (sat, unsat)
 
     def role_condition(self, dr: CompiledDerivedRole) -> tuple[Node, Node]:
@@ -754,10 +865,44 @@ class Planner:
             raise PlanError(f"no source for derived role {dr.name}")
         return self._condition(*found)
 
-    def _condition(self, match: Match, env: PolicyEnv) -> tuple[Node, Node]:
-        partial = self.partials.get(id(env))
+    def runtime_roles(self, scope: str) -> tuple[dict[str, Node], Node]:
+        """The derived roles ``runtime.effectiveDerivedRoles`` may list for rules of a resource
+        scope, each with the formula under which it holds (worked out leniently, as the evaluator
+        does), and where the list can be read at all: strictly, a derived role that errs makes it
+        unreadable. (Strict evaluation with its first error failing is the same as lenient
+        evaluation failing when it recorded any error, so both come from the strict formulas.)"""
+        found = self.runtimes.get(scope)
+        if found is None:
+            roles: dict[str, Node] = {}
+            readable: list[Node] = []
+            for dr in self.cp.derived_roles_in(self.ps, scope):
+                if dr.condition is None:
+                    roles[dr.name] = TRUE
+                    continue
+                source = self.sources.derived.get((dr.origin, dr.name))
+                if source is None:
+                    raise PlanError(f"no source for derived role {dr.name}")
+                held, not_held = self._condition(source[0], source[1], None, strict=self.strict)
+                if self.strict:
+                    readable.append(or_(held, not_held))
+                roles[dr.name] = held if isinstance(held, Value) else Held(held, not_held)
+            ok = and_(*readable)
+            if self.strict and not _is(ok, True):  # where the list is readable, each role's own answer
+                roles = {
+                    n: v if isinstance(v, Value) else Held(and_(ok, truth(v).true), and_(ok, truth(v).false))
+                    for n, v in roles.items()
+                }
+            found = self.runtimes[scope] = (roles, ok)
+        return found
+
+    def _condition(
+        self, match: Match, env: PolicyEnv, scope: str | None = None, strict: bool | None = None
+    ) -> tuple[Node, Node]:
+        key = (id(env), scope)
+        partial = self.partials.get(key)
         if partial is None:
-            partial = self.partials[id(env)] = Partial(env, self.act, set(self.req.attr))
+            roles = (lambda: self.runtime_roles(scope)) if scope is not None else None
+            partial = self.partials[key] = Partial(env, self.act, set(self.req.attr), roles)
         leaves: dict[int, Node] = {}
 
         def collect(m: Match) -> None:
@@ -768,7 +913,7 @@ class Planner:
                 collect(c)
 
         collect(match)
-        return match_truth(match, leaves, self.strict)
+        return match_truth(match, leaves, self.strict if strict is None else strict)
 
 
 class _Walk:
@@ -921,11 +1066,16 @@ def parse_plan_request(body: Any) -> tuple[PlanRequest, bool]:
 def render_node(node: Node) -> dict[str, Any]:
     """A filter node as Cerbos writes an operand."""
     if isinstance(node, Value):
-        return {"value": to_json(node.value)}
+        try:
+            return {"value": to_json(node.value)}
+        except CelError as exc:
+            raise PlanError(f"a value the filter cannot hold: {exc}") from None
     if isinstance(node, Var):
         return {"variable": node.name}
     if isinstance(node, Op):
         return {"expression": {"operator": node.operator, "operands": [render_node(o) for o in node.operands]}}
+    if isinstance(node, Held):
+        raise PlanError("runtime.effectiveDerivedRoles in this position cannot be planned")
     raise PlanError(f"an erring expression left in the filter: {node.message}")
 
 
@@ -963,6 +1113,8 @@ def _debug(node: Node) -> str:
         return node.name
     if isinstance(node, Err):
         return f"error({node.message})"
+    if isinstance(node, Held):
+        return f"held({_debug(node.sat)})"
     if node.operator in _INFIX:
         return "(" + f" {_INFIX[node.operator]} ".join(_debug(o) for o in node.operands) + ")"
     if node.operator == "not":
