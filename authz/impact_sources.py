@@ -18,7 +18,7 @@ report says so, and counts the records whose recorded effect the old policies do
 
 from __future__ import annotations
 
-import sqlite3
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +28,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from . import requestjson
-from .audit import GENESIS, AuditChain
+from .audit import GENESIS
+from .audit_verify import open_read_only, verify_log
+from .errors import AuthzError
 
 CHUNK_ITEMS = 2000
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -202,60 +204,52 @@ def _timestamp(text: str) -> str:
 
 
 class AuditLogSource(RequestSource):
-    """An audit log database (authz/audit.py): its chain verified, its decisions rebuilt."""
+    """An audit log database (authz/audit.py), opened read-only as evidence is (audit_verify.py:
+    nothing in it is created or changed): its chain verified, its decisions rebuilt."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, "audit log")
         self.info.notes.append(NOT_REBUILT)
 
     def check_chain(self, allow_broken_chain: bool) -> None:
-        # Opened read-only first: a SQLite file that is not an audit log is refused, not given a table.
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                found = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='audit'").fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            raise SourceError(f"{self.path}: not a readable SQLite database ({exc})") from None
-        if not found:
+            report = verify_log(self.path)
+        except AuthzError as exc:
+            raise SourceError(f"{self.path}: {exc}") from None
+        if report.ok:
+            self.info.chain = f"verified ({report.count} records, head {report.head[:16]})"
+            return
+        if any(f.kind == "table-dropped" for f in report.findings):
             raise SourceError(f"{self.path}: a SQLite database without an audit table: not an audit log")
-        chain = AuditChain(self.path)
-        try:
-            result = chain.verify()
-        finally:
-            chain.close()
-        if result.ok:
-            self.info.chain = f"verified ({result.count} records, head {result.head[:16]})"
-        else:
-            self._refuse_or_note(f"{result.problem}, record id {result.first_bad_record}", allow_broken_chain)
+        problems = "; ".join(f"{f.kind}: {f.message}" for f in report.findings)
+        self._refuse_or_note(problems, allow_broken_chain)
 
     def chunks(self, size: int = CHUNK_ITEMS) -> Iterator[list[Item]]:
-        chain = AuditChain(self.path)
-        try:
+        columns = "seq, time, principal_id, principal_roles, resource_kind, resource_id, patient_id, action, effect"
+        with open_read_only(self.path) as (conn, _):
             chunk: list[Item] = []
-            index = 0
-            for record in chain.records():
-                if record.kind != "decision":
-                    continue
-                body = rebuilt_request(
-                    record.principal_id,
-                    list(record.principal_roles),
-                    record.resource_kind,
-                    record.resource_id,
-                    record.patient_id,
-                    record.action,
-                )
-                body["_recorded"] = (record.seq, _timestamp(record.time), record.effect)
-                chunk.append((index, body, ""))
-                index += 1
+            rows = conn.execute(f"SELECT {columns} FROM audit WHERE kind = 'decision' ORDER BY seq")
+            for index, (seq, time, principal, roles, kind, resource_id, patient, action, effect) in enumerate(rows):
+                try:
+                    role_list = [str(r) for r in json.loads(roles or "[]")]
+                except (ValueError, TypeError):
+                    chunk.append((index, None, f"record {seq}: its roles are not a JSON list"))
+                else:
+                    body = rebuilt_request(
+                        str(principal or ""),
+                        role_list,
+                        str(kind or ""),
+                        str(resource_id or ""),
+                        str(patient or ""),
+                        str(action or ""),
+                    )
+                    body["_recorded"] = (int(seq), _timestamp(str(time or "")), str(effect or ""))
+                    chunk.append((index, body, ""))
                 if len(chunk) >= size:
                     yield chunk
                     chunk = []
             if chunk:
                 yield chunk
-        finally:
-            chain.close()
 
 
 class AuditExportSource(RequestSource):
