@@ -82,6 +82,15 @@ def identity_of(patient: Patient, today: date) -> Identity:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """A note being written and not yet saved: its type, its text, when it was last kept."""
+
+    note_type: str
+    text: str
+    kept_at: str
+
+
+@dataclass(frozen=True)
 class IdentitySearch:
     """What a hospital-wide search found (identities only), or why it found nothing."""
 
@@ -266,7 +275,29 @@ class PatientService(ClinicalService):
         }
         self.audit.event(user, record, decision, "note_saved", details={"note_id": note["id"], "note_type": note_type})
         self.store.add_note(note)
+        self.store.drop_draft(user.id, patient_id)
         return note
+
+    def draft(self, user: SignedInUser, patient_id: str) -> Draft | None:
+        """The note this user was writing on this patient and has not saved, if any."""
+        row = self.store.draft(user.id, patient_id)
+        return Draft(row["note_type"] or "", row["text"], row["kept_at"] or "") if row else None
+
+    def keep_draft(self, user: SignedInUser, patient_id: str, note_type: str, text: str) -> None:
+        """Keeps what the user has typed (in the store, which only its owner can read) until it is
+        saved as a note or cleared; an empty text drops the draft. Only the same user sees it again,
+        and only in a record the policies open to them."""
+        if not text.strip():
+            self.store.drop_draft(user.id, patient_id)
+            return
+        row = {
+            "user_id": user.id,
+            "patient_id": patient_id,
+            "note_type": note_type,
+            "text": text,
+            "kept_at": self.clock().isoformat(),
+        }
+        self.store.keep_draft(row)
 
     def _history(self, user: SignedInUser, patient: Patient) -> list[dict[str, Any]]:
         """History entries one by one: a delegate's history is limited by policy."""

@@ -89,8 +89,10 @@ class BreakGlassViewModel(QObject):
         left = self.service.remaining(self.emergency)
         if left.total_seconds() <= 0:
             self.service.active(self.session.user)  # closes (and audits) the expired session
+            kept = self.record.has_draft(self.emergency.patient_id)
             self._finish()
-            self.session.message.emit("Emergency access has ended; the record is closed.")
+            draft = " Your unsaved note is kept and comes back if you open the record again." if kept else ""
+            self.session.message.emit(f"Emergency access has ended; the record is closed.{draft}")
             return
         self.countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
 

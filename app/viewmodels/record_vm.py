@@ -13,11 +13,12 @@ from PySide6.QtCore import QObject, Signal
 from app.services.access import Decision, Refused, offered
 from app.services.delegation import Delegation
 from app.services.firmware import FirmwareUpdate
-from app.services.patients import Identity, RecordView, Series
+from app.services.patients import Draft, Identity, RecordView, Series
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = [
     "Decision",
+    "Draft",
     "Delegation",
     "Identity",
     "OpenRecord",
@@ -37,6 +38,8 @@ class OpenRecord:
     firmware_decisions: dict[str, Decision] = field(default_factory=dict)  # step -> its decision
     exports: dict[str, Decision] = field(default_factory=dict)  # "identified" / "deidentified" -> decision
     identity: Identity | None = None  # the banner: who this record is (identifiers as the record shows them)
+    draft: Draft | None = None  # this user's unsaved note here, kept from before (a lock, a switch, a restart)
+    saved: str = ""  # "" or the confirmation of the note just saved
 
     @property
     def patient_id(self) -> str:
@@ -69,6 +72,7 @@ class RecordViewModel(QObject):
         self.patients, self.firmware, self.exports = ws.patients, ws.firmware, ws.exports
         self.consents, self.delegation_service, self.break_glass = ws.consents, ws.delegations, ws.break_glass
         self.record: OpenRecord | None = None
+        self._saved = ""
         session.signed_in.connect(lambda _user: self.close())
         session.resume.connect(self.open)
 
@@ -92,7 +96,10 @@ class RecordViewModel(QObject):
             self.firmware.decisions(user, device["id"]) if device else {},
             self.exports.offers(user, patient_id),
             self.patients.identity_in_record(view),
+            self.patients.draft(user, patient_id) if view.note_types else None,
+            self._saved if self.record is not None and self.record.patient_id == patient_id else "",
         )
+        self._saved = ""
         self.session.open_patient_id = patient_id
         self.record_changed.emit(self.record)
         self.session.show_status()
@@ -132,12 +139,26 @@ class RecordViewModel(QObject):
         return ""
 
     def save_note(self, note_type: str, text: str) -> bool:
-        problem = self._act(lambda: self.patients.save_note(self.session.user, self.record.patient_id, note_type, text))
+        saved: list[dict[str, object]] = []
+        problem = self._act(
+            lambda: saved.append(self.patients.save_note(self.session.user, self.record.patient_id, note_type, text))
+        )
         if problem:
             self.session.message.emit(problem)
             return False
+        self._saved = f"Note saved at {str(saved[0]['time'])[11:16]} UTC; it is first in the list below."
         self.reopen()
+        self.session.message.emit(self._saved)
         return True
+
+    def keep_draft(self, note_type: str, text: str) -> None:
+        """What is typed in the note editor, kept at once so no lock, switch or expiry loses it."""
+        if self.session.user is not None and self.record is not None:
+            self.patients.keep_draft(self.session.user, self.record.patient_id, note_type, text)
+
+    def has_draft(self, patient_id: str) -> bool:
+        user = self.session.user
+        return user is not None and self.patients.draft(user, patient_id) is not None
 
     def firmware_step(self, action: str, value: str = "") -> str:
         if self.record is not None and self.record.view.device is None:

@@ -4,6 +4,7 @@ engine's decisions, each refusal explained in the policies' words."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -64,6 +65,7 @@ class RecordViewWidget(QWidget):
         super().__init__()
         self.vm, self.break_glass = vm, break_glass
         self.banner = PatientBanner()
+        self.shown_patient: str | None = None
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         layout = QVBoxLayout(self)
@@ -81,6 +83,7 @@ class RecordViewWidget(QWidget):
     def show_denial(self, refusal: RecordRefusal) -> None:
         """A refused record says why, in the place the record would have been, and offers
         emergency access when the policies name it as the remedy (or says why it is closed)."""
+        self.shown_patient = None
         self.banner.show_identity(refusal.identity, None, "the policies do not let you look this patient up.")
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -105,6 +108,15 @@ class RecordViewWidget(QWidget):
         return self.dialog
 
     def show_record(self, record: OpenRecord | None) -> None:
+        """The record under its banner; shown again (after a save or a step), it stays where it was scrolled."""
+        again = record is not None and self.shown_patient == record.patient_id
+        position = self.scroll.verticalScrollBar().value() if again else 0
+        self.shown_patient = record.patient_id if record is not None else None
+        self._fill(record)
+        if position:
+            QTimer.singleShot(0, lambda: self.scroll.verticalScrollBar().setValue(position))
+
+    def _fill(self, record: OpenRecord | None) -> None:
         body = QWidget()
         layout = QVBoxLayout(body)
         if record is None:
@@ -244,6 +256,9 @@ class RecordViewWidget(QWidget):
         self.delegation_dialog.open()
         return self.delegation_dialog
 
+    def _keep_draft(self) -> None:
+        self.vm.keep_draft(self.note_type.currentData() or "", self.editor.toPlainText())
+
     def _notes(self, record: OpenRecord) -> QGroupBox:
         box = QGroupBox("Notes")
         nl = QVBoxLayout(box)
@@ -256,7 +271,8 @@ class RecordViewWidget(QWidget):
             self.note_type.addItem(NOTE_LABELS.get(note_type, note_type), note_type)
         self.note_type.setVisible(len(record.view.note_types) > 1)
         self.editor = QPlainTextEdit()
-        self.editor.setPlaceholderText("New note")
+        self.editor.setPlaceholderText("New note (kept as a draft as you type, until you save it)")
+        self.editor.setAccessibleName("New note")
         self.save = QPushButton("Save &note")
         can_write = bool(record.view.note_types)
         refusal = record.view.notes_refusal
@@ -265,6 +281,21 @@ class RecordViewWidget(QWidget):
         self.save.setEnabled(can_write)
         self.save.setToolTip(self.reason.text())
         self.save.clicked.connect(lambda: self.vm.save_note(self.note_type.currentData(), self.editor.toPlainText()))
+        self.draft_note = QLabel()
+        self.draft_note.setWordWrap(True)
+        draft = record.draft
+        if can_write and draft is not None:
+            self.editor.setPlainText(draft.text)
+            index = self.note_type.findData(draft.note_type)
+            self.note_type.setCurrentIndex(max(index, 0))
+            kept = draft.kept_at[:16].replace("T", " ")
+            self.draft_note.setText(f"Your unsaved note from {kept} UTC is back in the editor.")
+        elif record.saved:
+            self.draft_note.setText(record.saved)
+        self.draft_note.setVisible(bool(self.draft_note.text()))
+        self.editor.textChanged.connect(self._keep_draft)
+        self.note_type.currentIndexChanged.connect(self._keep_draft)
+        nl.addWidget(self.draft_note)
         nl.addWidget(self.note_type)
         nl.addWidget(self.editor)
         nl.addWidget(self.save)

@@ -93,3 +93,93 @@ def test_a_clock_set_back_before_the_start_closes_the_banner_with_the_record(
     assert window.vms.record.record is None
     search_and_open(qtbot, window, window.vms.session.workstation.store.patient("p03").mrn)
     assert window.vms.record.record is None and window.record.denial.isVisible()
+
+
+NOTE = "Patient reports dizziness on stairs since Monday; check rate response"
+
+
+def type_note(qtbot, w: MainWindow, text: str = NOTE) -> None:  # noqa: ANN001
+    qtbot.keyClicks(w.record.editor, text)
+
+
+def open_patient(qtbot, w: MainWindow, patient_id: str) -> None:  # noqa: ANN001
+    search_and_open(qtbot, w, w.vms.session.workstation.store.patient(patient_id).mrn)
+    assert w.vms.record.record is not None and w.vms.record.record.patient_id == patient_id
+
+
+def test_a_draft_survives_the_idle_lock_and_comes_back_to_the_same_user(
+    qtbot, window: MainWindow, clock: Clock
+) -> None:
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p02")
+    type_note(qtbot, window)
+    clock.advance(seconds=601)
+    qtbot.waitUntil(lambda: window.stack.currentIndex() == 0)
+    assert not [e for e in window.findChildren(type(window.record.editor)) if NOTE in e.toPlainText()]
+    sign_in(qtbot, window, "dr_aly")  # the same user: back to the record, the note in the editor
+    assert window.vms.record.record.patient_id == "p02"
+    assert window.record.editor.toPlainText() == NOTE and "unsaved note" in window.record.draft_note.text()
+
+
+def test_a_draft_is_the_users_own_across_a_user_switch(qtbot, window: MainWindow) -> None:
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p01")
+    type_note(qtbot, window)
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "nurse_nia")  # on the same patient's care team
+    open_patient(qtbot, window, "p01")
+    assert window.record.editor.toPlainText() == "" and not window.record.draft_note.isVisible()
+    click(qtbot, window.switch_user)
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p01")
+    assert window.record.editor.toPlainText() == NOTE and window.record.note_type.currentData() == "full"
+
+
+def test_a_draft_survives_the_end_of_an_emergency_access(qtbot, window: MainWindow, clock: Clock) -> None:
+    sign_in(qtbot, window, "er_eli")
+    break_glass(qtbot, window)
+    type_note(qtbot, window, "Emergency: intermittent loss of capture")
+    for _ in range(61):  # at the keyboard the whole time: the window, not the idle lock, ends it
+        clock.advance(minutes=1)
+        window.vms.session.user_activity()
+        qtbot.wait(25)
+    qtbot.waitUntil(lambda: window.vms.break_glass.emergency is None)
+    assert window.vms.record.record is None and "unsaved note is kept" in window.statusBar().currentMessage()
+    break_glass(qtbot, window)
+    assert window.record.editor.toPlainText() == "Emergency: intermittent loss of capture"
+    assert window.record.note_type.currentData() == "emergency"
+
+
+def test_a_draft_survives_a_restart(qtbot, window: MainWindow, clock: Clock) -> None:
+    from app.services.workstation import Workstation
+    from app.viewmodels.app_vm import ViewModels
+
+    ws = window.vms.session.workstation
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p02")
+    type_note(qtbot, window)
+    window.close()
+    again = Workstation(ws.data_dir, clock=clock.now, monotonic=clock.monotonic)
+    restarted = MainWindow(ViewModels.build(again, clock=clock.monotonic, tick_ms=20))
+    qtbot.addWidget(restarted)
+    restarted.show()
+    sign_in(qtbot, restarted, "dr_aly")
+    open_patient(qtbot, restarted, "p02")
+    assert restarted.record.editor.toPlainText() == NOTE
+
+
+def test_saving_confirms_keeps_the_place_and_clears_the_draft(qtbot, window: MainWindow) -> None:
+    window.resize(1200, 700)
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p02")
+    bar = window.record.scroll.verticalScrollBar()
+    window.record.scroll.ensureWidgetVisible(window.record.save)
+    qtbot.waitUntil(lambda: bar.value() > 0)
+    where = bar.value()
+    type_note(qtbot, window)
+    click(qtbot, window.record.save)
+    assert window.vms.record.record.view.notes[0]["text"] == NOTE
+    assert "Note saved at" in window.record.draft_note.text() and window.record.draft_note.isVisible()
+    qtbot.waitUntil(lambda: bar.value() == where)  # the record did not jump to the top
+    assert window.vms.session.workstation.store.draft("dr_aly", "p02") is None
+    assert window.record.editor.toPlainText() == ""

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,20 @@ _V3 = (
 # (``expires_in``); sessions recorded before keep a missing end, read as the 60 minutes they had.
 _V4 = ('ALTER TABLE "break_glass" ADD COLUMN "expires_at" TEXT',)
 
+# Version 5: a note being written is kept, per user and patient, until it is saved or cleared, so
+# an idle lock, a user switch, the end of an emergency access or a restart never loses it.
+_V5 = (
+    'CREATE TABLE "drafts" (\n   "user_id" TEXT NOT NULL,\n   "patient_id" TEXT NOT NULL,\n'
+    '   "note_type" TEXT,\n   "text" TEXT NOT NULL,\n   "kept_at" TEXT,\n'
+    '   PRIMARY KEY ("user_id", "patient_id")\n)',
+)
+
 MIGRATIONS = (
     Migration(1, "the first release's tables, as its demo seed created them, and meta", _V1),
     Migration(2, "credentials, break_glass and consents, which the first release's services created lazily", _V2),
     Migration(3, "indexes for the lookups by patient, device, delegate, user and MRN", _V3),
     Migration(4, "break_glass.expires_at: the end of the window the policy gave", _V4),
+    Migration(5, "drafts: the unsaved note of each user on each patient", _V5),
 )
 
 

@@ -247,6 +247,18 @@ class Store:
             [patient_id, scope, now],
         )
 
+    # drafts: a user's unsaved note on a patient (one per user and patient)
+
+    def draft(self, user_id: str, patient_id: str) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM drafts WHERE user_id = ? AND patient_id = ?", [user_id, patient_id])
+
+    def keep_draft(self, draft: Mapping[str, Any]) -> None:
+        """Records (or replaces) the user's draft on the patient."""
+        self._insert("drafts", draft, "INSERT OR REPLACE")
+
+    def drop_draft(self, user_id: str, patient_id: str) -> None:
+        self._change("DELETE FROM drafts WHERE user_id = ? AND patient_id = ?", [user_id, patient_id])
+
     # break-glass sessions
 
     def open_break_glass_sessions(self, user_id: str) -> list[dict[str, Any]]:

@@ -235,6 +235,7 @@ def test_a_first_release_database_is_migrated_and_the_app_works_on_it(tmp_path: 
     meta = after.pop("meta")
     assert meta == [("schema_version", str(SCHEMA_VERSION))]
     before.pop("meta")
+    assert after.pop("drafts") == []  # a later release's table, empty
     if services:  # every row of the first release is still there, unchanged (later columns aside)
         assert after == before
     else:  # the tables its services made lazily now exist; the user directory filled credentials
@@ -424,3 +425,26 @@ def test_no_sql_and_no_database_outside_the_store() -> None:
         "imports sqlite_utils",
     ):
         assert any(sign in hit for hit in inside), sign
+
+
+def test_a_draft_is_kept_per_user_and_patient_replaced_and_dropped(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data" / "ccc.db", generate(patients_per_hospital=2))
+    store.keep_draft({"user_id": "dr_aly", "patient_id": "p01", "note_type": "full", "text": "first", "kept_at": "t1"})
+    store.keep_draft(
+        {"user_id": "dr_aly", "patient_id": "p01", "note_type": "basic", "text": "second", "kept_at": "t2"}
+    )
+    store.keep_draft(
+        {"user_id": "nurse_nia", "patient_id": "p01", "note_type": "basic", "text": "hers", "kept_at": "t3"}
+    )
+    assert store.draft("dr_aly", "p01") == {
+        "user_id": "dr_aly",
+        "patient_id": "p01",
+        "note_type": "basic",
+        "text": "second",
+        "kept_at": "t2",
+    }
+    store.drop_draft("dr_aly", "p01")
+    assert store.draft("dr_aly", "p01") is None and store.draft("nurse_nia", "p01")["text"] == "hers"
+    store.close()
+    again = Store(tmp_path / "data" / "ccc.db")
+    assert again.draft("nurse_nia", "p01")["text"] == "hers"  # kept across a restart
