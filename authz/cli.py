@@ -460,10 +460,22 @@ def cmd_package(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .policy_server import make_server
+    """Serves until interrupted; an unusable token file (unreadable, empty, whitespace) stops it
+    at start (exit 2), before anything is served."""
+    from .policy_server import TokenFileError, make_server, read_token_file
 
-    token = Path(args.token_file).read_text().strip() if args.token_file else None
-    server = make_server(Path(args.dir), args.port, args.host, token)
+    if not Path(args.dir).is_dir():
+        sys.stderr.write(f"ccc-authz serve: {args.dir}: not a directory of bundles\n")
+        return 2
+    try:
+        token = read_token_file(Path(args.token_file)) if args.token_file is not None else None
+        server = make_server(Path(args.dir), args.port, args.host, token)
+    except TokenFileError as exc:
+        sys.stderr.write(f"ccc-authz serve: {exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"ccc-authz serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
+        return 2
     sys.stderr.write(
         f"serving the newest bundle in {args.dir} at http://{args.host}:{server.server_port}/current.bundle\n"
     )
