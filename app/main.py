@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
+from app.services.data_dir import own_data_directory
 from app.services.settings import PublicKey, Settings, SettingsError, describe, load_for_app
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation, rollback_floor
@@ -126,6 +127,7 @@ def start_workstation(
 ) -> tuple[Workstation, list[threading.Thread]]:
     """The services as the settings say, with the policy sync and the audit upload on background
     threads until ``stop`` is set (``background=False``: one poll of the policy server now, no threads)."""
+    data_dir_warnings = own_data_directory(data_dir)  # before the policy sync writes its bundles there
     sync = _policy_sync(settings["policy_server_url"], settings["policy_public_key"], data_dir)
     collector = settings["audit_collector_url"]
     workstation = Workstation(
@@ -136,6 +138,7 @@ def start_workstation(
         shipper_factory=shipper_factory(collector, settings["audit_collector_ca_file"]) if collector else None,
         idle_lock_seconds=settings["idle_lock_minutes"] * 60,
         settings=settings,
+        data_dir_warnings=data_dir_warnings,
         **workstation_args,  # type: ignore[arg-type]
     )
     threads = []

@@ -4,6 +4,7 @@ ends a stalled poll at its deadline) reads "offline" and "update failed: <the sy
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -45,9 +46,17 @@ def age(delta: timedelta) -> str:
 
 class StatusService:
     def __init__(
-        self, sync: PolicySync | None, shipper: AuditShipper | None, secrets: SecretStore, managed: bool = False
+        self,
+        sync: PolicySync | None,
+        shipper: AuditShipper | None,
+        secrets: SecretStore,
+        managed: bool = False,
+        data_dir_warnings: Sequence[str] = (),
     ) -> None:
+        """``data_dir_warnings``: what the start found wrong with the data directory's modes (and
+        repaired), shown until the next start for the user to tell IT."""
         self.sync, self.shipper, self.secrets, self.managed = sync, shipper, secrets, managed
+        self.data_dir_warnings = list(data_dir_warnings)
 
     def no_policy_reason(self) -> str:
         """Why no policy set is loaded (the sync's words), or "" to use the default."""
@@ -56,8 +65,16 @@ class StatusService:
     def status(self) -> Status:
         status = self._status()
         failing = self.shipper.last_error if self.shipper is not None else ""
-        message = ", ".join(filter(None, [status.message, failing and f"audit upload failing: {failing}"]))
+        message = ", ".join(
+            filter(None, [status.message, failing and f"audit upload failing: {failing}", self._data_dir_notice()])
+        )
         return replace(status, message=message, managed=self.managed)
+
+    def _data_dir_notice(self) -> str:
+        if not self.data_dir_warnings:
+            return ""
+        more = len(self.data_dir_warnings) - 1
+        return f"data directory repaired: {self.data_dir_warnings[0]}" + (f" (and {more} more)" if more else "")
 
     def _status(self) -> Status:
         backlog = self.shipper.state().pending if self.shipper is not None else None

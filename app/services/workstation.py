@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .break_glass import BreakGlassService, BreakGlassSessions, Principals
 from .compliance import ComplianceService
 from .consent import ConsentService
 from .credentials import SecretStore
+from .data_dir import own_data_directory
 from .delegation import DelegationService
 from .export import ExportService
 from .firmware import FirmwareService
@@ -60,12 +61,16 @@ class Workstation:
         monotonic: Callable[[], float] = time.monotonic,
         settings: Settings | None = None,
         guard: GuardClient | None = None,
+        data_dir_warnings: Sequence[str] = (),
     ) -> None:
         """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them.
         ``settings`` are what the settings screen lists (the caller applies them: app/main.py).
         ``guard``: the audit guard (authz/guard.py); by default the installed one, if any: it
-        signs the audit log's checkpoints and keeps the rollback floor."""
+        signs the audit log's checkpoints and keeps the rollback floor.
+        ``data_dir_warnings``: what the caller's own check of the data directory repaired (app/main.py
+        checks it before the policy sync writes its bundles), shown with this one's."""
         self.data_dir = data_dir
+        self.data_dir_warnings = [*data_dir_warnings, *own_data_directory(data_dir)]
         self.settings = settings or Settings.defaults()
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
@@ -79,7 +84,11 @@ class Workstation:
             sync.floor = self.floor  # app/main.py gives it before the offline start; a test may not
         self.secrets = secrets or SecretStore()
         self.status = StatusService(
-            sync, shipper_factory(self.chain) if shipper_factory else None, self.secrets, self.settings.managed
+            sync,
+            shipper_factory(self.chain) if shipper_factory else None,
+            self.secrets,
+            self.settings.managed,
+            self.data_dir_warnings,
         )
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)

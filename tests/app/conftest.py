@@ -5,6 +5,7 @@ clock of its own that the real timers read."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import keyring
 import pytest
@@ -22,6 +23,16 @@ def memory_keyring() -> MemoryKeyring:
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
+
+
+@pytest.fixture(autouse=True)
+def process_umask() -> Iterator[None]:
+    """A workstation makes its process create files owner-only (umask 077, app/services/data_dir.py);
+    the tests after it in the same run get back the umask they started with."""
+    previous = os.umask(0o077)
+    os.umask(previous)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture
