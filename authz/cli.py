@@ -3,7 +3,7 @@
     ccc-authz compile DIR [--no-strict-evaluation] [--skip-tests] [--ignore-schemas]
     ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB] < requests.jsonl
     ccc-authz plan --policies DIR [--no-strict-evaluation] < plan_requests.jsonl
-    ccc-authz audit verify DB
+    ccc-authz audit verify DB [--guard SOCKET] [--checkpoint-key PUB] [--against COLLECTOR_EXPORT]
     ccc-authz audit export DB --format jsonl|fhir
     ccc-authz keygen --out DIR
     ccc-authz bundle build POLICY_DIR --key PRIVATE_KEY --version N --out FILE
@@ -13,7 +13,8 @@
     ccc-authz package verify DIR --pubkey RELEASE_PUBLIC_KEY
 
 Exit statuses follow ``cerbos compile``: 0 all good, 3 the policies do not compile,
-4 a test failed; 2 is a usage error.
+4 a test failed; 2 is a usage error. ``audit verify`` has its own (authz/audit_command.py):
+0 intact, 5 tampered, 6 damaged, 7 a reference cannot be used.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import orjson
 
 from . import requestjson
 from .audit import AuditChain, AuditRecord, AuditWriteError
-from .audit_export import to_decision_log, to_fhir
+from .audit_command import add_parser as add_audit_parser
+from .audit_command import cmd_audit
 from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
@@ -322,30 +324,6 @@ class _Oversized(bytes):
         return line
 
 
-def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
-    path = Path(args.db)
-    if not path.is_file():
-        sys.stderr.write(f"no audit log at {path}\n")
-        return 2
-    chain = AuditChain(path)
-    if args.audit_command == "verify":
-        result = chain.verify()
-        if result.ok:
-            out.write(
-                f"OK: {result.count} records, chain intact, head {result.head} (verified in {result.seconds:.2f} s)\n"
-            )
-            return 0
-        out.write(
-            f"TAMPERED: {result.problem} (record id {result.first_bad_record}); "
-            f"{result.count} records before it verify\n"
-        )
-        return EXIT_AUDIT_FAILURE
-    convert = to_fhir if args.format == "fhir" else to_decision_log
-    for record in chain.records():
-        out.write(json.dumps(convert(record), separators=(",", ":"), ensure_ascii=False) + "\n")
-    return 0
-
-
 def cmd_plan(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     """Cerbos ``/api/plan/resources`` request bodies in, one per line; one response body per line
     out (a line that is not JSON, or a request the planner cannot plan, gets Cerbos's error shape)."""
@@ -513,13 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share large batches between this many processes (default: the machine's "
         "cores, up to 4); answers keep the input order",
     )
-    p_audit = sub.add_parser("audit", help="verify or export an audit log")
-    audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
-    p_verify = audit_sub.add_parser("verify", help="check the whole hash chain")
-    p_verify.add_argument("db")
-    p_export = audit_sub.add_parser("export", help="write the records as JSON lines")
-    p_export.add_argument("db")
-    p_export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    add_audit_parser(sub)
     p_plan = sub.add_parser("plan", help="plan Cerbos PlanResources requests read from stdin (query filters)")
     p_plan.add_argument("--policies", required=True)
     p_plan.add_argument("--no-strict-evaluation", action="store_true")
