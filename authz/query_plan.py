@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from .policy import (
 ALWAYS_ALLOWED = "KIND_ALWAYS_ALLOWED"
 ALWAYS_DENIED = "KIND_ALWAYS_DENIED"
 CONDITIONAL = "KIND_CONDITIONAL"
+MAX_COMPILED = 20000  # known sub-expressions kept compiled per policy
 MAX_WALKS = 20000  # walks of one action's plan (one per combination of conditions a path assumes)
 _NAMESPACES = {"sets", "math", "strings", "base64", "json", "regex", "lists", "optional", "cel"}
 _MACROS = {"all", "exists", "exists_one", "existsOne", "filter", "map"}
@@ -125,6 +127,7 @@ def and_(*nodes: Node) -> Node:
             continue
         parts = n.operands if isinstance(n, Op) and n.operator == "and" else (n,)
         out.extend(p for p in parts if p not in out)
+    out = _absorbed(out, "or")
     if not out:
         return TRUE
     present = out
@@ -142,11 +145,39 @@ def or_(*nodes: Node) -> Node:
             continue
         parts = n.operands if isinstance(n, Op) and n.operator == "or" else (n,)
         out.extend(p for p in parts if p not in out)
+    out = _absorbed(out, "and")
     if not out:
         return FALSE
     if _covers_everything(out):
         return TRUE
     return out[0] if len(out) == 1 else Op("or", tuple(out))
+
+
+def simplify(node: Node, facts: tuple[Node, ...] = ()) -> Node:
+    """A filter with what its conjunctions already require taken as true inside them: in
+    ``a && f(a)``, ``f`` may assume ``a`` (``!a`` there is false). Only where the filter's truth
+    alone matters (its top, where rows are kept when it is true): it may turn an unknown into false."""
+    if node in facts:
+        return TRUE
+    if isinstance(node, Op) and node.operator == "not" and node.operands[0] in facts:
+        return FALSE
+    if isinstance(node, Op) and node.operator == "and":
+        units = tuple(o for o in node.operands if not (isinstance(o, Op) and o.operator in ("and", "or")))
+        known = facts + units
+        return and_(*(o if o in units else simplify(o, known) for o in node.operands))
+    if isinstance(node, Op) and node.operator == "or":
+        return or_(*(simplify(o, facts) for o in node.operands))
+    return node
+
+
+def _absorbed(parts: list[Node], inner: str) -> list[Node]:
+    """Absorption, which holds in three-valued logic too: ``x && (x || y)`` is ``x``, and
+    ``x || (x && y)`` is ``x``: an ``inner`` operand holding another operand is dropped."""
+    return [
+        n
+        for n in parts
+        if not (isinstance(n, Op) and n.operator == inner and any(o is not n and o in n.operands for o in parts))
+    ]
 
 
 def _covers_everything(alternatives: list[Node]) -> bool:
@@ -297,7 +328,8 @@ class PolicyEnv:
     variables: dict[str, Expr]
     constants: dict[str, Any]
     scope: Scope | None = None
-    trees: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    # the engine's compiled form of each known sub-expression met so far (the policy is immutable)
+    compiled: dict[str, Any] = field(default_factory=dict)
 
     def compiled_scope(self) -> Scope:
         """The policy's scope for evaluating what the request knows (variables compiled lazily)."""
@@ -321,6 +353,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Any:
+    """A policy expression's parse tree (only read, never changed: shared between requests)."""
+    return parse(text)
 
 
 def _undefined(act: Activation) -> Any:
@@ -349,7 +387,7 @@ class Partial:
 
     def expression(self, text: str) -> Node:
         try:
-            tree = parse(text)
+            tree = _parse(text)
         except CelCompileError as exc:
             raise PlanError(f"cannot parse `{text.strip()}`: {exc.message}") from None
         return self.value(tree, text, frozenset())
@@ -359,7 +397,12 @@ class Partial:
         for name, literal in self.bound.items():
             text = f"cel.bind({name}, {literal}, {text})"
         try:
-            return Value(compile_expression(text, self.env.compiled_scope()).evaluate(self.act))
+            compiled = self.env.compiled.get(text)
+            if compiled is None:
+                if len(self.env.compiled) > MAX_COMPILED:
+                    self.env.compiled.clear()
+                compiled = self.env.compiled[text] = compile_expression(text, self.env.compiled_scope())
+            return Value(compiled.evaluate(self.act))
         except CelError as exc:
             return Err(str(exc))
         except CelCompileError as exc:
@@ -812,7 +855,7 @@ class Planner:
         )
         if not cp.has_policies:
             return PlanResult(ALWAYS_DENIED, None, req.actions, req)
-        allowed = and_(*(self._action(cp.action_plan(self.ps, a), a) for a in req.actions))
+        allowed = simplify(and_(*(self._action(cp.action_plan(self.ps, a), a) for a in req.actions)))
         if _is(allowed, True):
             return PlanResult(ALWAYS_ALLOWED, None, req.actions, req)
         if _is(allowed, False):
