@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from authz import Decision, Resource
@@ -16,8 +16,10 @@ from authz import Decision, Resource
 from . import resources
 from .access import refuse
 from .clinical import ClinicalService
+from .firmware_catalogue import versions_for
 from .users import SignedInUser
 
+SCHEDULE_AHEAD = timedelta(days=365)  # how far ahead an update may be scheduled
 IN_PROGRESS = ("requested", "approved_by_one", "approved", "scheduled")
 STEPS = (
     "request_firmware_update",
@@ -112,13 +114,62 @@ class FirmwareService(ClinicalService):
             return {a: Decision.refused(a, "There is no such device.") for a in STEPS}
         return self.access.decide(user, resource, STEPS)
 
+    def versions(self, device_id: str) -> list[str]:
+        """The versions this device may be updated to: its model's released ones but the installed one."""
+        device = self.store.device(device_id)
+        if device is None:
+            return []
+        return [v for v in versions_for(device["model"]) if v != device["firmware_version"]]
+
+    def check_version(self, device_id: str, text: str) -> str:
+        """Why ``text`` is not a version this device may be updated to, or "" (checked as it is typed)."""
+        version = text.strip()
+        if not version:
+            return "Enter the firmware version to update to."
+        device = self.store.device(device_id)
+        if device is None:
+            return "There is no such device."
+        if version == device["firmware_version"]:
+            return f"The device already runs firmware {version}."
+        offered = self.versions(device_id)
+        if version not in offered:
+            listed = ", ".join(offered) or "none"
+            return f"Firmware {version!r} is not a released version for the {device['model']} (released: {listed})."
+        return ""
+
+    def schedule_window(self) -> tuple[date, date]:
+        """The first and last day an update may be scheduled for."""
+        today = self.clock().date()
+        return today, today + SCHEDULE_AHEAD
+
+    def check_date(self, text: str) -> str:
+        """Why ``text`` is not a date the update may be applied on (today or later, within a year), or ""."""
+        try:
+            day = date.fromisoformat(text.strip())
+        except ValueError:
+            return "Choose the date the update is to be applied (YYYY-MM-DD)."
+        today, last = self.schedule_window()
+        if day < today:
+            return f"{day.isoformat()} is in the past: choose today or a later date."
+        if day > last:
+            return f"{day.isoformat()} is more than a year ahead: choose a date within a year."
+        return ""
+
     def step(self, user: SignedInUser, action: str, device_id: str, value: str = "") -> FirmwareUpdate:
         """One step of the device's update (raises Refused saying why not). ``value``: the target
-        version of a request, the comment of a rejection."""
+        version of a request (one of the model's released versions), the date of a schedule
+        (YYYY-MM-DD), the comment of a rejection."""
         if action not in MOVES:
             raise refuse(action, f"Unknown firmware step {action!r}.")
-        if action == "request_firmware_update" and not value.strip():
-            raise refuse(action, "Enter the firmware version to update to.")
+        problem = (
+            self.check_version(device_id, value)
+            if action == "request_firmware_update"
+            else self.check_date(value)
+            if action == "schedule_firmware_update"
+            else ""
+        )
+        if problem:
+            raise refuse(action, problem)
         device = self.store.device(device_id)
         resource = self._resource(device) if device else None
         if resource is None:
@@ -159,7 +210,7 @@ class FirmwareService(ClinicalService):
                 )
             approvals = (*approvals, {"by": user.id, "role": role})
         if decision.action == "schedule_firmware_update":
-            details["scheduled_for"] = (self.clock() + timedelta(days=1)).isoformat()
+            details["scheduled_for"] = date.fromisoformat(comment.strip()).isoformat()
         if decision.action == "reject_firmware_update":
             details["comment"] = comment.strip()
         moved = FirmwareUpdate(

@@ -3,6 +3,8 @@ identifiers), the firmware steps allowed on each, and a de-identified export of 
 
 from __future__ import annotations
 
+from datetime import date
+
 from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Decision, Refused
@@ -31,6 +33,16 @@ class DevicesViewModel(QObject):
 
     def decisions(self, device_id: str) -> dict[str, Decision]:
         return self.firmware.decisions(self.session.user, device_id) if self.session.user else {}
+
+    def versions(self, device_id: str) -> list[str]:
+        return self.firmware.versions(device_id)
+
+    def check_version(self, device_id: str, text: str) -> str:
+        """Why the typed version cannot be requested for this device, or "" (as it is typed)."""
+        return self.firmware.check_version(device_id, text)
+
+    def schedule_window(self) -> tuple[date, date]:
+        return self.firmware.schedule_window()
 
     def step(self, action: str, device_id: str, value: str = "") -> str:
         """A step of the device's update; returns why not, or ""."""

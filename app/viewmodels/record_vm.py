@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from PySide6.QtCore import QObject, Signal
 
@@ -167,6 +167,19 @@ class RecordViewModel(QObject):
         if not problem:
             self.reopen()
         return problem
+
+    def firmware_versions(self) -> list[str]:
+        """The released versions the open record's device may be updated to."""
+        device = self.record.view.device if self.record is not None else None
+        return self.firmware.versions(device["id"]) if device else []
+
+    def check_version(self, text: str) -> str:
+        """Why the typed version cannot be requested for this device, or "" (as it is typed)."""
+        device = self.record.view.device if self.record is not None else None
+        return self.firmware.check_version(device["id"], text) if device else "This patient has no implanted device."
+
+    def schedule_window(self) -> tuple[date, date]:
+        return self.firmware.schedule_window()
 
     def record_consent(self, given_by: str, days: int, patients_word: bool) -> str:
         problem = self._act(

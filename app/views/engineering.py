@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
 from app.viewmodels.devices_vm import DeviceRow, DevicesViewModel
 from app.views.dialog_parts import Confirmation, confirm
 from app.views.export_dialog import ExportDialog
+from app.views.firmware_inputs import VersionInput, iso, schedule_date
 from app.views.record import FIRMWARE_STEPS, IRREVERSIBLE
 
 
@@ -31,8 +31,8 @@ class EngineeringView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
-        self.version = QLineEdit()
-        self.version.setPlaceholderText("Target version")
+        self.version = VersionInput()
+        self.schedule_date = schedule_date(vm.schedule_window())
         self.buttons: dict[str, QPushButton] = {}
         steps = QHBoxLayout()
         steps.addWidget(self.version)
@@ -41,6 +41,8 @@ class EngineeringView(QWidget):
             button.setEnabled(False)
             button.clicked.connect(lambda _=False, a=action: self._step(a))
             self.buttons[action] = button
+            if action == "schedule_firmware_update":
+                steps.addWidget(self.schedule_date)
             steps.addWidget(button)
         self.export = QPushButton("Export &de-identified data…")
         self.export.setEnabled(False)
@@ -51,6 +53,7 @@ class EngineeringView(QWidget):
         layout.addWidget(QLabel("Devices of your manufacturer. Patient identifiers are never shown here."))
         layout.addWidget(self.table, 1)
         layout.addLayout(steps)
+        layout.addWidget(self.version.problem)
         layout.addWidget(self.export)
         layout.addWidget(self.message)
         vm.rows_changed.connect(self.show_rows)
@@ -76,6 +79,14 @@ class EngineeringView(QWidget):
             decision = decisions.get(action)
             button.setEnabled(decision is not None and decision.allowed)
             button.setToolTip(decision.reason if decision is not None else "")
+        request = decisions.get("request_firmware_update")
+        self.version.offer(
+            self.vm.versions(device.device_id) if device else [],
+            (lambda text: self.vm.check_version(device.device_id, text)) if device else (lambda _text: ""),
+            self.buttons["request_firmware_update"],
+            request is not None and request.allowed,
+        )
+        self.schedule_date.setEnabled(self.buttons["schedule_firmware_update"].isEnabled())
         approve = decisions.get("approve_firmware_update")
         waiting = device is not None and device.update is not None and approve is not None and not approve.allowed
         self.export.setEnabled(device is not None)
@@ -99,9 +110,11 @@ class EngineeringView(QWidget):
         device = self.current()
         if device is None:
             return
-        value = self.version.text() if action == "request_firmware_update" else ""
-        if action == "reject_firmware_update":
-            value = "Rejected by the manufacturer."
+        value = {
+            "request_firmware_update": self.version.text(),
+            "schedule_firmware_update": iso(self.schedule_date),
+            "reject_firmware_update": "Rejected by the manufacturer.",
+        }.get(action, "")
         row = self.table.currentRow()
         problem = self.vm.step(action, device.device_id, value)
         self.vm.refresh()

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QPlainTextEdit,
     QPushButton,
@@ -27,6 +26,7 @@ from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
 from app.views.dialog_parts import Confirmation, confirm
 from app.views.export_dialog import ConsentDialog, ExportDialog
+from app.views.firmware_inputs import VersionInput, iso, schedule_date
 from app.views.patient_banner import PatientBanner
 from app.views.telemetry_chart import TelemetryChart
 
@@ -168,8 +168,8 @@ class RecordViewWidget(QWidget):
             )
             column.addWidget(self.firmware_state)
         row = QHBoxLayout()
-        self.firmware_version = QLineEdit()
-        self.firmware_version.setPlaceholderText("Target version")
+        self.firmware_version = VersionInput()
+        self.schedule_date = schedule_date(self.vm.schedule_window())
         self.firmware_buttons: dict[str, QPushButton] = {}
         for action, label in FIRMWARE_STEPS.items():
             decision = record.firmware_decisions.get(action)
@@ -179,10 +179,15 @@ class RecordViewWidget(QWidget):
             button.clicked.connect(lambda _=False, a=action: self._firmware(a))
             self.firmware_buttons[action] = button
             if action == "request_firmware_update":
-                self.firmware_version.setEnabled(button.isEnabled())
+                allowed = button.isEnabled()
+                self.firmware_version.offer(self.vm.firmware_versions(), self.vm.check_version, button, allowed)
                 row.addWidget(self.firmware_version)
+            if action == "schedule_firmware_update":
+                self.schedule_date.setEnabled(button.isEnabled())
+                row.addWidget(self.schedule_date)
             row.addWidget(button)
         column.addLayout(row)
+        column.addWidget(self.firmware_version.problem)
         approve = record.firmware_decisions.get("approve_firmware_update")
         waiting = update is not None and approve is not None and not approve.allowed
         self.firmware_message = refusal_label(approve.reason if waiting else "")
@@ -207,9 +212,11 @@ class RecordViewWidget(QWidget):
         return None
 
     def _firmware_step(self, action: str) -> None:
-        value = self.firmware_version.text() if action == "request_firmware_update" else ""
-        if action == "reject_firmware_update":
-            value = "Rejected from the device panel."
+        value = {
+            "request_firmware_update": self.firmware_version.text(),
+            "schedule_firmware_update": iso(self.schedule_date),
+            "reject_firmware_update": "Rejected from the device panel.",
+        }.get(action, "")
         problem = self.vm.firmware_step(action, value)
         if problem:
             self.firmware_message.setText(problem)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from PySide6.QtCore import Qt
+
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, click, open_dialog, search_and_open, sign_in
+from tests.app.helpers import Clock, click, click_cell, open_dialog, search_and_open, sign_in
 
 WHY = "Collapsed in the ER; need device settings and rhythm history now."
 
@@ -183,3 +185,49 @@ def test_saving_confirms_keeps_the_place_and_clears_the_draft(qtbot, window: Mai
     qtbot.waitUntil(lambda: bar.value() == where)  # the record did not jump to the top
     assert window.vms.session.workstation.store.draft("dr_aly", "p02") is None
     assert window.record.editor.toPlainText() == ""
+
+
+def test_a_firmware_version_is_checked_as_it_is_typed(qtbot, window: MainWindow) -> None:
+    ws = window.vms.session.workstation
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p01")
+    request = window.record.firmware_buttons["request_firmware_update"]
+    version = window.record.firmware_version
+    assert version.isEnabled() and not request.isEnabled()  # nothing typed yet
+    qtbot.keyClicks(version, "banana")
+    assert "not a released version" in version.problem.text() and not request.isEnabled()
+    assert ws.store.device_for("p01")["model"] in version.problem.text()
+    version.selectAll()
+    qtbot.keyClicks(version, "4.3.0")
+    assert version.problem.text() == "" and request.isEnabled()
+    click(qtbot, request)
+    assert ws.firmware.current(ws.store.device_for("p01")["id"]).target_version == "4.3.0"
+
+
+def test_a_schedule_date_is_chosen_on_a_calendar_from_today_to_a_year_ahead(
+    qtbot, window: MainWindow, clock: Clock
+) -> None:
+    ws = window.vms.session.workstation
+    device = ws.store.device_for("p01")["id"]
+    ws.firmware.step(ws.session.sign_in("eng_vic", DEMO_PASSWORD), "request_firmware_update", device, "4.4.0")
+    ws.firmware.step(ws.session.sign_in("eng_max", DEMO_PASSWORD), "approve_firmware_update", device)
+    ws.firmware.step(ws.session.sign_in("dr_aly", DEMO_PASSWORD), "approve_firmware_update", device)
+    sign_in(qtbot, window, "eng_max")
+    view = window.engineering
+    row = [r.device_id for r in view.rows].index(device)
+    click_cell(qtbot, view.table, row)
+    day = view.schedule_date
+    today = clock.now().date()
+    assert day.isEnabled() and day.minimumDate().toString("yyyy-MM-dd") == today.isoformat()
+    assert day.maximumDate().toString("yyyy-MM-dd") == (today + timedelta(days=365)).isoformat()
+    day.setFocus()
+    day.setCurrentSection(day.Section.DaySection)
+    offered = day.date()
+    qtbot.keyClick(day, Qt.Key.Key_Up)  # one day later than offered (a month's last day stays)
+    chosen = day.date().toString("yyyy-MM-dd")
+    assert offered.toString("yyyy-MM-dd") == (today + timedelta(days=1)).isoformat()
+    last_of_month = offered.day() == offered.daysInMonth()
+    assert chosen == (offered if last_of_month else offered.addDays(1)).toString("yyyy-MM-dd")
+    click(qtbot, view.buttons["schedule_firmware_update"])
+    scheduled = next(r for r in ws.audit.records() if r.event_type == "firmware_scheduled")
+    assert scheduled.details["scheduled_for"] == chosen

@@ -48,6 +48,11 @@ class Clocks:
         return self.wall + timedelta(days=days)
 
 
+def tomorrow(ws: Workstation) -> str:
+    """A date a firmware update may be scheduled for (YYYY-MM-DD), on the workstation's clock."""
+    return (ws.firmware.clock().date() + timedelta(days=1)).isoformat()
+
+
 def user(ws: Workstation, user_id: str) -> SignedInUser:
     """The user as the directory knows them (what sign-in returns, without the password's cost)."""
     staff = ws.store.staff(user_id)
@@ -223,7 +228,7 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     ws.firmware.step(vic, "request_firmware_update", device, "4.3.0")
     ws.firmware.step(aly, "approve_firmware_update", device)
     ws.firmware.step(max_, "approve_firmware_update", device)
-    ws.firmware.step(max_, "schedule_firmware_update", device)
+    ws.firmware.step(max_, "schedule_firmware_update", device, tomorrow(ws))
     assert ws.firmware.step(max_, "apply_firmware_update", device).state == "applied"
     ws.firmware.step(aly, "approve_firmware_update", "d-p02")
     ws.firmware.step(aly, "reject_firmware_update", "d-p02", "Patient prefers to wait for the clinic visit.")

@@ -26,6 +26,7 @@ from tests.app.services.support import (
     Clocks,
     acme_device_of_aly,
     store_dump,
+    tomorrow,
     user,
 )
 
@@ -149,7 +150,7 @@ WORKFLOWS: list[Workflow] = [
         "schedule a firmware update",
         "device",
         lambda ws, clocks, out: ws.firmware.step(
-            user(ws, "eng_max"), "schedule_firmware_update", device_in(ws, "approved")
+            user(ws, "eng_max"), "schedule_firmware_update", device_in(ws, "approved"), tomorrow(ws)
         ),
     ),
     (
@@ -202,7 +203,7 @@ def prepared(make_ws: Callable[..., Workstation], clocks: Clocks, tmp_path: Path
         ws.firmware.step(vic, "request_firmware_update", device, "4.3.0")
         ws.firmware.step(aly, "approve_firmware_update", device)
         ws.firmware.step(max_, "approve_firmware_update", device)
-    ws.firmware.step(max_, "schedule_firmware_update", scheduled)
+    ws.firmware.step(max_, "schedule_firmware_update", scheduled, tomorrow(ws))
     ws.store.close()
     ws.chain.close()
     return ws.data_dir

@@ -4,6 +4,7 @@ approval with separation of duties, and every refusal."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -11,7 +12,7 @@ from app.services.access import Refused
 from app.services.firmware import STEPS
 from app.services.workstation import Workstation
 from authz import Effect
-from tests.app.services.support import Clocks, acme_device_of_aly, reason, rule_id, store_dump, user
+from tests.app.services.support import Clocks, acme_device_of_aly, reason, rule_id, store_dump, tomorrow, user
 
 
 def step(ws: Workstation, user_id: str, action: str, device: str, value: str = "") -> str:
@@ -39,7 +40,7 @@ def test_request_dual_approval_and_separation_of_duties(ws: Workstation) -> None
     with pytest.raises(Refused, match="needs the patient's physician"):
         step(ws, "eng_vic", "approve_firmware_update", device)  # each role approves once
     with pytest.raises(Refused, match="only once a physician and an engineer approved"):
-        step(ws, "dr_aly", "schedule_firmware_update", device)
+        step(ws, "dr_aly", "schedule_firmware_update", device, tomorrow(ws))
     with pytest.raises(Refused, match="only once it was scheduled"):
         step(ws, "dr_aly", "apply_firmware_update", device)
     assert ws.firmware.current(device).state == "approved_by_one" and store_dump(ws) == before  # nothing changed
@@ -79,7 +80,7 @@ def test_the_full_lifecycle_is_persisted_audited_and_shown_on_the_device(
     update = ws.firmware.step(user(ws, "eng_max"), "approve_firmware_update", device)
     assert update.state == "approved" and {a["by"] for a in update.approvals} == {"dr_aly", "eng_max"}
     assert [a["role"] for a in update.approvals] == ["physician", "manufacturer_engineer"]
-    assert step(ws, "eng_max", "schedule_firmware_update", device) == "scheduled"
+    assert step(ws, "eng_max", "schedule_firmware_update", device, tomorrow(ws)) == "scheduled"
     assert step(ws, "eng_max", "apply_firmware_update", device) == "applied"
     assert ws.store.device(device)["firmware_version"] == "4.3.0"
     assert ws.firmware.decisions(user(ws, "dr_aly"), device)["request_firmware_update"].allowed  # a new one may start
@@ -144,3 +145,37 @@ def test_each_sees_the_devices_the_policy_lets_them(ws: Workstation) -> None:
     aly = {r.device_id for r in ws.firmware.devices(user(ws, "dr_aly"))}
     assert aly == {f"d-{p.id}" for p in ws.store.patients() if "dr_aly" in p.care_team}
     assert ws.firmware.devices(user(ws, "co_cora")) == []
+
+
+def test_a_request_names_a_released_version_of_the_model_and_a_schedule_a_date_within_a_year(
+    ws: Workstation, clocks: Clocks
+) -> None:
+    device = acme_device_of_aly(ws)
+    installed, model = ws.store.device(device)["firmware_version"], ws.store.device(device)["model"]
+    before = store_dump(ws)
+    for typed, says in [
+        ("banana", "not a released version"),
+        ("4.9.9", "not a released version"),
+        (installed, "already runs"),
+        ("", "Enter the firmware version"),
+    ]:
+        with pytest.raises(Refused, match=says):
+            step(ws, "dr_aly", "request_firmware_update", device, typed)
+    assert store_dump(ws) == before and not [r for r in ws.audit.records() if r.kind == "event"]
+    assert installed not in ws.firmware.versions(device) and "4.3.0" in ws.firmware.versions(device)
+    assert model in ws.firmware.check_version(device, "banana")
+    step(ws, "eng_vic", "request_firmware_update", device, "4.3.0")
+    step(ws, "dr_aly", "approve_firmware_update", device)
+    step(ws, "eng_max", "approve_firmware_update", device)
+    today = clocks.now().date()
+    for typed, says in [
+        ("", "Choose the date"),
+        ("next week", "Choose the date"),
+        ((today - timedelta(days=1)).isoformat(), "in the past"),
+        ((today + timedelta(days=400)).isoformat(), "more than a year"),
+    ]:
+        with pytest.raises(Refused, match=says):
+            step(ws, "eng_max", "schedule_firmware_update", device, typed)
+    assert step(ws, "eng_max", "schedule_firmware_update", device, today.isoformat()) == "scheduled"
+    scheduled = next(r for r in ws.audit.records() if r.event_type == "firmware_scheduled")
+    assert scheduled.details["scheduled_for"] == today.isoformat()

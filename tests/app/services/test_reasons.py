@@ -23,6 +23,7 @@ from tests.app.services.support import (
     policy_id,
     reason,
     reasons,
+    tomorrow,
     user,
 )
 
@@ -167,7 +168,7 @@ CASES: list[tuple[str, Call, str, str, str, int | str]] = [
     ),
     (
         "firmware: scheduling an update not yet approved",
-        lambda ws, c, out: ws.firmware.step(user(ws, "dr_aly"), "schedule_firmware_update", "d-p02"),
+        lambda ws, c, out: ws.firmware.step(user(ws, "dr_aly"), "schedule_firmware_update", "d-p02", tomorrow(ws)),
         "schedule_firmware_update",
         "device",
         "schedule_only_when_approved",
