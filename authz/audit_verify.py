@@ -134,6 +134,8 @@ def open_read_only(path: Path) -> Iterator[tuple[sqlite3.Connection, str]]:
 
 
 def _header(path: Path) -> bytes:
+    if not path.is_file():  # a fifo or a device would block or never end
+        raise DamagedLog(f"{path} is not a regular file, not an audit log")
     try:
         with path.open("rb") as f:
             header = f.read(100)
@@ -424,30 +426,39 @@ _SD_PARAM = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 def load_collector_export(path: Path) -> list[Collected]:
     """The records in a collector's file: JSON lines (``audit export`` decision-log lines or FHIR
     AuditEvents), a FHIR Bundle, or RFC 5424 syslog lines with the ``ccc@32473`` element."""
+    if not path.is_file():
+        raise ReferenceUnavailable(f"the collector export {path} is not a regular file")
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as f:
+            start = f.read(400).decode("utf-8", errors="replace").lstrip()
+            f.seek(0)
+            if start.startswith("{") and '"resourceType"' in start and '"Bundle"' in start:
+                found = _from_bundle(path, f.read())
+            else:
+                found = [_from_line(path, number, raw) for number, raw in enumerate(f, start=1) if raw.strip()]
     except OSError as exc:
         raise ReferenceUnavailable(f"the collector export {path} cannot be read: {exc.strerror or exc}") from None
-    stripped = text.lstrip()
-    if stripped.startswith("{") and '"resourceType"' in stripped[:200] and '"Bundle"' in stripped[:400]:
-        try:
-            bundle = json.loads(text)
-        except ValueError:
-            raise ReferenceUnavailable(f"{path}: not a readable FHIR Bundle") from None
-        items = [e.get("resource") for e in bundle.get("entry", []) if isinstance(e, dict)]
-        found = [c for item in items if (c := _from_json(item)) is not None]
-    else:
-        found = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            record = _from_syslog(line) if not line.lstrip().startswith("{") else _from_json(_json_line(line))
-            if record is None:
-                raise ReferenceUnavailable(f"{path}:{number}: not an audit record the collector received")
-            found.append(record)
     if not found:
         raise ReferenceUnavailable(f"{path}: holds no audit record")
     return found
+
+
+def _from_bundle(path: Path, data: bytes) -> list[Collected]:
+    try:
+        bundle = json.loads(data)
+    except ValueError:
+        raise ReferenceUnavailable(f"{path}: not a readable FHIR Bundle") from None
+    entries = bundle.get("entry", []) if isinstance(bundle, dict) else []
+    items = [e.get("resource") for e in entries if isinstance(e, dict)]
+    return [c for item in items if (c := _from_json(item)) is not None]
+
+
+def _from_line(path: Path, number: int, raw: bytes) -> Collected:
+    line = raw.decode("utf-8", errors="replace")
+    record = _from_json(_json_line(line)) if line.lstrip().startswith("{") else _from_syslog(line)
+    if record is None:
+        raise ReferenceUnavailable(f"{path}:{number}: not an audit record the collector received")
+    return record
 
 
 def _json_line(line: str) -> Any:

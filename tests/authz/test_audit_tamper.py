@@ -348,3 +348,37 @@ def test_a_log_keeps_working_while_the_guard_is_down(tmp_path: Path) -> None:
     assert "cannot be reached" in chain.checkpoint_error
     assert chain.verify().ok
     chain.close()
+
+
+def test_fhir_export_is_a_collector_reference(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    _write_log(db, None)
+    exported = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "audit", "export", str(db), "--format", "fhir"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    export = tmp_path / "fhir.jsonl"
+    export.write_text(exported.stdout)
+    assert _verify(db, "--against", export).returncode == 0
+    bundle = tmp_path / "bundle.json"
+    events = [json.loads(line) for line in exported.stdout.splitlines()]
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "entry": [{"resource": e} for e in events]}))
+    _sql(db, "DELETE FROM audit WHERE seq > 20")
+    assert _kinds(_verify(db, "--against", export)) == {"deleted-tail"}
+    assert _kinds(_verify(db, "--against", bundle)) == {"deleted-tail"}
+
+
+def test_a_fifo_in_place_of_the_log_or_the_export_does_not_hang_verify(tmp_path: Path) -> None:
+    fifo = tmp_path / "audit.db"
+    os.mkfifo(fifo)
+    result = _verify(fifo)
+    assert result.returncode == EXIT_DAMAGED and "not a regular file" in result.stdout
+    db = tmp_path / "real.db"
+    _write_log(db, None, n=3)
+    export = tmp_path / "export.fifo"
+    os.mkfifo(export)
+    result = _verify(db, "--against", export)
+    assert result.returncode == EXIT_REFERENCE_UNAVAILABLE and "not a regular file" in result.stderr
