@@ -2,16 +2,17 @@
 
 For generated principals, resource kinds, known attributes and actions over the project's
 policies and a test policy set: the filter's kind is the one Cerbos's PlanResources gives, and
-the rows of a generated table that the SQL filter (SQLAlchemy on SQLite) selects are exactly the
-rows for which Cerbos's CheckResources allows the actions. The table has NULLs (missing
-attributes), empty and long lists (in child tables), unicode, and ``%``, ``_`` and ``\\`` in its
-strings. Both evaluation modes.
+the rows of a generated table that the SQL filter selects (SQLAlchemy, on SQLite and on a real
+PostgreSQL server) are exactly the rows for which Cerbos's CheckResources allows the actions.
+The table has NULLs (missing attributes), empty and long lists (in child tables), unicode, and
+``%``, ``_`` and ``\\`` in its strings. Both evaluation modes.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from authz.engine import Engine
 from authz.evaluate import EvalParams
 from authz.sql_filter import ListColumn, SqlFilterError, filter_to_sql
 from tests.support.cerbos_pdp import CerbosPDP
+from tests.support.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING = object()
@@ -116,23 +118,36 @@ class ResourceTable:
     """A generated table of one kind's resources: scalar attributes in columns, list attributes in
     child tables; a NULL (or no child rows, for a list) is a missing attribute."""
 
-    def __init__(self, columns: dict[str, str], rng: random.Random, strings: list[str], rows: int = 40) -> None:
+    made = 0
+
+    def __init__(
+        self,
+        columns: dict[str, str],
+        rng: random.Random,
+        strings: list[str],
+        rows: int = 40,
+        databases: dict[str, Any] | None = None,
+    ) -> None:
         self.columns = columns
-        self.db = create_engine("sqlite://")
+        # the same rows in each database (SQLite in memory unless given), under names of their own
+        self.dbs = databases or {"sqlite": create_engine("sqlite://")}
+        ResourceTable.made += 1
+        prefix = f"t{ResourceTable.made}_"
         meta = MetaData()
         types = {"string": String, "boolean": Boolean, "integer": Integer}
         self.table = Table(
-            "resources",
+            f"{prefix}resources",
             meta,
             Column("id", String, primary_key=True),
             *(Column(n, types[t]) for n, t in columns.items() if t != "array"),
         )
         self.children = {
-            n: Table(f"{n}_items", meta, Column("rid", String, index=True), Column("value", String))
+            n: Table(f"{prefix}{n}_items", meta, Column("rid", String, index=True), Column("value", String))
             for n, t in columns.items()
             if t == "array"
         }
-        meta.create_all(self.db)
+        for db in self.dbs.values():
+            meta.create_all(db)
         self.rows: dict[str, dict[str, Any]] = {}
         for i in range(rows):
             attr: dict[str, Any] = {}
@@ -153,13 +168,16 @@ class ResourceTable:
                 else:
                     attr[name] = rng.choice(strings)
             self.rows[f"r{i}"] = attr
-        with self.db.begin() as conn:
-            for rid, attr in self.rows.items():
-                scalars = {n: attr.get(n) for n, t in columns.items() if t != "array"}
-                conn.execute(self.table.insert().values(id=rid, **scalars))
+        scalars = [
+            {"id": rid, **{n: a.get(n) for n, t in columns.items() if t != "array"}} for rid, a in self.rows.items()
+        ]
+        for db in self.dbs.values():
+            with db.begin() as conn:
+                conn.execute(self.table.insert(), scalars)
                 for n, child in self.children.items():
-                    for v in attr[n]:
-                        conn.execute(child.insert().values(rid=rid, value=v))
+                    elements = [{"rid": rid, "value": v} for rid, a in self.rows.items() for v in a[n]]
+                    if elements:
+                        conn.execute(child.insert(), elements)
 
     def mapping(self, plan_filter: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"request.resource.id": self.table.c.id}
@@ -174,9 +192,9 @@ class ResourceTable:
                 out[name] = null()
         return out
 
-    def selected(self, plan_filter: dict[str, Any]) -> set[str]:
+    def selected(self, plan_filter: dict[str, Any], database: str = "sqlite") -> set[str]:
         where = filter_to_sql(plan_filter, self.mapping(plan_filter))
-        with self.db.connect() as conn:
+        with self.dbs[database].connect() as conn:
             return {row[0] for row in conn.execute(select(self.table.c.id).where(where))}
 
 
@@ -254,10 +272,11 @@ def _differential(
     strict: bool,
     principals: int,
     seed: str,
+    databases: dict[str, Any],
 ) -> tuple[int, int]:
     rng = random.Random(seed)
     engine = Engine.from_directory(policy_dir, EvalParams(strict_evaluation=strict))
-    tables = {kind: ResourceTable(columns, rng, strings) for kind, (_, columns) in kinds.items()}
+    tables = {kind: ResourceTable(columns, rng, strings, databases=databases) for kind, (_, columns) in kinds.items()}
     # where Cerbos's kind differs from ours, a larger table to look for a witness in
     witnesses = {kind: ResourceTable(columns, rng, strings, rows=600) for kind, (_, columns) in kinds.items()}
     compared = conditional = 0
@@ -309,15 +328,16 @@ def _differential(
                         )
                         cerbos_plan_wrong.append(contradicted)
                     try:
-                        selected = table.selected(ours["filter"]) & rows
+                        where_selected = {name: table.selected(ours["filter"], name) & rows for name in databases}
                     except SqlFilterError as exc:  # named, never wrong rows: e.g. CEL's trim()
                         assert "cannot be translated" in str(exc)
                         untranslated.append(str(exc))
                         continue
-                    assert selected == allowed, (
-                        f"{where}: SQL selects {sorted(selected - allowed)} Cerbos does not allow, misses "
-                        f"{sorted(allowed - selected)}; filter {json.dumps(ours['filter'])}"
-                    )
+                    for name, selected in where_selected.items():
+                        assert selected == allowed, (
+                            f"{where}: {name} selects {sorted(selected - allowed)} Cerbos does not allow, misses "
+                            f"{sorted(allowed - selected)}; filter {json.dumps(ours['filter'])}"
+                        )
                     compared += 1
                     conditional += ours["filter"]["kind"] == "KIND_CONDITIONAL"
     assert len(untranslated) <= compared // 4, untranslated
@@ -328,8 +348,19 @@ def _differential(
     return compared, conditional
 
 
+@pytest.fixture(scope="module")
+def databases() -> Iterator[dict[str, Any]]:
+    """SQLite in memory and a real PostgreSQL server (Debian's, on 127.0.0.1, a temporary cluster)."""
+    with PostgresServer() as pg:
+        postgres = create_engine(pg.url)
+        try:
+            yield {"sqlite": create_engine("sqlite://"), "postgresql": postgres}
+        finally:
+            postgres.dispose()
+
+
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
-def test_project_policies_against_cerbos(strict: bool) -> None:
+def test_project_policies_against_cerbos(strict: bool, databases: dict[str, Any]) -> None:
     compared, conditional = _differential(
         ROOT / "policies",
         _project_kinds(),
@@ -339,12 +370,13 @@ def test_project_policies_against_cerbos(strict: bool) -> None:
         strict,
         principals=12,
         seed=f"project-{strict}",
+        databases=databases,
     )
     assert compared > 300 and conditional > 20, (compared, conditional)
 
 
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
-def test_clinic_policy_set_against_cerbos(strict: bool) -> None:
+def test_clinic_policy_set_against_cerbos(strict: bool, databases: dict[str, Any]) -> None:
     actions = ["view", "edit", "export", "delete", "annotate", "view_firmware", "request_update", "approve_update"]
     kinds = {"record": (actions, CLINIC_COLUMNS), "device": (actions, CLINIC_COLUMNS)}
     compared, conditional = _differential(
@@ -356,5 +388,6 @@ def test_clinic_policy_set_against_cerbos(strict: bool) -> None:
         strict,
         principals=15,
         seed=f"clinic-{strict}",
+        databases=databases,
     )
     assert compared > 150 and conditional > 20, (compared, conditional)
