@@ -20,10 +20,25 @@ never returned instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table, and_, case, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    Numeric,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 ALWAYS_ALLOWED = "KIND_ALWAYS_ALLOWED"
@@ -121,7 +136,7 @@ class _Translator:
         if op == "timestamp" and len(args) == 1:
             return self.scalar(args[0]) if "value" not in args[0] else literal(_timestamp(args[0]["value"]))
         if op in ("add", "sub", "mult") and len(args) == 2:
-            a, b = self.scalar(args[0]), self.scalar(args[1])
+            a, b = (self.number(o, op) for o in args)
             return a + b if op == "add" else a - b if op == "sub" else a * b
         if op == "size" and len(args) == 1:
             lc = self.list_column(args[0])
@@ -134,6 +149,20 @@ class _Translator:
         if op in ("lowerAscii", "upperAscii") and len(args) == 1:
             raise SqlFilterError(f"{op} cannot be translated exactly (SQL changes more than ASCII letters)")
         return self.expression(operand)
+
+    def number(self, operand: dict[str, Any], op: str) -> Any:
+        """An operand of arithmetic: a number or a numeric column. Anything else (a string, whose
+        ``+`` concatenates in CEL; a timestamp or duration, whose arithmetic SQL dialects spell
+        differently) cannot be translated exactly."""
+        if "value" in operand:
+            value = operand["value"]
+            if type(value) not in (int, float):
+                raise SqlFilterError(f"arithmetic ({op}) on {value!r} cannot be translated")
+            return literal(value)
+        element = self.scalar(operand)
+        if not isinstance(getattr(element, "type", None), (Integer, Numeric)):
+            raise SqlFilterError(f"arithmetic ({op}) on a non-numeric column cannot be translated")
+        return element
 
     # -- boolean expressions ------------------------------------------------------------------
 
@@ -181,9 +210,11 @@ class _Translator:
         if self.list_column(a) is not None or self.list_column(b) is not None:
             raise SqlFilterError("comparing a whole list attribute cannot be translated")
         if _is_timestamp(a) and "value" in b:
-            return self.scalar(a), literal(_timestamp(b["value"]))
+            column = self.scalar(a)
+            return column, literal(_timestamp(b["value"]), type_=column.type)
         if _is_timestamp(b) and "value" in a:
-            return literal(_timestamp(a["value"])), self.scalar(b)
+            column = self.scalar(b)
+            return literal(_timestamp(a["value"]), type_=column.type), column
         if isinstance(a.get("value"), (list, dict)) or isinstance(b.get("value"), (list, dict)):
             raise SqlFilterError("comparing with a list or map value cannot be translated")
         return self.scalar(a), self.scalar(b)
@@ -271,6 +302,7 @@ def _timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise SqlFilterError(f"timestamp value {value!r} is not a string")
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # an instant in UTC: SQLite's DateTime keeps no offset, so columns are to hold UTC
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         raise SqlFilterError(f"timestamp value {value!r} is not RFC 3339") from None

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, select
 
 from authz.cli import build_parser, cmd_plan
 from authz.engine import Engine
 from authz.evaluate import CheckInput, EvalParams, Principal, Resource
+from authz.query_plan import render_node
+from authz.sql_filter import filter_to_sql
 
 POLICY = """
 apiVersion: api.cerbos.dev/v1
@@ -43,6 +47,12 @@ resourcePolicy:
       condition:
         match:
           expr: R.attr.tags.exists(t, t.startsWith(P.attr.prefix))
+    - actions: ["recent"]
+      effect: EFFECT_ALLOW
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: timestamp(R.attr.seen) > now() - duration("1h")
 """
 
 
@@ -124,6 +134,42 @@ def test_lambda_over_unknown_list(policies: Path) -> None:
     assert cond["operator"] == "exists"
     assert cond["operands"][0] == {"variable": "request.resource.attr.tags"}
     assert cond["operands"][1]["expression"]["operator"] == "lambda"
+
+
+def test_timestamps_through_sql(policies: Path) -> None:
+    """``now()`` is the request's: the filter compares the column with that instant, and the rows
+    SQLite returns are those the check allows at that instant."""
+    engine = Engine.from_directory(policies)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    nurse = Principal("n1", ["nurse"], {})
+    plan = engine.plan(nurse, "chart", ["recent"], now=now)
+    rendered = {"kind": plan.kind, "condition": render_node(plan.condition)} if plan.condition else {"kind": plan.kind}
+    seen = {
+        "a": now - timedelta(minutes=59),
+        "b": now - timedelta(minutes=61),
+        "c": None,
+        "d": now + timedelta(days=1),
+    }
+    db = create_engine("sqlite://")
+    meta = MetaData()
+    charts = Table("charts", meta, Column("id", String, primary_key=True), Column("seen", DateTime))
+    meta.create_all(db)
+    with db.begin() as conn:
+        conn.execute(
+            charts.insert(), [{"id": k, "seen": v.replace(tzinfo=None) if v else None} for k, v in seen.items()]
+        )
+    where = filter_to_sql(rendered, {"request.resource.attr.seen": charts.c.seen})
+    with db.connect() as conn:
+        selected = {r[0] for r in conn.execute(select(charts.c.id).where(where))}
+    allowed = {
+        k
+        for k, v in seen.items()
+        if engine.check(CheckInput(nurse, Resource("chart", k, {"seen": v.isoformat()} if v else {}), ["recent"]), now)
+        .actions["recent"]
+        .effect
+        == "EFFECT_ALLOW"
+    }
+    assert selected == allowed == {"a", "d"}
 
 
 def test_bad_requests_are_named(policies: Path) -> None:

@@ -73,6 +73,10 @@ def test_lists_in_child_tables(db: Any) -> None:
 
 
 def test_what_cannot_be_translated_is_named(db: Any) -> None:
+    with pytest.raises(SqlFilterError, match=r"arithmetic \(add\) on a non-numeric column"):
+        _rows(db, _op("eq", _op("add", NAME, {"value": "x"}), {"value": "50%_offx"}))
+    with pytest.raises(SqlFilterError, match=r"arithmetic \(sub\) on '3600s'"):
+        _rows(db, _op("lt", _op("sub", {"value": 1}, {"value": "3600s"}), {"value": 1}))
     with pytest.raises(SqlFilterError, match="matches"):
         _rows(db, _op("matches", NAME, {"value": "^a"}))
     with pytest.raises(SqlFilterError, match="no column is mapped for request.resource.attr.other"):
