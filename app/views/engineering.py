@@ -4,6 +4,7 @@ firmware update of each with the steps the device policy allows, and de-identifi
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -59,6 +60,10 @@ class EngineeringView(QWidget):
         vm.rows_changed.connect(self.show_rows)
 
     def show_rows(self, rows: list[DeviceRow]) -> None:
+        if not rows:  # signed out or locked: no question or export stays open
+            for dialog in self.findChildren(QDialog):
+                if dialog.isVisible():
+                    dialog.reject()
         self.rows = rows
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):

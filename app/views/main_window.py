@@ -71,9 +71,15 @@ class EmergencyBanner(QFrame):
         layout = QHBoxLayout(self)
         layout.addWidget(self.text, 1)
         layout.addWidget(self.button)
-        vm.emergency_changed.connect(lambda session: self.setVisible(session is not None))
+        vm.emergency_changed.connect(self._changed)
         vm.countdown.connect(self.show_countdown)
         self.hide()
+
+    def _changed(self, session: object) -> None:
+        self.setVisible(session is not None)
+        confirmation = getattr(self, "confirmation", None)
+        if session is None and confirmation is not None and confirmation.isVisible():
+            confirmation.reject()  # nothing left to end
 
     def ask_to_end(self) -> Confirmation:
         """Ending is for good: the record closes and opening it again needs a new break-glass."""

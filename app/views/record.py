@@ -7,6 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -84,6 +85,7 @@ class RecordViewWidget(QWidget):
         """A refused record says why, in the place the record would have been, and offers
         emergency access when the policies name it as the remedy (or says why it is closed)."""
         self.shown_patient = None
+        self.close_dialogs()
         self.banner.show_identity(refusal.identity, None, "the policies do not let you look this patient up.")
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -107,9 +109,18 @@ class RecordViewWidget(QWidget):
         self.dialog.open()
         return self.dialog
 
+    def close_dialogs(self) -> None:
+        """The dialogs and questions of a record that is gone (a lock, a sign-out, an expiry, another
+        patient) close with it: none stays on screen with a patient's name or a step to take."""
+        for dialog in self.findChildren(QDialog):
+            if dialog.isVisible():
+                dialog.reject()
+
     def show_record(self, record: OpenRecord | None) -> None:
         """The record under its banner; shown again (after a save or a step), it stays where it was scrolled."""
         again = record is not None and self.shown_patient == record.patient_id
+        if not again:
+            self.close_dialogs()
         position = self.scroll.verticalScrollBar().value() if again else 0
         self.shown_patient = record.patient_id if record is not None else None
         self._fill(record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QLabel
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
@@ -231,3 +232,27 @@ def test_a_schedule_date_is_chosen_on_a_calendar_from_today_to_a_year_ahead(
     click(qtbot, view.buttons["schedule_firmware_update"])
     scheduled = next(r for r in ws.audit.records() if r.event_type == "firmware_scheduled")
     assert scheduled.details["scheduled_for"] == chosen
+
+
+def test_the_idle_lock_closes_any_open_dialog_of_the_record(qtbot, window: MainWindow, clock: Clock) -> None:
+    p02 = window.vms.session.workstation.store.patient("p02")
+
+    def lock() -> None:
+        clock.advance(seconds=601)
+        qtbot.waitUntil(lambda: window.stack.currentIndex() == 0)
+        shown = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w is not window]
+        assert not shown, [w.windowTitle() for w in shown]
+        assert p02.name not in " ".join(label.text() for label in window.findChildren(QLabel) if label.isVisible())
+
+    sign_in(qtbot, window, "dr_aly")
+    open_patient(qtbot, window, "p02")
+    click(qtbot, window.record.firmware_buttons["approve_firmware_update"])
+    question = window.record.confirmation
+    qtbot.waitUntil(question.isVisible)
+    lock()
+    assert not question.isVisible()
+    assert window.vms.session.workstation.firmware.current("d-p02").state == "requested"  # nothing was done
+    sign_in(qtbot, window, "dr_aly")  # back to the record
+    dialog = open_dialog(qtbot, window.record.delegate, window.record, "delegation_dialog")
+    lock()
+    assert not dialog.isVisible()
