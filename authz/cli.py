@@ -333,18 +333,30 @@ def cmd_plan(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     except PolicyErrors as exc:
         sys.stderr.write("\n".join(p.render(root) for p in exc.problems) + "\n")
         return EXIT_POLICY_ERRORS
-    for line in inp:
-        if not line.strip():
-            continue
-        try:
-            body = json.loads(line)
-        except ValueError as exc:
-            answer: dict[str, Any] = {"code": 3, "message": f"invalid JSON: {exc}"}
-        else:
-            answer = engine.plan_request(body)
-        out.write(json.dumps(answer, ensure_ascii=False) + "\n")
-        out.flush()
+    for number, line in enumerate(inp, start=1):
+        if line.strip():
+            out.write(_plan_answer(engine, number, line) + "\n")
+            out.flush()
     return 0
+
+
+def _plan_answer(engine: Engine, number: int, line: str) -> str:
+    """One line's plan, or an error naming the line: read with the same limits as ``check``'s
+    lines (size, depth, Cerbos's JSON rules), and one line's failure costs no other line its answer."""
+    try:
+        answer = engine.plan_request(requestjson.loads(line))
+    except requestjson.RequestJsonError as exc:
+        answer = {"code": exc.code, "message": exc.message}
+    except RecursionError:
+        answer = {"code": 3, "message": "the request is nested too deeply to plan"}
+    except Exception as exc:  # noqa: BLE001 -- one line's failure must not cost the others their answers
+        answer = {"code": 13, "message": f"the request could not be planned: {type(exc).__name__}: {exc}"}
+    if "code" in answer and "message" in answer:
+        answer["message"] = f"line {number}: {answer['message']}"
+    try:
+        return json.dumps(answer, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        return json.dumps({"code": 13, "message": f"line {number}: the answer could not be written"})
 
 
 def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:

@@ -186,7 +186,14 @@ def test_plan_command(policies: Path) -> None:
     args = build_parser().parse_args(["plan", "--policies", str(policies)])
     body = {"action": "read", "principal": {"id": "a", "roles": ["admin"]}, "resource": {"kind": "chart"}}
     out = io.StringIO()
-    assert cmd_plan(args, io.StringIO(json.dumps(body) + "\n{oops\n"), out) == 0
-    first, second = (json.loads(line) for line in out.getvalue().splitlines())
-    assert first["filter"] == {"kind": "KIND_ALWAYS_ALLOWED"}
-    assert second["code"] == 3 and "invalid JSON" in second["message"]
+    deep = "[" * 5000 + "]" * 5000
+    lines = [json.dumps(body), "{oops", deep, json.dumps({**body, "actions": ["read"]}), json.dumps(body)]
+    assert cmd_plan(args, io.StringIO("\n".join(lines) + "\n"), out) == 0
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers[0]["filter"] == {"kind": "KIND_ALWAYS_ALLOWED"} and answers[4] == {
+        **answers[0],
+        "cerbosCallId": answers[4]["cerbosCallId"],
+    }
+    assert answers[1]["code"] == 3 and answers[1]["message"].startswith("line 2: invalid character")
+    assert answers[2]["message"].startswith("line 3: ") and "exceeded max depth" in answers[2]["message"]
+    assert answers[3]["message"] == "line 4: validation error: only one of action or actions may be given"
