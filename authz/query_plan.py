@@ -23,6 +23,7 @@ which the formulas spell out with explicit presence tests (``ne(attribute, null)
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,8 +167,40 @@ def simplify(node: Node, facts: tuple[Node, ...] = ()) -> Node:
         known = facts + units
         return and_(*(o if o in units else simplify(o, known) for o in node.operands))
     if isinstance(node, Op) and node.operator == "or":
-        return or_(*(simplify(o, facts) for o in node.operands))
+        return or_(*_merge_complements([simplify(o, facts) for o in node.operands]))
     return node
+
+
+def _conjuncts(node: Node) -> list[Node]:
+    return list(node.operands) if isinstance(node, Op) and node.operator == "and" else [node]
+
+
+def _merge_complements(terms: list[Node], limit: int = 200) -> list[Node]:
+    """``(c && x) || (c && !x)`` is ``c`` where ``x`` does not err, that is where the attributes
+    it reads are present: the walk's case splits folded back (true on the same rows)."""
+    if len(terms) > limit:
+        return terms
+    merged = True
+    while merged:
+        merged = False
+        for i, j in itertools.combinations(range(len(terms)), 2):
+            a, b = _conjuncts(terms[i]), _conjuncts(terms[j])
+            only_a = [n for n in a if n not in b]
+            only_b = [n for n in b if n not in a]
+            if len(only_a) != 1 or len(only_b) != 1 or len(a) != len(b):
+                continue
+            x, y = only_a[0], only_b[0]
+            if not (y == not_(x) or x == not_(y)):
+                continue
+            atom = x if y == not_(x) else y
+            if isinstance(atom, Op) and atom.operator in ("and", "or"):
+                continue
+            present = [] if _presence_test(atom) else [Op("ne", (v, Value(None))) for v in _attributes(atom)]
+            common = [n for n in a if n != x]
+            terms = [t for k, t in enumerate(terms) if k not in (i, j)] + [and_(*common, *present)]
+            merged = True
+            break
+    return terms
 
 
 def _absorbed(parts: list[Node], inner: str) -> list[Node]:
@@ -812,6 +845,9 @@ class PlanResult:
     actions: list[str]
     request: PlanRequest
     errors: list[str] = field(default_factory=list)
+    # per action, the scope Cerbos reports as matched: the one nearest the root with rules for it
+    matched_scopes: dict[str, str] = field(default_factory=dict)
+    policy_match: bool = False  # whether any rule applies at all (else Cerbos says NO_MATCH)
 
 
 class Planner:
@@ -855,12 +891,20 @@ class Planner:
         )
         if not cp.has_policies:
             return PlanResult(ALWAYS_DENIED, None, req.actions, req)
-        allowed = simplify(and_(*(self._action(cp.action_plan(self.ps, a), a) for a in req.actions)))
-        if _is(allowed, True):
-            return PlanResult(ALWAYS_ALLOWED, None, req.actions, req)
-        if _is(allowed, False):
-            return PlanResult(ALWAYS_DENIED, None, req.actions, req)
-        return PlanResult(CONDITIONAL, allowed, req.actions, req)
+        plans = {a: cp.action_plan(self.ps, a) for a in req.actions}
+        allowed = simplify(and_(*(self._action(plan, a) for a, plan in plans.items())))
+        kind = ALWAYS_ALLOWED if _is(allowed, True) else ALWAYS_DENIED if _is(allowed, False) else CONDITIONAL
+        result = PlanResult(kind, allowed if kind == CONDITIONAL else None, req.actions, req)
+        for action, plan in plans.items():
+            result.matched_scopes[action] = ""
+            for steps in plan.kinds:
+                for step in steps:
+                    for s in step.scopes:
+                        if s.rows:
+                            result.policy_match = True
+                            if step.kind == "resource" and not s.requires_parental_consent:
+                                result.matched_scopes[action] = s.scope
+        return result
 
     def _action(self, plan: ActionPlan, action: str) -> Node:
         """The formula under which the walk of one action ends in ALLOW."""
@@ -1122,11 +1166,23 @@ def render_node(node: Node) -> dict[str, Any]:
     raise PlanError(f"an erring expression left in the filter: {node.message}")
 
 
-def filter_debug(node: Node | None, kind: str) -> str:
-    """A readable form of the filter, for ``meta.filterDebug``."""
-    if node is None:
-        return "(true)" if kind == ALWAYS_ALLOWED else "(false)"
-    return f"({_debug(node)})"
+def filter_debug(result: PlanResult) -> str:
+    """``meta.filterDebug`` as Cerbos writes it: ``(operator operand ...)``, values as compact
+    JSON, ``NO_MATCH`` where no rule applies at all."""
+    if not result.policy_match:
+        return "NO_MATCH"
+    if result.condition is None:
+        return "(true)" if result.kind == ALWAYS_ALLOWED else "(false)"
+    return _sexpr(render_node(result.condition))
+
+
+def _sexpr(operand: dict[str, Any]) -> str:
+    if "expression" in operand:
+        e = operand["expression"]
+        return f"({e['operator']} " + " ".join(_sexpr(o) for o in e["operands"]) + ")"
+    if "variable" in operand:
+        return str(operand["variable"])
+    return json.dumps(operand["value"], ensure_ascii=False, separators=(",", ":"))
 
 
 _INFIX = {
@@ -1149,8 +1205,6 @@ _INFIX = {
 
 def _debug(node: Node) -> str:
     if isinstance(node, Value):
-        import json
-
         return json.dumps(to_json(node.value), ensure_ascii=False)
     if isinstance(node, Var):
         return node.name
@@ -1182,7 +1236,13 @@ def render_plan_response(result: PlanResult, include_meta: bool, call_id: str, s
         filt["condition"] = render_node(result.condition)
     body["filter"] = filt
     if include_meta:
-        body["meta"] = {"filterDebug": filter_debug(result.condition, result.kind)}
+        meta: dict[str, Any] = {"filterDebug": filter_debug(result)}
+        if single_action:
+            if result.matched_scopes.get(req.actions[0]):
+                meta["matchedScope"] = result.matched_scopes[req.actions[0]]
+        elif result.matched_scopes:
+            meta["matchedScopes"] = dict(result.matched_scopes)
+        body["meta"] = meta
     body["cerbosCallId"] = call_id
     return body
 
