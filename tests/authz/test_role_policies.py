@@ -174,10 +174,51 @@ def _compare(root: Path, bodies: list[dict], strict: bool) -> list[dict]:
     engine = Engine.from_directory(root, EvalParams(strict_evaluation=strict))
     with CerbosPDP(root, strict=strict) as pdp:
         theirs = [_normalise(pdp.check(body)) for body in bodies]
-    ours = [_normalise(engine.check_request(body)) for body in bodies]
-    for body, t, o in zip(bodies, theirs, ours, strict=True):
-        assert o == t, f"request: {json.dumps(body)}\n  cerbos: {json.dumps(t)}\n  ours:   {json.dumps(o)}"
+        ours = [_normalise(engine.check_request(body)) for body in bodies]
+        for i, (t, o) in enumerate(zip(theirs, ours, strict=True)):
+            if o != t:
+                again = _normalise(pdp.check(bodies[i]))
+                report = _disagreement(root, bodies, i, t, o, again, strict)
+                if again == o:  # the oracle itself answered one request two ways: not ours to fix
+                    pytest.xfail(f"Cerbos changed its answer when asked again\n{report}")
+                pytest.fail(report)
     return [o["results"][0] for o in ours]
+
+
+def _disagreement(root: Path, bodies: list[dict], i: int, theirs: dict, ours: dict, again: dict, strict: bool) -> str:
+    """What differs, and which side is unstable: Cerbos's answer when asked again, and a fresh
+    engine's after the same requests (an intermittent failure of the lax action-name case, issue
+    15, said neither; it was Cerbos answering differently from one server start to the next)."""
+    fresh = Engine.from_directory(root, EvalParams(strict_evaluation=strict))
+    replayed = [_normalise(fresh.check_request(body)) for body in bodies[: i + 1]][-1]
+    t, o = theirs["results"][0], ours["results"][0]
+    lines = [
+        f"request {i}: {json.dumps(bodies[i])}",
+        f"  Cerbos asked again: {'same answer' if again == theirs else 'a different answer: ' + json.dumps(again)}",
+        f"  a fresh engine:     {'same answer' if replayed == ours else 'a different answer: ' + json.dumps(replayed)}",
+    ]
+    t_meta, o_meta = t.get("meta", {}), o.get("meta", {})
+    fields = {
+        "effect": (t["actions"], o["actions"]),
+        "meta": (t_meta.get("actions", {}), o_meta.get("actions", {})),
+    }
+    for name, (t_field, o_field) in fields.items():
+        for action in sorted(set(t_field) | set(o_field)):
+            tv, ov = json.dumps(t_field.get(action)), json.dumps(o_field.get(action))
+            if tv != ov:
+                lines.append(f"  {name} of {action}: cerbos {tv}, ours {ov}")
+    if t_meta.get("effectiveDerivedRoles") != o_meta.get("effectiveDerivedRoles"):
+        lines.append(
+            f"  derived roles: cerbos {t_meta.get('effectiveDerivedRoles')}, ours {o_meta.get('effectiveDerivedRoles')}"
+        )
+    t_out = [json.dumps(x, sort_keys=True) for x in t.get("outputs", [])]
+    o_out = [json.dumps(x, sort_keys=True) for x in o.get("outputs", [])]
+    lines += [f"  output only cerbos gives: {x}" for x in t_out if x not in o_out]
+    lines += [f"  output only we give:      {x}" for x in o_out if x not in t_out]
+    if t_out != o_out and sorted(t_out) == sorted(o_out):
+        lines.append("  the same outputs in another order")
+    lines += [f"  cerbos: {json.dumps(theirs)}", f"  ours:   {json.dumps(ours)}"]
+    return "\n".join(lines)
 
 
 ROLE_BODIES = [
@@ -328,18 +369,8 @@ ACTIONS = [
 ]
 
 
-LAX_KNOWN_FLAKE = pytest.mark.xfail(
-    strict=False,
-    reason="Open (issue 15): in one full CI run (tests/app first, compiled engine) lax evaluation left out the "
-    "conditionNotMet outputs of principal rule owner_anything for view:, view:public and view:a that Cerbos "
-    "reports; the same test passes alone and in the whole tests/authz run, so it depends on what ran before",
-)
-
-
-@pytest.mark.parametrize("strict", [True, pytest.param(False, marks=LAX_KNOWN_FLAKE)], ids=["strict", "lax"])
-def test_action_names_with_colons_and_wildcards_match_as_in_cerbos(tmp_path: Path, strict: bool) -> None:
-    write_policies(tmp_path, {"doc.yaml": ACTION_POLICY, "pam.yaml": ACTION_PRINCIPAL})
-    bodies = [
+def _action_bodies(attrs: tuple[dict[str, Any], ...]) -> list[dict]:
+    return [
         {
             "requestId": "a",
             "includeMeta": True,
@@ -347,8 +378,16 @@ def test_action_names_with_colons_and_wildcards_match_as_in_cerbos(tmp_path: Pat
             "resources": [{"actions": ACTIONS, "resource": {"kind": "doc", "id": "d", "attr": attr}}],
         }
         for pid, roles in (("pam", ["reader"]), ("ron", ["reader"]), ("pam", ["writer"]), ("ron", ["writer", "reader"]))
-        for attr in ({"hidden": True}, {"hidden": False, "owner": "pam"}, {})
+        for attr in attrs
     ]
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
+def test_action_names_with_colons_and_wildcards_match_as_in_cerbos(tmp_path: Path, strict: bool) -> None:
+    write_policies(tmp_path, {"doc.yaml": ACTION_POLICY, "pam.yaml": ACTION_PRINCIPAL})
+    # A hidden document is pam's own, so owner_anything holds wherever view:* denies: what Cerbos
+    # reports then does not depend on its rule order (see the test below).
+    bodies = _action_bodies(({"hidden": True, "owner": "pam"}, {"hidden": False, "owner": "pam"}, {}))
     results = _compare(tmp_path, bodies, strict)
     ron_reader = {a: e.removeprefix("EFFECT_") for a, e in results[5]["actions"].items()}  # ron, reader, no attr
     assert ron_reader["view:a"] == "ALLOW" and ron_reader["view:a:b"] == "DENY"  # "*" stops at ":"
@@ -357,4 +396,40 @@ def test_action_names_with_colons_and_wildcards_match_as_in_cerbos(tmp_path: Pat
     assert ron_reader["ask:a"] == "DENY" and ron_reader["ask:?"] == "ALLOW"
     assert ron_reader["tag:a"] == "DENY" and ron_reader["tag:{a,b}"] == "ALLOW"
     pam_hidden = results[0]["actions"]
-    assert pam_hidden["view:public"] == "EFFECT_DENY"  # the principal policy's view:* DENY comes first
+    # The principal policy's view:* DENY beats its own "*" ALLOW, whichever Cerbos meets first.
+    assert pam_hidden["view:public"] == pam_hidden["view:a"] == "EFFECT_DENY"
+    assert pam_hidden["view:a:b"] == "EFFECT_ALLOW"  # owner_anything: "view:*" does not reach it
+    # Without the owner, lax evaluation reports owner_anything's conditionNotMet for every action,
+    # colons and patterns included (view:* errs there: no hidden attribute, counted as false).
+    if not strict:
+        assert [o["action"] for o in results[2]["outputs"]] == ACTIONS
+
+
+def test_outputs_of_rules_after_a_satisfied_deny_are_not_reported(tmp_path: Path) -> None:
+    """Where a policy's DENY holds, the rules after it in that policy are not evaluated, so their
+    outputs are not reported: here owner_anything's conditionNotMet for the actions view:* denies.
+
+    Cerbos 0.55 is not stable here: in some server starts (lax evaluation: 8 of 45 measured) it
+    reports those three outputs, and then does so for every request to that server, as if it met
+    the rule matching "*" before the one matching "view:*", which its other starts never do.
+    Effects never differ. This was the intermittent failure of the lax case of the test above
+    (issue 15; 5 of 37 runs on a busy machine), which asked exactly this: we answer as Cerbos's
+    usual order, the policy's, does, the same in every run, and Cerbos is held to one of its two
+    answers."""
+    write_policies(tmp_path, {"doc.yaml": ACTION_POLICY, "pam.yaml": ACTION_PRINCIPAL})
+    body = _action_bodies(({"hidden": True},))[0]  # pam, reader: view:* denies, not the owner
+    engine = Engine.from_directory(tmp_path, EvalParams(strict_evaluation=False))
+    ours = _normalise(engine.check_request(body))
+    reported = [o["action"] for o in ours["results"][0]["outputs"]]
+    denied_first = ["view:", "view:public", "view:a"]  # the actions view:* matches
+    assert reported == [a for a in ACTIONS if a not in denied_first]
+    assert all(ours["results"][0]["actions"][a] == "EFFECT_DENY" for a in denied_first)
+    with CerbosPDP(tmp_path, strict=False) as pdp:
+        theirs = _normalise(pdp.check(body))
+    if theirs != ours:  # Cerbos's other order: the same answer plus those three outputs
+        unstable = [o for o in theirs["results"][0]["outputs"] if o not in ours["results"][0]["outputs"]]
+        assert [(o["action"], o["src"]) for o in unstable] == [
+            (a, "principal.pam.vdefault#owner_anything") for a in denied_first
+        ]
+        theirs["results"][0]["outputs"] = [o for o in theirs["results"][0]["outputs"] if o not in unstable]
+        assert theirs == ours
