@@ -284,7 +284,10 @@ class _Outcome:
     flips: tuple[_Flip, ...]
 
 
-MEMO_ENTRIES = 50_000  # outcomes remembered per process (then forgotten all at once: bounded memory)
+# Outcomes remembered per process, then forgotten all at once: bounded memory (keys are 16-byte
+# digests; the flips' JSON they hold is counted).
+MEMO_ENTRIES = 100_000
+MEMO_BYTES = 32 << 20
 
 
 class Replayer:
@@ -304,6 +307,7 @@ class Replayer:
         self.now = now
         self.affected = affected
         self.memo: dict[bytes, _Outcome] = {}
+        self.memo_bytes = 0
         self.reused = 0
 
     def replay(self, items: Iterable[Item]) -> Partial:
@@ -347,9 +351,12 @@ class Replayer:
         now = datetime.fromisoformat(recorded[1]) if recorded and recorded[1] else self.now
         outcome = self._decide(inputs, now, part, index, recorded)
         if memo_key is not None:
-            if len(self.memo) >= MEMO_ENTRIES:
+            size = sum(len(flip.json_tail) for flip in outcome.flips) + 100
+            if len(self.memo) >= MEMO_ENTRIES or self.memo_bytes + size > MEMO_BYTES:
                 self.memo.clear()
+                self.memo_bytes = 0
             self.memo[memo_key] = outcome
+            self.memo_bytes += size
         _add_outcome(part, index, body, outcome, recorded)
 
     def _decide(self, inputs: list[Any], now: datetime, part: Partial, index: int, recorded: Any) -> _Outcome:
@@ -386,13 +393,15 @@ class Replayer:
 
 
 def _memo_key(body: Any) -> bytes | None:
-    """A request's identity but for its requestId (None when it cannot be written back)."""
+    """A request's identity but for its requestId: a 128-bit digest of its JSON (None when it
+    cannot be written back)."""
     if type(body) is not dict or type(body.get("requestId", "")) is not str:
         return None  # (a requestId of the wrong type is refused, so it must be parsed each time)
     try:
-        return orjson.dumps({k: v for k, v in body.items() if k != "requestId"})
+        data = orjson.dumps({k: v for k, v in body.items() if k != "requestId"})
     except (TypeError, orjson.JSONEncodeError):
         return None
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _flips(inp: Any, before: CheckOutput, after: CheckOutput) -> Iterator[_Flip]:
