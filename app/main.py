@@ -18,10 +18,15 @@ import time
 from pathlib import Path
 
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
-from app.services.data_dir import own_data_directory
+from app.services.data_dir import DataDirectoryError, own_data_directory
 from app.services.settings import PublicKey, Settings, SettingsError, describe, load_for_app
+from app.services.storage import STORAGE_ERRORS
+from app.services.store import SchemaError, StoreLocationError
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation, rollback_floor
+
+# What a start can meet in the data directory: each says what and where (never a traceback).
+START_ERRORS = (DataDirectoryError, StoreLocationError, SchemaError, *STORAGE_ERRORS)
 
 
 def default_data_dir() -> Path:
@@ -90,7 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     stop = threading.Event()
     # A screenshot is one moment: the policy server is asked once, first, and nothing runs behind it.
-    workstation, threads = start_workstation(settings, data_dir, args.policies, stop, background=not args.screenshot)
+    try:
+        workstation, threads = start_workstation(
+            settings, data_dir, args.policies, stop, background=not args.screenshot
+        )
+    except START_ERRORS as exc:  # a full disk, a read-only or forbidden data directory: say which
+        text = f"CCC Workstation cannot start: {exc}"
+        sys.stderr.write(f"{text}\n")
+        _refuse_on_screen(text)
+        return 2
     vms = ViewModels.build(workstation)
     window = MainWindow(vms)
     window.resize(1400, 900)

@@ -20,6 +20,7 @@ Exit statuses follow ``cerbos compile``: 0 all good, 3 the policies do not compi
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import multiprocessing
@@ -50,6 +51,7 @@ from .workers import ParentLink, end_workers
 EXIT_POLICY_ERRORS = 3
 EXIT_TEST_FAILURES = 4
 EXIT_AUDIT_FAILURE = 5
+EXIT_IO_ERROR = 74  # sysexits EX_IOERR: a file could not be read or written
 
 
 def _params(args: argparse.Namespace) -> EvalParams:
@@ -405,7 +407,7 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     except BundleError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    Path(args.out).write_bytes(data)
+    _write_file(Path(args.out), data)
     out.write(f"wrote {args.out}: version {args.version}, {len(data)} bytes\n")
     return 0
 
@@ -540,11 +542,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        return _run(build_parser().parse_args(argv))
+        code = _run(args)
+        sys.stdout.flush()  # here, where a full disk can still be reported, not at exit
+        return code
     except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a full disk, a read-only file system, a permission: say which file
+        sys.stderr.write(f"ccc-authz {args.command}: {file_problem(exc)}\n")
+        _drop_unwritten_output()
+        return EXIT_IO_ERROR
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path``; an error of the write itself (a full disk) names the file too."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+def file_problem(exc: OSError) -> str:
+    """What could not be read or written, and why, in words (never a traceback)."""
+    what = f"{exc.filename}" if exc.filename else "writing its output"
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EFBIG: "the file is larger than this process may write",
+        errno.EROFS: "the file system is mounted read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied (operation not permitted)",
+        errno.EIO: "a disk I/O error: the disk may be failing",
+    }
+    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{what}: {reason}"
+
+
+def _drop_unwritten_output() -> None:
+    """Points stdout at /dev/null so the exit does not try the failed write again (a second,
+    unreportable error)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ repaired (a file of another account) is a warning too; a symbolic link is never 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -22,11 +23,20 @@ FILE_MODE = 0o600
 log = logging.getLogger(__name__)
 
 
+class DataDirectoryError(Exception):
+    """The data directory cannot be created or used; the message says which and why."""
+
+
 def own_data_directory(path: Path) -> list[str]:
     """Creates ``path`` (0700) or checks and repairs it and all it holds; returns the warnings,
-    each naming the path and what was found."""
+    each naming the path and what was found. DataDirectoryError when it cannot be created."""
     os.umask(OWNER_ONLY_UMASK)  # the whole process: nothing it writes is meant for other accounts
-    path.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirectoryError(_cannot_create(path, exc)) from exc
+    if not path.is_dir():
+        raise DataDirectoryError(f"{path}: the data directory is not a directory: choose another (CCC_DATA_DIR)")
     warnings = [w for w in (_own(path, DIRECTORY_MODE),) if w]
     for root, directories, files in os.walk(path):  # (os.walk does not follow links to directories)
         for name in directories:
@@ -58,3 +68,16 @@ def _own(path: Path, mode: int) -> str:
     except OSError as exc:
         return f"{path}: {kind} mode {found:04o} could not be made {mode:04o}: {exc.strerror or exc}"
     return f"{path}: {kind} was readable by other accounts (mode {found:04o}); made {found & mode:04o}"
+
+
+def _cannot_create(path: Path, exc: OSError) -> str:
+    where = f"{path}: the data directory cannot be created"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: the disk is full"
+    if exc.errno == errno.EROFS:
+        return f"{where}: the file system is mounted read-only ({exc.filename or path})"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied on {exc.filename or path}: choose another (CCC_DATA_DIR)"
+    if isinstance(exc, FileExistsError):
+        return f"{where}: {exc.filename or path} is a file, not a directory"
+    return f"{where}: {exc.strerror or exc}"

@@ -14,6 +14,7 @@ from app.services.access import Decision, Refused, offered
 from app.services.delegation import Delegation
 from app.services.firmware import FirmwareUpdate
 from app.services.patients import Draft, Identity, RecordView, Series
+from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = [
@@ -136,6 +137,8 @@ class RecordViewModel(QObject):
             work()
         except Refused as refused:
             return str(refused)
+        except STORAGE_ERRORS as exc:  # a full disk, a read-only store: what, where, and that nothing was saved
+            return str(exc)
         return ""
 
     def save_note(self, note_type: str, text: str) -> bool:
@@ -154,7 +157,10 @@ class RecordViewModel(QObject):
     def keep_draft(self, note_type: str, text: str) -> None:
         """What is typed in the note editor, kept at once so no lock, switch or expiry loses it."""
         if self.session.user is not None and self.record is not None:
-            self.patients.keep_draft(self.session.user, self.record.patient_id, note_type, text)
+            try:
+                self.patients.keep_draft(self.session.user, self.record.patient_id, note_type, text)
+            except STORAGE_ERRORS as exc:  # the note stays in the editor: say why it is not kept
+                self.session.message.emit(f"The draft is not kept: {exc}")
 
     def has_draft(self, patient_id: str) -> bool:
         user = self.session.user

@@ -1,6 +1,7 @@
 """The store: the only code that knows the database. ``schema`` holds the versioned migrations,
 ``store`` the ``Store`` and its queries; the services call its methods and never write SQL."""
 
+from .errors import StoreError
 from .schema import MIGRATIONS, SCHEMA_VERSION, SchemaError, SchemaTooNew
 from .store import Patient, Store, StoreLocationError, observation_catalogue
 
@@ -11,6 +12,7 @@ __all__ = [
     "SchemaError",
     "SchemaTooNew",
     "Store",
+    "StoreError",
     "StoreLocationError",
     "observation_catalogue",
 ]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from ..demo_data import OBSERVATIONS, DemoHospital, generate
+from .errors import OPENING, store_error
 from .schema import migrate
 
 _JSON_COLUMNS = {"care_team", "assigned_physicians", "hospital_ids", "approvals"}
@@ -60,13 +63,21 @@ class Store:
         when it is new, filling it with ``demo`` (by default the demo hospital). Raises
         schema.SchemaTooNew for a database of a newer release, which is left unchanged.
 
-        The store's directory is its own: it and the data file are made readable by their owner only."""
+        The store's directory is its own: it and the data file are made readable by their owner only.
+        StoreError when the file cannot be created, opened or brought up to date (a full disk, a
+        read-only file system, a permission), saying which and where; the cause is kept."""
         self.path = path
-        _owner_only(path)
+        try:
+            _owner_only(path)
+        except OSError as exc:
+            raise store_error(path, exc, OPENING) from exc
         # one connection, shared with worker threads (exports, reports): SQLite serializes its use
         conn = sqlite3.connect(path, check_same_thread=False)
         try:
             self.migrated_from, self.schema_version = migrate(conn, lambda c: _seed(c, demo or generate()), path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise store_error(path, exc, OPENING) from exc
         except BaseException:
             conn.close()
             raise
@@ -78,20 +89,30 @@ class Store:
     # The queries, by table. Rows are plain dicts (JSON columns decoded); nothing else in the app
     # writes SQL. Lists come in a stated order, or in the order the rows were written.
 
+    @contextmanager
+    def _using(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as StoreError, saying what was being done and where."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, doing) from exc
+
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return [_decode(r) for r in self.db.query(sql, list(params))]
+        with self._using("reading the store"):
+            return [_decode(r) for r in self.db.query(sql, list(params))]
 
     def _row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
     def _insert(self, table: str, row: Mapping[str, Any], verb: str = "INSERT") -> None:
-        with self.db.conn:
+        with self._using(_saving(table)), self.db.conn:
             _insert_many(self.db.conn, table, [row], verb)
 
     def _change(self, sql: str, params: Iterable[Any]) -> int:
-        """Runs one UPDATE and commits it; the number of rows it changed."""
-        with self.db.conn:
+        """Runs one UPDATE (or DELETE) and commits it; the number of rows it changed."""
+        table = _TABLE_OF.search(sql)
+        with self._using(_saving(table.group(1) if table else "the store")), self.db.conn:
             return self.db.execute(sql, list(params)).rowcount
 
     # patients
@@ -139,7 +160,7 @@ class Store:
 
     def set_password_hashes(self, hashes: Mapping[str, str]) -> None:
         """Records (or replaces) each user's password hash, in one transaction."""
-        with self.db.conn:
+        with self._using(_saving("credentials")), self.db.conn:
             _insert_many(
                 self.db.conn,
                 "credentials",
@@ -279,6 +300,24 @@ class Store:
             )
             > 0
         )
+
+
+_TABLE_OF = re.compile(r"^(?:UPDATE|DELETE FROM)\s+\"?(\w+)")
+_SAVING = {
+    "notes": "saving a note",
+    "drafts": "saving a draft",
+    "credentials": "recording passwords",
+    "delegations": "recording a delegation",
+    "consents": "recording a consent",
+    "break_glass": "recording a break-glass session",
+    "firmware_updates": "recording a firmware update",
+    "devices": "recording a device's firmware",
+}
+
+
+def _saving(table: str) -> str:
+    """What a write to ``table`` is, in the user's words."""
+    return _SAVING.get(table, f"saving to {table}")
 
 
 def observation_catalogue() -> list[tuple[str, str, str, float, float]]:

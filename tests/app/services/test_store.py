@@ -16,7 +16,15 @@ import pytest
 import sqlite_utils
 
 from app.services.demo_data import DemoHospital, generate
-from app.services.store import MIGRATIONS, SCHEMA_VERSION, SchemaError, SchemaTooNew, Store, StoreLocationError
+from app.services.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SchemaError,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    StoreLocationError,
+)
 from app.services.store import schema as schema_module
 from app.services.users import DEMO_PASSWORD, DemoUserDirectory, hash_password
 from app.services.workstation import Workstation
@@ -330,7 +338,7 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monke
     broken = schema_module.Migration(SCHEMA_VERSION + 1, "broken", ('CREATE TABLE "patients" (x)',))
     monkeypatch.setattr(schema_module, "MIGRATIONS", (*MIGRATIONS, broken))
     monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+    with pytest.raises(StoreError, match=f"opening the store: the store at {path}: table .*patients.* already exists"):
         Store(path)
     assert recorded_version(path) == 1 and contents(path) == before and schema_of_file(path) == schema
 

@@ -1,0 +1,38 @@
+"""A clinician saves a note while the data directory's disk is full (issue 16, part 8), driven
+through the real window: the status bar says the disk is full and where, the note is not in the
+record, the window goes on, and once space is freed the same note saves. Before, the exception
+escaped the button's slot and the user was told nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.services.workstation import Workstation
+from app.viewmodels.app_vm import ViewModels
+from app.views.main_window import MainWindow
+from tests.app.helpers import Clock, click, click_cell, sign_in
+from tests.support.disks import fill, small_disk
+
+
+def test_disk_full_saving_a_note_tells_the_clinician_and_saves_nothing(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    clock = Clock()
+    with small_disk(tmp_path / "disk", size="8m") as disk:
+        ws = Workstation(disk / "data", clock=clock.now, monotonic=clock.monotonic)
+        window = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+        qtbot.addWidget(window)
+        window.show()
+        sign_in(qtbot, window, "dr_aly")
+        click_cell(qtbot, window.patients.table, 0, 1, double=True)
+        before = list(window.vms.record.record.view.notes)
+        filler = fill(disk)
+        text = "Lead impedance stable. " * 200  # more than the free pages left in either file
+        qtbot.keyClicks(window.record.editor, text)
+        click(qtbot, window.record.save)
+        shown = window.statusBar().currentMessage()
+        assert "the disk is full" in shown and str(disk / "data") in shown, shown
+        assert window.vms.record.record.view.notes == before
+        filler.unlink()
+        click(qtbot, window.record.save)
+        assert window.vms.record.record.view.notes[0]["text"] == text.strip()
+        ws.store.close()
+        ws.chain.close()
