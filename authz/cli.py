@@ -374,7 +374,14 @@ def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
-    from .bundle import BundleError, build_bundle, load_private_key, load_public_key, read_bundle_file
+    from .bundle import (
+        BundleError,
+        build_bundle,
+        load_private_key,
+        load_public_key,
+        policy_source_files,
+        read_bundle_file,
+    )
 
     if args.bundle_command == "verify":
         try:
@@ -390,6 +397,11 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
         )
         return 0
     root = Path(args.dir)
+    try:
+        policy_source_files(root)  # links and special files refused before the compiler reads (and quotes) them
+    except BundleError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     code = cmd_compile(argparse.Namespace(dir=str(root), skip_tests=False, no_strict_evaluation=False), out)
     if code != 0:
         sys.stderr.write("bundle not built: the policies must compile and every test must pass\n")

@@ -187,3 +187,19 @@ def test_plain_copy_still_builds_the_same_bundle(keys: tuple[Path, Path], tmp_pa
     (policies / ".git" / "HEAD").symlink_to("/etc/passwd")  # hidden: neither carried nor entered
     again = build_bundle(policies, load_private_key(keys[0]), 3, TESTS, created_at="2026-03-01T00:00:00+00:00")
     assert again == bundle_bytes
+
+
+def test_symlink_to_private_key_named_as_a_policy_refused_before_compiling(
+    keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    policies = _policy_copy(tmp_path)
+    (policies / "resources" / "key.yaml").symlink_to(keys[0])  # the compiler would quote its first line
+    out_file = tmp_path / "b.bundle"
+    args = build_parser().parse_args(
+        ["bundle", "build", str(policies), "--key", str(keys[0]), "--version", "1", "--out", str(out_file)]
+    )
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        assert cmd_bundle(args, stdout) == 2
+    assert f"{policies / 'resources' / 'key.yaml'} (a symbolic link)" in stderr.getvalue()
+    assert "PRIVATE KEY" not in stdout.getvalue() + stderr.getvalue() and not out_file.exists()
