@@ -62,7 +62,9 @@ ALWAYS_ALLOWED = "KIND_ALWAYS_ALLOWED"
 ALWAYS_DENIED = "KIND_ALWAYS_DENIED"
 CONDITIONAL = "KIND_CONDITIONAL"
 MAX_COMPILED = 20000  # known sub-expressions kept compiled per policy
-MAX_WALKS = 20000  # walks of one action's plan (one per combination of conditions a path assumes)
+MAX_WALKS = 5000  # walks of one action's plan (one per combination of conditions a path assumes)
+MAX_FILTER_NODES = 200_000  # a bigger filter is refused (a request listing too much to plan)
+_BOUND = "qp_bound_"  # the globals through which a macro's variable gets a known element
 _NAMESPACES = {"sets", "math", "strings", "base64", "json", "regex", "lists", "optional", "cel"}
 _MACROS = {"all", "exists", "exists_one", "existsOne", "filter", "map"}
 
@@ -74,9 +76,28 @@ class PlanError(Exception):
 # ---- the filter's expression tree ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Value:
     value: Any  # a CEL value
+
+    # Equal and hashed by type and value, lists and maps included: 1 == True in Python, not here.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Value) and _frozen(self.value) == _frozen(other.value)
+
+    def __hash__(self) -> int:
+        return hash(_frozen(self.value))
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list):
+        return ("list", tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return ("map", tuple(sorted(((repr(k), _frozen(v)) for k, v in value.items()), key=lambda kv: kv[0])))
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__name__, repr(value))
+    return (type(value).__name__, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,36 +141,33 @@ _LOGICAL = {"and", "or", "not", "if"}
 
 
 def and_(*nodes: Node) -> Node:
-    out: list[Node] = []
+    seen: dict[Node, None] = {}
     for n in nodes:
         if _is(n, False):
             return FALSE
         if _is(n, True):
             continue
-        parts = n.operands if isinstance(n, Op) and n.operator == "and" else (n,)
-        out.extend(p for p in parts if p not in out)
-    out = _absorbed(out, "or")
+        seen.update(dict.fromkeys(n.operands if isinstance(n, Op) and n.operator == "and" else (n,)))
+    out = _absorbed(list(seen), seen, "or")
     if not out:
         return TRUE
-    present = out
-    if any(isinstance(n, Op) and n.operator == "not" and n.operands[0] in present for n in out):
+    if any(isinstance(n, Op) and n.operator == "not" and n.operands[0] in seen for n in out):
         return FALSE  # p && !p: never true (false, or an error)
     return out[0] if len(out) == 1 else Op("and", tuple(out))
 
 
 def or_(*nodes: Node) -> Node:
-    out: list[Node] = []
+    seen: dict[Node, None] = {}
     for n in nodes:
         if _is(n, True):
             return TRUE
         if _is(n, False):
             continue
-        parts = n.operands if isinstance(n, Op) and n.operator == "or" else (n,)
-        out.extend(p for p in parts if p not in out)
-    out = _absorbed(out, "and")
+        seen.update(dict.fromkeys(n.operands if isinstance(n, Op) and n.operator == "or" else (n,)))
+    out = _absorbed(list(seen), seen, "and")
     if not out:
         return FALSE
-    if _covers_everything(out):
+    if _covers_everything(out, seen):
         return TRUE
     return out[0] if len(out) == 1 else Op("or", tuple(out))
 
@@ -169,6 +187,13 @@ def simplify(node: Node, facts: tuple[Node, ...] = ()) -> Node:
     if isinstance(node, Op) and node.operator == "or":
         return or_(*_merge_complements([simplify(o, facts) for o in node.operands]))
     return node
+
+
+def _size(node: Node) -> int:
+    """The number of nodes in a filter (shared sub-trees counted each time they appear)."""
+    if isinstance(node, Op):
+        return 1 + sum(_size(o) for o in node.operands)
+    return 1
 
 
 def _conjuncts(node: Node) -> list[Node]:
@@ -203,20 +228,17 @@ def _merge_complements(terms: list[Node], limit: int = 200) -> list[Node]:
     return terms
 
 
-def _absorbed(parts: list[Node], inner: str) -> list[Node]:
+def _absorbed(parts: list[Node], present: dict[Node, None], inner: str) -> list[Node]:
     """Absorption, which holds in three-valued logic too: ``x && (x || y)`` is ``x``, and
     ``x || (x && y)`` is ``x``: an ``inner`` operand holding another operand is dropped."""
     return [
-        n
-        for n in parts
-        if not (isinstance(n, Op) and n.operator == inner and any(o is not n and o in n.operands for o in parts))
+        n for n in parts if not (isinstance(n, Op) and n.operator == inner and any(o in present for o in n.operands))
     ]
 
 
-def _covers_everything(alternatives: list[Node]) -> bool:
+def _covers_everything(alternatives: list[Node], present: dict[Node, None]) -> bool:
     """``p || !p || (each attribute p reads is missing)``: true for every resource, since p is true,
     false, or errs, and it errs only where an attribute it reads is missing."""
-    present = alternatives
     for n in alternatives:
         if (
             isinstance(n, Op)
@@ -416,7 +438,7 @@ class Partial:
         self.runtime_source = runtime_roles
         self.act = act
         self.var_cache: dict[str, Node] = {}
-        self.bound: dict[str, str] = {}  # macro variables bound to known elements (CEL literals)
+        self.bound: dict[str, Any] = {}  # macro variables bound to known elements (CEL values)
 
     def expression(self, text: str) -> Node:
         try:
@@ -427,15 +449,20 @@ class Partial:
 
     def evaluate(self, text: str) -> Node:
         """What the request knows: evaluated by the engine's own compiler, in the policy's scope."""
-        for name, literal in self.bound.items():
-            text = f"cel.bind({name}, {literal}, {text})"
+        act = self.act
+        if self.bound:
+            # compiled once whatever the element: the element reaches it through a global
+            for name in self.bound:
+                text = f"cel.bind({name}, G.{_BOUND}{name}, {text})"
+            extra = {f"{_BOUND}{name}": value for name, value in self.bound.items()}
+            act = Activation(act.request, act.now, {**act.globals, **extra}, act.runtime)
         try:
             compiled = self.env.compiled.get(text)
             if compiled is None:
                 if len(self.env.compiled) > MAX_COMPILED:
                     self.env.compiled.clear()
                 compiled = self.env.compiled[text] = compile_expression(text, self.env.compiled_scope())
-            return Value(compiled.evaluate(self.act))
+            return Value(compiled.evaluate(act))
         except CelError as exc:
             return Err(str(exc))
         except CelCompileError as exc:
@@ -638,8 +665,8 @@ class Partial:
         bodies: list[Node] = []
         try:
             for key, element in pairs:
-                self.bound[first] = _cel_literal(to_json(key)) if not isinstance(key, int) else str(key)
-                self.bound[second] = _cel_literal(to_json(element))
+                self.bound[first] = key
+                self.bound[second] = element
                 bodies.append(self.value(args[2], text, local - {first, second}))
         except CelError:
             return self.evaluate(here)
@@ -671,7 +698,7 @@ class Partial:
         bodies: list[Node] = []
         try:
             for element in elements:
-                self.bound[var] = _cel_literal(to_json(element))
+                self.bound[var] = element
                 bodies.append(self.value(args[0], text, local - {var}))
         except CelError:
             return self.evaluate(here)
@@ -687,23 +714,6 @@ class Partial:
         if name == "all":
             return and_(*bodies)
         raise PlanError(f"`{here.strip()}` over a known list with an unknown body cannot be planned")
-
-
-def _cel_literal(value: Any) -> str:
-    """JSON data as a CEL literal (numbers as doubles, as request data reaches CEL)."""
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(float(value))
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_cel_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_cel_literal(v)}" for k, v in value.items()) + "}"
-    raise CelError(f"cannot bind {type(value).__name__}")
 
 
 def _free(node: Node) -> set[str]:
@@ -893,6 +903,8 @@ class Planner:
             return PlanResult(ALWAYS_DENIED, None, req.actions, req)
         plans = {a: cp.action_plan(self.ps, a) for a in req.actions}
         allowed = simplify(and_(*(self._action(plan, a) for a, plan in plans.items())))
+        if _size(allowed) > MAX_FILTER_NODES:
+            raise PlanError(f"the filter would have more than {MAX_FILTER_NODES:,} terms")
         kind = ALWAYS_ALLOWED if _is(allowed, True) else ALWAYS_DENIED if _is(allowed, False) else CONDITIONAL
         result = PlanResult(kind, allowed if kind == CONDITIONAL else None, req.actions, req)
         for action, plan in plans.items():

@@ -174,7 +174,7 @@ class _Translator:
         if op == "and":
             return and_(*(self.boolean(a) for a in args))
         if op == "or":
-            return or_(*(self.boolean(a) for a in args))
+            return self.disjunction(args)
         if op == "not" and len(args) == 1:
             return not_(self.boolean(args[0]))
         if op in ("eq", "ne") and len(args) == 2:
@@ -193,6 +193,25 @@ class _Translator:
             cond = self.boolean(args[0])
             return case((cond, self.boolean(args[1])), (not_(cond), self.boolean(args[2])))
         raise SqlFilterError(f"operator {op!r} cannot be translated to SQL")
+
+    def disjunction(self, args: list[dict[str, Any]]) -> ColumnElement[bool]:
+        """``or``, with the equalities of one attribute to values gathered into one ``IN`` (the same
+        rows, NULL included): a plan over a long list the principal holds (``exists`` unrolled by
+        the planner) would otherwise nest past what SQLite parses (1,000 levels)."""
+        values: dict[str, list[Any]] = {}
+        rest = []
+        for a in args:
+            found = _equality_to_value(a)
+            if found is not None and self.list_column({"variable": found[0]}) is None:
+                values.setdefault(found[0], []).append(found[1])
+            else:
+                rest.append(a)
+        parts: list[ColumnElement[bool]] = []
+        for name, listed in values.items():
+            column = self.column(name)
+            parts.append(column == literal(listed[0]) if len(listed) == 1 else column.in_(listed))
+        parts.extend(self.boolean(a) for a in rest)
+        return or_(*parts)
 
     def equality(self, op: str, a: dict[str, Any], b: dict[str, Any]) -> ColumnElement[bool]:
         if b.get("value", 0) is None or a.get("value", 0) is None:  # a presence test
@@ -291,6 +310,19 @@ class _Translator:
             like = column.contains(pattern, autoescape=True)
             exact = func.replace(column, pattern, "") != column
         return and_(like, exact)
+
+
+def _equality_to_value(operand: dict[str, Any]) -> tuple[str, Any] | None:
+    """(attribute, value) for ``eq(attribute, value)`` in either order, the value a plain scalar."""
+    expr = operand.get("expression")
+    if not isinstance(expr, dict) or expr.get("operator") != "eq" or len(expr.get("operands") or []) != 2:
+        return None
+    a, b = expr["operands"]
+    if "variable" in b and "value" in a:
+        a, b = b, a
+    if "variable" in a and "value" in b and isinstance(b["value"], (str, int, float)):
+        return a["variable"], b["value"]
+    return None
 
 
 def _is_timestamp(operand: dict[str, Any]) -> bool:
