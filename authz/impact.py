@@ -38,13 +38,14 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import orjson
+import yaml
 
 from . import api, globs, requestjson
 from .bundle import BundleError, policy_source_files, read_bundle_file
 from .compile import RESOURCE, PolicySet, compile_policy_dir
 from .engine import Engine
 from .errors import RequestError
-from .evaluate import CheckOutput, EvalParams
+from .evaluate import CheckInput, CheckOutput, EvalParams
 from .impact_sources import CHUNK_ITEMS, Item, RequestSource, SourceError
 from .loader import POLICY_SUFFIXES, SCHEMAS_DIR, TESTDATA_DIR
 from .plan import ActionEffect
@@ -135,15 +136,59 @@ class KnownKinds:
         return any(globs.matches(pattern, kind) for pattern in self.patterns)
 
 
-def affected_kinds(
-    old_files: dict[str, bytes], new_files: dict[str, bytes], old_set: PolicySet, new_set: PolicySet
-) -> Callable[[str], bool]:
-    """Which resource kinds the change can touch: a kind no changed resource policy names (by its
-    glob) decides the same on both sides, so it is counted without being evaluated twice. Any
-    other changed policy file (derived roles, exported variables or constants, principal or role
-    policies) may touch every kind: then every kind is evaluated. Test suites, their fixtures and
+class ChangeScope:
+    """Which decisions a change can touch, so the others are counted without being decided twice.
+
+    A resource kind that no changed resource policy names (by its glob) decides the same on both
+    sides. Within a changed resource policy whose every part but its rules is unchanged, an action
+    decides the same when the rules that name it (by their action globs), with their positions
+    (an unnamed rule is named by its position), are the same on both sides. Any other changed
+    policy file (derived roles, exported variables or constants, principal or role policies) may
+    touch every decision: then everything is decided twice. Test suites, their fixtures and
     schemas (not enforced in a replay) decide nothing."""
-    patterns: dict[str, set[str]] = {}  # resource policy key -> the resource globs of its rows
+
+    def __init__(
+        self, old_files: dict[str, bytes], new_files: dict[str, bytes], old_set: PolicySet, new_set: PolicySet
+    ) -> None:
+        self.everything = False
+        # Per changed resource policy: its resource globs, and its rules on each side (None: the
+        # policy changed outside its rules, or exists on one side only: every action).
+        self.changed: list[tuple[tuple[str, ...], list[Any] | None, list[Any] | None]] = []
+        patterns = _resource_patterns(old_set, new_set)
+        for key, globs_ in sorted(patterns.items()):
+            old_file, new_file = old_set.sources.get(key), new_set.sources.get(key)
+            old_data = old_files.get(old_file) if old_file else None
+            new_data = new_files.get(new_file) if new_file else None
+            if old_data is not None and old_data == new_data:
+                continue
+            old_rules, new_rules = _rules_if_only_they_differ(old_data, new_data)
+            self.changed.append((tuple(sorted(globs_)), old_rules, new_rules))
+        resource_files = {old_set.sources.get(k) for k in patterns} | {new_set.sources.get(k) for k in patterns}
+        for name in set(old_files) | set(new_files):
+            if name not in resource_files and _decisive(name) and old_files.get(name) != new_files.get(name):
+                self.everything = True
+        self.kind = lru_cache(maxsize=4096)(self._kind)
+        self.action = lru_cache(maxsize=4096)(self._action)
+
+    def _kind(self, kind: str) -> bool:
+        return self.everything or any(_matches_any(globs_, kind) for globs_, _, _ in self.changed)
+
+    def _action(self, kind: str, action: str) -> bool:
+        if self.everything:
+            return True
+        for globs_, old_rules, new_rules in self.changed:
+            if not _matches_any(globs_, kind):
+                continue
+            if old_rules is None or new_rules is None:
+                return True
+            if _rules_for(old_rules, action) != _rules_for(new_rules, action):
+                return True
+        return False
+
+
+def _resource_patterns(old_set: PolicySet, new_set: PolicySet) -> dict[str, set[str]]:
+    """Resource policy key -> the resource globs of its rows, on either side."""
+    patterns: dict[str, set[str]] = {}
     for policy_set in (old_set, new_set):
         for rows in policy_set.rows.values():
             for row in rows:
@@ -152,17 +197,45 @@ def affected_kinds(
         for k, version, scope, name in policy_set.empty_policies:
             if k == RESOURCE:
                 patterns.setdefault(policy_set.resource_policy_key(name, version, scope), set()).add(name)
-    changed: set[str] = set()
-    for key, globs_ in patterns.items():
-        old_file, new_file = old_set.sources.get(key), new_set.sources.get(key)
-        if old_files.get(old_file or "") != new_files.get(new_file or "") or old_file is None or new_file is None:
-            changed |= globs_
-    resource_files = {old_set.sources.get(k) for k in patterns} | {new_set.sources.get(k) for k in patterns}
-    for name in set(old_files) | set(new_files):
-        if name not in resource_files and _decisive(name) and old_files.get(name) != new_files.get(name):
-            return lambda kind: True
-    ordered = sorted(changed)
-    return lru_cache(maxsize=4096)(lambda kind: any(globs.matches(p, kind) for p in ordered))
+    return patterns
+
+
+def _rules_if_only_they_differ(old: bytes | None, new: bytes | None) -> tuple[list[Any] | None, list[Any] | None]:
+    """Both sides' rules when a resource policy differs in its rules alone, else (None, None)."""
+    if old is None or new is None:
+        return None, None
+    try:
+        old_doc, new_doc = yaml.safe_load(old), yaml.safe_load(new)
+    except yaml.YAMLError:
+        return None, None
+    if not (isinstance(old_doc, dict) and isinstance(new_doc, dict)):
+        return None, None
+    old_policy, new_policy = old_doc.get("resourcePolicy"), new_doc.get("resourcePolicy")
+    if not (isinstance(old_policy, dict) and isinstance(new_policy, dict)):
+        return None, None
+    rest = ({k: v for k, v in d.items() if k != "resourcePolicy"} for d in (old_doc, new_doc))
+    if next(rest) != next(rest):
+        return None, None
+    if {k: v for k, v in old_policy.items() if k != "rules"} != {k: v for k, v in new_policy.items() if k != "rules"}:
+        return None, None
+    old_rules, new_rules = old_policy.get("rules") or [], new_policy.get("rules") or []
+    if not (isinstance(old_rules, list) and isinstance(new_rules, list)):
+        return None, None
+    return old_rules, new_rules
+
+
+def _rules_for(rules: list[Any], action: str) -> list[tuple[int, Any]]:
+    """The rules (with their positions) whose actions name ``action``; a malformed one counts."""
+    out = []
+    for i, rule in enumerate(rules):
+        actions = rule.get("actions") if isinstance(rule, dict) else None
+        if not isinstance(actions, list) or any(not isinstance(a, str) or globs.matches(a, action) for a in actions):
+            out.append((i, rule))
+    return out
+
+
+def _matches_any(patterns: tuple[str, ...], value: str) -> bool:
+    return any(globs.matches(p, value) for p in patterns)
 
 
 def _decisive(name: str) -> bool:
@@ -298,9 +371,7 @@ class Replayer:
     the instant, which is fixed for the whole run. Such outcomes are remembered (MEMO_ENTRIES) and
     reused. Rebuilt audit requests are decided at their own record's time, so never reused."""
 
-    def __init__(
-        self, old: PolicySet, new: PolicySet, strict: bool, now: datetime, affected: Callable[[str], bool]
-    ) -> None:
+    def __init__(self, old: PolicySet, new: PolicySet, strict: bool, now: datetime, affected: ChangeScope) -> None:
         params = EvalParams(strict_evaluation=strict)
         self.old, self.new = Engine(old, params), Engine(new, params)
         self.kinds_old, self.kinds_new = KnownKinds(old), KnownKinds(new)
@@ -371,10 +442,16 @@ class Replayer:
                 unknown.append(kind)
                 continue
             decisions += len(inp.actions)
-            if not self.affected(kind):
+            actions = [a for a in inp.actions if self.affected.action(kind, a)] if self.affected.kind(kind) else []
+            if not actions:
                 if recorded is not None:  # the recorded effect is still compared with the old one's
                     self._check_recorded(part, index, recorded, self.old.check(inp, now, shared_old, False))
                 continue
+            if len(actions) < len(inp.actions):
+                if recorded is not None:
+                    self._check_recorded(part, index, recorded, self.old.check(inp, now, shared_old, False))
+                    recorded = None
+                inp = CheckInput(inp.principal, inp.resource, actions, inp.aux_data, inp.request_id)
             before = self.old.check(inp, now, shared_old, with_derived_roles=False)
             after = self.new.check(inp, now, shared_new, with_derived_roles=False)
             if before.outputs or after.outputs or before.actions != after.actions:
@@ -526,7 +603,7 @@ def replay(
         partials = _on_cluster(cluster, old, new, strict, now, source.chunks(chunk_size))
         where = f"Dask cluster at {cluster}"
     else:
-        _REPLAYER = Replayer(old_set, new_set, strict, now, affected_kinds(old.files, new.files, old_set, new_set))
+        _REPLAYER = Replayer(old_set, new_set, strict, now, ChangeScope(old.files, new.files, old_set, new_set))
         partials = _here(source.chunks(chunk_size), workers)
         where = f"{workers} process{'es' if workers > 1 else ''}"
     for part in partials:
@@ -612,7 +689,7 @@ def replay_remote(payload: tuple[dict[str, bytes], dict[str, bytes], bool, str, 
         _REMOTE.clear()
         keep: list[tempfile.TemporaryDirectory[str]] = []
         old_set, new_set = compile_files(old_files, keep), compile_files(new_files, keep)
-        affected = affected_kinds(old_files, new_files, old_set, new_set)
+        affected = ChangeScope(old_files, new_files, old_set, new_set)
         _REMOTE[key] = (Replayer(old_set, new_set, strict, datetime.fromisoformat(now), affected), keep)
     return _REMOTE[key][0].replay(items)
 
