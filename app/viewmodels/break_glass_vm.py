@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Refused
 from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession, in_words
+from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.record_vm import Identity, RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
 
@@ -68,6 +69,8 @@ class BreakGlassViewModel(QObject):
             self.service.start(self.session.user, patient_id, reason, justification, password)
         except Refused as refused:
             return str(refused)
+        except STORAGE_ERRORS as exc:  # not started: a full disk, a read-only store, said with where
+            return str(exc)
         self._set(self.service.active(self.session.user))
         self.record.open(patient_id)
         return ""
@@ -80,6 +83,8 @@ class BreakGlassViewModel(QObject):
             self.service.end(self.session.user)
         except Refused as refused:
             self.session.message.emit(str(refused))
+        except STORAGE_ERRORS as exc:  # not recorded: said; the record closes all the same
+            self.session.message.emit(str(exc))
         self._finish()
 
     def tick(self) -> None:

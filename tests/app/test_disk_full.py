@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.services.users import DEMO_PASSWORD
 from app.services.workstation import Workstation
 from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, click, click_cell, sign_in
+from tests.app.helpers import Clock, click, click_cell, open_dialog, search_and_open, sign_in
 from tests.support.disks import fill, small_disk
 
 
@@ -34,5 +35,37 @@ def test_disk_full_saving_a_note_tells_the_clinician_and_saves_nothing(qtbot, tm
         filler.unlink()
         click(qtbot, window.record.save)
         assert window.vms.record.record.view.notes[0]["text"] == text.strip()
+        ws.store.close()
+        ws.chain.close()
+
+
+def test_disk_full_starting_break_glass_says_so_in_the_dialog_and_starts_nothing(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """Emergency access on a full disk: the dialog says the disk is full and where, no session
+    starts (it could not be recorded), the justification stays typed, and once space is freed the
+    same click starts it."""
+    clock = Clock()
+    with small_disk(tmp_path / "disk", size="8m") as disk:
+        ws = Workstation(disk / "data", clock=clock.now, monotonic=clock.monotonic)
+        window = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+        qtbot.addWidget(window)
+        window.show()
+        sign_in(qtbot, window, "er_eli")
+        patient = ws.store.patient("p03")
+        search_and_open(qtbot, window, patient.mrn)
+        dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
+        click(qtbot, dialog.confirm)  # the patient checked against the wristband
+        justification = "Collapsed in the ER; need device settings and rhythm history now. " * 40
+        qtbot.keyClicks(dialog.justification, justification)
+        qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
+        filler = fill(disk)
+        click(qtbot, dialog.grant)
+        shown = dialog.error.text()
+        assert "the disk is full" in shown and str(disk / "data") in shown, shown
+        assert window.vms.break_glass.emergency is None and ws.store.open_break_glass_sessions("er_eli") == []
+        assert dialog.justification.toPlainText() == justification
+        filler.unlink()
+        qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
+        click(qtbot, dialog.grant)
+        assert window.vms.break_glass.emergency is not None and window.vms.record.record.patient_id == "p03"
         ws.store.close()
         ws.chain.close()
