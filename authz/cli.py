@@ -7,6 +7,8 @@
     ccc-authz audit export DB --format jsonl|fhir
     ccc-authz keygen --out DIR
     ccc-authz bundle build POLICY_DIR --key PRIVATE_KEY --version N --out FILE
+                           [--baseline OLD --requests FILE [--accept FILE]]
+    ccc-authz impact OLD NEW --requests FILE [--format text|json] [--html FILE] [--accept FILE] [--cluster ADDRESS]
     ccc-authz bundle verify FILE --pubkey PUBLIC_KEY
     ccc-authz serve DIR --port P [--token-file FILE]
     ccc-authz package sign DIR --key RELEASE_PRIVATE_KEY [--file NAME ...]
@@ -37,7 +39,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-from . import requestjson
+from . import impact_command, requestjson
 from .audit import AuditChain, AuditRecord, AuditWriteError
 from .audit_command import add_parser as add_audit_parser
 from .audit_command import cmd_audit
@@ -414,6 +416,9 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
         "passed": sum(c.result == "OK" for c in cases),
         "suites": sorted(s.name for s in results),
     }
+    gate = cmd_impact_gate(args, root, out)
+    if gate != 0:
+        return gate
     try:
         data = build_bundle(root, load_private_key(Path(args.key)), args.version, tests, args.min_app_version)
     except BundleError as exc:
@@ -422,6 +427,20 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     _write_file(Path(args.out), data)
     out.write(f"wrote {args.out}: version {args.version}, {len(data)} bytes\n")
     return 0
+
+
+def cmd_impact(args: argparse.Namespace, out: TextIO) -> int:
+    """Replays requests under two policy sets and reports every decision that flips (impact_command.py)."""
+    from .impact_command import run_impact
+
+    return run_impact(args, out)
+
+
+def cmd_impact_gate(args: argparse.Namespace, root: Path, out: TextIO) -> int:
+    """bundle build's --baseline/--requests/--accept: 0, or why the bundle is not built."""
+    from .impact_command import bundle_gate
+
+    return bundle_gate(args, root, out)
 
 
 def cmd_package(args: argparse.Namespace, out: TextIO) -> int:
@@ -531,9 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_build.add_argument("--version", type=int, required=True)
     p_build.add_argument("--out", required=True)
     p_build.add_argument("--min-app-version", default="0.1.0")
+    impact_command.add_gate_arguments(p_build)
     p_bverify = bundle_sub.add_parser("verify")
     p_bverify.add_argument("file")
     p_bverify.add_argument("--pubkey", required=True)
+    impact_command.add_arguments(sub.add_parser("impact", help="report every decision a policy change flips"))
     p_package = sub.add_parser("package", help="sign or verify a release directory (SHA256SUMS, SHA256SUMS.sig)")
     package_sub = p_package.add_subparsers(dest="package_command", required=True)
     p_psign = package_sub.add_parser("sign", help="write SHA256SUMS and its Ed25519 signature")
@@ -614,6 +635,8 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_keygen(args, sys.stdout)
     if args.command == "bundle":
         return cmd_bundle(args, sys.stdout)
+    if args.command == "impact":
+        return cmd_impact(args, sys.stdout)
     if args.command == "package":
         return cmd_package(args, sys.stdout)
     if args.command == "serve":
