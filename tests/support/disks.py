@@ -37,7 +37,10 @@ def small_disk(path: Path, size: str = "4m") -> Iterator[Path]:
     """A tmpfs of ``size`` at ``path`` (root only), unmounted afterwards."""
     skip_unless(ROOT, "mounting a small file system needs root")
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    skip_unless(mounted.returncode == 0, f"cannot mount a tmpfs here (no CAP_SYS_ADMIN?): {mounted.stderr.strip()}")
     try:
         yield path
     finally:
