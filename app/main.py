@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         window.grab().save(str(args.screenshot))
         stop.set()
         _ship_what_is_left(workstation)
+        workstation.close()
         return 0
     try:
         return app.exec()
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + 10  # the audit upload ships what is left, if the collector is there
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        workstation.close()
 
 
 def start_workstation(

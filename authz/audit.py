@@ -204,12 +204,15 @@ class AuditChain:
             self._create()
             self.log_id = self._log_id()
             row = self.conn.execute("SELECT MAX(seq) FROM audit_checkpoint").fetchone()
+            last = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
         except (OSError, sqlite3.Error) as exc:
             raise write_error(self.path, exc) from exc
         self._checkpointed_seq = row[0] if row[0] is not None else -1
         self._checkpointed_at = time.monotonic()
-        if guard is not None and self._checkpointed_seq < 0:
-            self.checkpoint()  # the guard learns of this log now: a log replaced later is then seen
+        if guard is not None and last > self._checkpointed_seq:
+            # The guard learns of a new log now (a log replaced later is then seen), and of records
+            # a previous run wrote after its last checkpoint (it ended without closing the log).
+            self.checkpoint()
 
     def _create(self) -> None:
         import sqlite_utils  # only needed to create the schema

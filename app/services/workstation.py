@@ -107,3 +107,8 @@ class Workstation:
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
+
+    def close(self) -> None:
+        """At exit: the audit log closed, with a last checkpoint of its head when there is a guard
+        (the records since the previous one are then covered too)."""
+        self.chain.close()

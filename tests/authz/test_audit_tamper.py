@@ -382,3 +382,16 @@ def test_a_fifo_in_place_of_the_log_or_the_export_does_not_hang_verify(tmp_path:
     os.mkfifo(export)
     result = _verify(db, "--against", export)
     assert result.returncode == EXIT_REFERENCE_UNAVAILABLE and "not a regular file" in result.stderr
+
+
+def test_records_of_a_run_that_ended_without_closing_are_checkpointed_at_the_next_start(
+    tmp_path: Path, guard: GuardClient
+) -> None:
+    db = tmp_path / "audit.db"
+    chain = AuditChain(db, guard=guard, checkpoint_every=10)
+    for i in range(13):
+        chain.append(AuditRecord("decision", "dr", "view", resource_id=str(i)))
+    chain.conn.close()  # killed: no checkpoint on close, records 11-13 are covered by none
+    assert [c.seq for c in guard.history(chain.log_id).checkpoints] == [0, 10]
+    AuditChain(db, guard=guard).close()
+    assert [c.seq for c in guard.history(chain.log_id).checkpoints][-1] == 13

@@ -56,7 +56,7 @@ def test_the_audit_log_is_checkpointed_by_the_guard(
     assert user is not None
     for row in ws.patients.rows(user):
         ws.patients.open_record(user, row.patient.id)  # decisions, each audited
-    ws.chain.close()  # a checkpoint on close
+    ws.close()  # at exit (app/main.py): a checkpoint of the head
     report = verify_log(ws.data_dir / "audit.db", guard=guard)
     assert report.ok, report.findings
     assert report.count > 0 and any("signed checkpoints" in c for c in report.checked)
