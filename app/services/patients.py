@@ -16,6 +16,7 @@ from . import resources
 from .access import Refused, refuse
 from .clinical import ClinicalService
 from .store import Patient, observation_catalogue
+from .telemetry_units import formatted, unit_display
 from .users import SignedInUser
 
 # The note types a record may take, most complete first (the editor offers the allowed ones in
@@ -129,12 +130,30 @@ class PatientRow:
 
 @dataclass(frozen=True)
 class Series:
+    """One telemetry series: its IEEE 11073-10103 IDC code (MDC_IDC_...), its name, its UCUM unit,
+    the normal range and the (time, value) points."""
+
     code: str
     display: str
-    unit: str
+    unit: str  # UCUM
     low: float
     high: float
     points: list[tuple[str, float]]
+
+    @property
+    def symbol(self) -> str:
+        return unit_display(self.unit).symbol
+
+    @property
+    def counts(self) -> bool:
+        return unit_display(self.unit).counts
+
+    def shown(self, value: float) -> str:
+        """A value as the chart and its readout show it: the unit's precision and symbol."""
+        return formatted(value, self.unit)
+
+    def out_of_range(self, value: float) -> bool:
+        return not self.low <= value <= self.high
 
 
 @dataclass

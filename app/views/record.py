@@ -140,7 +140,10 @@ class RecordViewWidget(QWidget):
         self.banner.show_identity(record.identity, record.alert_level)
         if view.device:
             layout.addWidget(self._device(record))
-        charts = QGroupBox("Remote monitoring, last 30 days (shaded: normal range; ✕: out of range)")
+        charts = QGroupBox(
+            "Remote monitoring, last 30 days (green band: normal range; ✕: out of range; click a chart, "
+            "then ← → Home End to read a point)"
+        )
         grid = QGridLayout(charts)
         for i, series in enumerate(view.series):
             grid.addWidget(TelemetryChart(series), i // 2, i % 2)
