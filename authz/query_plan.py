@@ -900,7 +900,7 @@ class Planner:
             self.params.lenient_scope_search,
         )
         if not cp.has_policies:
-            return PlanResult(ALWAYS_DENIED, None, req.actions, req)
+            return PlanResult(ALWAYS_DENIED, None, req.actions, req, matched_scopes={})
         plans = {a: cp.action_plan(self.ps, a) for a in req.actions}
         allowed = simplify(and_(*(self._action(plan, a) for a, plan in plans.items())))
         if _size(allowed) > MAX_FILTER_NODES:
@@ -912,10 +912,13 @@ class Planner:
             for steps in plan.kinds:
                 for step in steps:
                     for s in step.scopes:
-                        if s.rows:
-                            result.policy_match = True
-                            if step.kind == "resource" and not s.requires_parental_consent:
-                                result.matched_scopes[action] = s.scope
+                        if not s.rows:
+                            continue
+                        result.policy_match = True
+                        if step.kind == "resource" and not s.requires_parental_consent:
+                            result.matched_scopes[action] = s.scope
+                            if any(_decides_alone(r.row) for r in s.rows):
+                                break  # the walk goes no further up
         return result
 
     def _action(self, plan: ActionPlan, action: str) -> Node:
@@ -1013,6 +1016,12 @@ class Planner:
 
         collect(match)
         return match_truth(match, leaves, self.strict if strict is None else strict)
+
+
+def _decides_alone(row: Row) -> bool:
+    """A rule that decides whatever the resource: no condition, nor one on its derived role."""
+    dr = row.derived_role
+    return row.effect in (ALLOW, DENY) and row.condition is None and (dr is None or dr.condition is None)
 
 
 class _Walk:
@@ -1252,8 +1261,8 @@ def render_plan_response(result: PlanResult, include_meta: bool, call_id: str, s
         if single_action:
             if result.matched_scopes.get(req.actions[0]):
                 meta["matchedScope"] = result.matched_scopes[req.actions[0]]
-        elif result.matched_scopes:
-            meta["matchedScopes"] = dict(result.matched_scopes)
+        elif result.matched_scopes or result.policy_match:
+            meta["matchedScopes"] = {a: result.matched_scopes.get(a, "") for a in req.actions}
         body["meta"] = meta
     body["cerbosCallId"] = call_id
     return body
