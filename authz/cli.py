@@ -1,7 +1,7 @@
 """``ccc-authz``: the policy tool for analysts and IT.
 
     ccc-authz compile DIR [--no-strict-evaluation] [--skip-tests] [--ignore-schemas]
-    ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB] < requests.jsonl
+    ccc-authz check --policies DIR [--no-strict-evaluation] [--audit DB [--guard SOCKET]] < requests.jsonl
     ccc-authz plan --policies DIR [--no-strict-evaluation] < plan_requests.jsonl
     ccc-authz audit verify DB [--guard SOCKET] [--checkpoint-key PUB] [--against COLLECTOR_EXPORT]
     ccc-authz audit export DB --format jsonl|fhir
@@ -47,6 +47,7 @@ from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
+from .guard import GuardClient, default_guard
 from .verify import ERRORED, FAILED, render_results, run_test_suites
 from .workers import ParentLink, end_workers
 
@@ -206,7 +207,7 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     # passes from walking them again and again (a quarter of a cold run's time otherwise).
     gc.freeze()
     try:
-        chain = AuditChain(args.audit, workstation_id=socket.gethostname()) if args.audit else None
+        chain = AuditChain(args.audit, workstation_id=socket.gethostname(), guard=_guard(args)) if args.audit else None
     except AuditWriteError as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_AUDIT_FAILURE
@@ -222,7 +223,16 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
     finally:
         answers.close()
         restore()
+        if chain is not None:
+            chain.close()  # with a guard: a last checkpoint of the head
     return 0
+
+
+def _guard(args: argparse.Namespace) -> GuardClient | None:
+    """The audit guard that checkpoints the log: ``--guard SOCKET``, else the installed one, if any."""
+    if args.guard:
+        return GuardClient(Path(args.guard))
+    return default_guard()
 
 
 def _end_workers_on_termination() -> Callable[[], None]:
@@ -529,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--policies", required=True)
     p_check.add_argument("--no-strict-evaluation", action="store_true")
     p_check.add_argument("--audit", metavar="DB", help="record every decision in this audit log")
+    p_check.add_argument(
+        "--guard", metavar="SOCKET", help="the audit guard that checkpoints the log (default: the installed one)"
+    )
     p_check.add_argument(
         "--workers",
         type=int,

@@ -395,3 +395,25 @@ def test_records_of_a_run_that_ended_without_closing_are_checkpointed_at_the_nex
     assert [c.seq for c in guard.history(chain.log_id).checkpoints] == [0, 10]
     AuditChain(db, guard=guard).close()
     assert [c.seq for c in guard.history(chain.log_id).checkpoints][-1] == 13
+
+
+def test_check_checkpoints_its_audit_log_with_the_guard(tmp_path: Path, guard: GuardClient) -> None:
+    db = tmp_path / "audit.db"
+    body = {
+        "principal": {"id": "alice", "roles": ["user"]},
+        "resources": [{"actions": ["view", "delete"], "resource": {"kind": "record", "id": "r1"}}],
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "authz.cli", "check", "--policies", str(ROOT / "tests/authz/policysets/clinic")]
+        + ["--audit", str(db), "--guard", str(guard.socket_path)],
+        input=json.dumps(body) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = _verify(db, "--guard", guard.socket_path)
+    assert result.stdout.startswith("OK: 2 records") and "the guard's 2 signed checkpoints" in result.stdout
+    _sql(db, "DELETE FROM audit WHERE seq = 2")
+    assert _kinds(_verify(db, "--guard", guard.socket_path)) == {"deleted-tail"}
