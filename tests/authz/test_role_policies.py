@@ -417,12 +417,14 @@ def test_outputs_of_rules_after_a_satisfied_deny_are_not_reported(tmp_path: Path
     outputs are not reported: here owner_anything's conditionNotMet for the actions view:* denies,
     unless owner_anything comes first in the policy.
 
-    Cerbos 0.55 is not stable here: in some server starts (lax evaluation: 8 of 45 measured with
-    view:* first, 4 of 15 with owner_anything first) it evaluates these two rules in the other
-    order, and then does so for every request to that server. Effects never differ, but those
-    three outputs come and go. This was the intermittent failure of the lax case of the test above
-    (issue 15; 5 of 37 runs on a busy machine). We answer in the policy's order, as Cerbos's other
-    starts do, the same in every run; Cerbos is held to one of its two answers."""
+    Cerbos 0.55 is not stable here: the two rules sit under different ``resource`` entries of the
+    principal policy (doc and "*"), and in some server starts (lax evaluation: 8 of 45 measured
+    with view:* first, 4 of 15 with owner_anything first) it evaluates the entries in the other
+    order, then does so for every request to that server. Effects never differ, but those three
+    outputs come and go. (Both rules under one entry, or in a resource policy, gave one answer in
+    20 and 15 starts.) This was the intermittent failure of the lax case of the test above (issue
+    15; 5 of 37 runs on a busy machine). We answer in the policy's order, as Cerbos's other starts
+    do, the same in every run; Cerbos is held to one of its two answers."""
     principal = OWNER_FIRST_PRINCIPAL if owner_first else ACTION_PRINCIPAL
     write_policies(tmp_path, {"doc.yaml": ACTION_POLICY, "pam.yaml": principal})
     body = _action_bodies(({"hidden": True},))[0]  # pam, reader: view:* denies, not the owner
