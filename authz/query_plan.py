@@ -189,6 +189,69 @@ def simplify(node: Node, facts: tuple[Node, ...] = ()) -> Node:
     return node
 
 
+MAX_DECIDED_UNKNOWNS = 12  # attributes plus comparisons: up to 4,096 cases tried
+
+
+def _decided(node: Node) -> bool | None:
+    """True (False) when a filter holds (fails) on every resource, tried case by case: each
+    attribute it reads present or missing, each comparison over present attributes true or false
+    (taken as independent, which only adds cases: an answer found holds). None when undecided or
+    past ``MAX_DECIDED_UNKNOWNS``. Catches what the rewriting rules miss, such as the walk's case
+    splits over a parent scope's consent: ``!a || (a && !b) || (a && b)``."""
+    if isinstance(node, Value):
+        return None
+    atoms: dict[Node, None] = {}
+    _collect_atoms(node, atoms)
+    tests = [a for a in atoms if not _presence_test(a)]
+    attributes = list(dict.fromkeys(v for a in atoms for v in _attributes(a)))
+    if len(tests) + len(attributes) > MAX_DECIDED_UNKNOWNS:
+        return None
+    always, ever = True, False  # true in every case; true in some case (unknown is not true)
+    for present_bits in range(1 << len(attributes)):
+        present = {v for i, v in enumerate(attributes) if present_bits >> i & 1}
+        live = [a for a in tests if all(v in present for v in _attributes(a))]
+        for bits in range(1 << len(live)):
+            world = {a: bool(bits >> i & 1) for i, a in enumerate(live)}
+            if _kleene(node, world, present) is True:
+                ever = True
+            else:
+                always = False
+            if ever and not always:
+                return None
+    return True if always else False if not ever else None
+
+
+def _collect_atoms(node: Node, out: dict[Node, None]) -> None:
+    if isinstance(node, Op) and node.operator in ("and", "or", "not"):
+        for o in node.operands:
+            _collect_atoms(o, out)
+    elif not isinstance(node, Value):
+        out[node] = None
+
+
+def _kleene(node: Node, world: dict[Node, bool], present: set[Var]) -> bool | None:
+    """The filter's value in one case: true, false or unknown (None), as SQL's logic has it."""
+    if isinstance(node, Value):
+        return node.value if isinstance(node.value, bool) else None
+    if isinstance(node, Op) and node.operator == "not":
+        inner = _kleene(node.operands[0], world, present)
+        return None if inner is None else not inner
+    if isinstance(node, Op) and node.operator in ("and", "or"):
+        decisive = node.operator == "or"
+        unknown = False
+        for o in node.operands:
+            value = _kleene(o, world, present)
+            if value is decisive:
+                return decisive
+            unknown = unknown or value is None
+        return None if unknown else not decisive
+    if _presence_test(node):
+        assert isinstance(node, Op) and isinstance(node.operands[0], Var)
+        is_present = node.operands[0] in present
+        return is_present if node.operator == "ne" else not is_present
+    return world.get(node)  # a comparison reading a missing attribute: unknown
+
+
 def _size(node: Node) -> int:
     """The number of nodes in a filter (shared sub-trees counted each time they appear)."""
     if isinstance(node, Op):
@@ -905,6 +968,9 @@ class Planner:
         allowed = simplify(and_(*(self._action(plan, a) for a, plan in plans.items())))
         if _size(allowed) > MAX_FILTER_NODES:
             raise PlanError(f"the filter would have more than {MAX_FILTER_NODES:,} terms")
+        decided = _decided(allowed)
+        if decided is not None:
+            allowed = TRUE if decided else FALSE
         kind = ALWAYS_ALLOWED if _is(allowed, True) else ALWAYS_DENIED if _is(allowed, False) else CONDITIONAL
         result = PlanResult(kind, allowed if kind == CONDITIONAL else None, req.actions, req)
         for action, plan in plans.items():

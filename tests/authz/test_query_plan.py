@@ -15,7 +15,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine,
 from authz.cli import build_parser, cmd_plan
 from authz.engine import Engine
 from authz.evaluate import CheckInput, EvalParams, Principal, Resource
-from authz.query_plan import render_node
+from authz.query_plan import Op, Value, Var, _decided, render_node
 from authz.sql_filter import filter_to_sql
 
 POLICY = """
@@ -230,3 +230,17 @@ def test_plan_command(policies: Path) -> None:
     assert answers[1]["code"] == 3 and answers[1]["message"].startswith("line 2: invalid character")
     assert answers[2]["message"].startswith("line 3: ") and "exceeded max depth" in answers[2]["message"]
     assert answers[3]["message"] == "line 4: validation error: only one of action or actions may be given"
+
+
+def test_filters_decided_case_by_case() -> None:
+    """A filter true on every resource is always allowed, one never true always denied; one that a
+    missing attribute leaves unknown stays conditional."""
+    x, y = Var("request.resource.attr.x"), Var("request.resource.attr.y")
+    a, b = Op("eq", (x, Value(1))), Op("lt", (y, Value(2)))
+    missing_x = Op("eq", (x, Value(None)))
+    assert _decided(Op("or", (missing_x, Op("not", (a,)), Op("and", (a, Op("not", (b,)))), Op("and", (a, b))))) is None
+    missing_y = Op("eq", (y, Value(None)))
+    whole = Op("or", (missing_x, Op("not", (a,)), Op("and", (a, missing_y)), Op("and", (a, Op("not", (b,)))), b))
+    assert _decided(whole) is True
+    assert _decided(Op("and", (a, Op("not", (a,))))) is False
+    assert _decided(Op("or", (a, Op("not", (a,))))) is None  # unknown where x is missing

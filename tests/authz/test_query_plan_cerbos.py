@@ -290,12 +290,13 @@ def _differential(
     seed: str,
     databases: dict[str, Any],
     vocabulary: dict[str, Any] | None = None,
+    lenient: bool = False,
 ) -> tuple[int, int]:
     """``vocabulary`` (as tests/authz/differential.py has them) adds principal ids and scopes,
     resource scopes and policy versions, and the attribute values rows draw from."""
     vocab = vocabulary or {}
     rng = random.Random(seed)
-    engine = Engine.from_directory(policy_dir, EvalParams(strict_evaluation=strict))
+    engine = Engine.from_directory(policy_dir, EvalParams(strict_evaluation=strict, lenient_scope_search=lenient))
     values = vocab.get("values")
     tables = {
         kind: ResourceTable(columns, rng, strings, databases=databases, values=values)
@@ -308,7 +309,7 @@ def _differential(
     compared = conditional = 0
     untranslated: list[str] = []
     cerbos_plan_wrong: list[bool] = []
-    with CerbosPDP(policy_dir, strict=strict) as pdp:
+    with CerbosPDP(policy_dir, strict=strict, lenient_scope_search=lenient) as pdp:
         for i in range(principals):
             principal = {
                 "id": rng.choice(vocab.get("principal_ids") or ["u1", "u2", "alice", "nina", "phil"]),
@@ -475,5 +476,27 @@ def test_scope_role_and_edge_policy_sets_against_cerbos(name: str, strict: bool,
         seed=f"{name}-{strict}",
         databases=databases,
         vocabulary={**vocab, "values": values},
+    )
+    assert compared > 80 and conditional > 5, (compared, conditional)
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
+def test_lenient_scope_search_against_cerbos(strict: bool, databases: dict[str, Any]) -> None:
+    """With lenientScopeSearch a missing leaf scope falls back to its nearest existing parent."""
+    vocab = VOCABULARIES["scopes"]
+    columns, values, strings = _typed(vocab)
+    kinds = {kind: (vocab["actions"], columns) for kind in dict.fromkeys(vocab["kinds"])}
+    compared, conditional = _differential(
+        ROOT / "tests" / "authz" / "policysets" / "scopes",
+        kinds,
+        vocab["roles"],
+        {},
+        strings,
+        strict,
+        principals=8,
+        seed=f"lenient-{strict}",
+        databases=databases,
+        vocabulary={**vocab, "values": values, "scopes": [*vocab["scopes"], "acme.hr.fr", "beta.z.q", "nowhere"]},
+        lenient=True,
     )
     assert compared > 80 and conditional > 5, (compared, conditional)
