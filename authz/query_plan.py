@@ -650,6 +650,10 @@ class Partial:
             return self.evaluate(here)
         if operator == "in" and isinstance(operands[1], Value) and operands[1].value == []:
             return FALSE  # as cel-go folds it, whatever the left side (even an error)
+        if operator in ("eq", "ne"):
+            looked_up = _lookup_in_known_map(operator, operands)
+            if looked_up is not None:
+                return looked_up
         for o in operands:
             if isinstance(o, Err):
                 return o
@@ -777,6 +781,26 @@ class Partial:
         if name == "all":
             return and_(*bodies)
         raise PlanError(f"`{here.strip()}` over a known list with an unknown body cannot be planned")
+
+
+def _lookup_in_known_map(operator: str, operands: list[Node]) -> Node | None:
+    """``m[x] == c`` for a map the request knows and an unknown key: ``x`` among the keys whose value
+    is ``c`` (``!=``: the other keys), an error where ``x`` is no key at all, as CEL has it."""
+    a, b = operands
+    if isinstance(a, Value):
+        a, b = b, a
+    if not (isinstance(a, Op) and a.operator == "index" and isinstance(b, Value)):
+        return None
+    table, key = a.operands
+    if not isinstance(table, Value) or not isinstance(table.value, dict) or isinstance(key, Value):
+        return None
+    if isinstance(b.value, (list, dict)):
+        return None
+    keys = list(table.value)
+    equal = [k for k in keys if Value(table.value[k]) == b]
+    chosen = equal if operator == "eq" else [k for k in keys if k not in equal]
+    among = Op("in", (key, Value(chosen))) if chosen else FALSE
+    return Op("if", (Op("in", (key, Value(keys))), among, Err("no such key")))
 
 
 def _free(node: Node) -> set[str]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, select
+from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, create_engine, select
 
 from authz.cli import build_parser, cmd_plan
 from authz.engine import Engine
@@ -26,6 +26,9 @@ resourcePolicy:
   variables:
     local:
       on_ward: R.attr.ward in P.attr.wards
+  constants:
+    local:
+      ward_state: {"w1": "open", "w2": "closed", "w3": "open"}
   rules:
     - actions: ["read"]
       effect: EFFECT_ALLOW
@@ -54,6 +57,18 @@ resourcePolicy:
       condition:
         match:
           expr: P.attr.teams.exists(t, t == R.attr.team)
+    - actions: ["visit"]
+      effect: EFFECT_ALLOW
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: C.ward_state[R.attr.ward] == "open"
+    - actions: ["visit"]
+      effect: EFFECT_DENY
+      roles: ["nurse"]
+      condition:
+        match:
+          expr: C.ward_state[R.attr.ward] != "open" && R.attr.sealed == true
     - actions: ["recent"]
       effect: EFFECT_ALLOW
       roles: ["nurse"]
@@ -244,3 +259,43 @@ def test_filters_decided_case_by_case() -> None:
     assert _decided(whole) is True
     assert _decided(Op("and", (a, Op("not", (a,))))) is False
     assert _decided(Op("or", (a, Op("not", (a,))))) is None  # unknown where x is missing
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
+def test_lookup_in_a_known_map(policies: Path, strict: bool) -> None:
+    """``C.map[R.attr.ward] == "open"``: the wards whose value is "open"; a ward that is no key errs
+    (strictly denying, and under a DENY rule leniently not applying), as the check decides."""
+    engine = Engine.from_directory(policies, EvalParams(strict_evaluation=strict))
+    nurse = Principal("n1", ["nurse"], {})
+    plan = engine.plan(nurse, "chart", ["visit"])
+    assert plan.condition is not None
+    db = create_engine("sqlite://")
+    meta = MetaData()
+    charts = Table(
+        "charts", meta, Column("id", String, primary_key=True), Column("ward", String), Column("sealed", Boolean)
+    )
+    meta.create_all(db)
+    rows = {
+        f"{w}-{sealed}": {"ward": w, "sealed": sealed}
+        for w in ("w1", "w2", "w3", "w9", None)
+        for sealed in (True, False, None)
+    }
+    with db.begin() as conn:
+        conn.execute(charts.insert(), [{"id": k, **v} for k, v in rows.items()])
+    where = filter_to_sql(
+        {"kind": plan.kind, "condition": render_node(plan.condition)},
+        {"request.resource.attr.ward": charts.c.ward, "request.resource.attr.sealed": charts.c.sealed},
+    )
+    with db.connect() as conn:
+        selected = {r[0] for r in conn.execute(select(charts.c.id).where(where))}
+    allowed = {
+        k
+        for k, v in rows.items()
+        if engine.check(
+            CheckInput(nurse, Resource("chart", k, {a: x for a, x in v.items() if x is not None}), ["visit"])
+        )
+        .actions["visit"]
+        .effect
+        == "EFFECT_ALLOW"
+    }
+    assert selected == allowed and allowed
