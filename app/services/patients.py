@@ -64,9 +64,14 @@ class Identity:
     location: str  # "Room 903, bed B", or "" when not known
 
     @property
+    def mrn_text(self) -> str:
+        """The MRN said as one ("MRN 100111"; an MRN that names itself, "MRN-H1-100111", as it is)."""
+        return self.mrn if self.mrn.upper().startswith("MRN") else f"MRN {self.mrn}"
+
+    @property
     def label(self) -> str:
         """Name and MRN: how a queue, a banner or a question names the patient."""
-        return f"{self.name} (MRN {self.mrn})"
+        return f"{self.name} ({self.mrn_text})"
 
 
 def identity_of(patient: Patient, today: date) -> Identity:

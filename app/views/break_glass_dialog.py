@@ -69,7 +69,7 @@ class BreakGlassDialog(QDialog):
             return "The patient cannot be confirmed: emergency access needs a patient you can identify."
         return (
             f"I have checked the patient in front of me (wristband): {identity.name}, born {identity.birth_date}, "
-            f"MRN {identity.mrn}"
+            f"{identity.mrn_text}"
         )
 
     def _hint(self) -> None:

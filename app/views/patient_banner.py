@@ -30,7 +30,7 @@ def identity_line(identity: Identity) -> str:
         f"<b style='font-size: 15pt'>{escape(identity.name)}</b>",
         f"{age}born {escape(identity.birth_date)}",
         escape(identity.sex),
-        f"<b>MRN</b> {escape(identity.mrn)}",
+        f"<b>{escape(identity.mrn_text)}</b>",
     ]
     if identity.location:
         parts.append(escape(identity.location))

@@ -76,7 +76,7 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     click(qtbot, dialog.grant)
     assert window.vms.record.record.patient_id == "p03" and window.emergency_banner.isVisible()
     banner = window.emergency_banner.text.text()
-    assert "60:00 left" in banner and f"{p03.name} (MRN {p03.mrn})" in banner and "p03" not in banner
+    assert "60:00 left" in banner and f"{p03.name} ({p03.mrn})" in banner and "p03" not in banner
     assert window.vms.record.record.view.history  # the emergency team sees the history
     assert window.record.note_type.currentData() == "emergency"
     qtbot.keyClicks(window.record.editor, "ER: device interrogated, intermittent loss of capture; paged EP.")

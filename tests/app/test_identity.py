@@ -61,7 +61,7 @@ def test_the_er_finds_a_patient_by_name_and_date_of_birth_and_break_glass_names_
     assert p03.name in banner and p03.mrn in banner and p03.birth_date in banner
     assert not window.record.banner.alert.isVisible()  # a refusal shows nothing of the chart
     dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
-    assert f"{p03.name} (MRN {p03.mrn})" in dialog.windowTitle() and "p03" not in dialog.windowTitle()
+    assert f"{p03.name} ({p03.mrn})" in dialog.windowTitle() and "p03" not in dialog.windowTitle()
     assert p03.birth_date in dialog.confirm.text() and p03.mrn in dialog.confirm.text()
     qtbot.keyClicks(dialog.justification, WHY)
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
@@ -70,7 +70,7 @@ def test_the_er_finds_a_patient_by_name_and_date_of_birth_and_break_glass_names_
     click(qtbot, dialog.grant)
     assert window.vms.record.record.patient_id == "p03"
     text = window.emergency_banner.text.text()
-    assert f"{p03.name} (MRN {p03.mrn})" in text and "p03" not in text
+    assert f"{p03.name} ({p03.mrn})" in text and "p03" not in text
 
 
 def test_a_partial_mrn_lists_identities_only_and_opening_one_asks_for_the_record(qtbot, window: MainWindow) -> None:
@@ -133,6 +133,6 @@ def test_the_review_queue_names_the_user_and_the_patient(qtbot, window: MainWind
     table = window.compliance.table
     row = next(r for r in range(table.rowCount()) if "break glass" in table.item(r, 3).text())
     assert table.item(row, 2).text() == "Dr. Eli Sato (er_eli)"
-    assert table.item(row, 4).text() == f"{p03.name} (MRN {p03.mrn})"
+    assert table.item(row, 4).text() == f"{p03.name} ({p03.mrn})"
     click_cell(qtbot, table, row, 0)
     assert p03.name in window.compliance.detail.text() and "Dr. Eli Sato" in window.compliance.detail.text()

@@ -240,7 +240,7 @@ def test_er_break_glass_emergency_note_countdown_warning_and_expiry(qtbot, windo
     search_and_open(qtbot, window, patient.mrn)
     assert window.vms.record.record is None and "break-glass" in window.record.denial.text()
     dialog = open_dialog(qtbot, window.record.emergency_button, window.record, "dialog")
-    assert f"{patient.name} (MRN {patient.mrn})" in dialog.windowTitle() and "p03" not in dialog.windowTitle()
+    assert f"{patient.name} ({patient.mrn})" in dialog.windowTitle() and "p03" not in dialog.windowTitle()
     click(qtbot, dialog.confirm)
     assert "justification of at least 20 characters" in dialog.error.text()  # the policy's words, before typing
     qtbot.keyClicks(dialog.justification, "aaaaaaaaaaaaaaaaaaaaaaaaa")
