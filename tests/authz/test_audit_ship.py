@@ -141,6 +141,15 @@ def test_fhir_endpoint_gets_every_record_once_in_effect(tmp_path: Path) -> None:
         assert set(_FhirRepository.store) == {r.record_id for r in records}
         assert _FhirRepository.puts > 30  # a batch was resent: at least once, idempotent by id
         assert shipper.state().pending == 0
+        # Each event carries its place in the chain: the collector sees a gap or a rewrite.
+        from authz.audit_verify import _from_json
+
+        got = sorted((c for c in map(_from_json, _FhirRepository.store.values()) if c), key=lambda c: c.seq)
+        assert [(c.seq, c.hash, c.prev_hash) for c in got] == [(r.seq, r.hash, r.prev_hash) for r in records]
+        details = {
+            d["type"]: d["valueString"] for d in _FhirRepository.store[records[0].record_id]["entity"][-1]["detail"]
+        }
+        assert details["logId"] == chain.log_id
     finally:
         server.shutdown()
 
