@@ -225,6 +225,24 @@ class BreakGlassService:
     def remaining(self, session: BreakGlassSession) -> timedelta:
         return self.sessions.remaining(session)
 
+    def honoured(self, user: SignedInUser, session: BreakGlassSession) -> bool:
+        """Whether the policies still open the session's record to the user (a new policy set or a
+        changed account may stop it before its time): the banner counts only while they do."""
+        return self.access.decide_one(user, self._record(session.patient_id), "view").allowed
+
+    def withdraw(self, user: SignedInUser, session: BreakGlassSession) -> None:
+        """Ends a session the policies no longer honour; nobody decided it, so the system records it."""
+        why = "no longer allowed by the policies"
+        if self.sessions.close(session, why):
+            details = {"session_id": session.id, "why": why, "review": "required"}
+            self.audit.closed_by_the_system(
+                user.id,
+                self._record(session.patient_id),
+                "break_glass_ended",
+                details=details,
+                purpose_of_use=session.reason,
+            )
+
     def end(self, user: SignedInUser, why: str = "ended by the clinician") -> None:
         """Ends the user's emergency access now (decided by ``end_break_glass``)."""
         for session in self.sessions.open_sessions(user.id):

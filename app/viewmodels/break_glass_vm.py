@@ -94,12 +94,22 @@ class BreakGlassViewModel(QObject):
         left = self.service.remaining(self.emergency)
         if left.total_seconds() <= 0:
             self.service.active(self.session.user)  # closes (and audits) the expired session
-            kept = self.record.has_draft(self.emergency.patient_id)
-            self._finish()
-            draft = " Your unsaved note is kept and comes back if you open the record again." if kept else ""
-            self.session.message.emit(f"Emergency access has ended; the record is closed.{draft}")
+            self._ended("Emergency access has ended; the record is closed.")
+            return
+        if not self.service.honoured(self.session.user, self.emergency):  # the engine has the last word
+            self.service.withdraw(self.session.user, self.emergency)
+            self._ended("Emergency access has ended: the policies no longer allow it. The record is closed.")
             return
         self.countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
+
+    def _ended(self, text: str) -> None:
+        """The access is over without the clinician ending it: close the record and say so (and that
+        an unsaved note is kept)."""
+        assert self.emergency is not None
+        kept = self.record.has_draft(self.emergency.patient_id)
+        self._finish()
+        draft = " Your unsaved note is kept and comes back if you open the record again." if kept else ""
+        self.session.message.emit(text + draft)
 
     def _finish(self) -> None:
         patient_id = self.emergency.patient_id if self.emergency else None

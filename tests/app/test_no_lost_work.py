@@ -256,3 +256,18 @@ def test_the_idle_lock_closes_any_open_dialog_of_the_record(qtbot, window: MainW
     dialog = open_dialog(qtbot, window.record.delegate, window.record, "delegation_dialog")
     lock()
     assert not dialog.isVisible()
+
+
+def test_the_banner_stops_when_the_policies_stop_the_access_before_its_time(qtbot, window: MainWindow) -> None:
+    """The account changes under a running emergency access (moved to another hospital): the engine
+    refuses from then on, so the banner does not go on counting beside a refused record."""
+    ws = window.vms.session.workstation
+    sign_in(qtbot, window, "er_eli")
+    break_glass(qtbot, window)
+    assert window.emergency_banner.isVisible()
+    ws.store.db["staff"].update("er_eli", {"hospital_ids": '["h2"]'})
+    qtbot.waitUntil(lambda: not window.emergency_banner.isVisible())
+    assert window.vms.record.record is None and window.vms.break_glass.emergency is None
+    assert "no longer allow" in window.statusBar().currentMessage()
+    ended = [r for r in ws.chain.records() if r.event_type == "break_glass_ended"]
+    assert [r.details["why"] for r in ended] == ["no longer allowed by the policies"] and ended[0].effect == ""
