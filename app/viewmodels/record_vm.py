@@ -174,6 +174,10 @@ class RecordViewModel(QObject):
             self.reopen()
         return problem
 
+    def person(self, user_id: str) -> str:
+        """A user named with their identifier ("Dr. Aly Rahman (dr_aly)"), as every screen names people."""
+        return self.session.workstation.session.person(user_id)
+
     def firmware_versions(self) -> list[str]:
         """The released versions the open record's device may be updated to."""
         device = self.record.view.device if self.record is not None else None

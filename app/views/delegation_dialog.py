@@ -56,7 +56,8 @@ class DelegationDialog(QDialog):
         self.current.clear()
         for d in self.vm.delegations():
             state = "revoked" if d.revoked else f"until {d.expires_at:%Y-%m-%d %H:%M} UTC"
-            item = QListWidgetItem(f"{d.delegate_id} — {state} (granted by {d.granted_by})")
+            who, by = self.vm.person(d.delegate_id), self.vm.person(d.granted_by)
+            item = QListWidgetItem(f"{who} — {state} (granted by {by})")
             item.setData(256, d.id)
             self.current.addItem(item)
 

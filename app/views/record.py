@@ -174,11 +174,14 @@ class RecordViewWidget(QWidget):
         )
         self.firmware_state = QLabel("")
         if update is not None:
-            approvals = ", ".join(f"{a['by']} ({a['role'].replace('_', ' ')})" for a in update.approvals) or "none yet"
+            approvals = (
+                ", ".join(f"{self.vm.person(a['by'])}, {a['role'].replace('_', ' ')}" for a in update.approvals)
+                or "none yet"
+            )
             self.firmware_state.setText(
                 f"Firmware update to <b>{update.target_version}</b>: "
                 f"<b>{update.state.replace('_', ' ')}</b> · requested by "
-                f"{update.requested_by} · approvals: {approvals}"
+                f"{self.vm.person(update.requested_by)} · approvals: {approvals}"
             )
             column.addWidget(self.firmware_state)
         row = QHBoxLayout()

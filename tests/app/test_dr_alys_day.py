@@ -112,7 +112,8 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     search_and_open(qtbot, window, p02.mrn)
     click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     state = window.record.firmware_state.text()
-    assert "<b>approved</b>" in state and "eng_max (manufacturer engineer)" in state and "dr_aly (physician)" in state
+    assert "<b>approved</b>" in state and "Max Holt (Acme Cardio) (eng_max), manufacturer engineer" in state
+    assert "Dr. Aly Rahman (dr_aly), physician" in state
 
     # The patient signs the consent to export herself, on her own account.
     switch_to(qtbot, window, "pt_p02")

@@ -301,10 +301,11 @@ def test_dr_aly_delegates_to_the_granddaughter_from_the_record(qtbot, window: Ma
     qtbot.mouseClick(dialog.permission, Qt.MouseButton.LeftButton)
     click(qtbot, dialog.grant)
     texts = [dialog.current.item(i).text() for i in range(dialog.current.count())]
-    assert dialog.error.text() == "" and sum("gina — until" in t for t in texts) == 1
+    assert dialog.error.text() == "" and sum("(gina) — until" in t for t in texts) == 1
+    assert all("granted by Dr. Aly Rahman (dr_aly)" in t for t in texts if "(gina) — until" in t)
     gina = ws.session.sign_in("gina", DEMO_PASSWORD)
     assert [r.patient.id for r in ws.patients.rows(gina)] == ["p02"]
-    dialog.current.setCurrentRow(next(i for i, t in enumerate(texts) if "gina — until" in t))
+    dialog.current.setCurrentRow(next(i for i, t in enumerate(texts) if "(gina) — until" in t))
     click(qtbot, dialog.revoke)
     texts = [dialog.current.item(i).text() for i in range(dialog.current.count())]
     assert ws.patients.rows(gina) == [] and all("revoked" in t for t in texts)
@@ -326,7 +327,7 @@ def test_device_panel_firmware_dual_approval_and_separation_of_duties(qtbot, win
     assert not window.record.firmware_buttons["request_firmware_update"].isEnabled()  # one at a time
     click_confirmed(qtbot, window.record.firmware_buttons["approve_firmware_update"], window.record)
     state = window.record.firmware_state.text()
-    assert "approved by one" in state and "dr_aly (physician)" in state  # the role the policy says approved
+    assert "approved by one" in state and "Dr. Aly Rahman (dr_aly), physician" in state  # the role the policy says
     assert not window.record.firmware_buttons["approve_firmware_update"].isEnabled()
     assert "neither its requester nor an earlier approver" in window.record.firmware_message.text()
     assert events(window) == ["firmware_approved"]
