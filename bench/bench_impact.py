@@ -92,6 +92,8 @@ def ward_file(path: Path, count: int, repeats: bool) -> int:
 
 def ward_sides(workdir: Path) -> tuple[Path, Path]:
     new = workdir / "ward-new"
+    if new.exists():
+        return ROOT / "policies", new
     shutil.copytree(ROOT / "policies", new)
     policy = new / "resources" / "patient_record.yaml"
     policy.write_text(policy.read_text().replace(STORY_BEFORE, STORY_AFTER))
@@ -171,6 +173,7 @@ def main() -> None:
                 f"{args.requests / cpu * cores:,.0f} | {peak / 2**20:,.0f} MiB | {flips.removeprefix('Flips: ')} |"
             )
             load = os.getloadavg()[0]
+            print(rows[-1], flush=True)  # as each workload ends (the table follows at the end)
             requests.unlink()
     lines = [
         f"## {time.strftime('%Y-%m-%d')} — ccc-authz impact, {args.requests:,} requests, two policy sets",
