@@ -53,7 +53,8 @@ from .errors import AuthzError
 CONTEXT = b"ccc-audit-checkpoint-v1\n"  # signed before the payload: a checkpoint signature means nothing else
 MAX_REQUEST = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024  # a history of a long log: about 200 bytes per checkpoint
-IO_TIMEOUT = 5.0  # seconds a client has to send its request (the guard serves one at a time)
+IO_TIMEOUT = 2.0  # seconds a client has to send its request, and the workstation waits for an answer
+MAX_CONNECTIONS = 32  # at once; more are closed at once (a local user cannot hold the guard up)
 MAX_VERSION = 2**53  # bundle versions are JSON integers; the floor keeps the same bound
 DEFAULT_SOCKET = Path("/run/ccc-guard/guard.sock")  # where the Debian package's guard listens
 DEFAULT_PUBLIC_KEY = Path("/var/lib/ccc-guard/guard.pub")
@@ -343,15 +344,30 @@ class _Handler(socketserver.StreamRequestHandler):
             pass
 
 
-class GuardServer(socketserver.UnixStreamServer):
-    """Serves requests one at a time (the state is small; each answer takes microseconds)."""
+class GuardServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A thread per connection, up to MAX_CONNECTIONS at once, each bounded by IO_TIMEOUT: a
+    client that connects and sends nothing holds up no one else. Requests are answered one at a
+    time (``GuardService.handle`` holds a lock; each answer takes microseconds)."""
+
+    daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted (a full backlog refuses at once)
 
     def __init__(self, socket_path: Path, service: GuardService, mode: int = 0o666) -> None:
         self.service = service
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         if socket_path.is_socket():
             socket_path.unlink()
         super().__init__(str(socket_path), _Handler)
         os.chmod(socket_path, mode)  # any local user may ask: no request can hide a rewrite
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self._slots.acquire(blocking=False)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def serve(state_dir: Path, socket_path: Path) -> None:

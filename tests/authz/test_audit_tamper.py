@@ -417,3 +417,22 @@ def test_check_checkpoints_its_audit_log_with_the_guard(tmp_path: Path, guard: G
     assert result.stdout.startswith("OK: 2 records") and "the guard's 2 signed checkpoints" in result.stdout
     _sql(db, "DELETE FROM audit WHERE seq = 2")
     assert _kinds(_verify(db, "--guard", guard.socket_path)) == {"deleted-tail"}
+
+
+def test_clients_that_connect_and_say_nothing_hold_up_no_checkpoint(tmp_path: Path, guard: GuardClient) -> None:
+    import socket
+    import time
+
+    idle = []
+    for _ in range(5):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(guard.socket_path))
+        idle.append(s)
+    try:
+        started = time.monotonic()
+        checkpoint = guard.checkpoint("log-b", "/y/audit.db", 3, "d" * 64)
+        assert time.monotonic() - started < 1.0  # not after the idle clients' 2 s timeouts
+        assert checkpoint.seq == 3
+    finally:
+        for s in idle:
+            s.close()
