@@ -20,8 +20,9 @@ served). Requests: ``public_key``, ``checkpoint`` (log_id, name, seq, head), ``h
 (log_id), ``highest``, ``raise_floor`` (version). Answers: ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``.
 
-Run it with ``python -m authz.guard --state DIR --socket PATH`` (the Debian package runs it as
-the ``ccc-guard`` user from systemd). ``GuardClient`` is the other end, and also the
+Run it with ``python -m authz.guard --state DIR --socket PATH`` as its own OS user (meant for a
+``ccc-guard`` system user under systemd; the Debian package does not install it yet).
+``GuardClient`` is the other end, and also the
 guard-backed ``VersionFloor`` of ``authz.sync``; ``LocalFloor`` is the fallback without a guard.
 """
 
@@ -56,7 +57,7 @@ MAX_ANSWER = 64 * 1024 * 1024  # a history of a long log: about 200 bytes per ch
 IO_TIMEOUT = 2.0  # seconds a client has to send its request, and the workstation waits for an answer
 MAX_CONNECTIONS = 32  # at once; more are closed at once (a local user cannot hold the guard up)
 MAX_VERSION = 2**53  # bundle versions are JSON integers; the floor keeps the same bound
-DEFAULT_SOCKET = Path("/run/ccc-guard/guard.sock")  # where the Debian package's guard listens
+DEFAULT_SOCKET = Path("/run/ccc-guard/guard.sock")  # where an installed guard listens
 DEFAULT_PUBLIC_KEY = Path("/var/lib/ccc-guard/guard.pub")
 
 
@@ -500,7 +501,7 @@ def _read_line(conn: socket.socket) -> bytes:
 
 
 def default_guard() -> GuardClient | None:
-    """The installed guard (the Debian package's), pinned to its public key; None when there is none."""
+    """The installed guard (DEFAULT_SOCKET), pinned to its public key; None when there is none."""
     if not DEFAULT_SOCKET.is_socket() or not DEFAULT_PUBLIC_KEY.is_file():
         return None
     try:
