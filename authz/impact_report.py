@@ -178,7 +178,7 @@ class Report:
             "count": group.count,
             "expected": self.is_expected(key),
             "rules": [{"before": b, "after": a, "count": n} for (b, a), n in sorted(group.rules.items())],
-            "examples": [{"request": i, "body": orjson.loads(t) if t.endswith("}") else t} for i, t in group.examples],
+            "examples": [{"request": i, "body": _example(t)} for i, t in group.examples],
         }
 
     def flips(self) -> Iterator[bytes]:
@@ -236,6 +236,14 @@ def write_text(report: Report, out: TextIO) -> None:
             total.disagree,
             [f"request {i} (seq {s}): recorded {r}, replayed {p}" for i, s, r, p in total.disagree_list],
         )
+
+
+def _example(text: str) -> Any:
+    """An example request as JSON when it is whole JSON, else as the text it was kept as."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _group_title(report: Report, key: GroupKey, group: Group) -> str:

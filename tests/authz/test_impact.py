@@ -409,3 +409,22 @@ def test_a_repeated_request_is_judged_on_its_own_fields(
     code, report = _json(capsys, [str(old), str(new), "--requests", str(_lines(tmp_path, lines))])
     assert [f["request"] for f in report["flips"]] == [0, 1]
     assert [m["request"] for m in report["summary"]["malformed_listed"]] == [2]
+
+
+def test_a_flip_of_a_deeply_nested_request_is_reported(
+    sides: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deeper than orjson writes (254 levels) but within what a request may hold: still reported."""
+    old, new = sides
+    deep: Any = 1
+    for _ in range(300):
+        deep = {"d": deep}
+    body = json.loads(json.dumps(REQUESTS[2]))
+    body["resources"][0]["resource"]["attr"]["deep"] = deep
+    requests = _lines(tmp_path, [json.dumps(body)])
+    code, report = _json(capsys, [str(old), str(new), "--requests", str(requests)])
+    assert code == 5 and _keys(report) == [(0, "view", "newly_allowed")]
+    example = report["summary"]["groups"][0]["examples"][0]
+    assert example["request"] == 0 and "carl" in str(example["body"])
+    assert main(["impact", str(old), str(new), "--requests", str(requests)]) == 5
+    assert "e.g. request 0: " in capsys.readouterr().out
