@@ -14,8 +14,12 @@ distributed cluster (``--cluster``), whose workers receive the policy files and 
 once. Examples are the lowest-indexed of each group and partials are merged in input order, so the
 report does not depend on how the work was shared.
 
-Both sides of one request are decided at the same instant (the run's start, or the time an audit
-record was written), so conditions on ``now()`` never flip by themselves.
+Only what the change can touch is decided twice (``ChangeScope``: the kinds a changed resource
+policy names, and within a policy whose rules alone changed, the actions those rules name), and
+a request identical to an earlier one but for its requestId reuses that one's outcome
+(``Replayer``): both are exact, since a decision depends only on the request, the policies and
+the instant. Both sides of one request are decided at the same instant (the run's start, or the
+time an audit record was written), so conditions on ``now()`` never flip by themselves.
 """
 
 from __future__ import annotations
