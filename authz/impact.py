@@ -225,7 +225,14 @@ def _rules_if_only_they_differ(old: bytes | None, new: bytes | None) -> tuple[li
     old_rules, new_rules = old_policy.get("rules") or [], new_policy.get("rules") or []
     if not (isinstance(old_rules, list) and isinstance(new_rules, list)):
         return None, None
+    if _repeats_a_name(old_rules) or _repeats_a_name(new_rules):
+        return None, None  # rules of one name may share a condition's outcome across actions
     return old_rules, new_rules
+
+
+def _repeats_a_name(rules: list[Any]) -> bool:
+    names = [r.get("name") for r in rules if isinstance(r, dict) and r.get("name")]
+    return len(names) != len(set(map(str, names)))
 
 
 def _rules_for(rules: list[Any], action: str) -> list[tuple[int, Any]]:

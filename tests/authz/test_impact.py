@@ -428,3 +428,35 @@ def test_a_flip_of_a_deeply_nested_request_is_reported(
     assert example["request"] == 0 and "carl" in str(example["body"])
     assert main(["impact", str(old), str(new), "--requests", str(requests)]) == 5
     assert "e.g. request 0: " in capsys.readouterr().out
+
+
+def test_change_scope_leaves_out_only_what_cannot_change(sides: tuple[Path, Path], tmp_path: Path) -> None:
+    from authz.impact import ChangeScope, compile_files, load_side
+
+    def scope(old_text: str, new_text: str, extra: dict[str, str] | None = None) -> ChangeScope:
+        roots = []
+        for name, text in (("a", old_text), ("b", new_text)):
+            root = tmp_path / f"{name}{len(list(tmp_path.iterdir()))}"
+            root.mkdir()
+            (root / "chart.yaml").write_text(text)
+            for file, content in (extra or {}).items() if name == "b" else ():
+                (root / file).write_text(content)
+            roots.append(load_side(root, None))
+        keep: list[Any] = []
+        return ChangeScope(roots[0].files, roots[1].files, *(compile_files(r.files, keep) for r in roots))
+
+    only_history = scope(OLD_CHART, OLD_CHART.replace('"audit_flag": "none"', '"audit_flag": "x"'))
+    assert [only_history.action("chart", a) for a in ("view", "view_history", "edit")] == [False, True, False]
+    assert not only_history.kind("other")
+    # Rules of one name may share a condition's outcome: the whole policy then.
+    same_names = OLD_CHART.replace("name: own_ward_notes", "name: nurses_view")
+    shared = scope(same_names, same_names.replace('"audit_flag": "none"', '"audit_flag": "x"'))
+    assert shared.action("chart", "view") and shared.action("chart", "edit")
+    # A test suite changed decides nothing; a new derived-roles file may touch every kind.
+    assert not scope(OLD_CHART, OLD_CHART, {"chart_test.yaml": "name: t\n"}).kind("chart")
+    roles = (
+        "apiVersion: api.cerbos.dev/v1\nderivedRoles:\n  name: r\n"
+        "  definitions:\n    - name: x\n      parentRoles: [a]\n"
+    )
+    everything = scope(OLD_CHART, OLD_CHART, {"roles.yaml": roles})
+    assert everything.everything and everything.action("other", "any")
