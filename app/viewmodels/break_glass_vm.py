@@ -96,8 +96,15 @@ class BreakGlassViewModel(QObject):
             self.service.active(self.session.user)  # closes (and audits) the expired session
             self._ended("Emergency access has ended; the record is closed.")
             return
-        if not self.service.honoured(self.session.user, self.emergency):  # the engine has the last word
-            self.service.withdraw(self.session.user, self.emergency)
+        try:
+            honoured = self.service.honoured(self.session.user, self.emergency)  # the engine has the last word
+            if not honoured:
+                self.service.withdraw(self.session.user, self.emergency)
+        except Exception:  # noqa: BLE001 - the store cannot be read now (a disk error, shutting down)
+            # the window still counts and every record opened is decided again (and fails closed);
+            # this extra check waits for the next tick rather than raising out of a timer
+            honoured = True
+        if not honoured:
             self._ended("Emergency access has ended: the policies no longer allow it. The record is closed.")
             return
         self.countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
