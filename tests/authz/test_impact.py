@@ -5,6 +5,7 @@ here, so each expected flip is plain from the change."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -460,3 +461,51 @@ def test_change_scope_leaves_out_only_what_cannot_change(sides: tuple[Path, Path
     )
     everything = scope(OLD_CHART, OLD_CHART, {"roles.yaml": roles})
     assert everything.everything and everything.action("other", "any")
+
+
+def test_a_worker_killed_mid_run_loses_nothing(sides: tuple[Path, Path], tmp_path: Path) -> None:
+    """SIGKILL to a forked worker: its chunk and the rest are replayed by the main process, and
+    the report is the one a single process writes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    old, new = sides
+    lines = []
+    for i in range(40_000):
+        body = json.loads(json.dumps(REQUESTS[i % 4]))
+        body["resources"][0]["resource"]["id"] = f"c{i}"  # every request distinct: nothing reused
+        lines.append(json.dumps(body))
+    requests = _lines(tmp_path, lines)
+    base = [
+        sys.executable,
+        "-m",
+        "authz.cli",
+        "impact",
+        str(old),
+        str(new),
+        "--requests",
+        str(requests),
+        "--format",
+        "json",
+        "--chunk-requests",
+        "200",
+    ]
+    alone = subprocess.run([*base, "--workers", "1"], capture_output=True, timeout=300)
+    process = subprocess.Popen([*base, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and process.poll() is None and time.monotonic() < deadline:
+        children = psutil.Process(process.pid).children()
+        if children:
+            killed = children[0].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.01)
+    out, err = process.communicate(timeout=300)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert process.returncode == alone.returncode == 5
+    assert b"a worker process died; going on in this process" in err
+    assert json.loads(out) == json.loads(alone.stdout)
