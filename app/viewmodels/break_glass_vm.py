@@ -17,7 +17,10 @@ __all__ = ["BreakGlassSession", "BreakGlassViewModel", "Identity"]
 
 class BreakGlassViewModel(QObject):
     emergency_changed = Signal(object)  # BreakGlassSession | None
-    countdown = Signal(int, bool)  # seconds left, ending soon
+    # seconds left (ending_soon() says whether to warn). No bool crosses a signal: under the pinned
+    # PySide6 6.12.0 on Python 3.11 each bool emitted through a Python signal loses a reference to
+    # True or False, and a session of a few thousand ticks aborted the interpreter ("bool_dealloc").
+    countdown = Signal(int)
     ended = Signal()  # the emergency access is over (ended or expired): lists may change
 
     def __init__(self, session: SessionViewModel, record: RecordViewModel, tick_ms: int = 1000) -> None:
@@ -107,7 +110,12 @@ class BreakGlassViewModel(QObject):
         if not honoured:
             self._ended("Emergency access has ended: the policies no longer allow it. The record is closed.")
             return
-        self.countdown.emit(int(left.total_seconds()), left <= WARN_BEFORE)
+        self.countdown.emit(int(left.total_seconds()))
+
+    @staticmethod
+    def ending_soon(seconds: int) -> bool:
+        """Whether the banner warns: within the last minutes of the window (WARN_BEFORE)."""
+        return seconds <= WARN_BEFORE.total_seconds()
 
     def _ended(self, text: str) -> None:
         """The access is over without the clinician ending it: close the record and say so (and that

@@ -93,7 +93,8 @@ class EmergencyBanner(QFrame):
         )
         return self.confirmation
 
-    def show_countdown(self, seconds: int, ending_soon: bool) -> None:
+    def show_countdown(self, seconds: int) -> None:
+        ending_soon = self.vm.ending_soon(seconds)
         session = self.vm.emergency
         if session is None:
             return
