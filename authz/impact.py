@@ -661,10 +661,21 @@ def _here(chunks: Iterator[list[Item]], workers: int) -> Iterator[Partial]:
                 broken = True
             return _replay_here(chunk)
 
+    def submit(chunk: list[Item]) -> Any:
+        nonlocal broken
+        if broken:
+            return None
+        try:
+            return pool.submit(_replay_here, chunk)
+        except BrokenProcessPool:  # the pool saw the death before any result did
+            sys.stderr.write("ccc-authz impact: a worker process died; going on in this process\n")
+            broken = True
+            return None
+
     try:
         pending: deque[tuple[list[Item], Any]] = deque()
         for chunk in chunks:
-            pending.append((chunk, None if broken else pool.submit(_replay_here, chunk)))
+            pending.append((chunk, submit(chunk)))
             if len(pending) >= 2 * workers:
                 chunk, future = pending.popleft()
                 yield result(chunk, future) if future is not None else _replay_here(chunk)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -509,3 +510,34 @@ def test_a_worker_killed_mid_run_loses_nothing(sides: tuple[Path, Path], tmp_pat
     assert process.returncode == alone.returncode == 5
     assert b"a worker process died; going on in this process" in err
     assert json.loads(out) == json.loads(alone.stdout)
+
+
+class _Counting:
+    """A replayer that counts the requests of each chunk (items stand for requests)."""
+
+    def replay(self, items: list[Any]) -> Any:
+        from authz.impact import Partial
+
+        return Partial(requests=len(items))
+
+
+def test_a_pool_broken_before_any_result_is_read_goes_on_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool can notice a dead worker before the run reads any result: the next submit then
+    raises at once. Every chunk is still replayed, here, in order (CI saw exit 1 from this race)."""
+    import multiprocessing
+    import signal
+    import time
+
+    from authz import impact
+
+    monkeypatch.setattr(impact, "_REPLAYER", _Counting())
+
+    def chunks() -> Iterator[list[Any]]:
+        for n in range(1, 9):
+            if n == 3:  # two chunks submitted: workers exist; kill one and let the pool see it
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid or 0, signal.SIGKILL)
+                time.sleep(1.0)
+            yield [None] * n
+
+    assert [p.requests for p in impact._here(chunks(), 2)] == list(range(1, 9))
