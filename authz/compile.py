@@ -126,6 +126,10 @@ class PolicySet:
     raw_attrs: frozenset[str] = frozenset()
     # Plans of several kinds (plan.py: CheckPlan, ActionPlan, role-step tables), by coordinates.
     plan_cache: dict[tuple[object, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+    # The policies as read and compiled, kept for the query planner (query_plan.Sources), so a plan
+    # is made from exactly what the checks were compiled from: the files are never read again (a
+    # bundle's were verified once; what is on disk later may have changed).
+    policies: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Everything a check looks up depends only on the request's coordinates, so it is
@@ -738,6 +742,7 @@ def compile_policy_dir(root: Path, check_schemas: bool = True) -> PolicySet:
     if problems:
         raise PolicyErrors(problems)
     policy_set.schema_root = root / "_schemas"
+    policy_set.policies = tuple(lp.policy for lp in loaded)
     return policy_set
 
 

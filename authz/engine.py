@@ -98,10 +98,12 @@ class Engine:
             return api.error_body(str(exc))
 
     def _plan_sources(self) -> query_plan.Sources:
-        """The policies' conditions as source, read once (the planner evaluates them partially)."""
+        """The policies' conditions (the planner evaluates them partially), taken once from the
+        policies this engine was compiled from: never re-read from the directory, whose files (a
+        verified bundle's, unpacked) may have changed on disk since."""
         sources: query_plan.Sources | None = getattr(self, "_sources", None)
         if sources is None:
-            sources = self._sources = query_plan.Sources.load(query_plan.policy_root(self.policy_set))
+            sources = self._sources = query_plan.sources_of(self.policy_set)
         return sources
 
     def check_request(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -862,8 +862,13 @@ class Sources:
 
     @classmethod
     def load(cls, root: Path) -> Sources:
+        """The conditions of the policies below ``root``, read from disk now."""
         problems: list[PolicyProblem] = []
-        loaded = [lp.policy for lp in load_policies(root, problems)]
+        return cls.of([lp.policy for lp in load_policies(root, problems)])
+
+    @classmethod
+    def of(cls, loaded: Sequence[Any]) -> Sources:
+        """The conditions of policies already read (``PolicySet.policies``: what was compiled)."""
         exported_vars = {p.name: p for p in loaded if isinstance(p, ExportVariables)}
         exported_consts = {p.name: p for p in loaded if isinstance(p, ExportConstants)}
 
@@ -1365,8 +1370,9 @@ def plan_resources(
     return Planner(ps, sources, params, req, now).plan()
 
 
-def policy_root(ps: PolicySet) -> Path:
-    """Where a compiled policy set was read from (its schemas sit below it)."""
-    if ps.schema_root is None:
-        raise PlanError("the policy set was not read from a directory: its conditions' source is unknown")
-    return ps.schema_root.parent
+def sources_of(ps: PolicySet) -> Sources:
+    """The conditions of a compiled policy set, from the policies it was compiled from (never read
+    again from disk, where a verified bundle's files may since have changed)."""
+    if not ps.policies:
+        raise PlanError("the policy set holds no policies to plan with (it was not compiled by compile_policy_dir)")
+    return Sources.of(ps.policies)
