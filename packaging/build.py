@@ -34,6 +34,7 @@ NAME = "ccc-workstation"
 PREFIX = Path("/opt") / NAME
 PYTHON_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib")
 CONFFILE = Path("/etc") / NAME / "managed.toml"
+MAINTAINER_SCRIPTS = ("postinst", "prerm", "postrm")  # packaging/debian/, run by dpkg
 SOURCES = ("app", "authz", "policies", "pyproject.toml", "README.md", "packaging")
 
 # What of the standard library a workstation never runs: its test suite, IDLE, Tk (no _tkinter in
@@ -376,13 +377,17 @@ print(f"[build] {len(failed)} files are not Python 3.11 and stay uncompiled: {fa
         bin_dir = self.opt / "bin"
         bin_dir.mkdir()
         launcher = (files / "launcher.sh").read_text()
-        for command, module in ((NAME, "app.main"), ("ccc-authz", "authz.cli")):
+        for command, module in ((NAME, "app.main"), ("ccc-authz", "authz.cli"), ("ccc-guard", "authz.guard")):
             script = bin_dir / command
             script.write_text(launcher.replace("@MODULE@", module).replace("@PREFIX@", str(PREFIX)))
             script.chmod(0o755)
+            if command == "ccc-guard":  # a service's program (systemd runs it), not a user's command
+                continue
             link = self.root / "usr" / "bin" / command
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(PREFIX / "bin" / command)
+        # The audit guard's service (packaging/debian/postinst creates its user and starts it).
+        install(files / "ccc-guard.service", self.root / "lib" / "systemd" / "system" / "ccc-guard.service")
         share = self.root / "usr" / "share"
         install(files / f"{NAME}.desktop", share / "applications" / f"{NAME}.desktop")
         install(files / f"{NAME}.svg", share / "icons" / "hicolor" / "scalable" / "apps" / f"{NAME}.svg")
@@ -439,7 +444,7 @@ print(f"[build] {len(failed)} files are not Python 3.11 and stay uncompiled: {fa
         debian.mkdir()
         (debian / "control").write_text(control)
         (debian / "conffiles").write_text(f"{CONFFILE}\n")
-        for script in ("postrm",):
+        for script in MAINTAINER_SCRIPTS:
             install(self.src / "packaging" / "debian" / script, debian / script, 0o755)
         sums = []
         for path in sorted(p for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()):
@@ -448,7 +453,7 @@ print(f"[build] {len(failed)} files are not Python 3.11 and stay uncompiled: {fa
                 sums.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {rel}\n")
         (debian / "md5sums").write_text("".join(sums))
         for path in [debian, *debian.iterdir()]:
-            path.chmod(0o755 if path.is_dir() or path.name in ("postrm",) else 0o644)
+            path.chmod(0o755 if path.is_dir() or path.name in MAINTAINER_SCRIPTS else 0o644)
             os.utime(path, (self.epoch, self.epoch))
         out.mkdir(parents=True, exist_ok=True)
         for stale in sorted(out.glob(f"{NAME}_*.deb")) + [out / "SHA256SUMS", out / "SHA256SUMS.sig"]:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from app.services.store import SCHEMA_VERSION
 from authz.bundle import generate_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +205,8 @@ def test_the_package_holds_no_build_path_no_other_time_and_only_root_owned_safe_
         "opt/ccc-workstation/python/bin/python3.11",
         "opt/ccc-workstation/site/authz/native.json",
         "opt/ccc-workstation/site/policies/resources/patient_record.yaml",
+        "opt/ccc-workstation/bin/ccc-guard",
+        "lib/systemd/system/ccc-guard.service",
     ):
         assert expected in names, expected
     assert any(re.fullmatch(r"opt/ccc-workstation/site/authz/compiled_engine__mypyc\..*\.so", n) for n in names)
@@ -324,6 +327,9 @@ def machine(releases: Releases) -> Iterator[Machine]:
     finally:
         run("dpkg", "--purge", NAME, check=False)
         shutil.rmtree(data_root, ignore_errors=True)
+        # What purge keeps on purpose (the guard's user and key), gone from this test machine.
+        run("userdel", "ccc-guard", check=False)
+        shutil.rmtree(GUARD_STATE, ignore_errors=True)
 
 
 def test_dpkg_installs_it_under_opt_with_commands_on_the_path(releases: Releases, machine: Machine) -> None:
@@ -336,6 +342,8 @@ def test_dpkg_installs_it_under_opt_with_commands_on_the_path(releases: Releases
         assert shutil.which(command) == f"/usr/bin/{command}"
         assert os.readlink(f"/usr/bin/{command}") == f"{OPT}/bin/{command}"
     assert Path("/usr/share/applications/ccc-workstation.desktop").is_file()
+    assert GUARD_UNIT.is_file() and not Path("/usr/bin/ccc-guard").exists()  # a service, not a command
+    assert Path("/etc/systemd/system/multi-user.target.wants/ccc-guard.service").is_symlink()  # enabled
     if shutil.which("desktop-file-validate"):
         run("desktop-file-validate", "/usr/share/applications/ccc-workstation.desktop")
     _no_world_writable_and_nothing_unowned()
@@ -361,6 +369,59 @@ def test_the_installed_policy_tool_compiles_and_tests_the_installed_policies(mac
     assert compiled.stdout.split() == ["True", "[]"], "the installed engine is not the compiled one"
     verified = run("/usr/bin/ccc-authz", "audit", "verify", machine.data / "audit.db")
     assert verified.stdout.startswith("OK: ")
+
+
+GUARD_UNIT = Path("/lib/systemd/system/ccc-guard.service")
+GUARD_STATE, GUARD_RUN = Path("/var/lib/ccc-guard"), Path("/run/ccc-guard")
+
+
+def test_the_audit_guard_runs_as_its_own_user_and_signs_the_installed_apps_log(machine: Machine) -> None:
+    """The package installs the guard's service and system user. Started as systemd would (its
+    directories, its user, its ExecStart), it signs the checkpoints of the log the installed app
+    writes; an ordinary user can ask it but cannot read its key."""
+    account = run("getent", "passwd", "ccc-guard").stdout.strip().split(":")
+    assert int(account[2]) < 1000 and account[6] == "/usr/sbin/nologin", account
+    unit = dict(
+        line.split("=", 1) for line in GUARD_UNIT.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert (
+        unit["User"] == "ccc-guard"
+        and unit["StateDirectory"] == "ccc-guard"
+        and unit["RuntimeDirectory"] == "ccc-guard"
+    )
+    run("systemd-analyze", "verify", "--man=no", GUARD_UNIT)
+    exposure = run("systemd-analyze", "security", "--offline=true", GUARD_UNIT).stdout
+    level = float(re.search(r"Overall exposure level for ccc-guard.service: ([0-9.]+)", exposure).group(1))  # type: ignore[union-attr]
+    assert level < 2.0, exposure[-2000:]  # systemd's scale: 0 (locked down) to 10 (exposed)
+    for directory in (GUARD_STATE, GUARD_RUN):  # as StateDirectory= and RuntimeDirectory= make them
+        directory.mkdir(mode=0o755, exist_ok=True)
+        shutil.chown(directory, "ccc-guard", "ccc-guard")
+    guard = subprocess.Popen(
+        ["setpriv", "--reuid=ccc-guard", "--regid=ccc-guard", "--clear-groups", "--", *unit["ExecStart"].split()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.umask(0o077),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (GUARD_RUN / "guard.sock").is_socket() and guard.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (GUARD_RUN / "guard.sock").is_socket(), guard.communicate(timeout=5)
+        key = GUARD_STATE / "guard.key"
+        assert key.stat().st_uid != 0 and key.stat().st_mode & 0o077 == 0, oct(key.stat().st_mode)
+        assert (
+            run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", key, check=False).returncode
+            != 0
+        )
+        _screenshot(machine.data.parent / "with-guard.png", machine.data)  # finds the guard installed
+        verified = run(
+            "/usr/bin/ccc-authz", "audit", "verify", machine.data / "audit.db", "--guard", GUARD_RUN / "guard.sock"
+        )
+        assert verified.stdout.startswith("OK: "), verified.stdout
+        signed = re.search(r"the guard's (\d+) signed checkpoints", verified.stdout)
+        assert signed and int(signed.group(1)) >= 1, verified.stdout
+    finally:
+        guard.terminate()
+        guard.communicate(timeout=30)
+        shutil.rmtree(GUARD_RUN, ignore_errors=True)  # no socket left for later tests to find
 
 
 def test_cold_start_of_the_installed_app_against_the_source_checkout(machine: Machine) -> None:
@@ -400,10 +461,12 @@ def test_an_upgrade_through_the_signed_apt_repository_keeps_and_migrates_the_dat
     releases: Releases, machine: Machine, apt: Apt
 ) -> None:
     # What version N left: its store brought back to schema 3 (as a release before break_glass.expires_at
-    # wrote it), so the upgrade has a migration to run; and the audit log as it is.
+    # and drafts wrote it: every later migration undone), so the upgrade has migrations to run; and the
+    # audit log as it is.
     store = machine.data / "ccc.db"
     with sqlite3.connect(store) as conn:
         conn.execute('ALTER TABLE "break_glass" DROP COLUMN "expires_at"')
+        conn.execute('DROP TABLE "drafts"')
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     before = _store_counts(store)
     audit_before = _audit_count(machine.data / "audit.db")
@@ -417,8 +480,9 @@ def test_an_upgrade_through_the_signed_apt_repository_keeps_and_migrates_the_dat
 
     _screenshot(machine.data.parent / "after-upgrade.png", machine.data)
     with sqlite3.connect(store) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
         assert "expires_at" in {row[1] for row in conn.execute("PRAGMA table_info(break_glass)")}
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'drafts'").fetchone() is not None
     after = _store_counts(store)
     for table, count in before.items():
         assert after[table] >= count, f"{table}: {count} rows before the upgrade, {after[table]} after"
@@ -463,8 +527,10 @@ def test_remove_keeps_the_data_and_purge_removes_what_the_package_created(machin
     assert not Path("/etc/ccc-workstation").exists()
     assert run("dpkg-query", "-W", NAME, check=False).returncode != 0
     # The users' data is theirs and the hospital's records (audit logs are kept for years): never
-    # the package's to delete.
+    # the package's to delete; nor the guard's key, which verifies those logs' checkpoints.
     assert _tree_hashes(machine.data) == data_before
+    assert (GUARD_STATE / "guard.pub").is_file() and (GUARD_STATE / "guard.key").is_file()
+    assert not Path("/etc/systemd/system/multi-user.target.wants/ccc-guard.service").is_symlink()
     print(f"\nfigures: {json.dumps(machine.figures)}")
 
 
