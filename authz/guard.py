@@ -20,10 +20,10 @@ served). Requests: ``public_key``, ``checkpoint`` (log_id, name, seq, head), ``h
 (log_id), ``highest``, ``raise_floor`` (version). Answers: ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``.
 
-Run it with ``python -m authz.guard --state DIR --socket PATH`` as its own OS user (meant for a
-``ccc-guard`` system user under systemd; the Debian package does not install it yet).
-``GuardClient`` is the other end, and also the
-guard-backed ``VersionFloor`` of ``authz.sync``; ``LocalFloor`` is the fallback without a guard.
+Run it with ``python -m authz.guard --state DIR --socket PATH`` as its own OS user (the Debian
+package runs it as the ``ccc-guard`` system user: packaging/debian/ccc-guard.service).
+``GuardClient`` is the other end, and also the guard-backed ``VersionFloor`` of ``authz.sync``;
+``LocalFloor`` is the fallback without a guard.
 """
 
 from __future__ import annotations

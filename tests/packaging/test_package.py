@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.store import SCHEMA_VERSION
+from app.services.store import MIGRATIONS, SCHEMA_VERSION
 from authz.bundle import generate_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -465,9 +465,7 @@ def test_an_upgrade_through_the_signed_apt_repository_keeps_and_migrates_the_dat
     # audit log as it is.
     store = machine.data / "ccc.db"
     with sqlite3.connect(store) as conn:
-        conn.execute('ALTER TABLE "break_glass" DROP COLUMN "expires_at"')
-        conn.execute('DROP TABLE "drafts"')
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        _back_to_schema(conn, 3)
     before = _store_counts(store)
     audit_before = _audit_count(machine.data / "audit.db")
     run("/usr/bin/ccc-authz", "audit", "verify", machine.data / "audit.db")
@@ -691,6 +689,23 @@ def _png_size(path: Path) -> tuple[int, int]:
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", header[16:24])
     return width, height
+
+
+def _back_to_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Undoes every migration after ``version`` (what each created, dropped; newest first), so the
+    store is as a release of that schema left it."""
+    undo = {
+        r'CREATE TABLE "([^"]+)"': 'DROP TABLE "{0}"',
+        r'CREATE INDEX "([^"]+)"': 'DROP INDEX IF EXISTS "{0}"',
+        r'CREATE TRIGGER "([^"]+)"': 'DROP TRIGGER "{0}"',
+        r'ALTER TABLE "([^"]+)" ADD COLUMN "([^"]+)"': 'ALTER TABLE "{0}" DROP COLUMN "{1}"',
+    }
+    for migration in reversed(MIGRATIONS[version:]):
+        for statement in reversed(migration.statements):
+            for pattern, template in undo.items():
+                if found := re.match(pattern, statement):
+                    conn.execute(template.format(*found.groups()))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
 
 
 def _store_counts(store: Path) -> dict[str, int]:
