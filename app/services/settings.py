@@ -230,10 +230,46 @@ def _ca_file(value: object, base: Path) -> Path:
 
 def _sign_in_provider(value: object, base: Path) -> str:
     text = _string(value)
-    if text == "oidc":
-        raise Invalid("OIDC sign-in is not available yet in this version of CCC Workstation")
-    if text != "demo":
+    if text not in SIGN_IN_PROVIDERS:
         raise Invalid(f"{text!r} is not a sign-in provider")
+    return text
+
+
+SIGN_IN_PROVIDERS = ("demo", "oidc")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _issuer(value: object, base: Path) -> str:
+    """An OpenID provider's issuer: https, or http on this computer's loopback only (a provider
+    under test); the ID tokens must name it exactly, so it is kept as written."""
+    text = _url(("https", "http"))(value, base)
+    parts = urlsplit(text)
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise Invalid(f"{text!r} is not https:// (plain http is only for a provider on this computer)")
+    if parts.query or parts.fragment:
+        raise Invalid(f"{text!r} has a query or fragment, which an issuer never has")
+    return text
+
+
+def _client_id(value: object, base: Path) -> str:
+    text = _string(value)
+    if len(text) > 200 or any(ch.isspace() or ord(ch) > 126 for ch in text):
+        raise Invalid(f"{text[:40]!r} has spaces or characters outside printable ASCII, or is too long")
+    return text
+
+
+def _scopes(value: object, base: Path) -> tuple[str, ...]:
+    text = _string(value)
+    scopes = tuple(text.split())
+    if not all(re.fullmatch(r"[!#-\[\]-~]+", s) for s in scopes):
+        raise Invalid(f"{text!r} has a character a scope cannot have")
+    return tuple(dict.fromkeys(("openid", *scopes)))
+
+
+def _claim(value: object, base: Path) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[A-Za-z0-9_:./-]{1,100}", text):
+        raise Invalid(f"{text!r} is not a claim name")
     return text
 
 
@@ -340,14 +376,103 @@ SCHEMA: tuple[Setting, ...] = (
     Setting(
         "sign_in_provider",
         "Sign-in provider",
-        'Who signs users in. "demo" is the demo user directory; OpenID Connect ("oidc") is planned.',
-        '"demo" (the only sign-in provider in this version)',
+        'Who signs users in. "demo" is the demo user directory (demo users, marked as such); "oidc" is the '
+        "hospital's OpenID Connect provider (oidc_issuer, oidc_client_id), through the system browser.",
+        '"demo" or "oidc"',
         _sign_in_provider,
         "choice",
         default="demo",
         default_text="demo",
-        example="demo",
-        choices=("demo",),
+        example="oidc",
+        choices=SIGN_IN_PROVIDERS,
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_issuer",
+        "OpenID provider (issuer)",
+        "The hospital's OpenID Connect provider, exactly as its ID tokens name it (its issuer): the "
+        "workstation reads its configuration from ISSUER/.well-known/openid-configuration.",
+        "an https:// URL (http:// only for a provider on this computer, 127.0.0.1), as the provider's "
+        "discovery document names its issuer",
+        _issuer,
+        "text",
+        default_text="none",
+        example="https://login.hospital.example/realms/ccc",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_client_id",
+        "OpenID client id",
+        "The workstation's client id at the provider: a public native client (no secret) whose redirect "
+        "URI is http://127.0.0.1/callback on any port (RFC 8252), with PKCE.",
+        "the client id registered at the provider: printable characters, no spaces",
+        _client_id,
+        "text",
+        default_text="none",
+        example="ccc-workstation",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_scopes",
+        "OpenID scopes",
+        "The scopes asked for, separated by spaces (openid is always asked): those that release the "
+        "claims below into the ID token.",
+        "scope names separated by spaces",
+        _scopes,
+        "text",
+        default=("openid", "profile"),
+        default_text="openid profile",
+        example="openid profile ccc",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_claim_user_id",
+        "Claim: user id",
+        "The ID-token claim holding the user's id as the policies and the audit log know it.",
+        "a claim name (letters, digits, '_', ':', '.', '/', '-')",
+        _claim,
+        "text",
+        default="preferred_username",
+        default_text="preferred_username",
+        example="preferred_username",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_claim_name",
+        "Claim: display name",
+        "The ID-token claim holding the name shown on screen and in queues.",
+        "a claim name (letters, digits, '_', ':', '.', '/', '-')",
+        _claim,
+        "text",
+        default="name",
+        default_text="name",
+        example="name",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_claim_roles",
+        "Claim: roles",
+        "The ID-token claim holding the user's roles as the policies name them (a list, or names separated "
+        "by spaces). A user whose roles open no workspace is refused with the policies' reason.",
+        "a claim name (letters, digits, '_', ':', '.', '/', '-')",
+        _claim,
+        "text",
+        default="roles",
+        default_text="roles",
+        example="ccc_roles",
+        group="sign_in",
+    ),
+    Setting(
+        "oidc_claim_hospital_ids",
+        "Claim: hospital ids",
+        "The ID-token claim holding the hospitals the user works for (a list of hospital ids).",
+        "a claim name (letters, digits, '_', ':', '.', '/', '-')",
+        _claim,
+        "text",
+        default="hospital_ids",
+        default_text="hospital_ids",
+        example="hospital_ids",
+        group="sign_in",
     ),
 )
 BY_KEY = {s.key: s for s in SCHEMA}
@@ -395,6 +520,8 @@ class Value:
     def shown(self) -> str:
         if self.value is None or self.value == "":
             return self.setting.default_text
+        if isinstance(self.value, tuple):  # the scopes
+            return " ".join(self.value)
         return str(self.value)
 
 
@@ -592,6 +719,35 @@ def _check_pairs(settings: Settings, problems: list[Problem]) -> None:
     if ca.value is not None and not collector.value:
         in_file = "in the same file" if ca.source == MANAGED else "too"
         problems.append(Problem(*_where(ca), "is set but no audit collector is", f"audit_collector_url {in_file}"))
+    _check_sign_in(settings, problems)
+
+
+def _check_sign_in(settings: Settings, problems: list[Problem]) -> None:
+    """OpenID Connect needs its provider and client id; they mean nothing for the demo."""
+    provider = settings.values["sign_in_provider"]
+    oidc = [settings.values[k] for k in ("oidc_issuer", "oidc_client_id")]
+    managed = provider.source == MANAGED or any(v.source == MANAGED for v in oidc)
+    in_file = "in the same file" if managed else "too"
+    if provider.value == "oidc":
+        for value in oidc:
+            if not value.value:
+                problems.append(
+                    Problem(
+                        *_where(provider),
+                        f'is "oidc" but no {value.setting.key} is set',
+                        f"{value.setting.key} {in_file}",
+                    )
+                )
+    else:
+        for value in oidc:
+            if value.value:
+                problems.append(
+                    Problem(
+                        *_where(value),
+                        "is set but the sign-in provider is demo",
+                        f'sign_in_provider = "oidc" {in_file}',
+                    )
+                )
 
 
 def load_for_app(data_dir: Path, flags: Mapping[str, object], environ: Mapping[str, str] = os.environ) -> Settings:

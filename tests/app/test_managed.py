@@ -129,7 +129,7 @@ def run_app(tmp_path: Path, managed: Path, *args: str) -> subprocess.CompletedPr
         ('policy_server_url = "policy.hospital.example"\n', "policy_server_url: 'policy.hospital.example' does not"),
         ("idle_lock = 5\n", "idle_lock: is not a setting (did you mean idle_lock_minutes?); expected one of"),
         ('ward = "Ward 9\n', "is not valid TOML (Illegal character '\\n' (at line 1, column 15)); expected TOML"),
-        ('sign_in_provider = "oidc"\n', "sign_in_provider: OIDC sign-in is not available yet"),
+        ('sign_in_provider = "oidc"\n', 'sign_in_provider: is "oidc" but no oidc_issuer is set'),
         ('audit_collector_ca_file = "/nonexistent/ca.pem"\n', "audit_collector_ca_file: /nonexistent/ca.pem does"),
     ],
 )

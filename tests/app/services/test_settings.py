@@ -94,6 +94,13 @@ def test_the_schema_holds_every_setting_the_issue_names() -> None:
         "audit_collector_url",
         "audit_collector_ca_file",
         "sign_in_provider",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_scopes",
+        "oidc_claim_user_id",
+        "oidc_claim_name",
+        "oidc_claim_roles",
+        "oidc_claim_hospital_ids",
     ]
     for s in SCHEMA:
         assert s.title and s.help and s.expected and s.default_text, s.key
@@ -235,8 +242,12 @@ def bad_values(tmp_path: Path, public_key: Path) -> list[tuple[str, object, str]
         ("audit_collector_url", "syslog-tls://audit.hospital.example", "is not syslog-tls://HOST:PORT"),
         ("audit_collector_ca_file", str(tmp_path / "no-ca.pem"), f"{tmp_path / 'no-ca.pem'} does not exist"),
         ("audit_collector_ca_file", str(not_a_key), f"{not_a_key} holds no PEM certificate"),
-        ("sign_in_provider", "oidc", "OIDC sign-in is not available yet"),
         ("sign_in_provider", "ldap", "'ldap' is not a sign-in provider"),
+        ("oidc_issuer", "http://login.hospital.example", "is not https:// (plain http is only for a provider on"),
+        ("oidc_issuer", "https://login.hospital.example/?realm=x", "has a query or fragment"),
+        ("oidc_client_id", "ccc workstation", "has spaces or characters outside printable ASCII"),
+        ("oidc_scopes", 'openid "profile"', "has a character a scope cannot have"),
+        ("oidc_claim_roles", "roles of user", "is not a claim name"),
     ]
 
 
@@ -252,11 +263,38 @@ def test_every_wrong_value_names_the_file_the_key_and_what_is_expected(tmp_path:
             assert problems[0].endswith(f"; expected {EXPECT[key]}"), problems[0]
 
 
-def test_oidc_is_refused_with_a_clear_word_and_room_left_for_it(tmp_path: Path) -> None:
+def test_oidc_needs_its_provider_and_client_and_they_mean_nothing_for_the_demo(tmp_path: Path) -> None:
     path = write(tmp_path / "m.toml", toml(sign_in_provider="oidc"))
     assert refusal(path) == [
-        f"{path}: sign_in_provider: OIDC sign-in is not available yet in this version of CCC Workstation; "
-        'expected "demo" (the only sign-in provider in this version)'
+        f'{path}: sign_in_provider: is "oidc" but no oidc_issuer is set; expected oidc_issuer in the same file',
+        f'{path}: sign_in_provider: is "oidc" but no oidc_client_id is set; expected oidc_client_id in the same file',
+    ]
+    demo = write(tmp_path / "demo.toml", toml(oidc_issuer="https://login.hospital.example"))
+    assert refusal(demo) == [
+        f"{demo}: oidc_issuer: is set but the sign-in provider is demo; "
+        'expected sign_in_provider = "oidc" in the same file'
+    ]
+    full = write(
+        tmp_path / "oidc.toml",
+        toml(
+            sign_in_provider="oidc",
+            oidc_issuer="https://login.hospital.example/realms/ccc",
+            oidc_client_id="ccc-workstation",
+            oidc_scopes="profile ccc",
+            oidc_claim_roles="ccc_roles",
+        ),
+    )
+    settings = load(full, None, {})
+    assert settings["oidc_scopes"] == ("openid", "profile", "ccc") and settings.values["oidc_scopes"].shown == (
+        "openid profile ccc"
+    )
+    assert settings["oidc_claim_roles"] == "ccc_roles" and settings["oidc_claim_user_id"] == "preferred_username"
+    # a user cannot point a managed workstation at another provider
+    user = write(tmp_path / "data" / "settings.toml", toml(oidc_issuer="https://evil.example"))
+    assert load(full, user, {})["oidc_issuer"] == "https://login.hospital.example/realms/ccc"
+    local = write(tmp_path / "local.toml", toml(sign_in_provider="oidc", oidc_issuer="http://127.0.0.1:8080"))
+    assert refusal(local) == [
+        f'{local}: sign_in_provider: is "oidc" but no oidc_client_id is set; expected oidc_client_id in the same file'
     ]
 
 
