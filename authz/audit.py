@@ -32,6 +32,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -195,6 +196,9 @@ class AuditChain:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_error = ""  # the last checkpoint the guard did not give (retried later)
+        # Appends come from more than one thread (the app's, and the shadow evaluation's flips):
+        # one transaction at a time on the shared connection.
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create_private(self.path)
@@ -273,6 +277,10 @@ class AuditChain:
         records = list(records)
         if not records:
             return records
+        with self._lock:
+            return self._append_many(records)
+
+    def _append_many(self, records: list[AuditRecord]) -> list[AuditRecord]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -323,11 +331,15 @@ class AuditChain:
         is kept in ``checkpoint_error`` and the next append tries again."""
         if self.guard is None:
             return None
+        with self._lock:
+            return self._checkpoint(self.guard)
+
+    def _checkpoint(self, guard: GuardClient) -> Checkpoint | None:
         last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, head = (last[0], last[1]) if last else (0, GENESIS)
         self._checkpointed_at = time.monotonic()
         try:
-            checkpoint = self.guard.checkpoint(self.log_id, str(self.path.resolve()), seq, head)
+            checkpoint = guard.checkpoint(self.log_id, str(self.path.resolve()), seq, head)
             self.conn.execute(
                 "INSERT OR IGNORE INTO audit_checkpoint (number, log_id, seq, head, time, signature)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -385,11 +397,12 @@ class AuditChain:
 
     def close(self) -> None:
         """Closes the log, with a last checkpoint of what was written since the previous one."""
-        if self.guard is not None:
-            last = self.conn.execute("SELECT MAX(seq) FROM audit").fetchone()[0] or 0
-            if last > self._checkpointed_seq:
-                self.checkpoint()
-        self.conn.close()
+        with self._lock:
+            if self.guard is not None:
+                last = self.conn.execute("SELECT MAX(seq) FROM audit").fetchone()[0] or 0
+                if last > self._checkpointed_seq:
+                    self.checkpoint()
+            self.conn.close()
 
 
 def verify_chain(conn: sqlite3.Connection, uri: str, workers: int | None = None) -> VerifyResult:
@@ -569,4 +582,40 @@ def event_record(
         [dict(o) for o in decision.outputs],
         event_type=event_type,
         details=dict(details or {}),
+    )
+
+
+SHADOW_FLIP = "policy_shadow_flip"
+
+
+def shadow_flip_record(flip: Any) -> AuditRecord:
+    """One live decision that a bundle held in shadow decides otherwise (a ``shadow.ShadowFlip``):
+    an event with the effect and rule enforced (the active bundle's) and, in its details, the
+    candidate's effect and rule, the direction and the candidate bundle. Identifiers only."""
+    details: dict[str, Any] = {
+        "direction": flip.direction,
+        "shadow_bundle_version": flip.shadow_version,
+        "shadow_bundle_sha256": flip.shadow_sha256,
+        "before_effect": flip.before_effect,
+        "after_effect": flip.after_effect,
+        "before_rule": flip.before_rule,
+        "after_rule": flip.after_rule,
+        "decided_at": flip.decided_at,
+    }
+    if flip.outputs is not None:
+        details["outputs"] = {"before": flip.outputs[0], "after": flip.outputs[1]}
+    return AuditRecord(
+        "event",
+        flip.principal_id,
+        flip.action,
+        list(flip.roles),
+        flip.resource_kind,
+        flip.resource_id,
+        flip.patient_id,
+        flip.before_effect,
+        flip.before_rule.split("#", 1)[0] if "#" in flip.before_rule else "",
+        flip.before_rule,
+        flip.active_version,
+        event_type=SHADOW_FLIP,
+        details=details,
     )

@@ -492,31 +492,51 @@ def _memo_key(body: Any) -> bytes | None:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One action of one resource that the two sides decide otherwise: its effect changed, or
+    its outputs with the same effect (``outputs``: before and after, for OUTPUT_CHANGED only).
+    The comparison the replay and the workstation's shadow evaluation (shadow.py) share."""
+
+    action: str
+    direction: str
+    before: ActionEffect
+    after: ActionEffect
+    outputs: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+
+
+def differences(actions: Iterable[str], before: CheckOutput, after: CheckOutput) -> Iterator[Difference]:
+    """The actions whose effect or outputs differ between two decisions of one resource."""
+    for action in actions:
+        b, a = before.actions[action], after.actions[action]
+        if b.effect != a.effect:
+            yield Difference(action, NEWLY_ALLOWED if a.effect == ALLOW else NEWLY_DENIED, b, a)
+            continue
+        out_b, out_a = _outputs(before, action), _outputs(after, action)
+        if out_b != out_a:
+            yield Difference(action, OUTPUT_CHANGED, b, a, (out_b, out_a))
+
+
 def _flips(inp: Any, before: CheckOutput, after: CheckOutput) -> Iterator[_Flip]:
     """The actions of one resource whose effect or outputs differ between the two sides."""
     roles = sorted(set(inp.principal.roles))
-    for action in inp.actions:
-        b, a = before.actions[action], after.actions[action]
+    for diff in differences(inp.actions, before, after):
+        b, a = diff.before, diff.after
         flip: dict[str, Any] = {
             "resource": {"kind": inp.resource.kind, "id": inp.resource.id},
-            "action": action,
+            "action": diff.action,
             "principal": inp.principal.id,
             "roles": roles,
         }
-        if b.effect != a.effect:
-            direction = NEWLY_ALLOWED if a.effect == ALLOW else NEWLY_DENIED
+        if diff.outputs is None:
             flip.update(before=b.effect, after=a.effect)
         else:
-            out_b, out_a = _outputs(before, action), _outputs(after, action)
-            if out_b == out_a:
-                continue
-            direction = OUTPUT_CHANGED
-            flip.update(effect=b.effect, output={"before": out_b, "after": out_a})
+            flip.update(effect=b.effect, output={"before": diff.outputs[0], "after": diff.outputs[1]})
         rules = (responsible(b), responsible(a))
-        flip.update(before_rule=rules[0], after_rule=rules[1], direction=direction)
+        flip.update(before_rule=rules[0], after_rule=rules[1], direction=diff.direction)
         policies = tuple(p for p in (_policy_key(b), _policy_key(a)) if p and p != "NO_MATCH")
         tail = _dumps(flip)[1:]
-        yield _Flip((inp.resource.kind, action, "+".join(roles), direction), rules, policies, tail)
+        yield _Flip((inp.resource.kind, diff.action, "+".join(roles), diff.direction), rules, policies, tail)
 
 
 def _dumps(value: Any) -> bytes:
