@@ -439,6 +439,26 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace, out: TextIO) -> int:
+    """Signs a rollout notice that promotes or withdraws a bundle held in shadow on canary
+    workstations (rollout.py); the bundle is verified with the signing key's public half first."""
+    from .bundle import BundleError, load_private_key, read_bundle_file
+    from .rollout import sign_notice
+
+    try:
+        key = load_private_key(Path(args.key))
+        bundle = read_bundle_file(Path(args.bundle), key.public_key())
+    except BundleError as exc:
+        sys.stderr.write(f"ccc-authz rollout: {exc}\n")
+        return 2
+    _write_file(Path(args.out), sign_notice(bundle, args.rollout_command, key))
+    out.write(
+        f"wrote {args.out}: {args.rollout_command} bundle version {bundle.manifest.version} "
+        f"(sha256 {bundle.sha256}); publish it as rollout.notice beside current.bundle\n"
+    )
+    return 0
+
+
 def cmd_impact(args: argparse.Namespace, out: TextIO) -> int:
     """Replays requests under two policy sets and reports every decision that flips (impact_command.py)."""
     from .impact_command import run_impact
@@ -579,6 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_pverify = package_sub.add_parser("verify", help="check the signature, then every listed file")
     p_pverify.add_argument("dir")
     p_pverify.add_argument("--pubkey", required=True, help="the pinned release public key")
+    p_rollout = sub.add_parser(
+        "rollout", help="sign a notice that promotes or withdraws a bundle held in shadow on canary workstations"
+    )
+    rollout_sub = p_rollout.add_subparsers(dest="rollout_command", required=True)
+    for decision, what in (("promote", "activate it now"), ("withdraw", "never activate it")):
+        p_notice = rollout_sub.add_parser(decision, help=f"{what}, ending its shadow period")
+        p_notice.add_argument("bundle", help="the bundle the notice names (verified first)")
+        p_notice.add_argument("--key", required=True, help="the bundle signing key (private.key)")
+        p_notice.add_argument("--out", required=True, help="the notice file (publish it as rollout.notice)")
     p_serve = sub.add_parser("serve", help="serve the newest bundle of a directory over HTTP")
     p_serve.add_argument("dir")
     p_serve.add_argument("--port", type=int, default=8088)
@@ -654,6 +683,8 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_package(args, sys.stdout)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "rollout":
+        return cmd_rollout(args, sys.stdout)
     if args.command == "plan":
         return cmd_plan(args, sys.stdin, sys.stdout)
     return cmd_check(args, sys.stdin, sys.stdout)

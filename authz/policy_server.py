@@ -1,6 +1,7 @@
 """``ccc-authz serve``: the policy server. It serves the newest bundle in a directory at
 ``/current.bundle`` with a strong ETag (the bundle's SHA-256) and answers ``If-None-Match`` with
-304, optionally behind a bearer token.
+304, optionally behind a bearer token; and the policy team's signed rollout notice, when the
+directory holds one, at ``/rollout.notice`` (rollout.py; canary workstations read it).
 
 It is a convenience for a single ward (a laptop or a ward server); production serves bundles from
 nginx or any CDN (see docs/nginx.conf), which are built to face many clients. Still, a slow or
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .bundle import MAGIC, MANIFEST, SIGNATURE_SIZE
+from .rollout import NOTICE_FILE
 
 
 def bundle_version(path: Path) -> int:
@@ -141,7 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         return parsed
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.split("?")[0] not in ("/current.bundle", "/bundle"):
+        route = self.path.split("?")[0]
+        if route not in ("/current.bundle", "/bundle", f"/{NOTICE_FILE}"):
             self._status(404, b"not found\n")
             return
         if self.token is not None:
@@ -149,9 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 self._status(401, b"a bearer token is required\n")
                 return
-        path = newest_bundle(self.directory)
-        if path is None:
-            self._status(404, b"no bundle published\n")
+        path = self.directory / NOTICE_FILE if route == f"/{NOTICE_FILE}" else newest_bundle(self.directory)
+        if path is None or not path.is_file():
+            self._status(404, b"nothing published\n")
             return
         data = path.read_bytes()
         etag = f'"{hashlib.sha256(data).hexdigest()}"'
