@@ -1,12 +1,13 @@
-"""Where a signed-in session's secret lives: the OS keyring when there is one, otherwise a
-clearly labelled demo-only store that keeps it in memory and never on disk.
+"""Where a signed-in session's secret and the provider's tokens live: the OS keyring when there is
+one, otherwise a clearly labelled demo-only store that keeps them in memory and never on disk.
 
-The secret never reaches SQLite, a log or a config file; the store keeps only its SHA-256 so a
+Neither ever reaches SQLite, a log or a config file; the store keeps only the secret's SHA-256 so a
 session can be recognised without being impersonated from a copy of the database."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 
@@ -60,24 +61,41 @@ class SecretStore:
         )
 
     def close_session(self, session: Session) -> None:
-        if self.demo_only:
-            self._memory.pop(session.user_id, None)
-            return
-        try:
-            self.backend.delete_password(SERVICE, f"session:{session.user_id}")
-        except keyring.errors.PasswordDeleteError:
-            pass
+        self._delete(session.user_id, "session")
 
-    def _put(self, user_id: str, secret: str) -> None:
+    def keep_tokens(self, user_id: str, tokens: dict[str, str]) -> None:
+        """The provider's tokens of a signed-in user (ID, access, refresh), replacing earlier ones."""
+        self._put(user_id, json.dumps(tokens), "tokens")
+
+    def tokens(self, user_id: str) -> dict[str, str]:
+        text = self._get(user_id, "tokens")
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def forget_tokens(self, user_id: str) -> None:
+        self._delete(user_id, "tokens")
+
+    def _put(self, user_id: str, secret: str, kind: str = "session") -> None:
         if not self.demo_only:
             try:
-                self.backend.set_password(SERVICE, f"session:{user_id}", secret)
+                self.backend.set_password(SERVICE, f"{kind}:{user_id}", secret)
                 return
             except keyring.errors.KeyringError as exc:  # e.g. a locked keyring: say so, keep working
                 self.notice = f"The OS keyring refused the session secret ({exc}); using the demo-only store."
-        self._memory[user_id] = secret
+        self._memory[f"{kind}:{user_id}"] = secret
 
-    def _get(self, user_id: str) -> str | None:
+    def _get(self, user_id: str, kind: str = "session") -> str | None:
         if self.demo_only:
-            return self._memory.get(user_id)
-        return self.backend.get_password(SERVICE, f"session:{user_id}")
+            return self._memory.get(f"{kind}:{user_id}")
+        return self.backend.get_password(SERVICE, f"{kind}:{user_id}")
+
+    def _delete(self, user_id: str, kind: str) -> None:
+        self._memory.pop(f"{kind}:{user_id}", None)
+        if not self.demo_only:
+            try:
+                self.backend.delete_password(SERVICE, f"{kind}:{user_id}")
+            except keyring.errors.PasswordDeleteError:
+                pass

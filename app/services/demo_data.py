@@ -79,6 +79,9 @@ OBSERVATIONS = [
     ("MDC_IDC_STAT_EPISODE_TOTAL_COUNT", "Episodes (AT/AF, VT)", "{episodes}", 0, 1, 0, 0.3),
 ]
 COUNTS = {"MDC_IDC_STAT_EPISODE_TOTAL_COUNT"}  # whole numbers
+# A few patients (by number) whose device shows a problem the alert rules catch (lead and AF problems
+# are given apart): a battery reaching elective replacement, a capture threshold rise, a sensing drop.
+DEVICE_PROBLEMS = {6: "battery", 14: "capture", 17: "sensing"}
 
 
 @dataclass
@@ -179,7 +182,15 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                     "implanted_on": (today - timedelta(days=rng.randint(20, 2000))).isoformat(),
                 }
             )
-            _transmissions(demo, rng, pid, today, lead_problem=number in (2, 9, 30), af_episodes=number in (1, 12, 24))
+            _transmissions(
+                demo,
+                rng,
+                pid,
+                today,
+                lead_problem=number in (2, 9, 30),
+                af_episodes=number in (1, 12, 24),
+                device_problem=DEVICE_PROBLEMS.get(number, ""),
+            )
             _notes_and_history(demo, rng, pid, attending, today)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
     demo.delegations.append(
@@ -208,10 +219,20 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
 
 
 def _transmissions(
-    demo: DemoHospital, rng: random.Random, pid: str, today: date, lead_problem: bool, af_episodes: bool
+    demo: DemoHospital,
+    rng: random.Random,
+    pid: str,
+    today: date,
+    lead_problem: bool,
+    af_episodes: bool,
+    device_problem: str = "",
 ) -> None:
-    """30 daily transmissions; a lead problem (a red alert) or two AF episodes (yellow) for a few."""
+    """30 daily transmissions; a lead problem (a red alert), two AF episodes (yellow) or one of the
+    DEVICE_PROBLEMS for a few. The problems add to the values, never draw on ``rng``, so every
+    other patient's readings stay those of the seed."""
     values = {code: typical for code, _, _, _, _, typical, _ in OBSERVATIONS}
+    if device_problem == "battery":
+        values["MDC_IDC_MSMT_BATTERY_REMAINING_LONGEVITY"] = 3.5  # reaches elective replacement this month
     for day in range(30, 0, -1):
         when = datetime.combine(today - timedelta(days=day), datetime.min.time(), UTC) + timedelta(hours=2)
         for code, _display, unit, low, high, typical, spread in OBSERVATIONS:
@@ -224,6 +245,7 @@ def _transmissions(
                 and day in (4, 11)
             ):
                 drift += 9 if "BURDEN" in code else 2
+            drift += _problem_drift(device_problem, code, day)
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
             value = float(round(values[code])) if code in COUNTS else round(values[code], 2)
             demo.transmissions.append(
@@ -236,6 +258,15 @@ def _transmissions(
                     "abnormal": not (low <= value <= high),
                 }
             )
+
+
+def _problem_drift(problem: str, code: str, day: int) -> float:
+    """What a device problem adds to a reading ``day`` days ago (the battery's is its start)."""
+    if problem == "capture" and code == "MDC_IDC_MSMT_LEADCHNL_RV_PACING_THRESHOLD_AMPLITUDE" and day < 4:
+        return 1.3  # the capture threshold rising in the last days
+    if problem == "sensing" and code == "MDC_IDC_MSMT_LEADCHNL_RV_SENSING_INTR_AMPL" and day < 5:
+        return -6.0  # the R wave sensed at half its amplitude
+    return 0.0
 
 
 def _notes_and_history(demo: DemoHospital, rng: random.Random, pid: str, author: str, today: date) -> None:

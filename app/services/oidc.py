@@ -96,6 +96,17 @@ class OidcConfig:
         return " ".join(dict.fromkeys(("openid", *self.scopes)))
 
 
+def config_from(settings: Any) -> OidcConfig:
+    """The client's configuration from the managed settings (app/services/settings.py)."""
+    claims = ClaimMapping(
+        settings["oidc_claim_user_id"],
+        settings["oidc_claim_name"],
+        settings["oidc_claim_roles"],
+        settings["oidc_claim_hospital_ids"],
+    )
+    return OidcConfig(settings["oidc_issuer"], settings["oidc_client_id"], tuple(settings["oidc_scopes"]), claims)
+
+
 @dataclass(frozen=True)
 class ProviderSignIn:
     """A verified sign-in: the user as the policies see them, the tokens (kept only in the keyring

@@ -14,6 +14,7 @@ from authz import Decision
 
 from . import resources
 from .access import Refused, refuse
+from .alerts import Alert, AlertService, AlertSummary
 from .clinical import ClinicalService
 from .store import Patient, observation_catalogue
 from .telemetry_units import formatted, unit_display
@@ -24,7 +25,14 @@ from .users import SignedInUser
 NOTE_TYPES = ("emergency", "full", "basic")
 WITHHELD = "(withheld)"  # an identifier the policies do not let this user see (view_phi refused)
 # What the record screen asks about the record itself, besides the note types.
-RECORD_ACTIONS = ("view_history", "delegate_access", "revoke_delegation", "record_consent")
+RECORD_ACTIONS = (
+    "view_history",
+    "delegate_access",
+    "revoke_delegation",
+    "record_consent",
+    "acknowledge_alert",
+    "triage_alert",
+)
 # A hospital-wide identity search: at most this many answers, and a partial MRN of at least this
 # many letters and digits, so a search finds a patient rather than browsing the census.
 IDENTITY_LIMIT = 20
@@ -35,11 +43,6 @@ HOW_TO_SEARCH = (
     "To find a patient at your hospital, type the name and date of birth (for example "
     "Sven Brenner 1971-03-14) or at least 4 characters of the MRN, then press Enter."
 )
-
-
-def alert_level(alerts: int) -> str:
-    """The alert tier of a patient with this many days out of range: red, yellow or none."""
-    return "red" if alerts >= 3 else "yellow" if alerts > 0 else "none"
 
 
 def age_on(birth_date: str, today: date) -> int | None:
@@ -125,12 +128,13 @@ def _alnum(text: str) -> str:
 @dataclass(frozen=True)
 class PatientRow:
     patient: Patient
-    alerts: int
+    alerts: AlertSummary  # the alert rules' findings and what was done about them
     last_transmission: str | None
 
     @property
     def alert_level(self) -> str:
-        return alert_level(self.alerts)
+        """The most urgent tier of the alerts not yet acknowledged: red, yellow or none."""
+        return self.alerts.level
 
 
 @dataclass(frozen=True)
@@ -173,14 +177,19 @@ class RecordView:
     decisions: dict[str, Decision] = field(default_factory=dict)
     note_types: tuple[str, ...] = ()  # the note types this user may write here, most complete first
     notes_refusal: Decision | None = None  # why no note may be written, when none may
-    alerts: int = 0  # days with a value out of range
+    alerts: list[Alert] = field(default_factory=list)  # most urgent first, each with its state
 
     @property
     def alert_level(self) -> str:
-        return alert_level(self.alerts)
+        return AlertSummary(tuple(self.alerts)).level
 
 
 class PatientService(ClinicalService):
+    def __init__(self, *args: Any, alerts: AlertService | None = None, **kwargs: Any) -> None:
+        """``alerts``: the alert rules' service (by default one on the same store, over the rules file)."""
+        super().__init__(*args, **kwargs)
+        self.alerts = alerts or AlertService(self.store, self.access, self.audit, self.clock)
+
     def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
         """The patients this user may view (each decided by the engine), matching the search."""
         needle = search.strip().lower()
@@ -189,7 +198,8 @@ class PatientService(ClinicalService):
         }
         visible = self.access.permitted(user, (resources.patient_record(p) for p in patients.values()), "view")
         return [
-            PatientRow(patients[r.id], self.store.alerts(r.id), self.store.latest_transmission(r.id)) for r in visible
+            PatientRow(patients[r.id], self.alerts.summary(r.id), self.store.latest_transmission(r.id))
+            for r in visible
         ]
 
     def find_by_mrn(self, mrn: str) -> str | None:
@@ -264,7 +274,7 @@ class PatientService(ClinicalService):
             decisions,
             note_types,
             notes_refusal,
-            self.store.alerts(patient_id),
+            self.alerts.for_patient(patient_id),
         )
 
     def identity_in_record(self, view: RecordView) -> Identity:

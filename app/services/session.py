@@ -1,6 +1,11 @@
 """Signing in and out at a shared ward computer, and which workspace the signed-in user gets:
-the session secret lives in the OS keyring (or the demo-only store), and the workspace is
-whichever the policies open to the user (``workstation`` resource, policies/resources/workstation.yaml)."""
+the session secret (and, with the hospital's provider, its tokens) lives in the OS keyring (or the
+demo-only store), and the workspace is whichever the policies open to the user (``workstation``
+resource, policies/resources/workstation.yaml).
+
+Two ways in: the demo directory's users and password, or the hospital's OpenID Connect provider
+(``provider``, app/services/oidc.py), whose verified sign-in the caller hands to
+``sign_in_verified`` once the browser leg is done off the GUI thread."""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from authz import Decision
 from . import resources
 from .access import AccessService
 from .credentials import SecretStore, Session
+from .oidc import OidcClient, ProviderSignIn
 from .store import Store
-from .users import SignedInUser, UserDirectory
+from .users import HospitalUsers, SignedInUser, UserDirectory
 
 # The workspaces in the order a user holding several gets them.
 WORKSPACES = ("clinical", "compliance", "engineering")
@@ -38,9 +44,24 @@ class Workspace:
 
 
 class SessionService:
-    def __init__(self, store: Store, users: UserDirectory, secrets: SecretStore, access: AccessService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        users: UserDirectory,
+        secrets: SecretStore,
+        access: AccessService,
+        provider: OidcClient | None = None,
+    ) -> None:
+        """``provider``: the hospital's OpenID Connect provider, with ``users`` the ``HospitalUsers``
+        it admits; None for the demo directory."""
         self.store, self.users, self.secrets, self.access = store, users, secrets, access
+        self.provider = provider
         self.session: Session | None = None
+
+    @property
+    def demo(self) -> bool:
+        """Whether users sign in from the demo directory (marked as demo on screen)."""
+        return self.provider is None
 
     def sign_in(self, user_id: str, password: str) -> SignedInUser | None:
         """Authenticates and opens a session whose secret lives in the keyring (or the demo store)."""
@@ -50,10 +71,31 @@ class SessionService:
             self.session = self.secrets.open_session(user.id)
         return user
 
-    def sign_out(self) -> None:
-        if self.session is not None:
-            self.secrets.close_session(self.session)
-            self.session = None
+    def sign_in_verified(self, signed_in: ProviderSignIn) -> SignedInUser:
+        """A sign-in the provider vouched for (its ID token verified): the user admitted as the
+        claims describe them, a session opened, the tokens kept in the keyring only."""
+        assert isinstance(self.users, HospitalUsers), "a provider sign-in needs the hospital's users"
+        self.sign_out()
+        user = signed_in.user
+        self.users.admit(user)
+        self.session = self.secrets.open_session(user.id)
+        tokens = {k: v for k, v in signed_in.tokens.items() if k in ("id_token", "access_token", "refresh_token")}
+        self.secrets.keep_tokens(user.id, {k: str(v) for k, v in tokens.items()})
+        return user
+
+    def sign_out(self) -> str:
+        """Ends the session: its secret, the user's tokens and what the provider said of them are
+        forgotten. Returns the ID token the provider's session is ended with ("" when none)."""
+        if self.session is None:
+            return ""
+        user_id = self.session.user_id
+        id_token = self.secrets.tokens(user_id).get("id_token", "") if self.provider is not None else ""
+        self.secrets.close_session(self.session)
+        self.session = None
+        if isinstance(self.users, HospitalUsers):
+            self.secrets.forget_tokens(user_id)
+            self.users.forget(user_id)
+        return id_token
 
     def workspace(self, user: SignedInUser) -> Workspace:
         actions = [f"open_{name}_workspace" for name in WORKSPACES]
@@ -69,5 +111,8 @@ class SessionService:
         return f"{staff['name']} ({user_id})" if staff else user_id
 
     def staff_choices(self) -> list[tuple[str, str]]:
-        """(id, "name — role") of every account, for the sign-in list."""
+        """(id, "name — role") of every demo account, for the sign-in list; none when the hospital's
+        provider signs users in."""
+        if not self.demo:
+            return []
         return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in self.store.staff_members()]

@@ -1,5 +1,6 @@
-"""Who may sign in: the demo user directory, behind a small interface a hospital's OpenID Connect
-provider will implement later. Passwords are kept only as salted scrypt hashes."""
+"""Who may sign in: the demo user directory (passwords kept only as salted scrypt hashes), or the
+hospital's staff as its OpenID Connect provider vouched for them (app/services/oidc.py), behind
+one small interface."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def check_password(password: str, stored: str) -> bool:
 class DemoUserDirectory:
     """The demo users of the store's staff table, all with the documented demo password."""
 
+    demo = True
+
     def __init__(self, store: Store) -> None:
         self.store = store
         if not store.has_credentials():
@@ -83,10 +86,48 @@ class DemoUserDirectory:
             attrs["patient_id"] = staff["patient_id"]
         if staff.get("manufacturer_id"):
             attrs["manufacturer_id"] = staff["manufacturer_id"]
-        delegations = self.store.delegations_for(staff["id"])
-        if delegations:
-            attrs["delegations"] = [
-                {"patient_id": d["patient_id"], "expires_at": d["expires_at"], "granted_by": d["granted_by"]}
-                for d in delegations
-            ]
-        return attrs
+        return with_delegations(self.store, staff["id"], attrs)
+
+
+def with_delegations(store: Store, user_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes with the user's delegations as currently recorded (granted or revoked since)."""
+    delegations = store.delegations_for(user_id)
+    if delegations:
+        attrs["delegations"] = [
+            {"patient_id": d["patient_id"], "expires_at": d["expires_at"], "granted_by": d["granted_by"]}
+            for d in delegations
+        ]
+    return attrs
+
+
+class HospitalUsers:
+    """The hospital's staff as its OpenID provider described them at sign-in (id, name, roles,
+    hospitals: the mapped claims), held in memory while they are signed in and forgotten at sign-out;
+    delegations come from the store. Passwords are the provider's business: ``authenticate`` never
+    accepts one."""
+
+    demo = False
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._admitted: dict[str, SignedInUser] = {}
+
+    def admit(self, user: SignedInUser) -> None:
+        """After a verified sign-in: the user as the provider says they are now."""
+        self._admitted[user.id] = user
+
+    def forget(self, user_id: str) -> None:
+        self._admitted.pop(user_id, None)
+
+    def admitted(self) -> list[str]:
+        return list(self._admitted)
+
+    def authenticate(self, user_id: str, password: str) -> SignedInUser | None:
+        return None
+
+    def refresh(self, user: SignedInUser) -> SignedInUser:
+        admitted = self._admitted.get(user.id)
+        if admitted is None:  # signed out meanwhile: no attributes, so the policies deny
+            return SignedInUser(user.id, user.name, user.roles, {})
+        attrs = with_delegations(self.store, admitted.id, dict(admitted.attributes))
+        return SignedInUser(admitted.id, admitted.name, admitted.roles, attrs)

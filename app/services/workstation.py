@@ -26,12 +26,13 @@ from .data_dir import own_data_directory
 from .delegation import DelegationService
 from .export import ExportService
 from .firmware import FirmwareService
+from .oidc import OidcClient, config_from
 from .patients import PatientService
 from .session import SessionService
 from .settings import Settings
 from .status import StatusService
 from .store import Store
-from .users import DemoUserDirectory
+from .users import DemoUserDirectory, HospitalUsers, UserDirectory
 
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 FLOOR_FILE = "policy-floor"  # the fallback rollback floor, apart from bundles/active.bundle
@@ -62,19 +63,23 @@ class Workstation:
         settings: Settings | None = None,
         guard: GuardClient | None = None,
         data_dir_warnings: Sequence[str] = (),
+        open_browser: Callable[[str], object] | None = None,
     ) -> None:
         """``clock`` (wall, UTC) and ``monotonic`` time break-glass sessions; a test moves them.
         ``settings`` are what the settings screen lists (the caller applies them: app/main.py).
         ``guard``: the audit guard (authz/guard.py); by default the installed one, if any: it
         signs the audit log's checkpoints and keeps the rollback floor.
         ``data_dir_warnings``: what the caller's own check of the data directory repaired (app/main.py
-        checks it before the policy sync writes its bundles), shown with this one's."""
+        checks it before the policy sync writes its bundles), shown with this one's.
+        ``open_browser``: how the hospital's sign-in is shown (the system browser by default; a test
+        drives the provider's pages itself), when the settings name an OpenID provider."""
         self.data_dir = data_dir
         self.data_dir_warnings = [*data_dir_warnings, *own_data_directory(data_dir)]
         self.settings = settings or Settings.defaults()
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
-        self.users = DemoUserDirectory(self.store)
+        self.provider = self._provider(open_browser)
+        self.users: UserDirectory = HospitalUsers(self.store) if self.provider else DemoUserDirectory(self.store)
         self.guard = guard if guard is not None else default_guard()
         self.chain = AuditChain(
             data_dir / "audit.db", workstation_id=workstation_id or socket.gethostname(), guard=self.guard
@@ -99,7 +104,7 @@ class Workstation:
         access = self.access
         self.audit = AuditTrail(self.chain, lambda: access.bundle_version)
         services = (self.store, self.access, self.audit)
-        self.session = SessionService(self.store, self.users, self.secrets, self.access)
+        self.session = SessionService(self.store, self.users, self.secrets, self.access, self.provider)
         self.patients = PatientService(*services, clock=clock)
         self.break_glass = BreakGlassService(self.store, self.sessions, self.users, self.access, self.audit)
         self.delegations = DelegationService(*services, clock=clock)
@@ -107,6 +112,14 @@ class Workstation:
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
+
+    def _provider(self, open_browser: Callable[[str], object] | None) -> OidcClient | None:
+        """The hospital's OpenID provider when the settings name one (nothing is asked of it yet)."""
+        if self.settings["sign_in_provider"] != "oidc":
+            return None
+        if open_browser is None:
+            return OidcClient(config_from(self.settings))
+        return OidcClient(config_from(self.settings), open_browser=open_browser)
 
     def close(self) -> None:
         """At exit: the audit log closed, with a last checkpoint of its head when there is a guard

@@ -40,6 +40,7 @@ class ViewModels:
         patients = PatientListViewModel(session, record)
         break_glass = BreakGlassViewModel(session, record, tick_ms=tick_ms)
         break_glass.emergency_changed.connect(lambda _session: patients.refresh())
+        record.alerts_changed.connect(patients.refresh)
         return cls(
             session,
             record,

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Decision, Refused, offered
+from app.services.alerts import Alert, AlertSummary, state_words
 from app.services.delegation import Delegation
 from app.services.firmware import FirmwareUpdate
 from app.services.patients import Draft, Identity, RecordView, Series
@@ -18,6 +19,8 @@ from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = [
+    "Alert",
+    "AlertSummary",
     "Decision",
     "Draft",
     "Delegation",
@@ -27,6 +30,7 @@ __all__ = [
     "RecordViewModel",
     "Series",
     "offered",
+    "state_words",
 ]
 
 
@@ -41,6 +45,7 @@ class OpenRecord:
     identity: Identity | None = None  # the banner: who this record is (identifiers as the record shows them)
     draft: Draft | None = None  # this user's unsaved note here, kept from before (a lock, a switch, a restart)
     saved: str = ""  # "" or the confirmation of the note just saved
+    alert_done: str = ""  # "" or the confirmation of the alert just acknowledged or triaged
 
     @property
     def patient_id(self) -> str:
@@ -49,6 +54,10 @@ class OpenRecord:
     @property
     def alert_level(self) -> str:
         return self.view.alert_level
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.view.alerts
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class RecordRefusal:
 class RecordViewModel(QObject):
     record_changed = Signal(object)  # OpenRecord | None
     record_denied = Signal(object)  # RecordRefusal
+    alerts_changed = Signal()  # an alert was acknowledged or triaged: the patient list shows it
 
     def __init__(self, session: SessionViewModel) -> None:
         super().__init__()
@@ -74,6 +84,7 @@ class RecordViewModel(QObject):
         self.consents, self.delegation_service, self.break_glass = ws.consents, ws.delegations, ws.break_glass
         self.record: OpenRecord | None = None
         self._saved = ""
+        self._alert_done = ""
         session.signed_in.connect(lambda _user: self.close())
         session.resume.connect(self.open)
 
@@ -99,8 +110,9 @@ class RecordViewModel(QObject):
             self.patients.identity_in_record(view),
             self.patients.draft(user, patient_id) if view.note_types else None,
             self._saved if self.record is not None and self.record.patient_id == patient_id else "",
+            self._alert_done if self.record is not None and self.record.patient_id == patient_id else "",
         )
-        self._saved = ""
+        self._saved = self._alert_done = ""
         self.session.open_patient_id = patient_id
         self.record_changed.emit(self.record)
         self.session.show_status()
@@ -165,6 +177,44 @@ class RecordViewModel(QObject):
     def has_draft(self, patient_id: str) -> bool:
         user = self.session.user
         return user is not None and self.patients.draft(user, patient_id) is not None
+
+    def dispositions(self) -> dict[str, str]:
+        """What a triage may conclude (code -> words), as the alert rules file lists them."""
+        return dict(self.patients.alerts.rules.dispositions)
+
+    def alert_state(self, alert: Alert) -> str:
+        """The alert's state in words, naming who acted ("✓ Acknowledged by Dr. Aly Rahman (dr_aly) at ...")."""
+        return state_words(alert, self.dispositions(), self.person)
+
+    def acknowledge_alert(self, alert_id: str) -> str:
+        """Records that the signed-in user has seen the alert; "" when done, else why not."""
+        return self._on_alert(
+            lambda: self.patients.alerts.acknowledge(self.session.user, self.record.patient_id, alert_id),
+            "Acknowledged",
+        )
+
+    def triage_alert(self, alert_id: str, disposition: str, comment: str = "") -> str:
+        """Records the triage of the alert (one of ``dispositions``); "" when done, else why not."""
+        return self._on_alert(
+            lambda: self.patients.alerts.triage(
+                self.session.user, self.record.patient_id, alert_id, disposition, comment
+            ),
+            "Triaged",
+        )
+
+    def _on_alert(self, work: Callable[[], Alert], done: str) -> str:
+        alert: list[Alert] = []
+        problem = self._act(lambda: alert.append(work()))
+        if problem:
+            self.session.message.emit(problem)
+            return problem
+        a = alert[0]
+        outcome = f" as “{self.dispositions().get(a.state.disposition, '')}”" if a.state.disposition else ""
+        self._alert_done = f"{done}{outcome}: {a.rule.says} (since {a.since_text}); recorded in the audit log."
+        self.session.message.emit(self._alert_done)
+        self.reopen()
+        self.alerts_changed.emit()
+        return ""
 
     def firmware_step(self, action: str, value: str = "") -> str:
         if self.record is not None and self.record.view.device is None:

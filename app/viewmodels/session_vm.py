@@ -1,20 +1,29 @@
 """Sign-in and the session: who is signed in, which workspace the policies open to them, the
 idle lock with its warning, and the status bar. Every other view-model follows this one's
-``signed_in`` signal; nothing of a user survives their sign-out."""
+``signed_in`` signal; nothing of a user survives their sign-out.
+
+With the hospital's OpenID provider, the browser leg, the token exchange and the logout run on a
+worker thread (the provider may be slow or down: the screen never waits for it); the outcome
+comes back as a signal, and the policies then decide whether this user gets a workspace at all."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.services.oidc import ProviderSignIn, SignInFailed
 from app.services.session import Workspace
 from app.services.status import Status
 from app.services.users import SignedInUser
 from app.services.workstation import Workstation
 
 __all__ = ["IdleLock", "SessionViewModel", "SignedInUser", "Status", "Workspace"]
+
+log = logging.getLogger(__name__)
 
 
 class IdleLock(QObject):
@@ -72,6 +81,8 @@ class SessionViewModel(QObject):
     message = Signal(str)  # something the user must read (a refusal, an error)
     lock_countdown = Signal(int)  # seconds before the idle lock; -1 hides the warning
     resume = Signal(str)  # the patient to reopen: the same user back after an idle lock
+    waiting = Signal(str)  # what the sign-in screen says while the provider's sign-in runs; "" when done
+    _provider_done = Signal(object)  # ProviderSignIn | SignInFailed, from the worker thread
 
     def __init__(
         self, workstation: Workstation, clock: Callable[[], float] = time.monotonic, tick_ms: int = 1000
@@ -89,22 +100,92 @@ class SessionViewModel(QObject):
         self.status_timer.setInterval(5000)
         self.status_timer.timeout.connect(self.show_status)
         self.status_timer.start()
+        self.provider_pending = False
+        self._provider_done.connect(self._on_provider_done)
 
     @property
     def keyring_notice(self) -> str:
         return self.workstation.secrets.notice
 
+    @property
+    def demo(self) -> bool:
+        """Demo users sign in here (no hospital provider): the screens mark them as demo."""
+        return self.workstation.session.demo
+
     def staff_choices(self) -> list[tuple[str, str]]:
-        return self.workstation.session.staff_choices()
+        """The demo users, each marked as demo; none with the hospital's provider."""
+        return [(user_id, f"{label} (demo)") for user_id, label in self.workstation.session.staff_choices()]
 
     def sign_in(self, user_id: str, password: str) -> bool:
         user = self.workstation.session.sign_in(user_id, password)
         if user is None:
             self.message.emit("Sign-in failed: check the user and the password.")
             return False
+        return self._enter(user)
+
+    def sign_in_with_provider(self) -> None:
+        """Opens the hospital's sign-in in the browser, on a worker thread; the outcome arrives on
+        ``signed_in`` or ``message``. A full sign-in asks the provider for a fresh authentication,
+        so nobody inherits the previous user's session at the provider."""
+        provider = self.workstation.session.provider
+        if provider is None or self.provider_pending:
+            return
+        self.provider_pending = True
+        self.waiting.emit("Sign in with your hospital account in the browser window that opened…")
+
+        def work() -> None:
+            try:
+                outcome: ProviderSignIn | SignInFailed = provider.sign_in(fresh=True)
+            except SignInFailed as failed:
+                outcome = failed
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the screen must hear of it
+                outcome = SignInFailed("The hospital sign-in failed. Please try again; if it happens again, call IT.")
+                log.exception("provider sign-in failed: %s", exc.__class__.__name__)
+            self._provider_done.emit(outcome)
+
+        threading.Thread(target=work, name="oidc-sign-in", daemon=True).start()
+
+    def cancel_provider_sign_in(self) -> None:
+        provider = self.workstation.session.provider
+        if provider is not None and self.provider_pending:
+            provider.cancel()
+
+    def _on_provider_done(self, outcome: object) -> None:
+        self.provider_pending = False
+        self.waiting.emit("")
+        if isinstance(outcome, SignInFailed):
+            log.warning("sign-in refused: %s", outcome.detail)
+            self.message.emit(outcome.message)
+            return
+        assert isinstance(outcome, ProviderSignIn)
+        user = self.workstation.session.sign_in_verified(outcome)
+        workspace = self.workstation.session.workspace(user)
+        if not workspace.name:  # the policies know no role of theirs here: refused, in their words
+            self._end_provider_session(self.workstation.session.sign_out())
+            self.message.emit(f"Sign-in refused: {workspace.decision.reason}")
+            return
+        self._enter(user, workspace)
+
+    def _end_provider_session(self, id_token: str) -> None:
+        """RP-initiated logout in the browser, off the GUI thread: the provider forgets the user."""
+        provider = self.workstation.session.provider
+        if provider is None or not id_token:
+            return
+
+        def work() -> None:
+            try:
+                provider.end_session(id_token)
+            except Exception as exc:  # noqa: BLE001 - a browser that fails to open stops no sign-out
+                log.warning("provider logout not opened: %s", exc.__class__.__name__)
+
+        threading.Thread(target=work, name="oidc-sign-out", daemon=True).start()
+
+    def _enter(self, user: SignedInUser, workspace: Workspace | None = None) -> bool:
+        """The user is in: their workspace, the status, the idle lock; back where they were after
+        an idle lock."""
         resume, self.locked_from = self.locked_from, None
         self.user = user
-        self.workspace = self.workstation.session.workspace(user)
+        self.workspace = workspace or self.workstation.session.workspace(user)
         self.signed_in.emit(user)
         self.show_status()
         self.idle.start()
@@ -117,7 +198,7 @@ class SessionViewModel(QObject):
     def sign_out(self) -> None:
         """Signs out (also fast user switching): nothing of this user stays on screen."""
         self.idle.stop()
-        self.workstation.session.sign_out()
+        self._end_provider_session(self.workstation.session.sign_out())
         self.user, self.open_patient_id, self.workspace = None, None, Workspace.closed()
         self.signed_in.emit(None)
 

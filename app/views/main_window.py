@@ -230,7 +230,8 @@ class MainWindow(QMainWindow):
         self.workspaces.setCurrentWidget(self.workspace_pages[workspace.name])
         roles = ", ".join(r.replace("_", " ") for r in user.roles)
         self.setWindowTitle(f"CCC Workstation — {user.name}")
-        self.who.setText(f"<b>{user.name}</b> · {roles}")
+        demo = " · <i>demo user (not for patient care)</i>" if self.vm.demo else ""
+        self.who.setText(f"<b>{user.name}</b> · {roles}{demo}")
         for reminder in self.vms.compliance.reminders():
             self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
 

@@ -12,9 +12,9 @@ from app.viewmodels.record_vm import Identity
 
 # The alert state in words and with a symbol, never colour alone.
 ALERT_WORDS = {
-    "red": "⚠ ALERT: values out of range on 3 or more days",
-    "yellow": "▲ Check: values out of range",
-    "none": "✓ No alerts",
+    "red": "⚠ ALERT (red): act today",
+    "yellow": "▲ Check (yellow): review soon",
+    "none": "✓ No alerts waiting",
 }
 ALERT_STYLE = {
     "red": "background: #b3261e; color: white;",
@@ -54,16 +54,21 @@ class PatientBanner(QFrame):
         layout.addWidget(self.alert)
         self.hide()
 
-    def show_identity(self, identity: Identity | None, alert_level: str | None = None, unknown: str = "") -> None:
+    def show_identity(
+        self, identity: Identity | None, alert_level: str | None = None, unknown: str = "", *, alerts: str = ""
+    ) -> None:
         """``identity`` (None: not known to this user, ``unknown`` says why); ``alert_level`` red,
-        yellow or none (None: not shown, as on a refusal, which shows nothing of the chart)."""
+        yellow or none (None: not shown, as on a refusal, which shows nothing of the chart), and
+        ``alerts``, what the alerts waiting are, in words."""
         if identity is None:
             self.who.setText(f"<b>Patient not identified to you</b>{': ' + escape(unknown) if unknown else ''}")
         else:
             self.who.setText(identity_line(identity))
         self.alert.setVisible(alert_level is not None)
         if alert_level is not None:
-            self.alert.setText(ALERT_WORDS.get(alert_level, alert_level))
+            words = ALERT_WORDS.get(alert_level, alert_level)
+            self.alert.setText(f"{words}: {escape(alerts)}" if alerts else words)
+            self.alert.setToolTip(alerts)
             self.alert.setStyleSheet(f"QLabel {{ {ALERT_STYLE.get(alert_level, '')} padding: 4px 8px; }}")
         self.show()
 

@@ -1,5 +1,7 @@
-"""The patient list: only the patients the signed-in user may view, with search, alert badges
-(a word and a colour) and the last transmission; an empty list says what to do, in the policies' words.
+"""The patient list: only the patients the signed-in user may view, with search, the alerts waiting
+(tier and count with a symbol and a word as well as a colour; what they are, in a column of words;
+every alert with its value, limit, since when and state in the row's tooltip) and the last
+transmission; an empty list says what to do, in the policies' words.
 Enter with no match of the list searches the hospital (name and date of birth, or part of the MRN):
 identities only, in a second table; opening one asks the policies for the record as any open does."""
 
@@ -11,12 +13,11 @@ from PySide6.QtWidgets import QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
 
 from app.viewmodels.patient_list_vm import IdentitySearch, PatientListViewModel, PatientRow
 
-ALERT_TEXT = {"red": "ALERT", "yellow": "check", "none": ""}
 ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
 
 
 class PatientListView(QWidget):
-    COLUMNS = ["Alert", "Patient", "MRN", "Born", "Last transmission"]
+    COLUMNS = ["Alert", "Patient", "MRN", "Born", "Last transmission", "Alerts in words"]
     FOUND_COLUMNS = ["Patient", "Born", "Sex", "MRN", "Location"]
 
     def __init__(self, vm: PatientListViewModel) -> None:
@@ -31,6 +32,7 @@ class PatientListView(QWidget):
         self.search.textChanged.connect(vm.set_search)
         self.search.returnPressed.connect(vm.open_entered)
         self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setAccessibleName("Your patients, with their alerts")
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -69,10 +71,12 @@ class PatientListView(QWidget):
         for i, row in enumerate(rows):
             p = row.patient
             last = (row.last_transmission or "")[:16].replace("T", " ")
-            cells = [ALERT_TEXT[row.alert_level], p.name, p.mrn, p.birth_date, last]
+            alerts = row.alerts
+            cells = [alerts.label, p.name, p.mrn, p.birth_date, last, alerts.reasons]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, p.id)
+                item.setToolTip(alerts.details or "No alerts in these transmissions.")
                 if j == 0 and row.alert_level in ALERT_COLOUR:
                     item.setBackground(ALERT_COLOUR[row.alert_level])
                 self.table.setItem(i, j, item)

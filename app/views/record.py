@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.viewmodels.break_glass_vm import BreakGlassViewModel
 from app.viewmodels.export_vm import ExportViewModel
 from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel, offered
+from app.views.alerts_panel import AlertsPanel
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
 from app.views.dialog_parts import Confirmation, confirm
@@ -137,7 +138,11 @@ class RecordViewWidget(QWidget):
             self.scroll.setWidget(body)
             return
         view = record.view
-        self.banner.show_identity(record.identity, record.alert_level)
+        self.banner.show_identity(
+            record.identity, record.alert_level, alerts="; ".join(a.rule.says for a in record.alerts if a.open)
+        )
+        self.alerts = AlertsPanel(self.vm, record)
+        layout.addWidget(self.alerts)
         if view.device:
             layout.addWidget(self._device(record))
         charts = QGroupBox(

@@ -1,4 +1,6 @@
-"""Sign-in: pick a user, type the password, Enter."""
+"""Sign-in: with the hospital's provider, one button that opens the hospital's sign-in in the
+browser (and Cancel while it waits); in the demo, pick a demo user, type the password, Enter, on a
+screen that says these are demo users."""
 
 from __future__ import annotations
 
@@ -26,6 +28,20 @@ class SignInView(QWidget):
         self.button.clicked.connect(self.submit)
         self.error = QLabel()
         self.error.setWordWrap(True)
+        self.demo_notice = QLabel(
+            "<b>Demo users</b> — a demonstration hospital, not for patient care (no hospital sign-in is set up)."
+        )
+        self.demo_notice.setWordWrap(True)
+        self.demo_notice.setVisible(vm.demo)
+        self.hospital_button = QPushButton("&Sign in with your hospital account")
+        self.hospital_button.clicked.connect(vm.sign_in_with_provider)
+        self.hospital_button.setVisible(not vm.demo)
+        self.cancel_button = QPushButton("&Cancel sign-in")
+        self.cancel_button.clicked.connect(vm.cancel_provider_sign_in)
+        self.cancel_button.hide()
+        self.waiting = QLabel()
+        self.waiting.setWordWrap(True)
+        vm.waiting.connect(self._waiting)
         vm.message.connect(self._message)
         vm.signed_in.connect(self._after_sign_out)
         self.keyring_notice = QLabel(vm.keyring_notice)
@@ -37,8 +53,17 @@ class SignInView(QWidget):
         layout = QVBoxLayout(self)
         title = QLabel("<h2>CCC Workstation</h2><p>Connected Cardiac Care — sign in</p>")
         layout.addWidget(title)
-        layout.addLayout(form)
-        layout.addWidget(self.button)
+        layout.addWidget(self.demo_notice)
+        self.demo_form = QWidget()
+        demo_layout = QVBoxLayout(self.demo_form)
+        demo_layout.setContentsMargins(0, 0, 0, 0)
+        demo_layout.addLayout(form)
+        demo_layout.addWidget(self.button)
+        self.demo_form.setVisible(vm.demo)
+        layout.addWidget(self.demo_form)
+        layout.addWidget(self.hospital_button)
+        layout.addWidget(self.waiting)
+        layout.addWidget(self.cancel_button)
         layout.addWidget(self.error)
         layout.addWidget(self.keyring_notice)
         self.managed = QLabel(settings.summary if settings is not None else "")
@@ -64,6 +89,14 @@ class SignInView(QWidget):
         if signed_in:
             self.error.clear()
 
+    def _waiting(self, text: str) -> None:
+        """While the browser leg runs: what to do, Cancel, and no second sign-in started."""
+        self.waiting.setText(text)
+        self.cancel_button.setVisible(bool(text))
+        self.hospital_button.setEnabled(not text)
+        if text:
+            self.error.clear()
+
     def _message(self, text: str) -> None:
         """Only what concerns whoever stands at the sign-in screen (a failed sign-in, the lock):
         a signed-in user's messages go to their status bar and never wait here for the next user."""
@@ -79,4 +112,4 @@ class SignInView(QWidget):
         self.password.clear()
         if self.vm.locked_from is not None:
             self.user.setCurrentIndex(max(0, self.user.findData(self.vm.locked_from[0])))
-        self.password.setFocus()
+        (self.password if self.vm.demo else self.hospital_button).setFocus()

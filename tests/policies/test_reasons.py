@@ -63,7 +63,16 @@ def test_every_reason_and_output_is_cerbos_s(strict: bool) -> None:
 
 # The refusals a screen shows: each must be in the policies' words.
 SHOWN = {
-    "patient_record": {"view", "break_glass", "export", "delegate_access", "revoke_delegation", "record_consent"},
+    "patient_record": {
+        "view",
+        "break_glass",
+        "export",
+        "delegate_access",
+        "revoke_delegation",
+        "record_consent",
+        "acknowledge_alert",
+        "triage_alert",
+    },
     "device": {
         "request_firmware_update",
         "approve_firmware_update",

@@ -47,7 +47,7 @@ def native_client(client_id: str = CLIENT_ID) -> dict[str, Any]:
 
 
 @dataclass
-class TestUser:
+class ProviderUser:
     id: str
     password: str
     name: str
@@ -61,18 +61,18 @@ class TestUser:
         return {"password": self.password, "claims": claims}
 
 
-# The hospital's staff at the provider: they match the demo hospital's policies (h1).
-NURSE = TestUser("nurse.nia", "Nia-pw-1", "Nia Okafor, RN", ["nurse"], ["h1"])
-PHYSICIAN = TestUser("dr.aly", "Aly-pw-1", "Dr. Aly Rahman", ["physician"], ["h1"])
-ER = TestUser("dr.eli", "Eli-pw-1", "Dr. Eli Sato", ["er_physician"], ["h1"])
-STRANGER = TestUser("j.doe", "Doe-pw-1", "Jo Doe", ["parking_attendant"], ["h1"])
+# The hospital's staff at the provider, with the ids the demo hospital's records know them by (h1).
+NURSE = ProviderUser("nurse_nia", "Nia-pw-1", "Nia Okafor, RN", ["nurse"], ["h1"])
+PHYSICIAN = ProviderUser("dr_aly", "Aly-pw-1", "Dr. Aly Rahman", ["physician"], ["h1"])
+ER = ProviderUser("er_eli", "Eli-pw-1", "Dr. Eli Sato", ["er_physician"], ["h1"])
+STRANGER = ProviderUser("j_doe", "Doe-pw-1", "Jo Doe", ["parking_attendant"], ["h1"])
 USERS = (NURSE, PHYSICIAN, ER, STRANGER)
 
 
 class OidcProvider:
     """``oidc-provider`` on 127.0.0.1:<ephemeral>; ``stop()`` (or the context manager) ends it."""
 
-    def __init__(self, users: tuple[TestUser, ...] = USERS, id_token_ttl: int = 3600) -> None:
+    def __init__(self, users: tuple[ProviderUser, ...] = USERS, id_token_ttl: int = 3600) -> None:
         self.workdir = tempfile.TemporaryDirectory(prefix="oidc-provider-")
         config = {
             "users": {u.id: u.entry() for u in users},
@@ -197,7 +197,7 @@ class ProviderBrowser:
 
     def __init__(self) -> None:
         self.http = httpx.Client(follow_redirects=True, timeout=15)
-        self.next_user: TestUser | None = None
+        self.next_user: ProviderUser | None = None
         self.wrong_password = False
         self.titles: list[str] = []  # every page shown, in order
         self.login_asked = 0

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,23 @@ _V5 = (
     '   PRIMARY KEY ("user_id", "patient_id")\n)',
 )
 
+# Version 6: what the care team did about each remote-monitoring alert (acknowledged, triaged and to
+# what), with the audit record that holds the decision; the alert itself is computed from the
+# transmissions and the rules file, so only the actions are kept.
+_V6 = (
+    'CREATE TABLE "alert_actions" (\n   "id" TEXT PRIMARY KEY,\n   "patient_id" TEXT NOT NULL,\n'
+    '   "alert_id" TEXT NOT NULL,\n   "action" TEXT NOT NULL,\n   "user_id" TEXT NOT NULL,\n'
+    '   "time" TEXT NOT NULL,\n   "disposition" TEXT,\n   "comment" TEXT,\n   "audit_id" TEXT\n)',
+    'CREATE INDEX "idx_alert_actions_patient_id" ON "alert_actions" ("patient_id", "time")',
+)
+
 MIGRATIONS = (
     Migration(1, "the first release's tables, as its demo seed created them, and meta", _V1),
     Migration(2, "credentials, break_glass and consents, which the first release's services created lazily", _V2),
     Migration(3, "indexes for the lookups by patient, device, delegate, user and MRN", _V3),
     Migration(4, "break_glass.expires_at: the end of the window the policy gave", _V4),
     Migration(5, "drafts: the unsaved note of each user on each patient", _V5),
+    Migration(6, "alert_actions: acknowledgements and triages of remote-monitoring alerts", _V6),
 )
 
 

@@ -218,6 +218,15 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    # what the care team did about each alert (app/services/alerts.py computes the alerts)
+
+    def alert_actions(self, patient_id: str) -> list[dict[str, Any]]:
+        """The patient's alert acknowledgements and triages, oldest first."""
+        return self._rows("SELECT * FROM alert_actions WHERE patient_id = ? ORDER BY time, rowid", [patient_id])
+
+    def add_alert_action(self, action: Mapping[str, Any]) -> None:
+        self._insert("alert_actions", action)
+
     # notes and history
 
     def notes_for(self, patient_id: str, newest_first: bool = False) -> list[dict[str, Any]]:
@@ -312,6 +321,7 @@ _SAVING = {
     "break_glass": "recording a break-glass session",
     "firmware_updates": "recording a firmware update",
     "devices": "recording a device's firmware",
+    "alert_actions": "recording what was done about an alert",
 }
 
 

@@ -182,6 +182,10 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     ws.patients.save_note(nia, "p01", "basic", "Wound check done, dry and clean.")
     ws.patients.open_record(gina, SEED_PATIENT)
 
+    # remote-monitoring alerts: the physician acknowledges one, the nurse triages another
+    ws.patients.alerts.acknowledge(aly, SEED_PATIENT, record.alerts[0].id)
+    ws.patients.alerts.triage(nia, "p01", ws.patients.alerts.for_patient("p01")[0].id, "escalate_to_physician")
+
     # consent and exports
     ws.consents.record(
         aly, SEED_PATIENT, "export", "Patient p02 (signed on the tablet)", clocks.in_days(90), patients_word=True

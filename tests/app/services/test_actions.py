@@ -45,6 +45,8 @@ ACTIONS: dict[str, set[str]] = {
         "delegate_access",
         "revoke_delegation",
         "record_consent",
+        "acknowledge_alert",
+        "triage_alert",
     },
     "history_entry": {"view"},
     "patient_identity": {"search_identity"},
@@ -203,6 +205,8 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
         "resolve_review",
         "accept_review",
         "reject_review",
+        "alert_acknowledged",
+        "alert_triaged",
     }
     system = [r for r in written if r.event_type == "break_glass_ended" and r.details["why"] == "expired"]
     assert len(system) == 1 and (system[0].action, system[0].effect, system[0].rule) == ("", "", "")

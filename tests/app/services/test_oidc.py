@@ -67,7 +67,7 @@ def test_a_full_sign_in_maps_the_claims_into_the_policy_principal(
     signed_in = client(provider, browser).sign_in()
     user = signed_in.user
     assert (user.id, user.name, user.roles, user.attributes) == (
-        "nurse.nia",
+        "nurse_nia",
         "Nia Okafor, RN",
         ("nurse",),
         {"hospital_ids": ["h1"]},
@@ -89,14 +89,14 @@ def test_the_provider_session_survives_unless_ended_so_every_full_sign_in_asks_a
     first = oidc.sign_in()
     browser.next_user = PHYSICIAN
     inherited = oidc.sign_in()  # no prompt: the provider's session of the nurse is reused
-    assert inherited.user.id == "nurse.nia" and browser.login_asked == 1
+    assert inherited.user.id == "nurse_nia" and browser.login_asked == 1
     fresh = oidc.sign_in(fresh=True)
-    assert fresh.user.id == "dr.aly" and browser.login_asked == 2
+    assert fresh.user.id == "dr_aly" and browser.login_asked == 2
     assert oidc.end_session(fresh.id_token)  # "Switch user": the provider's session ends
     assert browser.titles[-1] == "Signed out"
     browser.next_user = NURSE
     again = oidc.sign_in()  # no prompt, and yet the provider asks: its session is gone
-    assert again.user.id == "nurse.nia" and browser.login_asked == 3
+    assert again.user.id == "nurse_nia" and browser.login_asked == 3
     assert first.id_token != again.id_token
 
 
@@ -258,7 +258,7 @@ def test_the_provider_stopping_mid_shift_makes_it_unreachable(browser: ProviderB
     with OidcProvider() as short_lived:
         oidc = client(short_lived, browser)
         browser.next_user = NURSE
-        assert oidc.sign_in().user.id == "nurse.nia"
+        assert oidc.sign_in().user.id == "nurse_nia"
     assert not oidc.reachable()
     with pytest.raises(ProviderUnreachable):
         oidc.sign_in(fresh=True)

@@ -94,8 +94,9 @@ def test_each_role_sees_the_patients_policy_allows(ws: Workstation) -> None:
 def test_rows_carry_alerts_and_search_by_name_or_mrn(ws: Workstation) -> None:
     aly = user(ws, "dr_aly")
     rows = {r.patient.id: r for r in ws.patients.rows(aly)}
-    assert rows[SEED_PATIENT].alert_level == "red" and rows[SEED_PATIENT].alerts >= 3  # the lead problem
-    assert rows["p01"].alert_level == "yellow"  # two AF episodes
+    assert rows[SEED_PATIENT].alert_level == "red"  # the lead problem
+    assert "RV lead impedance out of range" in rows[SEED_PATIENT].alerts.reasons
+    assert rows["p01"].alert_level == "yellow" and len(rows["p01"].alerts.open) == 2  # two AF episodes
     assert all(r.last_transmission for r in rows.values())
     p02 = ws.store.patient(SEED_PATIENT)
     assert [r.patient.id for r in ws.patients.rows(aly, p02.mrn.lower())] == [SEED_PATIENT]

@@ -1,0 +1,193 @@
+"""Hospital sign-in at the real sign-in screen (issue 19), driven by clicks on its buttons: the
+hospital's OpenID provider (panva's oidc-provider on 127.0.0.1) signs the user in through the
+browser, played over HTTP; the workstation's claims mapping gives the policies the user, and
+"Switch user" leaves nothing of the previous one, at the workstation or at the provider. The
+demo, without a provider, keeps working with its users marked as demo."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.services.settings import load
+from app.services.workstation import Workstation
+from app.viewmodels.app_vm import ViewModels
+from app.views.main_window import MainWindow
+from tests.app.helpers import Clock, click, sign_in
+from tests.support.oidc_provider import (
+    CLIENT_ID,
+    NURSE,
+    PHYSICIAN,
+    STRANGER,
+    OidcProvider,
+    ProviderBrowser,
+    ProviderUser,
+)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OidcProvider]:
+    with OidcProvider() as running:
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[ProviderBrowser]:
+    b = ProviderBrowser()
+    yield b
+    b.close()
+
+
+def managed_settings(tmp_path: Path, issuer: str) -> object:
+    managed = tmp_path / "managed.toml"
+    managed.write_text(
+        f'sign_in_provider = "oidc"\noidc_issuer = "{issuer}"\noidc_client_id = "{CLIENT_ID}"\n'
+        'oidc_scopes = "openid profile ccc"\noidc_claim_roles = "ccc_roles"\n'
+    )
+    return load(managed, None, {})
+
+
+@pytest.fixture
+def hospital(qtbot, tmp_path: Path, clock: Clock, provider: OidcProvider, browser: ProviderBrowser) -> MainWindow:  # noqa: ANN001
+    """The main window of a workstation IT pointed at the hospital's provider."""
+    ws = Workstation(
+        tmp_path / "data",
+        clock=clock.now,
+        monotonic=clock.monotonic,
+        settings=managed_settings(tmp_path, provider.issuer),
+        open_browser=browser,
+    )
+    w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def hospital_sign_in(qtbot, w: MainWindow, browser: ProviderBrowser, user: ProviderUser | None) -> None:  # noqa: ANN001
+    """Clicks "Sign in with your hospital account"; the browser signs in as ``user``."""
+    browser.next_user = user
+    click(qtbot, w.sign_in.hospital_button)
+
+
+def signed_in_as(w: MainWindow, user_id: str) -> bool:
+    return w.stack.currentIndex() == 1 and w.vm.user is not None and w.vm.user.id == user_id
+
+
+def test_a_nurse_signs_in_with_the_hospital_account_and_the_policies_see_her_claims(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    assert not w.sign_in.user.isVisible() and not w.sign_in.password.isVisible()  # no demo users here
+    assert not w.sign_in.demo_notice.isVisible() and w.sign_in.hospital_button.isVisible()
+    hospital_sign_in(qtbot, w, browser, NURSE)
+    qtbot.waitUntil(lambda: signed_in_as(w, "nurse_nia"), timeout=15000)
+    assert browser.login_asked == 1 and "prompt=login" in browser.opened[0]
+    assert "Nia Okafor, RN" in w.who.text() and "nurse" in w.who.text() and "demo" not in w.who.text()
+    assert w.windowTitle() == "CCC Workstation — Nia Okafor, RN"
+    assert w.vm.workspace.name == "clinical" and w.vms.patients.rows  # her assigned patients, by the policies
+    ws = w.vm.workstation
+    tokens = ws.secrets.tokens("nurse_nia")
+    assert tokens["id_token"].count(".") == 2  # in the keyring (the test's memory backend), nowhere else
+    assert tokens["id_token"].encode() not in (ws.data_dir / "ccc.db").read_bytes()
+
+
+def test_switch_user_ends_the_provider_session_and_keeps_nothing_of_the_previous_user(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    ws = w.vm.workstation
+    hospital_sign_in(qtbot, w, browser, NURSE)
+    qtbot.waitUntil(lambda: signed_in_as(w, "nurse_nia"), timeout=15000)
+    nurse_rows = {r.patient.id for r in w.vms.patients.rows}
+    click(qtbot, w.switch_user)
+    assert w.stack.currentIndex() == 0 and w.vm.user is None and not w.who.text()
+    qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)  # RP-initiated logout
+    assert ws.secrets.tokens("nurse_nia") == {} and ws.users.admitted() == []
+    hospital_sign_in(qtbot, w, browser, PHYSICIAN)
+    qtbot.waitUntil(lambda: signed_in_as(w, "dr_aly"), timeout=15000)
+    assert browser.login_asked == 2  # the provider asked the physician, not the nurse's session
+    assert "Nia" not in w.who.text() and "Dr. Aly Rahman" in w.who.text()
+    assert {r.patient.id for r in w.vms.patients.rows} != nurse_rows
+
+
+def test_ctrl_l_locks_at_once(qtbot, hospital: MainWindow, browser: ProviderBrowser) -> None:
+    w = hospital
+    hospital_sign_in(qtbot, w, browser, PHYSICIAN)
+    qtbot.waitUntil(lambda: signed_in_as(w, "dr_aly"), timeout=15000)
+    qtbot.keyClick(w, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentIndex() == 0 and w.vm.user is None
+    assert w.vm.workstation.secrets.tokens("dr_aly") == {}
+
+
+def test_an_account_whose_roles_open_nothing_is_refused_in_the_policies_words(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    hospital_sign_in(qtbot, w, browser, STRANGER)
+    qtbot.waitUntil(lambda: "Sign-in refused" in w.sign_in.error.text(), timeout=15000)
+    assert "ask IT to check your roles" in w.sign_in.error.text()
+    assert w.stack.currentIndex() == 0 and w.vm.user is None and w.vm.workstation.users.admitted() == []
+    qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)  # nor at the provider
+
+
+def test_alternating_users_never_see_each_other(qtbot, hospital: MainWindow, browser: ProviderBrowser) -> None:
+    """Full sign-ins through the provider, alternating: each sees only themselves, and each time
+    the provider asked who it was (no session inherited)."""
+    w = hospital
+    users = [NURSE, PHYSICIAN] * 5
+    for n, user in enumerate(users, start=1):
+        hospital_sign_in(qtbot, w, browser, user)
+        qtbot.waitUntil(lambda user=user: signed_in_as(w, user.id), timeout=15000)
+        other = PHYSICIAN if user is NURSE else NURSE
+        assert user.name in w.who.text() and other.name not in w.who.text()
+        assert w.vm.workstation.users.admitted() == [user.id]
+        assert w.vm.workstation.secrets.tokens(other.id) == {}
+        assert browser.login_asked == n
+        click(qtbot, w.switch_user)
+        qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)
+
+
+def test_a_provider_that_is_down_is_said_and_the_screen_never_waits(
+    qtbot, tmp_path: Path, clock: Clock, browser: ProviderBrowser
+) -> None:
+    with OidcProvider() as short_lived:
+        issuer = short_lived.issuer
+    ws = Workstation(
+        tmp_path / "data",
+        clock=clock.now,
+        monotonic=clock.monotonic,
+        settings=managed_settings(tmp_path, issuer),
+        open_browser=browser,
+    )
+    w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+    qtbot.addWidget(w)
+    w.show()
+    started = time.monotonic()
+    hospital_sign_in(qtbot, w, browser, NURSE)
+    assert time.monotonic() - started < 0.5  # the click returned: the network is on a worker thread
+    qtbot.waitUntil(lambda: "cannot be reached" in w.sign_in.error.text(), timeout=15000)
+    assert w.stack.currentIndex() == 0 and w.sign_in.hospital_button.isEnabled()
+
+
+def test_a_sign_in_left_in_the_browser_can_be_cancelled(qtbot, hospital: MainWindow, browser: ProviderBrowser) -> None:
+    w = hospital
+    hospital_sign_in(qtbot, w, browser, None)  # the browser shows the provider's page; nobody types
+    qtbot.waitUntil(w.sign_in.cancel_button.isVisible, timeout=5000)
+    assert not w.sign_in.hospital_button.isEnabled() and "browser" in w.sign_in.waiting.text()
+    click(qtbot, w.sign_in.cancel_button)
+    qtbot.waitUntil(lambda: "cancelled" in w.sign_in.error.text(), timeout=5000)
+    assert not w.sign_in.cancel_button.isVisible() and w.sign_in.hospital_button.isEnabled()
+
+
+def test_the_demo_keeps_working_without_a_provider_and_says_its_users_are_demo(qtbot, window: MainWindow) -> None:
+    w = window
+    assert w.sign_in.demo_notice.isVisible() and "not for patient care" in w.sign_in.demo_notice.text()
+    assert not w.sign_in.hospital_button.isVisible()
+    labels = [w.sign_in.user.itemText(i) for i in range(w.sign_in.user.count())]
+    assert labels and all(label.endswith("(demo)") for label in labels)
+    sign_in(qtbot, w, "nurse_nia")
+    assert w.stack.currentIndex() == 1 and "demo user" in w.who.text()
