@@ -21,11 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .audit import read_records
-from .audit_export import to_decision_log, to_fhir
-from .audit_verify import DamagedLog, ReferenceUnavailable, open_read_only, verify_log
 from .bundle import BundleError, load_public_key
-from .guard import GuardClient
+
+# The verifier's and exporter's modules are imported when the command runs: every ccc-authz command
+# builds this parser, and `check`'s start-up should not pay for them.
 
 EXIT_TAMPERED = 5
 EXIT_DAMAGED = 6
@@ -53,6 +52,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from .audit_verify import DamagedLog, ReferenceUnavailable
+
     path = Path(args.db)
     if not path.exists():
         sys.stderr.write(f"no audit log at {path}\n")
@@ -70,6 +71,9 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _verify(args: argparse.Namespace, path: Path, out: TextIO) -> int:
+    from .audit_verify import ReferenceUnavailable, verify_log
+    from .guard import GuardClient
+
     key = None
     if args.checkpoint_key:
         try:
@@ -97,6 +101,10 @@ def _verify(args: argparse.Namespace, path: Path, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, path: Path, out: TextIO) -> int:
+    from .audit import read_records
+    from .audit_export import to_decision_log, to_fhir
+    from .audit_verify import DamagedLog, open_read_only
+
     with open_read_only(path) as (conn, _uri):
         try:
             row = conn.execute("SELECT value FROM audit_meta WHERE key = 'log_id'").fetchone()

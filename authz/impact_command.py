@@ -9,12 +9,16 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .bundle import BundleError, load_private_key, load_public_key
-from .impact import ImpactError, PolicySide, SideDoesNotCompile, load_side, replay
-from .impact_report import Report, load_accept, write_html, write_json, write_text
-from .impact_sources import CHUNK_ITEMS, SourceError, open_source
+
+if TYPE_CHECKING:
+    from .impact import PolicySide
+    from .impact_report import Report
+
+# The replayer's modules are imported when a replay runs: every ccc-authz command builds this
+# parser, and `check`'s start-up should not pay for them.
 
 EXIT_FLIPS = 5
 EXIT_USAGE = 2
@@ -46,9 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="processes (default: the machine's cores, up to 4)")
     parser.add_argument("--cluster", metavar="ADDRESS", help="replay on a Dask distributed scheduler (tcp://host:port)")
-    parser.add_argument(
-        "--chunk-requests", type=int, default=CHUNK_ITEMS, help=f"requests per unit of work (default {CHUNK_ITEMS})"
-    )
+    parser.add_argument("--chunk-requests", type=int, help="requests per unit of work (default 2,000)")
 
 
 def default_workers() -> int:
@@ -57,6 +59,10 @@ def default_workers() -> int:
 
 def run_impact(args: argparse.Namespace, out: TextIO) -> int:
     """The ``impact`` subcommand."""
+    from .impact import ImpactError, SideDoesNotCompile, load_side
+    from .impact_report import write_html, write_json, write_text
+    from .impact_sources import SourceError
+
     if args.workers < 0:
         sys.stderr.write("ccc-authz impact: --workers must be 0 (automatic) or more\n")
         return EXIT_USAGE
@@ -96,6 +102,10 @@ def run_impact(args: argparse.Namespace, out: TextIO) -> int:
 
 def impact_report(old: PolicySide, new: PolicySide, args: argparse.Namespace) -> Report:
     """Replays ``args.requests`` under both sides; raises ImpactError/SourceError if it cannot."""
+    from .impact import replay
+    from .impact_report import Report, load_accept
+    from .impact_sources import CHUNK_ITEMS, open_source
+
     expected = load_accept(Path(args.accept)) if getattr(args, "accept", None) else []
     source = open_source(Path(args.requests), getattr(args, "allow_broken_chain", False))
     run = replay(
@@ -105,7 +115,7 @@ def impact_report(old: PolicySide, new: PolicySide, args: argparse.Namespace) ->
         strict=not getattr(args, "no_strict_evaluation", False),
         workers=getattr(args, "workers", 0) or default_workers(),
         cluster=getattr(args, "cluster", None),
-        chunk_size=max(1, getattr(args, "chunk_requests", CHUNK_ITEMS)),
+        chunk_size=max(1, getattr(args, "chunk_requests", None) or CHUNK_ITEMS),
     )
     return Report(run, old, new, source.info, expected)
 
@@ -117,6 +127,10 @@ def bundle_gate(args: argparse.Namespace, policy_dir: Path, out: TextIO) -> int:
     half (the key that signs the new bundle signed the one in force)."""
     if not args.requests:
         return 0
+    from .impact import ImpactError, load_side
+    from .impact_report import write_text
+    from .impact_sources import SourceError
+
     if not args.baseline:
         sys.stderr.write("bundle not built: --requests needs --baseline (the policies in force)\n")
         return EXIT_USAGE
