@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
@@ -143,7 +144,9 @@ def start_workstation(
     """The services as the settings say, with the policy sync and the audit upload on background
     threads until ``stop`` is set (``background=False``: one poll of the policy server now, no threads)."""
     data_dir_warnings = own_data_directory(data_dir)  # before the policy sync writes its bundles there
-    sync = _policy_sync(settings["policy_server_url"], settings["policy_public_key"], data_dir)
+    sync = _policy_sync(
+        settings["policy_server_url"], settings["policy_public_key"], data_dir, settings["policy_shadow_hours"]
+    )
     collector = settings["audit_collector_url"]
     workstation = Workstation(
         data_dir,
@@ -168,8 +171,9 @@ def start_workstation(
     return workstation, threads
 
 
-def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path):  # noqa: ANN202
-    """Last-known-good bundle first (works offline); the caller polls."""
+def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path, shadow_hours: int = 0):  # noqa: ANN202
+    """Last-known-good bundle first (works offline), and a bundle held in shadow (a canary: IT's
+    ``policy_shadow_hours``); the caller polls."""
     if not url or public_key is None:
         return None
     from authz.bundle import load_public_key
@@ -177,7 +181,13 @@ def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path):
     from authz.sync import BundleStore, PolicySync
 
     floor = rollback_floor(data_dir, default_guard())  # the same one the Workstation then uses
-    sync = PolicySync(url, load_public_key(public_key.pem), BundleStore(data_dir / "bundles"), floor=floor)
+    sync = PolicySync(
+        url,
+        load_public_key(public_key.pem),
+        BundleStore(data_dir / "bundles"),
+        floor=floor,
+        shadow_period=timedelta(hours=shadow_hours),
+    )
     sync.start_offline()
     return sync
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from authz import Decision, Engine, Principal, Resource
+from authz import CheckInput, CheckOutput, Decision, Engine, Principal, Resource
+from authz.decision import decisions
 
 from .users import SignedInUser
+
+# Shown each live decision the active engine made (the engine, the request, its instant, the
+# answer): the policy sync's shadow evaluation of a candidate bundle. Must not block.
+Observer = Callable[[Engine, CheckInput, datetime, CheckOutput], None]
 
 __all__ = ["AccessService", "Decision", "Refused", "offered", "principal", "refuse"]
 
@@ -41,10 +46,13 @@ class AccessService:
         resolve: Callable[[SignedInUser], SignedInUser] = lambda user: user,
         no_policy_reason: Callable[[], str] = lambda: "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observe: Observer | None = None,
     ) -> None:
         """``engine`` gives the active engine (None while no policy set is loaded); ``resolve``
-        gives the user as the policies see them now; ``clock`` is the policies' ``now()``."""
+        gives the user as the policies see them now; ``clock`` is the policies' ``now()``;
+        ``observe`` is shown every decision (a bundle held in shadow decides it again)."""
         self.engine, self.resolve, self.no_policy_reason, self.clock = engine, resolve, no_policy_reason, clock
+        self.observe = observe
 
     @property
     def bundle_version(self) -> str:
@@ -57,7 +65,17 @@ class AccessService:
         if engine is None:
             reason = self.no_policy_reason() or NO_POLICIES
             return {a: Decision.refused(a, reason) for a in actions}
-        return engine.decide(principal(self.resolve(user)), resource, actions, self.clock())
+        return self._decide(engine, principal(self.resolve(user)), resource, actions, self.clock())
+
+    def _decide(
+        self, engine: Engine, who: Principal, resource: Resource, actions: Sequence[str], now: datetime
+    ) -> dict[str, Decision]:
+        """The active engine's decision, shown to the observer after it was made."""
+        inp = CheckInput(who, resource, list(actions))
+        out = engine.check(inp, now)
+        if self.observe is not None:
+            self.observe(engine, inp, now, out)
+        return decisions(out)
 
     def decide_one(self, user: SignedInUser, resource: Resource, action: str) -> Decision:
         return self.decide(user, resource, [action])[action]
@@ -75,7 +93,7 @@ class AccessService:
         if engine is None:
             return []
         who, now = principal(self.resolve(user)), self.clock()
-        return [r for r in resources if engine.decide(who, r, [action], now)[action].allowed]
+        return [r for r in resources if self._decide(engine, who, r, [action], now)[action].allowed]
 
 
 def offered(decision: Decision) -> bool:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from authz import Decision, Resource
-from authz.audit import AuditChain, AuditRecord, decision_record, event_record
+from authz.audit import AuditChain, AuditRecord, decision_record, event_record, shadow_flip_record
+from authz.shadow import ShadowFlip
 
 from .users import SignedInUser
 
@@ -55,6 +56,11 @@ class AuditTrail:
                 bundle_version=self.bundle_version(),
             )
         )
+
+    def shadow_flip(self, flip: ShadowFlip) -> AuditRecord:
+        """A live decision that the bundle held in shadow decides otherwise (written from the
+        shadow evaluation's thread: the chain serializes appends)."""
+        return self.chain.append(shadow_flip_record(flip))
 
     def closed_by_the_system(
         self,

@@ -48,6 +48,8 @@ MANAGED_ENV = "CCC_MANAGED_CONFIG"  # another managed file (tests, staging)
 USER_FILE = "settings.toml"  # in the data directory
 
 MANAGED, USER, DEFAULT = "managed", "user", "default"
+NUMBERS = ("minutes", "hours")  # kinds of setting that are whole numbers in a range
+MAX_SHADOW_HOURS = 720  # 30 days
 
 # Where the templates say the settings live on each platform.
 WINDOWS_KEY = r"Software\Policies\ConnectedCardiacCare\Workstation"
@@ -70,7 +72,7 @@ class Setting:
     help: str  # what it does, in a sentence or two
     expected: str  # what a valid value is, in words: every error about it ends with this
     parse: Callable[[object, Path], Any]  # the value as written -> the value used, or Invalid
-    kind: str  # "text", "minutes" or "choice": how a template asks for it
+    kind: str  # "text", "minutes", "hours" or "choice": how a template asks for it
     default: Any = None
     default_text: str = ""  # the default in words, for templates and the settings screen
     example: Any = None
@@ -153,6 +155,14 @@ def _minutes(value: object, base: Path) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(f"{value!r} is {_type_name(value)}, not a whole number")
     if not 1 <= value <= 60:
+        raise Invalid(f"{value} is out of range")
+    return value
+
+
+def _shadow_hours(value: object, base: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{value!r} is {_type_name(value)}, not a whole number")
+    if not 0 <= value <= MAX_SHADOW_HOURS:
         raise Invalid(f"{value} is out of range")
     return value
 
@@ -300,6 +310,24 @@ SCHEMA: tuple[Setting, ...] = (
         example="/etc/ccc-workstation/policy-public.key",
         flag="--public-key",
         group="policy",
+    ),
+    Setting(
+        "policy_shadow_hours",
+        "Policy shadow period (hours)",
+        "Makes this workstation a canary: a new policy bundle is held in shadow for this many hours, "
+        "evaluated beside the active one on every live decision without being enforced, each decision it "
+        "would change written to the audit log and counted in the status bar; then it is activated. A "
+        "notice signed by the policy team (ccc-authz rollout) activates it earlier or withdraws it. 0: a "
+        "new bundle is activated as soon as it verifies. Managed with the policy server.",
+        f"whole hours from 0 to {MAX_SHADOW_HOURS}",
+        _shadow_hours,
+        "hours",
+        default=0,
+        default_text="0 (no shadow period)",
+        example=48,
+        group="policy",
+        minimum=0,
+        maximum=MAX_SHADOW_HOURS,
     ),
     Setting(
         "hospital_id",
@@ -624,7 +652,7 @@ def _parse_file(path: Path, source: str, problems: list[Problem]) -> dict[str, V
 
 def _from_flag(setting: Setting, raw: object) -> object:
     """A flag's text as the value a file would write (a number for the minutes)."""
-    if setting.kind == "minutes" and isinstance(raw, str):
+    if setting.kind in NUMBERS and isinstance(raw, str):
         try:
             return int(raw.strip())
         except ValueError:
@@ -844,7 +872,7 @@ def render_admx() -> str:
             '      <supportedOn ref="SUPPORTED_CCC_0_1" />',
             "      <elements>",
         ]
-        if s.kind == "minutes":
+        if s.kind in NUMBERS:
             out.append(
                 f'        <decimal id="{name}" valueName="{s.key}" required="true" '
                 f'minValue="{s.minimum}" maxValue="{s.maximum}" />'
@@ -880,7 +908,7 @@ def render_adml() -> str:
         )
         strings += [(name, s.title), (f"{name}_Explain", explain)]
         strings += [(f"{name}_{c}", c) for c in s.choices]
-        if s.kind == "minutes":
+        if s.kind in NUMBERS:
             control = f'<decimalTextBox refId="{name}" defaultValue="{s.default}">{escape(s.title)}</decimalTextBox>'
         elif s.kind == "choice":
             control = f'<dropdownList refId="{name}" noSort="true" defaultItem="0">{escape(s.title)}</dropdownList>'

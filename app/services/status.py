@@ -1,15 +1,16 @@
 """What the status bar shows: the policy set and its age, online or not, the audit backlog, and
 whether session secrets are kept in a real keyring. A policy poll that failed or stalled (the sync
-ends a stalled poll at its deadline) reads "offline" and "update failed: <the sync's reason>"."""
+ends a stalled poll at its deadline) reads "offline" and "update failed: <the sync's reason>". On a
+canary workstation it shows IT the bundle held in shadow: its flips, its decisions, when it activates."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from authz.audit_ship import AuditShipper
-from authz.sync import PolicySync
+from authz.sync import PolicySync, ShadowState
 
 from .credentials import SecretStore
 
@@ -97,4 +98,23 @@ class StatusService:
                 ],
             )
         )
+        message = ", ".join(filter(None, [message, shadow_text(state.shadow), state.rollout]))
         return Status(f"v{state.version}", age(state.age) if state.age is not None else "", online, backlog, message)
+
+
+def shadow_text(shadow: ShadowState | None) -> str:
+    """What IT reads of a bundle held in shadow: "shadow bundle v2: 3 flips in 1,200 decisions,
+    activates at 2026-12-03 08:00 UTC" (and what was not evaluated or not audited, if anything)."""
+    if shadow is None:
+        return ""
+    counts = shadow.counts
+    when = shadow.activates_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        f"shadow bundle v{shadow.version}: {counts.flips:,} flips in {counts.decisions:,} decisions, "
+        f"activates at {when}"
+    )
+    extra = [
+        f"{counts.dropped:,} not evaluated (queue full)" if counts.dropped else "",
+        f"{counts.unaudited:,} flips not audited ({counts.last_error})" if counts.unaudited else "",
+    ]
+    return "; ".join(filter(None, [text, *extra]))

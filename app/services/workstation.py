@@ -98,11 +98,18 @@ class Workstation:
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
         self.sessions = BreakGlassSessions(self.store, clock, monotonic)
+        self.sync = sync
         self.access = AccessService(
-            self.engine, Principals(self.users, self.sessions), self.status.no_policy_reason, clock
+            self.engine,
+            Principals(self.users, self.sessions),
+            self.status.no_policy_reason,
+            clock,
+            observe=sync.observe if sync is not None else None,
         )
         access = self.access
         self.audit = AuditTrail(self.chain, lambda: access.bundle_version)
+        if sync is not None:
+            sync.flip_recorder = self.audit.shadow_flip  # one audit record per shadow flip
         services = (self.store, self.access, self.audit)
         self.session = SessionService(self.store, self.users, self.secrets, self.access, self.provider)
         self.patients = PatientService(*services, clock=clock)
@@ -123,5 +130,8 @@ class Workstation:
 
     def close(self) -> None:
         """At exit: the audit log closed, with a last checkpoint of its head when there is a guard
-        (the records since the previous one are then covered too)."""
+        (the records since the previous one are then covered too); a bundle in shadow keeps its
+        period and counts for the next start."""
+        if self.sync is not None:
+            self.sync.close()
         self.chain.close()

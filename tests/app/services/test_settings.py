@@ -87,6 +87,7 @@ def test_the_schema_holds_every_setting_the_issue_names() -> None:
     assert [s.key for s in SCHEMA] == [
         "policy_server_url",
         "policy_public_key",
+        "policy_shadow_hours",
         "hospital_id",
         "workstation_id",
         "ward",
@@ -167,6 +168,30 @@ def test_it_manages_the_policy_server_and_its_key_together(tmp_path: Path, publi
     ca = make_pki(tmp_path / "pki").ca_cert
     settings = load(collector, write(tmp_path / "user.toml", toml(audit_collector_ca_file=str(ca))), {})
     assert settings["audit_collector_ca_file"] is None and settings.source("audit_collector_ca_file") == DEFAULT
+
+
+def test_the_shadow_period_is_it_s_with_the_policy_server(tmp_path: Path, public_key: Path) -> None:
+    """A canary ward: IT holds new bundles in shadow for 48 h. A user can neither lengthen it (and
+    so delay IT's policies) nor set it apart from IT's server; a wrong value names what is expected."""
+    server = "https://policy.hospital.example/current.bundle"
+    canary = write(
+        tmp_path / "canary.toml",
+        toml(policy_server_url=server, policy_public_key=str(public_key), policy_shadow_hours=48),
+    )
+    user = write(tmp_path / "user.toml", toml(policy_shadow_hours=720))
+    settings = load(canary, user, {})
+    assert settings["policy_shadow_hours"] == 48 and settings.source("policy_shadow_hours") == MANAGED
+    plain = write(tmp_path / "plain.toml", toml(policy_server_url=server, policy_public_key=str(public_key)))
+    settings = load(plain, user, {})
+    assert settings["policy_shadow_hours"] == 0 and settings.source("policy_shadow_hours") == DEFAULT
+    assert any("policy_shadow_hours is ignored: IT manages it" in note for note in settings.notes)
+    assert load(None, None, {})["policy_shadow_hours"] == 0
+    for wrong, problem in ((-1, "-1 is out of range"), (721, "721 is out of range"), ("48", "'48' is a string")):
+        bad = write(tmp_path / "bad.toml", toml(policy_shadow_hours=wrong))
+        assert refusal(bad) == [
+            f"{bad}: policy_shadow_hours: {problem}{'' if 'range' in problem else ', not a whole number'}; "
+            "expected whole hours from 0 to 720"
+        ]
 
 
 def test_the_flags_alone_need_each_other(tmp_path: Path, public_key: Path) -> None:
@@ -455,7 +480,7 @@ def test_the_admx_and_adml_describe_every_setting(tmp_path: Path) -> None:
         value_names.append(setting.key)
         assert strings[name] == setting.title and setting.expected in strings[f"{name}_Explain"]
         assert name in presentations and presentations[name][0].get("refId") == element.get("id")
-        if setting.kind == "minutes":
+        if setting.kind in ("minutes", "hours"):
             assert element.tag.endswith("decimal")
             assert (element.get("minValue"), element.get("maxValue")) == (str(setting.minimum), str(setting.maximum))
         elif setting.kind == "choice":
