@@ -250,6 +250,8 @@ def test_the_record_decisions_are_asked_on_the_real_record(make_ws: Callable[...
         "delegate_access",
         "revoke_delegation",
         "record_consent",
+        "acknowledge_alert",
+        "triage_alert",
     }
     assert ("history_entry", "view") in recorder.asked
 
