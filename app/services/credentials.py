@@ -10,6 +10,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -65,18 +66,29 @@ class SecretStore:
 
     def keep_tokens(self, user_id: str, tokens: dict[str, str]) -> None:
         """The provider's tokens of a signed-in user (ID, access, refresh), replacing earlier ones."""
-        self._put(user_id, json.dumps(tokens), "tokens")
+        self.keep_record("tokens", user_id, tokens)
 
     def tokens(self, user_id: str) -> dict[str, str]:
-        text = self._get(user_id, "tokens")
+        return self.record("tokens", user_id)
+
+    def forget_tokens(self, user_id: str) -> None:
+        self.forget_record("tokens", user_id)
+
+    def keep_record(self, kind: str, user_id: str, record: dict[str, Any]) -> None:
+        """A secret record of one user (``kind``: "tokens", "shift"), as JSON, replacing earlier ones."""
+        self._put(user_id, json.dumps(record), kind)
+
+    def record(self, kind: str, user_id: str) -> dict[str, Any]:
+        """The record, or {} when there is none (or it cannot be read)."""
         try:
+            text = self._get(user_id, kind)
             value = json.loads(text) if text else {}
-        except ValueError:
+        except (ValueError, keyring.errors.KeyringError):
             return {}
         return value if isinstance(value, dict) else {}
 
-    def forget_tokens(self, user_id: str) -> None:
-        self._delete(user_id, "tokens")
+    def forget_record(self, kind: str, user_id: str) -> None:
+        self._delete(user_id, kind)
 
     def _put(self, user_id: str, secret: str, kind: str = "session") -> None:
         if not self.demo_only:

@@ -245,6 +245,7 @@ class OidcClient:
         self._keys: KeySet | None = None
         self._used_nonces: set[str] = set()
         self.cancelled = threading.Event()
+        self.unreachable = ""  # why the provider could not be used at the last contact; "" when it could
 
     # the provider's metadata and keys, fetched once and again when a token names an unknown key
 
@@ -253,12 +254,10 @@ class OidcClient:
             url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
             document = self._get_json(url, "its configuration")
             if document.get("issuer") != self.config.issuer:
-                raise ProviderUnreachable(
-                    UNREACHABLE, f"discovery names issuer {document.get('issuer')!r}, not {self.config.issuer!r}"
-                )
+                raise self._down(f"discovery names issuer {document.get('issuer')!r}, not {self.config.issuer!r}")
             for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(document.get(key), str):
-                    raise ProviderUnreachable(UNREACHABLE, f"discovery document has no {key}")
+                    raise self._down(f"discovery document has no {key}")
             self._metadata = document
         return self._metadata
 
@@ -268,14 +267,14 @@ class OidcClient:
             try:
                 self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
             except (JoseError, ValueError, TypeError, KeyError) as exc:
-                raise ProviderUnreachable(UNREACHABLE, f"the provider's keys cannot be read: {exc}") from None
+                raise self._down(f"the provider's keys cannot be read: {exc}") from None
         return self._keys
 
-    def reachable(self) -> bool:
-        """Whether the provider answers its discovery now (for the offline rules)."""
+    def reachable(self, seconds: float | None = None) -> bool:
+        """Whether the provider answers its discovery now, within ``seconds`` (for the offline rules)."""
+        url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            self._metadata = None
-            self.metadata()
+            self._get_json(url, "its configuration", seconds)
         except ProviderUnreachable:
             return False
         return True
@@ -288,6 +287,7 @@ class OidcClient:
         authentication (``prompt=login``, ``max_age=0``: step-up, and every first sign-in at a
         shared computer so that nobody inherits the previous user's provider session)."""
         self.cancelled.clear()
+        self._metadata = None  # asked afresh: a provider that is down is found before the browser opens
         metadata = self.metadata()
         self.keys()
         verifier, challenge = pkce_pair()
@@ -420,27 +420,33 @@ class OidcClient:
         if answer.status != 200:
             error = document.get("error") if document else None
             if answer.status >= 500 or document is None:
-                raise ProviderUnreachable(UNREACHABLE, f"token endpoint answered {answer.status}")
+                raise self._down(f"token endpoint answered {answer.status}")
             described = document.get("error_description")
             raise SignInFailed(NOT_VALID, f"token endpoint refused the code: {error}: {described}")
         if document is None:
-            raise ProviderUnreachable(UNREACHABLE, "token endpoint answered something that is not a JSON object")
+            raise self._down("token endpoint answered something that is not a JSON object")
         return document
 
-    def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        answer = self._request("GET", url, what, headers={"Accept": "application/json"})
+    def _get_json(self, url: str, what: str, seconds: float | None = None) -> dict[str, Any]:
+        answer = self._request("GET", url, what, seconds, headers={"Accept": "application/json"})
         document = _json_object(answer.body)
         if answer.status != 200 or document is None:
-            raise ProviderUnreachable(UNREACHABLE, f"{url} answered {answer.status}, not a JSON object, for {what}")
+            raise self._down(f"{url} answered {answer.status}, not a JSON object, for {what}")
         return document
 
-    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, url: str, what: str, seconds: float | None = None, **kwargs: Any) -> Any:
+        limit = seconds if seconds is not None else self.config.request_seconds
         try:
-            return bounded_request(
-                self.http, method, url, peer=PEER, seconds=self.config.request_seconds, max_bytes=MAX_ANSWER, **kwargs
-            )
+            answer = bounded_request(self.http, method, url, peer=PEER, seconds=limit, max_bytes=MAX_ANSWER, **kwargs)
         except AnswerRefused as exc:
-            raise ProviderUnreachable(UNREACHABLE, f"asking for {what}: {exc}") from None
+            raise self._down(f"asking for {what}: {exc}") from None
+        self.unreachable = ""
+        return answer
+
+    def _down(self, detail: str) -> ProviderUnreachable:
+        """The provider cannot be used: remembered for the status bar and the offline rules."""
+        self.unreachable = detail
+        return ProviderUnreachable(UNREACHABLE, detail)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

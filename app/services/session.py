@@ -10,13 +10,17 @@ Two ways in: the demo directory's users and password, or the hospital's OpenID C
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from authz import Decision
 
 from . import resources
 from .access import AccessService
+from .audit_trail import AuditTrail
 from .credentials import SecretStore, Session
 from .oidc import OidcClient, ProviderSignIn
+from .shift import Resumed, ShiftPins
 from .store import Store
 from .users import HospitalUsers, SignedInUser, UserDirectory
 
@@ -51,11 +55,14 @@ class SessionService:
         secrets: SecretStore,
         access: AccessService,
         provider: OidcClient | None = None,
+        shift: ShiftPins | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         """``provider``: the hospital's OpenID Connect provider, with ``users`` the ``HospitalUsers``
-        it admits; None for the demo directory."""
+        it admits, ``shift`` the PINs that resume a sign-in within the shift and ``audit`` where
+        sign-ins are recorded; all None for the demo directory."""
         self.store, self.users, self.secrets, self.access = store, users, secrets, access
-        self.provider = provider
+        self.provider, self.shift, self.audit = provider, shift, audit
         self.session: Session | None = None
 
     @property
@@ -71,17 +78,43 @@ class SessionService:
             self.session = self.secrets.open_session(user.id)
         return user
 
-    def sign_in_verified(self, signed_in: ProviderSignIn) -> SignedInUser:
+    def sign_in_verified(self, signed_in: ProviderSignIn, pin: str = "") -> SignedInUser:
         """A sign-in the provider vouched for (its ID token verified): the user admitted as the
-        claims describe them, a session opened, the tokens kept in the keyring only."""
-        assert isinstance(self.users, HospitalUsers), "a provider sign-in needs the hospital's users"
-        self.sign_out()
-        user = signed_in.user
-        self.users.admit(user)
-        self.session = self.secrets.open_session(user.id)
+        claims describe them, a session opened, the tokens kept in the keyring only; with ``pin``,
+        the user may resume with it for the rest of the shift."""
+        user = self._admit(signed_in.user)
         tokens = {k: v for k, v in signed_in.tokens.items() if k in ("id_token", "access_token", "refresh_token")}
         self.secrets.keep_tokens(user.id, {k: str(v) for k, v in tokens.items()})
+        if pin and self.shift is not None:
+            self.shift.enrol(user, pin, signed_in.auth_time)
         return user
+
+    def resume(self, user_id: str, pin: str) -> Resumed | None:
+        """A user who fully signed in this shift, back with their PIN (no provider needed); None
+        when the PIN, the user or the window does not allow it."""
+        resumed = self.shift.resume(user_id, pin) if self.shift is not None else None
+        if resumed is not None:
+            self._admit(resumed.user)
+        return resumed
+
+    def _admit(self, user: SignedInUser) -> SignedInUser:
+        assert isinstance(self.users, HospitalUsers), "a provider sign-in needs the hospital's users"
+        self.sign_out()
+        self.users.admit(user)
+        self.session = self.secrets.open_session(user.id)
+        return user
+
+    def record_sign_in(
+        self, user: SignedInUser, workspace: Workspace, how: str, offline: bool, auth_time: datetime | None = None
+    ) -> None:
+        """The audit record of a hospital sign-in: how (``provider``, ``pin``), whether the provider
+        could be reached, and when the provider last authenticated the user."""
+        if self.audit is None:
+            return
+        details: dict[str, Any] = {"method": how, "offline": offline}
+        if auth_time is not None:
+            details["auth_time"] = auth_time.isoformat()
+        self.audit.event(user, resources.workstation(), workspace.decision, "signed_in", details=details)
 
     def sign_out(self) -> str:
         """Ends the session: its secret, the user's tokens and what the provider said of them are

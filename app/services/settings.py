@@ -167,6 +167,14 @@ def _shadow_hours(value: object, base: Path) -> int:
     return value
 
 
+def _pin_hours(value: object, base: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{value!r} is {_type_name(value)}, not a whole number")
+    if not 0 <= value <= 24:
+        raise Invalid(f"{value} is out of range")
+    return value
+
+
 def _path(value: object, base: Path) -> Path:
     if isinstance(value, Path):  # a flag, parsed by argparse
         return (base / value).resolve()
@@ -452,6 +460,22 @@ SCHEMA: tuple[Setting, ...] = (
         default_text="openid profile",
         example="openid profile ccc",
         group="sign_in",
+    ),
+    Setting(
+        "pin_resume_hours",
+        "PIN resume (hours)",
+        "After a full sign-in with the hospital's provider, a user may come back to this computer with a "
+        "short PIN they chose then, for this many hours (fast user switching, and the offline grace while "
+        "the provider cannot be reached). 0: every sign-in is a full one.",
+        "whole hours from 0 to 24",
+        _pin_hours,
+        "hours",
+        default=12,
+        default_text="12",
+        example=12,
+        group="sign_in",
+        minimum=0,
+        maximum=24,
     ),
     Setting(
         "oidc_claim_user_id",

@@ -13,6 +13,7 @@ from authz.audit_ship import AuditShipper
 from authz.sync import PolicySync, ShadowState
 
 from .credentials import SecretStore
+from .oidc import OidcClient
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,14 @@ class StatusService:
         secrets: SecretStore,
         managed: bool = False,
         data_dir_warnings: Sequence[str] = (),
+        sign_in: OidcClient | None = None,
     ) -> None:
         """``data_dir_warnings``: what the start found wrong with the data directory's modes (and
-        repaired), shown until the next start for the user to tell IT."""
+        repaired), shown until the next start for the user to tell IT. ``sign_in``: the hospital's
+        provider, whose last contact says whether only PIN resume is possible (the offline grace)."""
         self.sync, self.shipper, self.secrets, self.managed = sync, shipper, secrets, managed
         self.data_dir_warnings = list(data_dir_warnings)
+        self.sign_in = sign_in
 
     def no_policy_reason(self) -> str:
         """Why no policy set is loaded (the sync's words), or "" to use the default."""
@@ -67,9 +71,24 @@ class StatusService:
         status = self._status()
         failing = self.shipper.last_error if self.shipper is not None else ""
         message = ", ".join(
-            filter(None, [status.message, failing and f"audit upload failing: {failing}", self._data_dir_notice()])
+            filter(
+                None,
+                [
+                    status.message,
+                    failing and f"audit upload failing: {failing}",
+                    self._data_dir_notice(),
+                    self._sign_in_notice(),
+                ],
+            )
         )
         return replace(status, message=message, managed=self.managed)
+
+    def _sign_in_notice(self) -> str:
+        if self.sign_in is None or not self.sign_in.unreachable:
+            return ""
+        return (
+            "hospital sign-in unreachable (offline): only staff who signed in this shift can come back, with their PIN"
+        )
 
     def _data_dir_notice(self) -> str:
         if not self.data_dir_warnings:

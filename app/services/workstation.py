@@ -30,6 +30,7 @@ from .oidc import OidcClient, config_from
 from .patients import PatientService
 from .session import SessionService
 from .settings import Settings
+from .shift import ShiftPins
 from .status import StatusService
 from .store import Store
 from .users import DemoUserDirectory, HospitalUsers, UserDirectory
@@ -94,6 +95,7 @@ class Workstation:
             self.secrets,
             self.settings.managed,
             self.data_dir_warnings,
+            sign_in=self.provider,
         )
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
@@ -111,7 +113,9 @@ class Workstation:
         if sync is not None:
             sync.flip_recorder = self.audit.shadow_flip  # one audit record per shadow flip
         services = (self.store, self.access, self.audit)
-        self.session = SessionService(self.store, self.users, self.secrets, self.access, self.provider)
+        self.session = SessionService(
+            self.store, self.users, self.secrets, self.access, *self._sign_in(clock), audit=self.audit
+        )
         self.patients = PatientService(*services, clock=clock)
         self.break_glass = BreakGlassService(self.store, self.sessions, self.users, self.access, self.audit)
         self.delegations = DelegationService(*services, clock=clock)
@@ -119,6 +123,13 @@ class Workstation:
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
+
+    def _sign_in(self, clock: Callable[[], datetime]) -> tuple[OidcClient | None, ShiftPins | None]:
+        """The provider and the shift's PINs (when IT allows PIN resume), or neither (the demo)."""
+        hours = self.settings["pin_resume_hours"]
+        if self.provider is None:
+            return None, None
+        return self.provider, ShiftPins(self.secrets, hours, clock) if hours else None
 
     def _provider(self, open_browser: Callable[[str], object] | None) -> OidcClient | None:
         """The hospital's OpenID provider when the settings name one (nothing is asked of it yet)."""

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.oidc import ProviderSignIn, SignInFailed
 from app.services.session import Workspace
+from app.services.shift import REFUSED, pin_problem
 from app.services.status import Status
 from app.services.users import SignedInUser
 from app.services.workstation import Workstation
@@ -24,6 +25,7 @@ from app.services.workstation import Workstation
 __all__ = ["IdleLock", "SessionViewModel", "SignedInUser", "Status", "Workspace"]
 
 log = logging.getLogger(__name__)
+PROBE_SECONDS = 1.5  # how long a PIN resume's check of the provider may take (it waits for nobody)
 
 
 class IdleLock(QObject):
@@ -83,6 +85,7 @@ class SessionViewModel(QObject):
     resume = Signal(str)  # the patient to reopen: the same user back after an idle lock
     waiting = Signal(str)  # what the sign-in screen says while the provider's sign-in runs; "" when done
     _provider_done = Signal(object)  # ProviderSignIn | SignInFailed, from the worker thread
+    _probed = Signal(object)  # (user, workspace, when) of a PIN resume, and whether the provider answered
 
     def __init__(
         self, workstation: Workstation, clock: Callable[[], float] = time.monotonic, tick_ms: int = 1000
@@ -101,7 +104,9 @@ class SessionViewModel(QObject):
         self.status_timer.timeout.connect(self.show_status)
         self.status_timer.start()
         self.provider_pending = False
+        self._pending_pin = ""
         self._provider_done.connect(self._on_provider_done)
+        self._probed.connect(self._record_resume)
 
     @property
     def keyring_notice(self) -> str:
@@ -123,14 +128,24 @@ class SessionViewModel(QObject):
             return False
         return self._enter(user)
 
-    def sign_in_with_provider(self) -> None:
+    @property
+    def pin_resume(self) -> bool:
+        """Whether users who signed in fully this shift may come back with a PIN."""
+        return self.workstation.session.shift is not None
+
+    def sign_in_with_provider(self, pin: str = "") -> None:
         """Opens the hospital's sign-in in the browser, on a worker thread; the outcome arrives on
         ``signed_in`` or ``message``. A full sign-in asks the provider for a fresh authentication,
-        so nobody inherits the previous user's session at the provider."""
+        so nobody inherits the previous user's session at the provider. ``pin``: chosen now, it lets
+        the user come back this shift without the provider."""
         provider = self.workstation.session.provider
         if provider is None or self.provider_pending:
             return
-        self.provider_pending = True
+        problem = pin_problem(pin) if pin else ""
+        if problem:
+            self.message.emit(problem)
+            return
+        self.provider_pending, self._pending_pin = True, pin
         self.waiting.emit("Sign in with your hospital account in the browser window that opened…")
 
         def work() -> None:
@@ -151,20 +166,57 @@ class SessionViewModel(QObject):
             provider.cancel()
 
     def _on_provider_done(self, outcome: object) -> None:
+        pin, self._pending_pin = self._pending_pin, ""
         self.provider_pending = False
         self.waiting.emit("")
+        self.show_status()
         if isinstance(outcome, SignInFailed):
             log.warning("sign-in refused: %s", outcome.detail)
             self.message.emit(outcome.message)
             return
         assert isinstance(outcome, ProviderSignIn)
-        user = self.workstation.session.sign_in_verified(outcome)
-        workspace = self.workstation.session.workspace(user)
+        session = self.workstation.session
+        workspace = session.workspace(outcome.user)
         if not workspace.name:  # the policies know no role of theirs here: refused, in their words
-            self._end_provider_session(self.workstation.session.sign_out())
+            self._end_provider_session(outcome.id_token)
             self.message.emit(f"Sign-in refused: {workspace.decision.reason}")
             return
+        user = session.sign_in_verified(outcome, pin)
+        session.record_sign_in(user, workspace, "provider", offline=False, auth_time=outcome.auth_time)
         self._enter(user, workspace)
+
+    def resume_with_pin(self, user_id: str, pin: str) -> bool:
+        """A user who signed in fully this shift, back with their PIN at once, with or without the
+        provider. Whether the provider answers is asked afterwards, off the GUI thread, for the
+        audit record (an offline sign-in) and the status bar."""
+        session = self.workstation.session
+        resumed = session.resume(user_id, pin)
+        if resumed is None:
+            self.message.emit(REFUSED)
+            return False
+        workspace = session.workspace(resumed.user)
+        if not workspace.name:
+            session.sign_out()
+            self.message.emit(f"Sign-in refused: {workspace.decision.reason}")
+            return False
+        provider = session.provider
+        assert provider is not None
+        when = resumed.signed_in_at
+
+        def probe() -> None:
+            reachable = int(provider.reachable(seconds=PROBE_SECONDS))  # no bool through a signal (break_glass_vm)
+            self._probed.emit((resumed.user, workspace, when, reachable))
+
+        threading.Thread(target=probe, name="oidc-probe", daemon=True).start()
+        return self._enter(resumed.user, workspace)
+
+    def _record_resume(self, probed: object) -> None:
+        user, workspace, when, reachable = probed  # type: ignore[misc]
+        try:
+            self.workstation.session.record_sign_in(user, workspace, "pin", offline=not reachable, auth_time=when)
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be written: said, not raised from a slot
+            self.message.emit(f"The sign-in could not be recorded: {exc}")
+        self.show_status()
 
     def _end_provider_session(self, id_token: str) -> None:
         """RP-initiated logout in the browser, off the GUI thread: the provider forgets the user."""

@@ -34,8 +34,16 @@ class SignInView(QWidget):
         self.demo_notice.setWordWrap(True)
         self.demo_notice.setVisible(vm.demo)
         self.hospital_button = QPushButton("&Sign in with your hospital account")
-        self.hospital_button.clicked.connect(vm.sign_in_with_provider)
+        self.hospital_button.clicked.connect(self.full_sign_in)
         self.hospital_button.setVisible(not vm.demo)
+        # fast user switching: a PIN chosen at the full sign-in, typed with the user's id (or badge) later
+        self.new_pin = self._pin_field("PIN for this shift (4-8 digits, optional)")
+        self.resume_id = QLineEdit()
+        self.resume_id.setPlaceholderText("Your user id (or scan your badge)")
+        self.resume_pin = self._pin_field("PIN")
+        self.resume_pin.returnPressed.connect(self.resume)
+        self.resume_button = QPushButton("&Resume with PIN")
+        self.resume_button.clicked.connect(self.resume)
         self.cancel_button = QPushButton("&Cancel sign-in")
         self.cancel_button.clicked.connect(vm.cancel_provider_sign_in)
         self.cancel_button.hide()
@@ -61,6 +69,15 @@ class SignInView(QWidget):
         demo_layout.addWidget(self.button)
         self.demo_form.setVisible(vm.demo)
         layout.addWidget(self.demo_form)
+        self.pin_form = QWidget()
+        pins = QFormLayout(self.pin_form)
+        pins.setContentsMargins(0, 0, 0, 0)
+        pins.addRow("Signed in earlier this shift? &Id", self.resume_id)
+        pins.addRow("P&IN", self.resume_pin)
+        pins.addRow("", self.resume_button)
+        pins.addRow("&New PIN", self.new_pin)
+        self.pin_form.setVisible(vm.pin_resume)
+        layout.addWidget(self.pin_form)
         layout.addWidget(self.hospital_button)
         layout.addWidget(self.waiting)
         layout.addWidget(self.cancel_button)
@@ -82,6 +99,27 @@ class SignInView(QWidget):
         self.settings_dialog = SettingsDialog(self.settings_vm, self)
         self.settings_dialog.open()
         return self.settings_dialog
+
+    @staticmethod
+    def _pin_field(placeholder: str) -> QLineEdit:
+        field = QLineEdit()
+        field.setEchoMode(QLineEdit.EchoMode.Password)
+        field.setPlaceholderText(placeholder)
+        field.setMaxLength(8)
+        return field
+
+    def full_sign_in(self) -> None:
+        """The hospital's sign-in in the browser, with the PIN typed for this shift (if any)."""
+        pin = self.new_pin.text()
+        self.new_pin.clear()
+        self.vm.sign_in_with_provider(pin)
+
+    def resume(self) -> None:
+        user_id, pin = self.resume_id.text(), self.resume_pin.text()
+        self.resume_pin.clear()  # a wrong PIN is typed again, never appended to
+        if self.vm.resume_with_pin(user_id, pin):
+            self.resume_id.clear()
+            self.error.clear()
 
     def submit(self) -> None:
         signed_in = self.vm.sign_in(self.user.currentData(), self.password.text())
@@ -110,6 +148,12 @@ class SignInView(QWidget):
         if user is not None:
             return
         self.password.clear()
+        self.resume_id.clear()
+        self.resume_pin.clear()
+        self.new_pin.clear()
         if self.vm.locked_from is not None:
             self.user.setCurrentIndex(max(0, self.user.findData(self.vm.locked_from[0])))
-        (self.password if self.vm.demo else self.hospital_button).setFocus()
+        if self.vm.demo:
+            self.password.setFocus()
+        else:
+            (self.resume_id if self.vm.pin_resume else self.hospital_button).setFocus()

@@ -191,3 +191,156 @@ def test_the_demo_keeps_working_without_a_provider_and_says_its_users_are_demo(q
     assert labels and all(label.endswith("(demo)") for label in labels)
     sign_in(qtbot, w, "nurse_nia")
     assert w.stack.currentIndex() == 1 and "demo user" in w.who.text()
+
+
+# -- fast user switching: a PIN after the shift's first full sign-in ------------------------------------
+
+
+def sign_ins(w: MainWindow) -> list[tuple[str, str, bool]]:
+    """(user, method, offline) of each sign-in the audit log records."""
+    return [
+        (r.principal_id, r.details["method"], r.details["offline"])
+        for r in w.vm.workstation.chain.records()
+        if r.event_type == "signed_in"
+    ]
+
+
+def full_sign_in_with_pin(qtbot, w: MainWindow, browser: ProviderBrowser, user: ProviderUser, pin: str) -> None:  # noqa: ANN001
+    qtbot.keyClicks(w.sign_in.new_pin, pin)
+    hospital_sign_in(qtbot, w, browser, user)
+    qtbot.waitUntil(lambda: signed_in_as(w, user.id), timeout=15000)
+
+
+def resume(qtbot, w: MainWindow, user_id: str, pin: str) -> None:  # noqa: ANN001
+    """Types the id (a badge reader types it the same way) and the PIN, then Enter."""
+    w.sign_in.resume_id.setFocus()
+    qtbot.keyClicks(w.sign_in.resume_id, user_id)
+    qtbot.keyClicks(w.sign_in.resume_pin, pin)
+    qtbot.keyClick(w.sign_in.resume_pin, Qt.Key.Key_Return)
+
+
+def lock(qtbot, w: MainWindow) -> None:  # noqa: ANN001
+    qtbot.keyClick(w, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert w.stack.currentIndex() == 0 and w.vm.user is None
+
+
+def test_a_pin_chosen_at_the_full_sign_in_resumes_without_the_provider(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    assert w.sign_in.pin_form.isVisible()
+    full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
+    lock(qtbot, w)
+    qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)  # the provider forgot her
+    assert w.vm.workstation.secrets.tokens("nurse_nia") == {} and w.vm.workstation.users.admitted() == []
+    resume(qtbot, w, "nurse_nia", "2580")
+    assert signed_in_as(w, "nurse_nia") and browser.login_asked == 1  # at once: no browser, no provider
+    assert w.vms.patients.rows and "Nia Okafor, RN" in w.who.text()
+    qtbot.waitUntil(lambda: len(sign_ins(w)) == 2, timeout=5000)
+    assert sign_ins(w) == [("nurse_nia", "provider", False), ("nurse_nia", "pin", False)]
+
+
+def test_a_wrong_pin_is_refused_and_the_fifth_ends_the_shift_here(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
+    lock(qtbot, w)
+    resume(qtbot, w, "dr_aly", "2580")  # someone who did not sign in this shift
+    assert w.vm.user is None and "sign in with your hospital account" in w.sign_in.error.text()
+    for _ in range(5):
+        resume(qtbot, w, "nurse_nia", "9999")
+        assert w.vm.user is None and "PIN sign-in is not possible" in w.sign_in.error.text()
+        assert w.sign_in.resume_pin.text() == ""
+    resume(qtbot, w, "nurse_nia", "2580")  # the right PIN, too late: a full sign-in is needed now
+    assert w.vm.user is None
+
+
+def test_a_pin_that_is_too_simple_is_refused_before_the_browser_opens(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    qtbot.keyClicks(w.sign_in.new_pin, "1111")
+    hospital_sign_in(qtbot, w, browser, NURSE)
+    assert "not one repeated digit" in w.sign_in.error.text() and browser.opened == []
+
+
+def test_the_pin_lasts_the_managed_hours_after_the_full_sign_in(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser, clock: Clock
+) -> None:
+    w = hospital
+    full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
+    lock(qtbot, w)
+    clock.advance(hours=11, minutes=59)
+    resume(qtbot, w, "nurse_nia", "2580")
+    assert signed_in_as(w, "nurse_nia")
+    lock(qtbot, w)
+    clock.advance(minutes=2)  # 12 h (the default) after the full sign-in
+    resume(qtbot, w, "nurse_nia", "2580")
+    assert w.vm.user is None
+
+
+def test_100_alternating_switches_never_show_or_use_one_user_for_the_other(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    ws = w.vm.workstation
+    full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
+    nurse_rows = {r.patient.id for r in w.vms.patients.rows}
+    lock(qtbot, w)
+    full_sign_in_with_pin(qtbot, w, browser, PHYSICIAN, "7391")
+    physician_rows = {r.patient.id for r in w.vms.patients.rows}
+    lock(qtbot, w)
+    assert nurse_rows != physician_rows
+    pins = {NURSE.id: "2580", PHYSICIAN.id: "7391"}
+    times = []
+    for n in range(100):
+        user, other = (NURSE, PHYSICIAN) if n % 2 == 0 else (PHYSICIAN, NURSE)
+        started = time.perf_counter()
+        resume(qtbot, w, user.id, pins[user.id])
+        assert signed_in_as(w, user.id)
+        times.append(time.perf_counter() - started)
+        shown = f"{w.who.text()} {w.windowTitle()}"
+        assert user.name in shown and other.name not in shown
+        assert {r.patient.id for r in w.vms.patients.rows} == (nurse_rows if user is NURSE else physician_rows)
+        assert ws.users.admitted() == [user.id] and ws.session.session.user_id == user.id
+        assert ws.secrets.tokens(other.id) == {} and ws.access.resolve(w.vm.user).id == user.id
+        lock(qtbot, w)
+        assert not w.who.text() and not w.sign_in.resume_id.text() and not w.vms.patients.rows
+    assert browser.login_asked == 2  # two full sign-ins, then PINs only
+    times.sort()
+    assert times[94] < 2.0, f"p95 switch {times[94]:.3f} s"
+    qtbot.waitUntil(lambda: len(sign_ins(w)) == 102, timeout=10000)
+    records = sign_ins(w)[2:]
+    assert [r[0] for r in records] == [NURSE.id, PHYSICIAN.id] * 50 and {r[1] for r in records} == {"pin"}
+
+
+def test_provider_down_mid_shift_lets_only_this_shift_s_staff_back_with_their_pin(
+    qtbot, tmp_path: Path, clock: Clock, browser: ProviderBrowser
+) -> None:
+    running = OidcProvider().start()
+    try:
+        ws = Workstation(
+            tmp_path / "data",
+            clock=clock.now,
+            monotonic=clock.monotonic,
+            settings=managed_settings(tmp_path, running.issuer),
+            open_browser=browser,
+        )
+        w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+        qtbot.addWidget(w)
+        w.show()
+        full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
+        lock(qtbot, w)
+        qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)
+    finally:
+        running.stop()  # the provider goes down mid-shift
+    resume(qtbot, w, "nurse_nia", "2580")
+    assert signed_in_as(w, "nurse_nia")
+    qtbot.waitUntil(lambda: len(sign_ins(w)) == 2, timeout=10000)
+    assert sign_ins(w)[-1] == ("nurse_nia", "pin", True)  # recorded as an offline sign-in
+    qtbot.waitUntil(lambda: "hospital sign-in unreachable (offline)" in w.status_label.text(), timeout=10000)
+    lock(qtbot, w)
+    hospital_sign_in(qtbot, w, browser, PHYSICIAN)  # nobody else gets in
+    qtbot.waitUntil(lambda: "cannot be reached" in w.sign_in.error.text(), timeout=15000)
+    assert w.vm.user is None

@@ -98,6 +98,7 @@ def test_the_schema_holds_every_setting_the_issue_names() -> None:
         "oidc_issuer",
         "oidc_client_id",
         "oidc_scopes",
+        "pin_resume_hours",
         "oidc_claim_user_id",
         "oidc_claim_name",
         "oidc_claim_roles",
@@ -273,6 +274,8 @@ def bad_values(tmp_path: Path, public_key: Path) -> list[tuple[str, object, str]
         ("oidc_client_id", "ccc workstation", "has spaces or characters outside printable ASCII"),
         ("oidc_scopes", 'openid "profile"', "has a character a scope cannot have"),
         ("oidc_claim_roles", "roles of user", "is not a claim name"),
+        ("pin_resume_hours", 25, "25 is out of range"),
+        ("pin_resume_hours", "12", "'12' is a string, not a whole number"),
     ]
 
 
