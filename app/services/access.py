@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from authz import CheckInput, CheckOutput, Decision, Engine, Principal, Resource
+from authz import CheckInput, CheckOutput, Decision, Engine, Principal, Resource, query_plan
 from authz.decision import decisions
 
 from .users import SignedInUser
@@ -87,6 +88,18 @@ class AccessService:
             raise Refused(decision)
         return decision
 
+    def plan_filter(self, user: SignedInUser, kind: str, action: str) -> dict[str, Any]:
+        """Which resources of ``kind`` the user may ``action``, as a PlanResources ``filter``
+        (``kind`` KIND_ALWAYS_ALLOWED, KIND_ALWAYS_DENIED, or KIND_CONDITIONAL with its
+        ``condition``) for the store to turn into a query: planned for the user as the policies see
+        them now, at the policies' ``now()``. With no policy set, always denied. Raises
+        query_plan.PlanError for a condition no filter can express (the caller then checks row
+        by row)."""
+        engine = self.engine()
+        if engine is None:
+            return {"kind": query_plan.ALWAYS_DENIED}
+        return _filter(engine.plan(principal(self.resolve(user)), kind, [action], now=self.clock()))
+
     def permitted(self, user: SignedInUser, resources: Iterable[Resource], action: str) -> list[Resource]:
         """The resources on which ``action`` is allowed (the user resolved once for all of them)."""
         engine = self.engine()
@@ -94,6 +107,13 @@ class AccessService:
             return []
         who, now = principal(self.resolve(user)), self.clock()
         return [r for r in resources if self._decide(engine, who, r, [action], now)[action].allowed]
+
+
+def _filter(result: query_plan.PlanResult) -> dict[str, Any]:
+    plan_filter: dict[str, Any] = {"kind": result.kind}
+    if result.condition is not None:
+        plan_filter["condition"] = query_plan.render_node(result.condition)
+    return plan_filter
 
 
 def offered(decision: Decision) -> bool:

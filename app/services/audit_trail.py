@@ -57,6 +57,24 @@ class AuditTrail:
             )
         )
 
+    def listed(self, user: SignedInUser, kind: str, action: str, method: str, shown: list[str]) -> AuditRecord:
+        """One record for a list the store selected through a query plan (not one per row: no
+        row was checked one by one): who asked which action on which resource kind, how the rows
+        were selected (the plan's filter kind, or row by row), and the ids shown. Opening any of
+        them is a decision recorded apart."""
+        return self.chain.append(
+            AuditRecord(
+                "event",
+                user.id,
+                action,
+                list(user.roles),
+                resource_kind=kind,
+                bundle_version=self.bundle_version(),
+                event_type="listed",
+                details={"filter": method, "shown": list(shown)},
+            )
+        )
+
     def shadow_flip(self, flip: ShadowFlip) -> AuditRecord:
         """A live decision that the bundle held in shadow decides otherwise (written from the
         shadow evaluation's thread: the chain serializes appends)."""

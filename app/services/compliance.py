@@ -7,12 +7,15 @@ report type."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from authz import Decision, Effect
+from authz import Decision, Effect, Resource
 from authz.audit import AuditRecord
+from authz.query_plan import ALWAYS_DENIED, PlanError
+from authz.sql_filter import SqlFilterError
 
 from . import resources
 from .access import AccessService, refuse
@@ -20,6 +23,7 @@ from .audit_trail import AuditTrail
 from .store import Store
 from .users import SignedInUser
 
+log = logging.getLogger(__name__)
 REVIEWED_EVENTS = ("break_glass_started", "export")
 REVIEW_STEPS = ("accept_review", "reject_review", "remind", "resolve_review")
 LATE_JUSTIFICATION = "add_late_justification"
@@ -75,17 +79,48 @@ class ComplianceService:
             if r.kind == "annotation":
                 annotations.setdefault(r.ref, []).append(r)
         events = {r.record_id: r for r in records if r.kind == "event" and r.event_type in REVIEWED_EVENTS}
-        allowed = self.access.permitted(user, (self._resource(e) for e in events.values()), "review")
+        allowed = self._reviewable(user, list(events.values()))
         items = []
         for resource in allowed:
             event = events[resource.id]
-            item = ReviewItem(event, resource.attr["hospital_id"], annotations=annotations.get(event.record_id, []))
+            item = ReviewItem(
+                event, resource.attr.get("hospital_id", ""), annotations=annotations.get(event.record_id, [])
+            )
             for a in item.annotations:
                 item.state = STATE_AFTER.get(a.event_type, item.state)
             if event.event_type == "break_glass_started":
                 item.accesses = self._accesses_under(event, records)
             items.append(item)
         return sorted(items, key=lambda i: i.event.seq, reverse=True)
+
+    def _reviewable(self, user: SignedInUser, events: list[AuditRecord]) -> list[Resource]:
+        """The events this user may ``review``, as resources, in the order given. The store selects
+        the patients whose events the query plan permits (an event's hospital and physicians are
+        its patient's), so no event of a patient is checked one by one; an event with no patient
+        in the store is checked. A plan that cannot be a query: every event checked, and logged."""
+        try:
+            plan_filter = self.access.plan_filter(user, "audit_event", "review")
+            if plan_filter["kind"] == ALWAYS_DENIED:
+                return []
+            permitted = {p.id: p for p in self.store.patients_permitted(plan_filter, "audit_event")}
+        except (PlanError, SqlFilterError) as exc:
+            log.warning(
+                "review of audit_event for %s: the query plan cannot be a query (%s); checking event by event",
+                user.id,
+                exc,
+            )
+            return self.access.permitted(user, (self._resource(e) for e in events), "review")
+        unlisted = self.store.existing_patient_ids([e.patient_id for e in events if e.patient_id not in permitted])
+        allowed: dict[str, Resource] = {}
+        for e in events:
+            if e.patient_id in permitted:
+                allowed[e.record_id] = resources.audit_event(
+                    e.record_id, e.principal_id, e.event_type, permitted[e.patient_id]
+                )
+        unsure = [e for e in events if e.patient_id not in permitted and e.patient_id not in unlisted]
+        for r in self.access.permitted(user, (self._resource(e) for e in unsure), "review"):
+            allowed[r.id] = r
+        return [allowed[e.record_id] for e in events if e.record_id in allowed]
 
     def steps(self, user: SignedInUser, event_id: str) -> dict[str, Decision]:
         """The review steps this user may take on the event (each decided by the policies)."""

@@ -16,6 +16,7 @@ from . import resources
 from .access import Refused, refuse
 from .alerts import Alert, AlertService, AlertSummary
 from .clinical import ClinicalService
+from .listing import Listing, permitted_patients
 from .store import Patient, observation_catalogue
 from .telemetry_units import formatted, unit_display
 from .users import SignedInUser
@@ -191,16 +192,14 @@ class PatientService(ClinicalService):
         self.alerts = alerts or AlertService(self.store, self.access, self.audit, self.clock)
 
     def rows(self, user: SignedInUser, search: str = "") -> list[PatientRow]:
-        """The patients this user may view (each decided by the engine), matching the search."""
+        """The patients this user may view, matching the search: the store selects them through
+        the engine's query plan (no check per patient; opening one is checked and audited)."""
         needle = search.strip().lower()
-        patients = {
-            p.id: p for p in self.store.patients() if not needle or needle in p.name.lower() or needle in p.mrn.lower()
-        }
-        visible = self.access.permitted(user, (resources.patient_record(p) for p in patients.values()), "view")
-        return [
-            PatientRow(patients[r.id], self.alerts.summary(r.id), self.store.latest_transmission(r.id))
-            for r in visible
-        ]
+        listing = permitted_patients(self.access, self.store, user, "patient_record", "view", resources.patient_record)
+        shown = [p for p in listing.patients if not needle or needle in p.name.lower() or needle in p.mrn.lower()]
+        summaries = self.store.transmission_summaries([p.id for p in shown])
+        latest = {pid: last for pid, (_, last) in summaries.items()}
+        return [PatientRow(p, self.alerts.summary(p.id, latest.get(p.id)), latest.get(p.id)) for p in shown]
 
     def find_by_mrn(self, mrn: str) -> str | None:
         """The patient id for an exact MRN (what the ER types from a wristband), or None."""
@@ -216,28 +215,39 @@ class PatientService(ClinicalService):
 
     def find_identities(self, user: SignedInUser, text: str) -> IdentitySearch:
         """Patients matching a name and date of birth, or a partial MRN, that the policies let this
-        user identify (across their hospital): identities only, each one shown audited. Nothing of
-        the chart: opening the record is decided apart (and offers break-glass when that is the remedy)."""
+        user identify (across their hospital): identities only, selected by the store through the
+        query plan, and the search audited once with the identities it showed. Nothing of the
+        chart: opening the record is decided apart (and offers break-glass when that is the remedy)."""
         born, rest = _birth_date_in(" ".join(text.split()))
         words = [w for w in re.split(r"[\s,]+", rest.lower()) if w]
         if born and words:
-            candidates = [p for p in self.store.patients() if p.birth_date == born and _name_matches(p.name, words)]
+            listing = self._identities(user, birth_date=born)
+            candidates = [p for p in listing.patients if _name_matches(p.name, words)]
         elif born:
             return IdentitySearch([], "Add the patient's name to the date of birth.")
         elif any(c.isdigit() for c in rest) and len(_alnum(rest)) >= MIN_MRN_PART:
-            candidates = [p for p in self.store.patients() if _alnum(rest) in _alnum(p.mrn)]
+            # the store narrows by the digits typed, in order (what no letter's case can change),
+            # and the MRN is then matched as typed, with or without its separators
+            listing = self._identities(user, mrn_chars="".join(c for c in _alnum(rest) if c.isdigit()))
+            candidates = [p for p in listing.patients if _alnum(rest) in _alnum(p.mrn)]
         else:
             return IdentitySearch([], HOW_TO_SEARCH)
-        found = []
-        for patient in candidates:
-            resource = resources.patient_identity(patient)
-            decision = self.access.decide_one(user, resource, "search_identity")
-            if decision.allowed:
-                self.audit.decisions(user, resource, [decision])
-                found.append(identity_of(patient, self.clock().date()))
-                if len(found) == IDENTITY_LIMIT:
-                    break
+        found = [identity_of(p, self.clock().date()) for p in candidates[:IDENTITY_LIMIT]]
+        self.audit.listed(user, "patient_identity", "search_identity", listing.method, [i.patient_id for i in found])
         return IdentitySearch(found, "" if found else f"No patient you may look up matches {text.strip()!r}.")
+
+    def _identities(self, user: SignedInUser, **narrowing: str) -> Listing:
+        """The patients the policies let this user identify (``search_identity``), as the store
+        selects them through the query plan, narrowed by what was typed."""
+        return permitted_patients(
+            self.access,
+            self.store,
+            user,
+            "patient_identity",
+            "search_identity",
+            resources.patient_identity,
+            **narrowing,
+        )
 
     def patient(self, patient_id: str) -> Patient:
         patient = self.store.patient(patient_id)

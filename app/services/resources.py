@@ -10,6 +10,12 @@ from authz import Resource
 from .store import Patient
 
 
+def present(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes the store has a value for: a NULL column is an attribute left out (missing
+    to the policies, as to a query plan's SQL), never a null one."""
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
 def patient_record(patient: Patient, **extra: Any) -> Resource:
     """A patient_record: the patient's tenancy, care team and flags, plus what one action adds
     (a note type, the consent, an export's reason, a break-glass justification, ...)."""
@@ -20,9 +26,8 @@ def patient_record(patient: Patient, **extra: Any) -> Resource:
         "assigned_physicians": list(patient.assigned_physicians),
         "sealed": patient.sealed,
         "emergency": patient.emergency,
-        **extra,
     }
-    return Resource("patient_record", patient.id, attrs)
+    return Resource("patient_record", patient.id, {**present(attrs), **extra})
 
 
 def patient_identity(patient: Patient) -> Resource:
@@ -31,12 +36,14 @@ def patient_identity(patient: Patient) -> Resource:
     return Resource(
         "patient_identity",
         patient.id,
-        {
-            "patient_id": patient.id,
-            "hospital_id": patient.hospital_id,
-            "care_team": list(patient.care_team),
-            "assigned_physicians": list(patient.assigned_physicians),
-        },
+        present(
+            {
+                "patient_id": patient.id,
+                "hospital_id": patient.hospital_id,
+                "care_team": list(patient.care_team),
+                "assigned_physicians": list(patient.assigned_physicians),
+            }
+        ),
     )
 
 
@@ -73,13 +80,15 @@ def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient
     return Resource(
         "audit_event",
         record_id,
-        {
-            "hospital_id": patient.hospital_id if patient else "",
-            "actor_id": actor_id,
-            "event_type": event_type,
-            "patient_id": patient.id if patient else "",
-            "assigned_physicians": list(patient.assigned_physicians) if patient else [],
-        },
+        present(
+            {
+                "hospital_id": patient.hospital_id if patient else "",
+                "actor_id": actor_id,
+                "event_type": event_type,
+                "patient_id": patient.id if patient else "",
+                "assigned_physicians": list(patient.assigned_physicians) if patient else [],
+            }
+        ),
     )
 
 

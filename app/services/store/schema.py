@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,47 @@ _V6 = (
     'CREATE INDEX "idx_alert_actions_patient_id" ON "alert_actions" ("patient_id", "time")',
 )
 
+# Version 7: the patient list, the searches and the review queue select only the rows the policies
+# permit, through a query plan turned into SQL (store/permitted.py). The plan reads a patient's
+# care team and assigned physicians as lists: here they are also child tables, one member per row,
+# indexed by member, so "on this user's care team" is an index lookup, not a scan of every patient's
+# JSON. Triggers keep them equal to the JSON columns on every write (an INSERT OR REPLACE too, which
+# fires no delete trigger); the JSON columns stay what the store reads. Indexes for the plans'
+# hospital test and the search by date of birth.
+_LIST_COPIES = (("patient_care_team", "care_team"), ("patient_assigned_physicians", "assigned_physicians"))
+_V7 = (
+    *(f'CREATE TABLE "{table}" (\n   "patient_id" TEXT NOT NULL,\n   "member"\n)' for table, _ in _LIST_COPIES),
+    *(f'CREATE INDEX "idx_{table}_member" ON "{table}" ("member", "patient_id")' for table, _ in _LIST_COPIES),
+    *(f'CREATE INDEX "idx_{table}_patient_id" ON "{table}" ("patient_id")' for table, _ in _LIST_COPIES),
+    *(
+        f'INSERT INTO "{table}" ("patient_id", "member") SELECT p."id", j."value" '
+        f'FROM "patients" AS p, json_each(p."{column}") AS j WHERE json_type(p."{column}") = \'array\''
+        for table, column in _LIST_COPIES
+    ),
+    'CREATE TRIGGER "patients_lists_inserted" AFTER INSERT ON "patients" BEGIN\n'
+    + "".join(
+        f'   DELETE FROM "{table}" WHERE "patient_id" = NEW."id";\n'
+        f'   INSERT INTO "{table}" ("patient_id", "member") SELECT NEW."id", "value" '
+        f'FROM json_each(NEW."{column}") WHERE json_type(NEW."{column}") = \'array\';\n'
+        for table, column in _LIST_COPIES
+    )
+    + "END",
+    'CREATE TRIGGER "patients_lists_updated" AFTER UPDATE OF "id", "care_team", "assigned_physicians" '
+    'ON "patients" BEGIN\n'
+    + "".join(
+        f'   DELETE FROM "{table}" WHERE "patient_id" = OLD."id";\n'
+        f'   INSERT INTO "{table}" ("patient_id", "member") SELECT NEW."id", "value" '
+        f'FROM json_each(NEW."{column}") WHERE json_type(NEW."{column}") = \'array\';\n'
+        for table, column in _LIST_COPIES
+    )
+    + "END",
+    'CREATE TRIGGER "patients_lists_deleted" AFTER DELETE ON "patients" BEGIN\n'
+    + "".join(f'   DELETE FROM "{table}" WHERE "patient_id" = OLD."id";\n' for table, _ in _LIST_COPIES)
+    + "END",
+    'CREATE INDEX "idx_patients_hospital_id" ON "patients" ("hospital_id")',
+    'CREATE INDEX "idx_patients_birth_date" ON "patients" ("birth_date")',
+)
+
 MIGRATIONS = (
     Migration(1, "the first release's tables, as its demo seed created them, and meta", _V1),
     Migration(2, "credentials, break_glass and consents, which the first release's services created lazily", _V2),
@@ -112,6 +153,7 @@ MIGRATIONS = (
     Migration(4, "break_glass.expires_at: the end of the window the policy gave", _V4),
     Migration(5, "drafts: the unsaved note of each user on each patient", _V5),
     Migration(6, "alert_actions: acknowledgements and triages of remote-monitoring alerts", _V6),
+    Migration(7, "care teams and assigned physicians as indexed child tables, for plans as SQL", _V7),
 )
 
 

@@ -67,7 +67,15 @@ LISTED = set().union(*ACTIONS.values())
 
 # Calls whose argument at this position is an action: the AccessService's questions, and the
 # refusals a service makes itself (``refuse``, ``Decision.refused``).
-ACTION_ARGUMENT = {"decide": 2, "decide_one": 2, "require": 2, "permitted": 2, "refuse": 0, "refused": 0}
+ACTION_ARGUMENT = {
+    "decide": 2,
+    "decide_one": 2,
+    "require": 2,
+    "permitted": 2,
+    "plan_filter": 2,
+    "refuse": 0,
+    "refused": 0,
+}
 
 
 def _strings(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> Iterator[str]:
@@ -165,8 +173,15 @@ class Recorder:
             self.asked.update((r.kind, action) for r in resources)
             return permitted(who, resources, action)
 
+        plan_filter = ws.access.plan_filter
+
+        def plan_filter_recorded(who: Any, kind: str, action: str) -> dict[str, Any]:
+            self.asked.add((kind, action))
+            return plan_filter(who, kind, action)
+
         ws.access.decide = decide_recorded  # type: ignore[method-assign]
         ws.access.permitted = permitted_recorded  # type: ignore[method-assign]
+        ws.access.plan_filter = plan_filter_recorded  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -207,7 +222,13 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
         "reject_review",
         "alert_acknowledged",
         "alert_triaged",
+        "listed",
     }
+    listed = [r for r in written if r.event_type == "listed"]  # a list the store selected through a plan
+    for r in listed:
+        assert r.action in ACTIONS[r.resource_kind] and r.details["filter"].startswith("KIND_"), r
+        assert (r.effect, r.rule) == ("", ""), "no one decision allowed the list"
+    written = [r for r in written if r not in listed]
     system = [r for r in written if r.event_type == "break_glass_ended" and r.details["why"] == "expired"]
     assert len(system) == 1 and (system[0].action, system[0].effect, system[0].rule) == ("", "", "")
     for r in written:

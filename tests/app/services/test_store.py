@@ -4,6 +4,7 @@ every migration, a newer release's database is refused untouched, and the files 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sqlite3
 import stat
@@ -152,7 +153,13 @@ def add_v1_activity(path: Path) -> None:
 
 
 def schema_of(conn: sqlite3.Connection) -> dict[str, str | None]:
-    return {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master")}
+    """Every table, index and trigger, but SQLite's own statistics (ANALYZE's, which the store
+    makes again as the patients grow)."""
+    return {
+        name: sql
+        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master")
+        if not name.startswith("sqlite_stat")
+    }
 
 
 def schema_of_file(path: Path) -> dict[str, str | None]:
@@ -172,7 +179,11 @@ def v1_schema() -> dict[str, str | None]:
 def columns_of(path: Path) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = [
+            t
+            for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not t.startswith("sqlite_stat")
+        ]
         return {t: [row[1] for row in conn.execute(f'PRAGMA table_info("{t}")')] for t in tables}
     finally:
         conn.close()
@@ -245,6 +256,12 @@ def test_a_first_release_database_is_migrated_and_the_app_works_on_it(tmp_path: 
     before.pop("meta")
     assert after.pop("drafts") == []  # a later release's table, empty
     assert after.pop("alert_actions") == []  # likewise
+    # the care teams and assigned physicians, copied one member a row from the JSON lists (version 7)
+    columns = columns_of(path)["patients"]
+    patients = [dict(zip(columns, row, strict=True)) for row in contents(path)["patients"]]
+    for table, column in (("patient_care_team", "care_team"), ("patient_assigned_physicians", "assigned_physicians")):
+        expected = sorted(((p["id"], m) for p in patients for m in json.loads(p[column])), key=repr)
+        assert after.pop(table) == expected and expected
     if services:  # every row of the first release is still there, unchanged (later columns aside)
         assert after == before
     else:  # the tables its services made lazily now exist; the user directory filled credentials
