@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 import threading
 import time
@@ -80,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif headless and not os.environ.get("QT_QPA_PLATFORM"):
-        sys.stderr.write(
-            "ccc-workstation needs a display (none is set: DISPLAY is empty).\n"
-            "On a headless machine run it under Xvfb (Debian package xvfb: `xvfb-run ccc-workstation`),\n"
-            "render the main window with `ccc-workstation --screenshot out.png --user dr_aly`,\n"
-            "or render every main view into docs/ with `bash scripts/screenshots`.\n"
-        )
+        sys.stderr.write(no_display_message())
         return 2
 
     from PySide6.QtWidgets import QApplication
@@ -130,6 +127,44 @@ def main(argv: list[str] | None = None) -> int:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         workstation.close()
+
+
+def this_command() -> str:
+    """This program as a shell command that runs from any directory: its bare name when the PATH
+    finds this very file under it (the package's /usr/bin link), else its absolute path (a venv's
+    bin, which is not on the PATH); run as ``python -m app.main``, that again."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if not argv0 or argv0.endswith(".py") or argv0 == "-m":
+        return f"{shlex.quote(sys.executable)} -m app.main"
+    name = os.path.basename(argv0)
+    on_path = shutil.which(name)
+    if os.sep not in argv0:
+        return name if on_path else f"{shlex.quote(sys.executable)} -m app.main"
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return name
+    return shlex.quote(os.path.abspath(argv0))
+
+
+def no_display_message() -> str:
+    """What a start without a display says: commands that run as printed on this machine (each on
+    its own indented line), and how to open the window where there is a display."""
+    checkout = Path(__file__).resolve().parents[1]
+    screenshots = checkout / "scripts" / "screenshots"
+    run = checkout / "scripts" / "run"
+    lines = [
+        "ccc-workstation needs a display, and there is none here (DISPLAY and WAYLAND_DISPLAY are not set).",
+        "On this machine you can:",
+        "  render the main window, a demo physician signed in, to a PNG file in this directory:",
+        f"    {this_command()} --screenshot ccc-workstation.png --user dr_aly",
+    ]
+    if screenshots.is_file():  # a checkout (the package has no scripts)
+        lines += [
+            "  render every role's main view into docs/ (installs Xvfb when it is missing):",
+            f"    bash {shlex.quote(str(screenshots))}",
+        ]
+    where = f"bash {shlex.quote(str(run))}" if run.is_file() else this_command()
+    lines.append(f"On a computer with a display, `{where}` opens the window.")
+    return "\n".join(lines) + "\n"
 
 
 def start_workstation(

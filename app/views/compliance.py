@@ -89,6 +89,7 @@ def write_report_pdf(report: Report, path: str) -> None:
 class ComplianceView(QTabWidget):
     def __init__(self, vm: ComplianceViewModel, reports: ReportsViewModel) -> None:
         super().__init__()
+        self.setAccessibleName("Compliance: review queue and reports")
         self.vm, self.reports = vm, reports
         self.items: list[ReviewItem] = []
         self.addTab(self._queue_tab(), "Review &queue")
@@ -100,6 +101,7 @@ class ComplianceView(QTabWidget):
     def _queue_tab(self) -> QWidget:
         tab = QWidget()
         self.table = QTableWidget(0, 6)
+        self.table.setAccessibleName("Events to review")
         self.table.setHorizontalHeaderLabels(["State", "When", "Who", "What", "Patient", "Reason"])
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -109,6 +111,7 @@ class ComplianceView(QTabWidget):
         self.detail.setWordWrap(True)
         self.comment = QLineEdit()
         self.comment.setPlaceholderText("Comment for the record and the clinician")
+        self.comment.setAccessibleName("Review comment")
         self.step_buttons: dict[str, QPushButton] = {}
         buttons = QHBoxLayout()
         for step, label in STEPS.items():

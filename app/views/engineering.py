@@ -27,6 +27,7 @@ class EngineeringView(QWidget):
         self.vm = vm
         self.rows: list[DeviceRow] = []
         self.table = QTableWidget(0, 4)
+        self.table.setAccessibleName("Devices of your manufacturer")
         self.table.setHorizontalHeaderLabels(["Device", "Model", "Firmware", "Update"])
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

@@ -69,6 +69,7 @@ class RecordViewWidget(QWidget):
         self.banner = PatientBanner()
         self.shown_patient: str | None = None
         self.scroll = QScrollArea()
+        self.scroll.setAccessibleName("Patient record")
         self.scroll.setWidgetResizable(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
