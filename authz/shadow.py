@@ -30,8 +30,8 @@ from .engine import Engine
 from .evaluate import CheckInput, CheckOutput
 from .impact import differences, responsible
 
-QUEUE_SIZE = 4096  # decisions waiting for their shadow evaluation; more are dropped (counted)
-QUIET = 0.005  # seconds without a live decision before the worker evaluates
+QUEUE_SIZE = 512  # decisions waiting for their shadow evaluation; more are dropped (counted)
+QUIET = 0.05  # seconds without a live decision before the worker evaluates (a person pauses longer)
 PAUSE = 0.0002  # seconds the worker sleeps after each shadow evaluation (hands the GIL back)
 IDLE_POLL = 0.02  # seconds between looks at an empty queue (offer never wakes the worker)
 
