@@ -20,6 +20,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from app.services.alerts import AlertRulesError
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
 from app.services.data_dir import DataDirectoryError, own_data_directory
 from app.services.settings import PublicKey, Settings, SettingsError, describe, load_for_app
@@ -29,7 +30,7 @@ from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation, rollback_floor
 
 # What a start can meet in the data directory: each says what and where (never a traceback).
-START_ERRORS = (DataDirectoryError, StoreLocationError, SchemaError, *STORAGE_ERRORS)
+START_ERRORS = (DataDirectoryError, StoreLocationError, SchemaError, AlertRulesError, *STORAGE_ERRORS)
 
 
 def default_data_dir() -> Path:

@@ -105,8 +105,10 @@ class AlertRules:
     dispositions: Mapping[str, str]  # code -> words
 
     @classmethod
-    def load(cls, path: Path = RULES_FILE) -> AlertRules:
-        """The rules of ``path``; AlertRulesError naming the file, the rule and the key when wrong."""
+    def load(cls, path: Path | None = None) -> AlertRules:
+        """The rules of ``path`` (by default RULES_FILE); AlertRulesError naming the file, the rule
+        and the key when wrong (the app then does not start, and says so)."""
+        path = path or RULES_FILE
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:

@@ -5,8 +5,13 @@ a refusal is shown in the policies' words."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from PySide6.QtCore import Qt
 
+from app import main as app_main
+from app.services import alerts
 from app.views.main_window import MainWindow
 from tests.app.helpers import choose, click, search_and_open, sign_in
 
@@ -108,3 +113,16 @@ def test_a_delegate_sees_the_alerts_but_the_controls_say_who_acts_on_them(qtbot,
     assert not panel.acknowledge.isEnabled() and not panel.triage.isEnabled()
     assert "Alerts are acted on by the care team" in panel.reason.text()
     assert panel.acknowledge.toolTip() == panel.reason.text()
+
+
+def test_a_wrong_rules_file_stops_the_start_and_says_which_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = tmp_path / "alert_rules.yaml"
+    wrong.write_text(alerts.RULES_FILE.read_text().replace("tier: red", "tier: crimson", 1))
+    monkeypatch.setattr(alerts, "RULES_FILE", wrong)
+    shot = tmp_path / "shot.png"
+    code = app_main.main(["--data-dir", str(tmp_path / "data"), "--screenshot", str(shot), "--user", "dr_aly"])
+    assert code == 2 and not shot.exists()
+    said = capsys.readouterr().err
+    assert f"CCC Workstation cannot start: {wrong}: rule 1 (lead_impedance_out_of_range): 'tier' must be" in said
