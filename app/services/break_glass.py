@@ -27,6 +27,7 @@ from .store import Store
 from .users import SignedInUser, UserDirectory
 
 WARN_BEFORE = timedelta(minutes=5)
+STEP_UP_FRESH = timedelta(minutes=5)  # how recent the provider's new authentication must be
 # Used only if a policy set allows emergency access without saying for how long (its own rules
 # still decide every access under it).
 FALLBACK_WINDOW = timedelta(minutes=60)
@@ -186,15 +187,23 @@ class BreakGlassService:
         return self.access.decide_one(user, self._record(patient_id, reason, justification), "break_glass")
 
     def start(
-        self, user: SignedInUser, patient_id: str, reason: str, justification: str, password: str
+        self,
+        user: SignedInUser,
+        patient_id: str,
+        reason: str,
+        justification: str,
+        password: str = "",
+        stepped_up_at: datetime | None = None,
     ) -> BreakGlassSession:
-        """Grants emergency access to one patient, or raises Refused saying why."""
+        """Grants emergency access to one patient, or raises Refused saying why. The clinician
+        authenticates again: with the password (the demo), or, with the hospital's provider, by a
+        fresh sign-in there (``stepped_up_at``: its authentication time, at most STEP_UP_FRESH ago).
+        The audit record says how and when."""
         justification = " ".join(justification.split())
         problem = in_words(justification)
         if problem:
             raise refuse("break_glass", problem)
-        if self.users.authenticate(user.id, password) is None:
-            raise refuse("break_glass", "The password is not correct: emergency access needs your password again.")
+        authentication = self._authenticated(user, password, stepped_up_at)
         if self.store.patient(patient_id) is None:
             raise refuse("break_glass", "There is no such patient.")
         record = self._record(patient_id, reason, justification)
@@ -211,9 +220,25 @@ class BreakGlassService:
             "break_glass_started",
             purpose_of_use=reason,
             justification=justification,
-            details={"session_id": session.id, "expires_at": session.expires_at.isoformat(), "review": "required"},
+            details={
+                "session_id": session.id,
+                "expires_at": session.expires_at.isoformat(),
+                "review": "required",
+                **authentication,
+            },
         )
         return session
+
+    def _authenticated(self, user: SignedInUser, password: str, stepped_up_at: datetime | None) -> dict[str, str]:
+        """How and when the clinician authenticated again for this emergency access, or Refused."""
+        now = self.sessions.clock()
+        if stepped_up_at is not None:
+            if not now - STEP_UP_FRESH <= stepped_up_at <= now + timedelta(minutes=1):
+                raise refuse("break_glass", "Your new sign-in is too old: emergency access needs a fresh one.")
+            return {"authentication": "provider step-up", "auth_time": stepped_up_at.isoformat()}
+        if self.users.authenticate(user.id, password) is None:
+            raise refuse("break_glass", "The password is not correct: emergency access needs your password again.")
+        return {"authentication": "password", "auth_time": now.isoformat()}
 
     def active(self, user: SignedInUser) -> BreakGlassSession | None:
         """The user's session inside its window; any that ran out are closed (and audited) first."""

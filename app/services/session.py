@@ -89,6 +89,15 @@ class SessionService:
             self.shift.enrol(user, pin, signed_in.auth_time)
         return user
 
+    def stepped_up(self, signed_in: ProviderSignIn) -> bool:
+        """A fresh authentication at the provider (step-up): whether it is the signed-in user's; their
+        tokens are then the new ones (the provider session a sign-out ends)."""
+        if self.session is None or signed_in.user.id != self.session.user_id:
+            return False
+        tokens = {k: v for k, v in signed_in.tokens.items() if k in ("id_token", "access_token", "refresh_token")}
+        self.secrets.keep_tokens(signed_in.user.id, {k: str(v) for k, v in tokens.items()})
+        return True
+
     def resume(self, user_id: str, pin: str) -> Resumed | None:
         """A user who fully signed in this shift, back with their PIN (no provider needed); None
         when the PIN, the user or the window does not allow it."""

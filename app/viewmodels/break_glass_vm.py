@@ -4,10 +4,13 @@ the clinician, or when the time runs out, whether or not anyone is at the keyboa
 
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Refused
 from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession, in_words
+from app.services.oidc import ProviderSignIn, SignInFailed
 from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.record_vm import Identity, RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
@@ -22,6 +25,8 @@ class BreakGlassViewModel(QObject):
     # True or False, and a session of a few thousand ticks aborted the interpreter ("bool_dealloc").
     countdown = Signal(int)
     ended = Signal()  # the emergency access is over (ended or expired): lists may change
+    step_up_result = Signal(str)  # after the provider's fresh sign-in: why not, or "" (access open)
+    _stepped_up = Signal(object)  # (ProviderSignIn | SignInFailed, the request), from the worker thread
 
     def __init__(self, session: SessionViewModel, record: RecordViewModel, tick_ms: int = 1000) -> None:
         super().__init__()
@@ -33,6 +38,12 @@ class BreakGlassViewModel(QObject):
         self.timer.setInterval(tick_ms)
         self.timer.timeout.connect(self.tick)
         session.signed_in.connect(self._on_signed_in)
+        self._stepped_up.connect(self._after_step_up)
+
+    @property
+    def needs_step_up(self) -> bool:
+        """Whether emergency access asks the hospital's provider for a fresh sign-in (not a password)."""
+        return self.session.workstation.session.provider is not None
 
     @staticmethod
     def reason_codes() -> list[tuple[str, str]]:
@@ -77,6 +88,57 @@ class BreakGlassViewModel(QObject):
         self._set(self.service.active(self.session.user))
         self.record.open(patient_id)
         return ""
+
+    def request_with_step_up(
+        self, patient_id: str, reason: str, justification: str, patient_confirmed: bool = False
+    ) -> str:
+        """With the hospital's provider: asks it for a fresh sign-in of this user (prompt=login,
+        max_age=0) in the browser, on a worker thread; ``step_up_result`` says how it ended. Returns
+        at once why it cannot start, or ""."""
+        user, provider = self.session.user, self.session.workstation.session.provider
+        if user is None or provider is None:
+            return "Sign in first."
+        if not patient_confirmed:
+            return "Confirm the patient first: check the name, date of birth and MRN against the patient's wristband."
+        problem = in_words(" ".join(justification.split()))
+        if problem:
+            return problem
+        request = (user, patient_id, reason, justification)
+
+        def work() -> None:
+            try:
+                outcome: ProviderSignIn | SignInFailed = provider.sign_in(fresh=True, login_hint=user.id)
+            except SignInFailed as failed:
+                outcome = failed
+            self._stepped_up.emit((outcome, request))
+
+        threading.Thread(target=work, name="oidc-step-up", daemon=True).start()
+        return ""
+
+    def _after_step_up(self, result: object) -> None:
+        outcome, (user, patient_id, reason, justification) = result  # type: ignore[misc]
+        if self.session.user is not user:  # signed out or switched meanwhile: nothing opens
+            self.step_up_result.emit("Emergency access was not opened: the user changed.")
+            return
+        if isinstance(outcome, SignInFailed):
+            self.step_up_result.emit(outcome.message)
+            return
+        if not self.session.workstation.session.stepped_up(outcome):
+            self.step_up_result.emit(
+                f"The new sign-in was for another account ({outcome.user.id}): emergency access needs your own."
+            )
+            return
+        try:
+            self.service.start(user, patient_id, reason, justification, stepped_up_at=outcome.auth_time)
+        except Refused as refused:
+            self.step_up_result.emit(str(refused))
+            return
+        except STORAGE_ERRORS as exc:
+            self.step_up_result.emit(str(exc))
+            return
+        self._set(self.service.active(user))
+        self.record.open(patient_id)
+        self.step_up_result.emit("")
 
     def end(self) -> None:
         """ "End emergency access": the session ends and its record closes."""

@@ -53,7 +53,11 @@ class BreakGlassDialog(QDialog):
         form = QFormLayout()
         form.addRow("&Reason", self.reason)
         form.addRow("&Justification", self.justification)
-        form.addRow("&Password", self.password)
+        if vm.needs_step_up:  # the hospital's provider asks for the password, in the browser
+            self.grant.setText("Sign in &again and open with emergency access")
+            vm.step_up_result.connect(self._after_step_up)
+        else:
+            form.addRow("&Password", self.password)
         form.addRow("", self.confirm)
         layout = QVBoxLayout(self)
         layout.addWidget(patient_banner(identity))
@@ -76,6 +80,9 @@ class BreakGlassDialog(QDialog):
         self.error.setText(self.vm.hint(self.patient_id, self.reason.currentData(), self.justification.toPlainText()))
 
     def submit(self) -> None:
+        if self.vm.needs_step_up:
+            self._step_up()
+            return
         problem = self.vm.request(
             self.patient_id,
             self.reason.currentData(),
@@ -86,5 +93,27 @@ class BreakGlassDialog(QDialog):
         if problem:
             self.error.setText(problem)
             self.password.clear()
+            return
+        self.accept()
+
+    def _step_up(self) -> None:
+        problem = self.vm.request_with_step_up(
+            self.patient_id,
+            self.reason.currentData(),
+            self.justification.toPlainText(),
+            patient_confirmed=self.confirm.isChecked(),
+        )
+        if problem:
+            self.error.setText(problem)
+            return
+        self.grant.setEnabled(False)
+        self.error.setText("Sign in again with your hospital account in the browser window that opened…")
+
+    def _after_step_up(self, problem: str) -> None:
+        if not self.isVisible():
+            return
+        if problem:
+            self.error.setText(problem)
+            self.grant.setEnabled(self.confirm.isChecked())
             return
         self.accept()

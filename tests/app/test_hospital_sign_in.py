@@ -17,9 +17,10 @@ from app.services.settings import load
 from app.services.workstation import Workstation
 from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, click, sign_in
+from tests.app.helpers import Clock, click, open_dialog, sign_in
 from tests.support.oidc_provider import (
     CLIENT_ID,
+    ER,
     NURSE,
     PHYSICIAN,
     STRANGER,
@@ -344,3 +345,53 @@ def test_provider_down_mid_shift_lets_only_this_shift_s_staff_back_with_their_pi
     hospital_sign_in(qtbot, w, browser, PHYSICIAN)  # nobody else gets in
     qtbot.waitUntil(lambda: "cannot be reached" in w.sign_in.error.text(), timeout=15000)
     assert w.vm.user is None
+
+
+# -- step-up for break-glass ----------------------------------------------------------------------------
+
+WHY = "Collapsed in the ER; need device settings and rhythm history now."
+
+
+def emergency_dialog(qtbot, w: MainWindow):  # noqa: ANN001, ANN201
+    """The ER physician finds p03 by name and date of birth; the refused record offers emergency access."""
+    p03 = w.vm.workstation.store.patient("p03")
+    w.patients.search.clear()
+    qtbot.keyClicks(w.patients.search, f"{p03.name.split()[0].lower()} {p03.name.split()[1][:4]} {p03.birth_date}")
+    qtbot.keyClick(w.patients.search, Qt.Key.Key_Return)
+    assert w.vms.record.record is None and "break-glass" in w.record.denial.text()
+    dialog = open_dialog(qtbot, w.record.emergency_button, w.record, "dialog")
+    assert not dialog.password.isVisible()  # the provider asks for it, in the browser
+    qtbot.keyClicks(dialog.justification, WHY)
+    click(qtbot, dialog.confirm)
+    return dialog
+
+
+def test_break_glass_asks_the_provider_for_a_fresh_sign_in_and_records_its_time(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser
+) -> None:
+    w = hospital
+    hospital_sign_in(qtbot, w, browser, ER)
+    qtbot.waitUntil(lambda: signed_in_as(w, "er_eli"), timeout=15000)
+    dialog = emergency_dialog(qtbot, w)
+    browser.next_user = ER
+    click(qtbot, dialog.grant)
+    qtbot.waitUntil(lambda: w.vms.break_glass.emergency is not None, timeout=15000)
+    assert browser.login_asked == 2 and "prompt=login" in browser.opened[-1] and "max_age=0" in browser.opened[-1]
+    assert "login_hint=er_eli" in browser.opened[-1]
+    assert w.vms.record.record.patient_id == "p03" and w.emergency_banner.isVisible()
+    started = [r for r in w.vm.workstation.chain.records() if r.event_type == "break_glass_started"]
+    assert len(started) == 1 and started[0].details["authentication"] == "provider step-up"
+    signed_in = next(r for r in w.vm.workstation.chain.records() if r.event_type == "signed_in")
+    assert started[0].details["auth_time"] >= signed_in.details["auth_time"]  # the new authentication's time
+
+
+def test_a_step_up_by_someone_else_opens_nothing(qtbot, hospital: MainWindow, browser: ProviderBrowser) -> None:
+    w = hospital
+    hospital_sign_in(qtbot, w, browser, ER)
+    qtbot.waitUntil(lambda: signed_in_as(w, "er_eli"), timeout=15000)
+    dialog = emergency_dialog(qtbot, w)
+    browser.next_user = NURSE  # a colleague types their own account at the provider
+    click(qtbot, dialog.grant)
+    qtbot.waitUntil(lambda: "another account (nurse_nia)" in dialog.error.text(), timeout=15000)
+    assert w.vms.break_glass.emergency is None and dialog.isVisible() and dialog.grant.isEnabled()
+    assert not [r for r in w.vm.workstation.chain.records() if r.event_type == "break_glass_started"]
