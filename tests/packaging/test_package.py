@@ -695,17 +695,22 @@ def _back_to_schema(conn: sqlite3.Connection, version: int) -> None:
     """Undoes every migration after ``version`` (what each created, dropped; newest first), so the
     store is as a release of that schema left it."""
     undo = {
-        r'CREATE TABLE "([^"]+)"': 'DROP TABLE "{0}"',
+        r'CREATE TABLE "([^"]+)"': 'DROP TABLE IF EXISTS "{0}"',
         r'CREATE INDEX "([^"]+)"': 'DROP INDEX IF EXISTS "{0}"',
-        r'CREATE TRIGGER "([^"]+)"': 'DROP TRIGGER "{0}"',
+        r'CREATE TRIGGER "([^"]+)"': 'DROP TRIGGER IF EXISTS "{0}"',
         r'ALTER TABLE "([^"]+)" ADD COLUMN "([^"]+)"': 'ALTER TABLE "{0}" DROP COLUMN "{1}"',
     }
     for migration in reversed(MIGRATIONS[version:]):
         for statement in reversed(migration.statements):
             for pattern, template in undo.items():
-                if found := re.match(pattern, statement):
+                found = re.match(pattern, statement)
+                if found and not (" COLUMN " in template and not _has_column(conn, *found.groups())):
                     conn.execute(template.format(*found.groups()))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return column in {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
 def _store_counts(store: Path) -> dict[str, int]:
