@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from authz import Resource
 from authz.query_plan import ALWAYS_DENIED, PlanError
@@ -45,11 +46,12 @@ def permitted_patients(
     *,
     birth_date: str = "",
     mrn_chars: str = "",
+    among: list[str] | None = None,
 ) -> Listing:
     """The patients (as ``resource_of`` makes them resources of ``kind``) on which the user may
-    ``action``, among those born on ``birth_date`` and with ``mrn_chars`` in order in their MRN
-    when given."""
-    narrowing = {"birth_date": birth_date, "mrn_chars": mrn_chars}
+    ``action``, among those born on ``birth_date``, with ``mrn_chars`` in order in their MRN and
+    of the ids ``among``, when given."""
+    narrowing: dict[str, Any] = {"birth_date": birth_date, "mrn_chars": mrn_chars, "among": among}
     try:
         plan_filter = access.plan_filter(user, kind, action)
         if plan_filter["kind"] == ALWAYS_DENIED:

@@ -213,6 +213,14 @@ class PatientService(ClinicalService):
         decision = self.access.decide_one(user, resources.patient_identity(patient), "search_identity")
         return identity_of(patient, self.clock().date()) if decision.allowed else None
 
+    def identities(self, user: SignedInUser, patient_ids: list[str]) -> dict[str, Identity]:
+        """Who each of these patients is, for those the policies let this user know
+        (``search_identity``): what a queue names its rows by, selected by the store through the
+        query plan rather than decided patient by patient."""
+        listing = self._identities(user, among=list(dict.fromkeys(patient_ids)))
+        today = self.clock().date()
+        return {p.id: identity_of(p, today) for p in listing.patients}
+
     def find_identities(self, user: SignedInUser, text: str) -> IdentitySearch:
         """Patients matching a name and date of birth, or a partial MRN, that the policies let this
         user identify (across their hospital): identities only, selected by the store through the
@@ -236,7 +244,7 @@ class PatientService(ClinicalService):
         self.audit.listed(user, "patient_identity", "search_identity", listing.method, [i.patient_id for i in found])
         return IdentitySearch(found, "" if found else f"No patient you may look up matches {text.strip()!r}.")
 
-    def _identities(self, user: SignedInUser, **narrowing: str) -> Listing:
+    def _identities(self, user: SignedInUser, **narrowing: Any) -> Listing:
         """The patients the policies let this user identify (``search_identity``), as the store
         selects them through the query plan, narrowed by what was typed."""
         return permitted_patients(

@@ -8,6 +8,8 @@ from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Decision, Refused
 from app.services.compliance import LATE_JUSTIFICATION, REVIEW_STEPS, ReviewItem, summary
+from app.services.patients import Identity
+from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = ["REVIEW_STEPS", "ComplianceViewModel", "ReviewItem", "summary"]
@@ -31,16 +33,18 @@ class ComplianceViewModel(QObject):
         user = self.session.user
         reviewing = user is not None and self.session.workspace.name == "compliance"
         self.items = self.service.queue(user) if reviewing else []
-        self.names = {item.event.record_id: self._names(item) for item in self.items}
+        patients = [item.event.patient_id for item in self.items if item.event.patient_id]
+        known = self.session.workstation.patients.identities(user, patients) if patients and user else {}
+        self.names = {item.event.record_id: self._names(item, known) for item in self.items}
         self.queue_changed.emit(self.items)
         self.questions_changed.emit(self.open_questions())
 
-    def _names(self, item: ReviewItem) -> tuple[str, str]:
+    def _names(self, item: ReviewItem, known: dict[str, Identity]) -> tuple[str, str]:
         """Who acted and on which patient, by name with the identifier (the patient only when the
-        policies let the reviewer identify them)."""
-        ws, event = self.session.workstation, item.event
-        who = ws.session.person(event.principal_id)
-        identity = ws.patients.identity(self.session.user, event.patient_id) if event.patient_id else None
+        policies let the reviewer identify them: ``known``, the queue's patients they may)."""
+        event = item.event
+        who = self.session.workstation.session.person(event.principal_id)
+        identity = known.get(event.patient_id)
         return who, identity.label if identity is not None else event.patient_id
 
     def steps(self, event_id: str) -> dict[str, Decision]:
@@ -55,6 +59,8 @@ class ComplianceViewModel(QObject):
             self.service.annotate(self.session.user, event_id, step, comment)
         except Refused as refused:
             return str(refused)
+        except STORAGE_ERRORS as exc:  # a full disk, a read-only log: what and where, and not recorded
+            return f"Not recorded: {exc}"
         self.refresh()
         return ""
 

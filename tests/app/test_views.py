@@ -36,7 +36,9 @@ def reason_in_policy(policy: str, rule: str, needle: str) -> str:
 
 
 def events(w: MainWindow) -> list[str]:
-    return [r.event_type for r in w.vms.session.workstation.chain.records() if r.kind in ("event", "annotation")]
+    """What was done, as the audit log records it (a search's one record of what it listed aside)."""
+    records = w.vms.session.workstation.chain.records()
+    return [r.event_type for r in records if r.kind in ("event", "annotation") and r.event_type != "listed"]
 
 
 def open_row(qtbot, w: MainWindow, row: int = 0) -> None:  # noqa: ANN001

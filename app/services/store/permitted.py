@@ -15,7 +15,19 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Integer, MetaData, String, Table, func, select, true
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.expression import Select
 
@@ -71,12 +83,13 @@ MAPPINGS: dict[str, Mapping] = {
 
 
 def patient_ids_query(
-    plan_filter: dict[str, Any] | None, kind: str, birth_date: str = "", mrn_chars: str = ""
+    plan_filter: dict[str, Any] | None, kind: str, birth_date: str = "", mrn_chars: str = "", among: bool = False
 ) -> Select[Any]:
     """SELECT the ids of the patients (as resources of ``kind``) the plan's filter keeps (every
     patient when ``plan_filter`` is None: the candidates a row-by-row check then decides), born on
     ``birth_date`` and with ``mrn_chars`` in their MRN in that order (a superset of a partial MRN
-    typed with or without its separators, narrowed exactly by the caller), when given. Raises
+    typed with or without its separators, narrowed exactly by the caller), when given; ``among``:
+    only the ids listed in the JSON array bound to the parameter ``among``. Raises
     authz.sql_filter.SqlFilterError when the filter reads what has no column here."""
     if plan_filter is None or plan_filter.get("kind") == ALWAYS_ALLOWED:
         where: ColumnElement[bool] = true()
@@ -88,6 +101,9 @@ def patient_ids_query(
     query = select(PATIENTS.c.id).where(where)
     if birth_date:
         query = query.where(PATIENTS.c.birth_date == birth_date)
+    if among:
+        listed = select(literal_column("value")).select_from(func.json_each(bindparam("among", "[]", type_=String)))
+        query = query.where(PATIENTS.c.id.in_(listed))
     if mrn_chars:
         query = query.where(PATIENTS.c.mrn.like("%" + "%".join(_like_escaped(c) for c in mrn_chars) + "%", escape="\\"))
     return query
@@ -104,7 +120,7 @@ def as_sqlite(query: Select[Any]) -> tuple[str, dict[str, Any]]:
 
 
 def permitted_ids_sql(
-    plan_filter: dict[str, Any] | None, kind: str, birth_date: str = "", mrn_chars: str = ""
+    plan_filter: dict[str, Any] | None, kind: str, birth_date: str = "", mrn_chars: str = "", among: bool = False
 ) -> tuple[str, dict[str, Any]]:
     """``patient_ids_query`` as SQLite text and parameters. The same filter comes back at every
     key typed in a search (the plan is made again each time, for the user as they are then), so
@@ -112,11 +128,13 @@ def permitted_ids_sql(
     try:
         key = json.dumps(plan_filter, sort_keys=True)
     except (TypeError, ValueError):  # a value JSON does not hold: translated as it is, not kept
-        return as_sqlite(patient_ids_query(plan_filter, kind, birth_date, mrn_chars))
-    sql, params = _translated(key, kind, birth_date, mrn_chars)
+        return as_sqlite(patient_ids_query(plan_filter, kind, birth_date, mrn_chars, among))
+    sql, params = _translated(key, kind, birth_date, mrn_chars, among)
     return sql, dict(params)
 
 
 @lru_cache(maxsize=256)
-def _translated(filter_json: str, kind: str, birth_date: str, mrn_chars: str) -> tuple[str, dict[str, Any]]:
-    return as_sqlite(patient_ids_query(json.loads(filter_json), kind, birth_date, mrn_chars))
+def _translated(
+    filter_json: str, kind: str, birth_date: str, mrn_chars: str, among: bool
+) -> tuple[str, dict[str, Any]]:
+    return as_sqlite(patient_ids_query(json.loads(filter_json), kind, birth_date, mrn_chars, among))

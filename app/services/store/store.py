@@ -132,14 +132,22 @@ class Store:
         return [_patient(r) for r in self._rows("SELECT * FROM patients ORDER BY id")]
 
     def patients_permitted(
-        self, plan_filter: dict[str, Any] | None, kind: str, *, birth_date: str = "", mrn_chars: str = ""
+        self,
+        plan_filter: dict[str, Any] | None,
+        kind: str,
+        *,
+        birth_date: str = "",
+        mrn_chars: str = "",
+        among: list[str] | None = None,
     ) -> list[Patient]:
         """The patients, by id, that a query plan's filter (a PlanResources ``filter``) keeps as
-        resources of ``kind``, born on ``birth_date`` and with ``mrn_chars`` in order in their
-        MRN when given; with no filter, every such patient (for a check row by row). One query:
-        the filter is SQL over the store's columns (permitted.py). Raises SqlFilterError when the
-        filter reads an attribute the store has no column for."""
-        query, params = permitted_ids_sql(plan_filter, kind, birth_date, mrn_chars)
+        resources of ``kind``, born on ``birth_date``, with ``mrn_chars`` in order in their MRN
+        and among the ids ``among`` when given; with no filter, every such patient (for a check
+        row by row). One query: the filter is SQL over the store's columns (permitted.py). Raises
+        SqlFilterError when the filter reads an attribute the store has no column for."""
+        query, params = permitted_ids_sql(plan_filter, kind, birth_date, mrn_chars, among is not None)
+        if among is not None:
+            params["among"] = json.dumps(among)
         return [_patient(r) for r in self._rows(f"SELECT * FROM patients WHERE id IN ({query}) ORDER BY id", params)]
 
     def existing_patient_ids(self, patient_ids: list[str]) -> set[str]:

@@ -328,3 +328,16 @@ def test_the_store_makes_its_statistics_again_when_the_patients_grow(tmp_path: P
         )
     )
     assert "idx_patient_care_team_member" in plan
+
+
+@pytest.mark.parametrize("user_id", ["co_cora", "admin_hal", "dr_aly", "gina", "eng_max"])
+def test_the_identities_a_queue_names_are_those_checks_allow(ws: Workstation, user_id: str) -> None:
+    who = user(ws, user_id)
+    ids = [p.id for p in ws.store.patients()][::3] + ["no-such-patient"]
+    expected = {i: ws.patients.identity(who, i) for i in ids}
+    engine = ws.engine()
+    assert engine is not None
+    counted = CountingEngine(engine)
+    ws.access.engine = lambda: counted  # type: ignore[assignment,return-value]
+    assert ws.patients.identities(who, ids) == {i: v for i, v in expected.items() if v is not None}
+    assert counted.checks == 0 and counted.plans == 1
