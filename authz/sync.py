@@ -470,7 +470,7 @@ class PolicySync:
         self.store.save(data, SHADOW)
         self._end_shadow(keep_files=True)
         self._start_shadow(bundle, data, engine, slot, self.clock(), ShadowCounts())
-        self.rollout = f"bundle v{bundle.manifest.version} held in shadow"
+        self.rollout = ""  # the status shows the bundle in shadow itself
 
     def _start_shadow(
         self,
