@@ -6,11 +6,12 @@ the controls in the policies' words."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -43,8 +44,7 @@ class AlertsPanel(QGroupBox):
         self.table.verticalHeader().setVisible(False)
         for row, alert in enumerate(self.alerts):
             self._fill_row(row, alert)
-        self.table.resizeColumnsToContents()
-        self.table.setMaximumHeight(40 + 30 * max(len(self.alerts), 1))
+        self._fit()
         self.none = QLabel("✓ No alert from the alert rules in these transmissions.")
         self.none.setVisible(not self.alerts)
         self.table.setVisible(bool(self.alerts))
@@ -63,6 +63,24 @@ class AlertsPanel(QGroupBox):
             first_open = next((i for i, a in enumerate(self.alerts) if a.open), 0)
             self.table.selectRow(first_open)
         self._selection_changed()
+
+    def _fit(self) -> None:
+        """Every column in sight (the long ones wrap), every row whole, no scrolling inside the record."""
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setWordWrap(True)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.resizeRowsToContents()
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        self.table.setFixedHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth() + 4)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        """Wrapped rows grow or shrink with the width: the table keeps them whole."""
+        super().resizeEvent(event)
+        if self.alerts:
+            self._fit()
 
     def _fill_row(self, row: int, alert: Alert) -> None:
         state = self.vm.alert_state(alert)

@@ -4,8 +4,10 @@ scrolling area, so it stays in sight however far the record is scrolled."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel
 
 from app.viewmodels.record_vm import Identity
@@ -49,17 +51,25 @@ class PatientBanner(QFrame):
         self.who.setAccessibleName("Patient")
         self.alert = QLabel()
         self.alert.setAccessibleName("Alert state")
+        self.alert.setTextFormat(Qt.TextFormat.PlainText)  # the alerts' words, as written
+        self.alert.setWordWrap(True)  # a long one wraps rather than widening the banner over the list
+        self.alert.setMaximumWidth(480)
         layout = QHBoxLayout(self)
         layout.addWidget(self.who, 1)
         layout.addWidget(self.alert)
         self.hide()
 
     def show_identity(
-        self, identity: Identity | None, alert_level: str | None = None, unknown: str = "", *, alerts: str = ""
+        self,
+        identity: Identity | None,
+        alert_level: str | None = None,
+        unknown: str = "",
+        *,
+        alerts: Sequence[str] = (),
     ) -> None:
         """``identity`` (None: not known to this user, ``unknown`` says why); ``alert_level`` red,
         yellow or none (None: not shown, as on a refusal, which shows nothing of the chart), and
-        ``alerts``, what the alerts waiting are, in words."""
+        ``alerts``, what the alerts waiting are, in words (the first is shown, every one in the tooltip)."""
         if identity is None:
             self.who.setText(f"<b>Patient not identified to you</b>{': ' + escape(unknown) if unknown else ''}")
         else:
@@ -67,8 +77,9 @@ class PatientBanner(QFrame):
         self.alert.setVisible(alert_level is not None)
         if alert_level is not None:
             words = ALERT_WORDS.get(alert_level, alert_level)
-            self.alert.setText(f"{words}: {escape(alerts)}" if alerts else words)
-            self.alert.setToolTip(alerts)
+            more = f" (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
+            self.alert.setText(f"{words}: {alerts[0]}{more}" if alerts else words)
+            self.alert.setToolTip("\n".join(alerts))
             self.alert.setStyleSheet(f"QLabel {{ {ALERT_STYLE.get(alert_level, '')} padding: 4px 8px; }}")
         self.show()
 

@@ -140,7 +140,7 @@ class RecordViewWidget(QWidget):
             return
         view = record.view
         self.banner.show_identity(
-            record.identity, record.alert_level, alerts="; ".join(a.rule.says for a in record.alerts if a.open)
+            record.identity, record.alert_level, alerts=[a.rule.says for a in record.alerts if a.open]
         )
         self.alerts = AlertsPanel(self.vm, record)
         layout.addWidget(self.alerts)
