@@ -139,6 +139,11 @@ class SessionService:
             self.users.forget(user_id)
         return id_token
 
+    def sign_in_refusal(self, user: SignedInUser) -> str:
+        """Why the policies refuse this hospital account here (a role they do not know), or ""."""
+        decision = self.access.decide_one(user, resources.workstation(), "sign_in")
+        return "" if decision.allowed else decision.reason or "Your account may not sign in here: ask IT."
+
     def workspace(self, user: SignedInUser) -> Workspace:
         actions = [f"open_{name}_workspace" for name in WORKSPACES]
         decisions = self.access.decide(user, resources.workstation(), actions)

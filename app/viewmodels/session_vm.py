@@ -177,9 +177,11 @@ class SessionViewModel(QObject):
         assert isinstance(outcome, ProviderSignIn)
         session = self.workstation.session
         workspace = session.workspace(outcome.user)
-        if not workspace.name:  # the policies know no role of theirs here: refused, in their words
+        refusal = session.sign_in_refusal(outcome.user) or ("" if workspace.name else workspace.decision.reason)
+        if refusal:  # a role the policies do not know, or none that opens a workspace: in their words
+            log.warning("sign-in of %s with roles %s refused: %s", outcome.user.id, outcome.user.roles, refusal)
             self._end_provider_session(outcome.id_token)
-            self.message.emit(f"Sign-in refused: {workspace.decision.reason}")
+            self.message.emit(f"Sign-in refused: {refusal}")
             return
         user = session.sign_in_verified(outcome, pin)
         session.record_sign_in(user, workspace, "provider", offline=False, auth_time=outcome.auth_time)
@@ -195,9 +197,10 @@ class SessionViewModel(QObject):
             self.message.emit(REFUSED)
             return False
         workspace = session.workspace(resumed.user)
-        if not workspace.name:
+        refusal = session.sign_in_refusal(resumed.user) or ("" if workspace.name else workspace.decision.reason)
+        if refusal:  # the policies changed since the full sign-in
             session.sign_out()
-            self.message.emit(f"Sign-in refused: {workspace.decision.reason}")
+            self.message.emit(f"Sign-in refused: {refusal}")
             return False
         provider = session.provider
         assert provider is not None

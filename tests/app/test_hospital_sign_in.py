@@ -21,6 +21,7 @@ from tests.app.helpers import Clock, click, open_dialog, sign_in
 from tests.support.oidc_provider import (
     CLIENT_ID,
     ER,
+    MISMAPPED,
     NURSE,
     PHYSICIAN,
     STRANGER,
@@ -124,12 +125,14 @@ def test_ctrl_l_locks_at_once(qtbot, hospital: MainWindow, browser: ProviderBrow
     assert w.vm.workstation.secrets.tokens("dr_aly") == {}
 
 
-def test_an_account_whose_roles_open_nothing_is_refused_in_the_policies_words(
-    qtbot, hospital: MainWindow, browser: ProviderBrowser
+@pytest.mark.parametrize("account", [STRANGER, MISMAPPED], ids=["unknown role only", "one role unknown"])
+def test_an_account_with_a_role_the_policies_do_not_know_is_refused_in_their_words(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser, account: ProviderUser
 ) -> None:
     w = hospital
-    hospital_sign_in(qtbot, w, browser, STRANGER)
+    hospital_sign_in(qtbot, w, browser, account)
     qtbot.waitUntil(lambda: "Sign-in refused" in w.sign_in.error.text(), timeout=15000)
+    assert "a role this workstation does not know" in w.sign_in.error.text()
     assert "ask IT to check your roles" in w.sign_in.error.text()
     assert w.stack.currentIndex() == 0 and w.vm.user is None and w.vm.workstation.users.admitted() == []
     qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)  # nor at the provider

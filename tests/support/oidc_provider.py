@@ -66,7 +66,8 @@ NURSE = ProviderUser("nurse_nia", "Nia-pw-1", "Nia Okafor, RN", ["nurse"], ["h1"
 PHYSICIAN = ProviderUser("dr_aly", "Aly-pw-1", "Dr. Aly Rahman", ["physician"], ["h1"])
 ER = ProviderUser("er_eli", "Eli-pw-1", "Dr. Eli Sato", ["er_physician"], ["h1"])
 STRANGER = ProviderUser("j_doe", "Doe-pw-1", "Jo Doe", ["parking_attendant"], ["h1"])
-USERS = (NURSE, PHYSICIAN, ER, STRANGER)
+MISMAPPED = ProviderUser("nurse_omar", "Omar-pw-1", "Omar Haddad, RN", ["nurse", "parking_attendant"], ["h1"])
+USERS = (NURSE, PHYSICIAN, ER, STRANGER, MISMAPPED)
 
 
 class OidcProvider:
