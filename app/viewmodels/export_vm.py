@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Refused, offered
 from app.services.patients import Identity
+from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = ["ExportViewModel"]
@@ -64,6 +65,8 @@ class ExportViewModel(QObject):
                 self.finished.emit(str(refused))
             except OSError as exc:
                 self.finished.emit(f"The export could not be written: {exc}")
+            except STORAGE_ERRORS as exc:  # its audit record could not be written: no export either
+                self.finished.emit(f"The export was not made: {exc}")
             else:
                 self.finished.emit(result)
 

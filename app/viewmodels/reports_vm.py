@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Refused
 from app.services.compliance import Report
+from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
 __all__ = ["Report", "ReportsViewModel"]
@@ -47,6 +48,8 @@ class ReportsViewModel(QObject):
                 self.ready.emit(self.service.report(user, report_type, hospital))
             except Refused as refused:
                 self.ready.emit(str(refused))
+            except STORAGE_ERRORS as exc:  # the worker ends with a message, never silently
+                self.ready.emit(f"The report could not be made: {exc}")
 
         threading.Thread(target=work, name="report", daemon=True).start()
 

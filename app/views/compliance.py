@@ -3,7 +3,10 @@ and review steps, and reports with a bar chart, exportable as PDF."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMarginsF, QRectF, Qt
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QRectF, Qt
 from PySide6.QtGui import QColor, QPageLayout, QPageSize, QPainter, QPdfWriter
 from PySide6.QtWidgets import (
     QComboBox,
@@ -72,8 +75,23 @@ def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None
 
 
 def write_report_pdf(report: Report, path: str) -> None:
-    """The report as a one-page A4 PDF (Qt's PDF writer: no extra dependency)."""
-    writer = QPdfWriter(path)
+    """The report as a one-page A4 PDF (Qt's PDF writer: no extra dependency). Qt's writer says
+    nothing when the disk is full: the PDF is made in memory and written here, whole or not at all,
+    so a failure raises OSError instead of leaving a truncated file reported as saved."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    _paint_pdf(report, QPdfWriter(buffer))
+    buffer.close()
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_bytes(bytes(buffer.data().data()))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _paint_pdf(report: Report, writer: QPdfWriter) -> None:
     writer.setPageLayout(
         QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait, QMarginsF(15, 15, 15, 15))
     )
@@ -244,7 +262,11 @@ class ComplianceView(QTabWidget):
             return ""
         folder = self.reports.default_directory()
         target = path or str(folder / f"{self.report.report_type}-report.pdf")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_report_pdf(self.report, target)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_report_pdf(self.report, target)
+        except OSError as exc:  # a full disk, a read-only folder: said, and the report stays on screen
+            self.report_message.setText(f"The report could not be saved to {target}: {exc.strerror or exc}")
+            return ""
         self.report_message.setText(f"Saved {target}")
         return target

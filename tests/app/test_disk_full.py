@@ -11,7 +11,7 @@ from app.services.users import DEMO_PASSWORD
 from app.services.workstation import Workstation
 from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, click, click_cell, open_dialog, search_and_open, sign_in
+from tests.app.helpers import Clock, choose, click, click_cell, open_dialog, search_and_open, sign_in
 from tests.support.disks import fill, small_disk
 
 
@@ -67,5 +67,42 @@ def test_disk_full_starting_break_glass_says_so_in_the_dialog_and_starts_nothing
         qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
         click(qtbot, dialog.grant)
         assert window.vms.break_glass.emergency is not None and window.vms.record.record.patient_id == "p03"
+        ws.store.close()
+        ws.chain.close()
+
+
+def test_disk_full_in_the_compliance_review_says_so_and_nothing_hangs(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """The compliance officer on a full disk: a review step and a report's PDF each say the disk is
+    full and where; the event stays open, the report stays on screen, and once space is freed the
+    same clicks work. Before, both errors escaped their slots and were printed to nobody."""
+    clock = Clock()
+    with small_disk(tmp_path / "disk", size="8m") as disk:
+        ws = Workstation(disk / "data", clock=clock.now, monotonic=clock.monotonic)
+        eli = ws.session.sign_in("er_eli", DEMO_PASSWORD)
+        ws.break_glass.start(eli, "p03", "BTG", "Collapsed in the ER; need device settings now.", DEMO_PASSWORD)
+        window = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+        qtbot.addWidget(window)
+        window.show()
+        sign_in(qtbot, window, "co_cora")
+        view = window.compliance
+        click_cell(qtbot, view.table, 0)
+        qtbot.keyClicks(view.comment, "Accepted: documented emergency. " * 300)
+        filler = fill(disk)
+        click(qtbot, view.step_buttons["accept_review"])
+        assert "the disk is full" in view.message.text() and str(disk / "data") in view.message.text()
+        assert "needs review" in view.table.item(0, 0).text()
+
+        filler.unlink()
+        view.setCurrentIndex(1)
+        choose(view.report_type, "break_glass")
+        click(qtbot, view.generate)
+        qtbot.waitUntil(lambda: view.report is not None, timeout=10_000)
+        filler = fill(disk)
+        click(qtbot, view.pdf)
+        shown = view.report_message.text()
+        assert shown.startswith("The report could not be saved to ") and str(disk / "data") in shown, shown
+        filler.unlink()
+        click(qtbot, view.pdf)
+        assert view.report_message.text().startswith("Saved ")
         ws.store.close()
         ws.chain.close()
