@@ -18,7 +18,9 @@ WHY = "Collapsed in the ER; need device settings and rhythm history now."
 
 
 def events(w: MainWindow) -> list[str]:
-    return [r.event_type for r in w.vms.session.workstation.chain.records() if r.kind in ("event", "annotation")]
+    """What was done, as the audit log records it (a search's one record of what it listed aside)."""
+    records = w.vms.session.workstation.chain.records()
+    return [r.event_type for r in records if r.kind in ("event", "annotation") and r.event_type != "listed"]
 
 
 def break_glass(qtbot, w: MainWindow, patient_id: str = "p03") -> None:  # noqa: ANN001
