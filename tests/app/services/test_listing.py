@@ -341,3 +341,31 @@ def test_the_identities_a_queue_names_are_those_checks_allow(ws: Workstation, us
     ws.access.engine = lambda: counted  # type: ignore[assignment,return-value]
     assert ws.patients.identities(who, ids) == {i: v for i, v in expected.items() if v is not None}
     assert counted.checks == 0 and counted.plans == 1
+
+
+def test_the_lists_follow_time_and_emergency_access_as_checks_do(ws: Workstation, clocks: Clocks) -> None:
+    """The plan is made for the user as the policies see them now, at the policies' now(): an
+    emergency access adds its patient to the ER's list, and a delegation that has run out takes its
+    patient from the delegate's."""
+    from app.services.users import DEMO_PASSWORD
+    from tests.app.services.support import EMERGENCY_PATIENT, WHY
+
+    engine = ws.engine()
+    assert engine is not None
+
+    def lists_agree(user_id: str) -> list[str]:
+        who = user(ws, user_id)
+        listed = [r.patient.id for r in ws.patients.rows(who)]
+        resolved = ws.access.resolve(who)
+        assert listed == checked_one_by_one(
+            engine, resolved, ws.store.patients(), "patient_record", "view", clocks.now()
+        ), user_id
+        return listed
+
+    eli = user(ws, "er_eli")
+    assert lists_agree("er_eli") == []
+    ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", WHY, DEMO_PASSWORD)
+    assert lists_agree("er_eli") == [EMERGENCY_PATIENT]
+    assert lists_agree("gina") == ["p02"]
+    clocks.advance(days=400)
+    assert lists_agree("er_eli") == [] and lists_agree("gina") == []
