@@ -79,7 +79,7 @@ class Workstation:
         self.settings = settings or Settings.defaults()
         self.idle_lock_seconds = idle_lock_seconds
         self.store = Store(data_dir / "ccc.db")
-        self.provider = self._provider(open_browser)
+        self.provider = self._provider(open_browser, clock)
         self.users: UserDirectory = HospitalUsers(self.store) if self.provider else DemoUserDirectory(self.store)
         self.guard = guard if guard is not None else default_guard()
         self.chain = AuditChain(
@@ -96,6 +96,7 @@ class Workstation:
             self.settings.managed,
             self.data_dir_warnings,
             sign_in=self.provider,
+            audit=self.chain,
         )
         bundled = None if sync else Engine.from_directory(policies, bundle_version="bundled")
         self.engine: Callable[[], Engine | None] = (lambda: sync.engine) if sync is not None else (lambda: bundled)
@@ -131,13 +132,15 @@ class Workstation:
             return None, None
         return self.provider, ShiftPins(self.secrets, hours, clock) if hours else None
 
-    def _provider(self, open_browser: Callable[[str], object] | None) -> OidcClient | None:
-        """The hospital's OpenID provider when the settings name one (nothing is asked of it yet)."""
+    def _provider(
+        self, open_browser: Callable[[str], object] | None, clock: Callable[[], datetime]
+    ) -> OidcClient | None:
+        """The hospital's OpenID provider when the settings name one (nothing is asked of it yet).
+        Its tokens are checked on the workstation's clock, as everything else here is."""
         if self.settings["sign_in_provider"] != "oidc":
             return None
-        if open_browser is None:
-            return OidcClient(config_from(self.settings))
-        return OidcClient(config_from(self.settings), open_browser=open_browser)
+        browser = {"open_browser": open_browser} if open_browser is not None else {}
+        return OidcClient(config_from(self.settings), clock=lambda: clock().timestamp(), **browser)
 
     def close(self) -> None:
         """At exit: the audit log closed, with a last checkpoint of its head when there is a guard

@@ -398,3 +398,21 @@ def test_a_step_up_by_someone_else_opens_nothing(qtbot, hospital: MainWindow, br
     qtbot.waitUntil(lambda: "another account (nurse_nia)" in dialog.error.text(), timeout=15000)
     assert w.vms.break_glass.emergency is None and dialog.isVisible() and dialog.grant.isEnabled()
     assert not [r for r in w.vm.workstation.chain.records() if r.event_type == "break_glass_started"]
+
+
+def test_a_token_that_expired_on_this_computer_s_clock_is_refused_in_plain_words(
+    qtbot, hospital: MainWindow, browser: ProviderBrowser, clock: Clock
+) -> None:
+    """The workstation's clock is two hours ahead of the provider's: every ID token it receives
+    has expired. The clinician reads what to do; the details go to the log."""
+    w = hospital
+    clock.advance(hours=2)
+    hospital_sign_in(qtbot, w, browser, NURSE)
+    qtbot.waitUntil(lambda: "expired" in w.sign_in.error.text(), timeout=15000)
+    text = w.sign_in.error.text()
+    assert "sign in again" in text and "clock" in text and "token" not in text.lower()
+    assert (
+        w.vm.user is None
+        and w.vm.workstation.users.admitted() == []
+        and not w.vm.workstation.secrets.tokens("nurse_nia")
+    )
