@@ -328,7 +328,9 @@ class AuditChain:
     def checkpoint(self) -> Checkpoint | None:
         """Has the guard sign the chain head, and keeps the checkpoint in the log too. A guard
         that cannot be reached does not stop the records (they are committed already): the error
-        is kept in ``checkpoint_error`` and the next append tries again."""
+        is kept in ``checkpoint_error`` (the status bar shows it) and the first append after the
+        next interval (``checkpoint_seconds`` or ``checkpoint_every`` records) tries again; not
+        every append, since a guard that hangs would hold each one up for the client's timeout."""
         if self.guard is None:
             return None
         with self._lock:

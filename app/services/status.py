@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 
+from authz.audit import AuditChain
 from authz.audit_ship import AuditShipper
 from authz.sync import PolicySync, ShadowState
 
@@ -55,11 +56,15 @@ class StatusService:
         managed: bool = False,
         data_dir_warnings: Sequence[str] = (),
         sign_in: OidcClient | None = None,
+        audit: AuditChain | None = None,
     ) -> None:
         """``data_dir_warnings``: what the start found wrong with the data directory's modes (and
         repaired), shown until the next start for the user to tell IT. ``sign_in``: the hospital's
-        provider, whose last contact says whether only PIN resume is possible (the offline grace)."""
+        provider, whose last contact says whether only PIN resume is possible (the offline grace).
+        ``audit``: the audit log, whose guard may be refusing or unreachable: IT must hear of it,
+        since records after the last signed checkpoint are not yet protected."""
         self.sync, self.shipper, self.secrets, self.managed = sync, shipper, secrets, managed
+        self.audit = audit
         self.data_dir_warnings = list(data_dir_warnings)
         self.sign_in = sign_in
 
@@ -76,12 +81,17 @@ class StatusService:
                 [
                     status.message,
                     failing and f"audit upload failing: {failing}",
+                    self._checkpoint_notice(),
                     self._data_dir_notice(),
                     self._sign_in_notice(),
                 ],
             )
         )
         return replace(status, message=message, managed=self.managed)
+
+    def _checkpoint_notice(self) -> str:
+        error = self.audit.checkpoint_error if self.audit is not None else ""
+        return f"audit log not checkpointed: {error}" if error else ""
 
     def _sign_in_notice(self) -> str:
         if self.sign_in is None or not self.sign_in.unreachable:
