@@ -74,13 +74,14 @@ def demo(patients: int, seed: int = 7) -> DemoHospital:
     return hospital
 
 
-def fastest(fn: Callable[[], list[str]], rounds: int) -> tuple[float, list[str]]:
-    best, result = float("inf"), []
+def timed(fn: Callable[[], list[str]], rounds: int) -> tuple[float, float, list[str]]:
+    """(the first round's time, the fastest round's, the answer)."""
+    times, result = [], []
     for _ in range(rounds):
         start = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        times.append(time.perf_counter() - start)
+    return times[0], min(times), result
 
 
 class RowByRow(AccessService):
@@ -144,20 +145,22 @@ def main() -> None:
             f"## The app's lists among {args.patients:,} patients, through its services "
             f"({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, SQLite)",
             "",
-            f"The app's store (every migration) seeded in {built:.1f} s. Fastest of {args.rounds} rounds each; "
-            "the reference is the same service checking each patient (its row-by-row fallback), in the same "
-            "run, and must give the same answer.",
+            f"The app's store (every migration) seeded in {built:.1f} s. Fastest of {args.rounds} rounds through "
+            "the plan (the first call, which also translates the filter to SQL, in brackets); the reference is "
+            "the same service with no plan, checking row by row (its fallback: every patient for a list, the "
+            "candidates the typed date of birth or MRN digits select for a lookup), in the same run, and must "
+            "give the same answer.",
             "",
-            "| user, list | shown | through the plan | checking each patient | ratio |",
+            "| user, list | shown | through the plan (first call) | checking row by row | ratio |",
             "|---|---|---|---|---|",
         ]
         for name, who, listing in cases:
-            plan_time, rows = fastest(lambda who=who, listing=listing: listing(planned, who), args.rounds)
-            check_time, expected = fastest(lambda who=who, listing=listing: listing(checked, who), 1)
+            first, plan_time, rows = timed(lambda who=who, listing=listing: listing(planned, who), args.rounds)
+            _, check_time, expected = timed(lambda who=who, listing=listing: listing(checked, who), 1)
             assert rows == expected, f"{name}: the plan shows {len(rows)} patients, the checks {len(expected)}"
             lines.append(
-                f"| {name} | {len(rows):,} | {plan_time * 1000:.1f} ms | {check_time * 1000:,.0f} ms | "
-                f"{check_time / plan_time:,.0f}x faster |"
+                f"| {name} | {len(rows):,} | {plan_time * 1000:.1f} ms ({first * 1000:.1f} ms) | "
+                f"{check_time * 1000:,.0f} ms | {check_time / plan_time:,.0f}x faster |"
             )
             print(lines[-1], flush=True)
     publish(lines, args.write)

@@ -111,7 +111,8 @@ _V6 = (
 # indexed by member, so "on this user's care team" is an index lookup, not a scan of every patient's
 # JSON. Triggers keep them equal to the JSON columns on every write (an INSERT OR REPLACE too, which
 # fires no delete trigger); the JSON columns stay what the store reads. Indexes for the plans'
-# hospital test and the search by date of birth.
+# hospital test (with the MRN, so a lookup by part of an MRN reads the index alone) and the search
+# by date of birth.
 _LIST_COPIES = (("patient_care_team", "care_team"), ("patient_assigned_physicians", "assigned_physicians"))
 _V7 = (
     *(f'CREATE TABLE "{table}" (\n   "patient_id" TEXT NOT NULL,\n   "member"\n)' for table, _ in _LIST_COPIES),
@@ -142,7 +143,7 @@ _V7 = (
     'CREATE TRIGGER "patients_lists_deleted" AFTER DELETE ON "patients" BEGIN\n'
     + "".join(f'   DELETE FROM "{table}" WHERE "patient_id" = OLD."id";\n' for table, _ in _LIST_COPIES)
     + "END",
-    'CREATE INDEX "idx_patients_hospital_id" ON "patients" ("hospital_id")',
+    'CREATE INDEX "idx_patients_hospital_id_mrn" ON "patients" ("hospital_id", "mrn", "id")',
     'CREATE INDEX "idx_patients_birth_date" ON "patients" ("birth_date")',
 )
 

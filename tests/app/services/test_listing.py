@@ -309,7 +309,7 @@ def test_the_store_makes_its_statistics_again_when_the_patients_grow(tmp_path: P
     store = Store(path)
 
     def recorded() -> int:
-        row = store.db.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_patients_hospital_id'").fetchone()
+        row = store.db.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_patients_hospital_id_mrn'").fetchone()
         return int(row[0].split()[0])
 
     assert recorded() == 40
