@@ -29,6 +29,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.expression import Select
 
 from authz.sql_filter import ALWAYS_ALLOWED, ListColumn, Mapping, SqlFilterError, filter_to_sql
@@ -51,9 +52,9 @@ PHYSICIANS = Table("patient_assigned_physicians", _META, Column("patient_id", St
 _ATTR = "request.resource.attr."
 
 
-def _flag(column: Column[Any]) -> ColumnElement[Any]:
+def _flag(column: Column[Any]) -> KeyedColumnElement[Any]:
     """A 0/1 column as the resource's boolean: ``bool(value)``, so NULL is false, never missing."""
-    return (func.coalesce(column, 0) != 0).label(column.name)  # type: ignore[no-any-return]
+    return (func.coalesce(column, 0) != 0).label(column.name)
 
 
 # What each attribute of a patient is in the store, for every resource kind built from a patient
@@ -102,7 +103,9 @@ def patient_ids_query(
     if birth_date:
         query = query.where(PATIENTS.c.birth_date == birth_date)
     if among:
-        listed = select(literal_column("value")).select_from(func.json_each(bindparam("among", "[]", type_=String)))
+        listed: Select[Any] = select(literal_column("value")).select_from(
+            func.json_each(bindparam("among", "[]", type_=String))
+        )
         query = query.where(PATIENTS.c.id.in_(listed))
     if mrn_chars:
         query = query.where(PATIENTS.c.mrn.like("%" + "%".join(_like_escaped(c) for c in mrn_chars) + "%", escape="\\"))

@@ -101,9 +101,9 @@ class Store:
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, doing) from exc
 
-    def _rows(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._using("reading the store"):
-            return [_decode(r) for r in self.db.query(sql, params if isinstance(params, Mapping) else list(params))]
+            return [_decode(r) for r in self.db.query(sql, params if isinstance(params, dict) else list(params))]
 
     def _row(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
