@@ -9,6 +9,8 @@ forged or unsigned notice changes nothing; a restart keeps the shadow state."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from authz.engine import Engine
 from authz.evaluate import CheckOutput
 from authz.impact import NEWLY_DENIED
 from authz.policy_server import BundleServer, serve_in_thread
-from authz.rollout import NOTICE_FILE, PROMOTE, sign_notice
+from authz.rollout import MAX_NOTICE_BYTES, NOTICE_FILE, PROMOTE, sign_notice
 from authz.shadow import ShadowEvaluator
 from authz.sync import SHADOW, SHADOW_STATE, BundleStore, PolicySync
 from tests.authz.test_impact_bundle import STORY_AFTER, STORY_BEFORE
@@ -337,3 +339,35 @@ def test_a_full_queue_drops_shadow_evaluations_and_counts_them() -> None:
     assert evaluator.drain()
     evaluator.stop()
     assert (evaluator.counts.decisions, evaluator.counts.flips) == (10, 0)
+
+
+def test_the_sync_thread_wakes_for_the_end_of_the_period(ward: Ward) -> None:
+    """run() polls every 60 s, but a period ending sooner activates the bundle then."""
+    ward.candidate()
+    ward.sync.poll()
+    ward.clock.now = START + PERIOD - timedelta(seconds=0.3)
+    stop = threading.Event()
+    thread = threading.Thread(target=ward.sync.run, args=(stop,), kwargs={"interval": 60.0}, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.1)  # the first poll is done: still in shadow
+        assert ward.sync.state().version == 1
+        ward.clock.now = START + PERIOD  # the run loop sleeps 0.3 s at most, not 60
+        deadline = time.monotonic() + 5
+        while ward.sync.state().version != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ward.sync.state().version == 2
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_a_huge_or_garbled_notice_is_refused_and_the_shadow_goes_on(ward: Ward) -> None:
+    ward.candidate()
+    ward.sync.poll()
+    (ward.published / NOTICE_FILE).write_bytes(b"CCCNOTE1" + b"\0" * (MAX_NOTICE_BYTES + 10))
+    assert not ward.sync.poll()
+    assert "rollout notice not read" in ward.sync.state().rollout and ward.sync.state().shadow is not None
+    (ward.published / NOTICE_FILE).write_bytes(b"CCCNOTE1" + b"\0" * 70)
+    assert not ward.sync.poll()
+    assert "rollout notice refused" in ward.sync.state().rollout and ward.sync.state().version == 1

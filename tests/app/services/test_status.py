@@ -138,3 +138,24 @@ def test_ages_read_as_minutes_hours_or_days() -> None:
         "1 d",
         "9 d",
     ]
+
+
+def test_the_shadow_line_says_what_it_did_not_evaluate_or_audit() -> None:
+    """IT reads the bundle in shadow in the status bar, with what it missed: decisions dropped
+    because the queue was full, flips whose audit record could not be written."""
+    from datetime import UTC, datetime
+
+    from app.services.status import shadow_text
+    from authz.shadow import ShadowCounts
+    from authz.sync import ShadowState
+
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    counts = ShadowCounts(decisions=12_345, flips=7)
+    shadow = ShadowState(2, "0" * 64, start, start + timedelta(hours=48), counts)
+    assert shadow_text(None) == ""
+    assert shadow_text(shadow) == "shadow bundle v2: 7 flips in 12,345 decisions, activates at 2026-12-03 08:00 UTC"
+    counts.dropped, counts.unaudited, counts.last_error = 1_500, 2, "audit record not written: the disk is full"
+    assert shadow_text(shadow) == (
+        "shadow bundle v2: 7 flips in 12,345 decisions, activates at 2026-12-03 08:00 UTC; 1,500 not evaluated "
+        "(queue full); 2 flips not audited (audit record not written: the disk is full)"
+    )
