@@ -446,7 +446,7 @@ class PolicySync:
 
     def tick(self) -> bool:
         """Activates the bundle in shadow once its period has run. True when it did. Never
-        raises: a failure (the floor, a full disk) is in ``state().last_error`` and retried."""
+        raises: a failure (the floor, a full disk) is in ``state().rollout`` and retried."""
         candidate = self._candidate
         if candidate is None or self.clock() < candidate.received_at + self.shadow_period:
             return False
@@ -506,8 +506,8 @@ class PolicySync:
         try:
             self._check_floor(candidate.bundle)
             self.store.save(candidate.data)
-        except BundleError as exc:
-            self.last_error = f"bundle v{candidate.bundle.manifest.version} could not be activated: {exc}"
+        except BundleError as exc:  # shown until it succeeds (retried at each poll)
+            self.rollout = f"bundle v{candidate.bundle.manifest.version} could not be activated: {exc}"
             return False
         candidate.evaluator.stop()
         self._candidate = None

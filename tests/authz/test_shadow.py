@@ -323,7 +323,10 @@ def test_the_floor_is_checked_again_at_activation(ward: Ward) -> None:
     floor.value = 3  # v3 was activated elsewhere on this workstation meanwhile
     ward.clock.now = START + PERIOD
     assert not ward.sync.tick()
-    assert ward.sync.state().version == 1 and "older than version 3" in ward.sync.state().last_error
+    assert ward.sync.state().version == 1 and "older than version 3" in ward.sync.state().rollout
+    assert not ward.sync.poll()  # retried at each poll, and still said after a successful one
+    assert ward.sync.state().version == 1 and ward.sync.state().shadow is not None
+    assert "bundle v2 could not be activated: bundle version 2 is older than version 3" in ward.sync.state().rollout
 
 
 def test_a_full_queue_drops_shadow_evaluations_and_counts_them() -> None:
