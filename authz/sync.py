@@ -70,6 +70,10 @@ APP_VERSION = "0.1.0"
 POLL_DEADLINE = 120.0  # seconds for a whole poll: a 64 MiB bundle at 1 MB/s fits, a drip does not
 
 
+class RollbackRefused(BundleError):
+    """A bundle older than the highest version ever activated here: it never will be."""
+
+
 class VersionFloor(Protocol):
     """The highest bundle version ever activated on this workstation, kept where replacing or
     deleting ``active.bundle`` does not reset it (a store the signed-in user cannot rewrite).
@@ -328,7 +332,7 @@ class PolicySync:
                 f"{bundle.manifest.version} cannot be checked against rollback"
             ) from None
         if bundle.manifest.version < floor:
-            raise BundleError(
+            raise RollbackRefused(
                 f"bundle version {bundle.manifest.version} is older than version {floor}, the highest "
                 "ever activated on this workstation: refusing a rollback"
             )
@@ -506,7 +510,11 @@ class PolicySync:
         try:
             self._check_floor(candidate.bundle)
             self.store.save(candidate.data)
-        except BundleError as exc:  # shown until it succeeds (retried at each poll)
+        except RollbackRefused as exc:  # a newer bundle was activated here meanwhile: never this one
+            self._end_shadow()
+            self.rollout = f"bundle v{candidate.bundle.manifest.version} was discarded from shadow: {exc}"
+            return False
+        except BundleError as exc:  # the floor cannot be read, a full disk: retried at each poll
             self.rollout = f"bundle v{candidate.bundle.manifest.version} could not be activated: {exc}"
             return False
         candidate.evaluator.stop()

@@ -322,11 +322,30 @@ def test_the_floor_is_checked_again_at_activation(ward: Ward) -> None:
     ward.sync.poll()
     floor.value = 3  # v3 was activated elsewhere on this workstation meanwhile
     ward.clock.now = START + PERIOD
-    assert not ward.sync.tick()
-    assert ward.sync.state().version == 1 and "older than version 3" in ward.sync.state().rollout
+    assert not ward.sync.tick()  # never activated: discarded
+    state = ward.sync.state()
+    assert state.version == 1 and state.shadow is None and not (ward.tmp / "store" / SHADOW).exists()
+    assert "bundle v2 was discarded from shadow: bundle version 2 is older than version 3" in state.rollout
+
+
+def test_a_floor_that_cannot_be_read_delays_the_activation(ward: Ward) -> None:
+    class Down:
+        def highest(self) -> int:
+            raise OSError("the guard is not running")
+
+        def raise_to(self, version: int) -> None:
+            raise OSError("the guard is not running")
+
+    ward.candidate()
+    ward.sync.poll()
+    ward.sync.floor = Down()
+    ward.clock.now = START + PERIOD
     assert not ward.sync.poll()  # retried at each poll, and still said after a successful one
-    assert ward.sync.state().version == 1 and ward.sync.state().shadow is not None
-    assert "bundle v2 could not be activated: bundle version 2 is older than version 3" in ward.sync.state().rollout
+    state = ward.sync.state()
+    assert state.version == 1 and state.shadow is not None
+    assert "bundle v2 could not be activated: the version floor cannot be read" in state.rollout
+    ward.sync.floor = None
+    assert ward.sync.poll() and ward.sync.state().version == 2
 
 
 def test_a_full_queue_drops_shadow_evaluations_and_counts_them() -> None:
