@@ -118,12 +118,19 @@ class Workstation:
             self.store, self.users, self.secrets, self.access, *self._sign_in(clock), audit=self.audit
         )
         self.patients = PatientService(*services, clock=clock)
-        self.break_glass = BreakGlassService(self.store, self.sessions, self.users, self.access, self.audit)
+        self.break_glass = BreakGlassService(
+            self.store, self.sessions, self.users, self.access, self.audit, self._offline_pins
+        )
         self.delegations = DelegationService(*services, clock=clock)
         self.consents = ConsentService(*services, clock=clock)
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
+
+    def _offline_pins(self) -> ShiftPins | None:
+        """The shift's PINs while the hospital's provider cannot be reached, else None."""
+        provider = self.session.provider
+        return self.session.shift if provider is not None and provider.unreachable else None
 
     def _sign_in(self, clock: Callable[[], datetime]) -> tuple[OidcClient | None, ShiftPins | None]:
         """The provider and the shift's PINs (when IT allows PIN resume), or neither (the demo)."""

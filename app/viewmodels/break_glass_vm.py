@@ -9,8 +9,8 @@ import threading
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.services.access import Refused
-from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession, in_words
-from app.services.oidc import ProviderSignIn, SignInFailed
+from app.services.break_glass import REASONS, WARN_BEFORE, BreakGlassSession
+from app.services.oidc import ProviderSignIn, ProviderUnreachable, SignInFailed
 from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.record_vm import Identity, RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
@@ -26,6 +26,7 @@ class BreakGlassViewModel(QObject):
     countdown = Signal(int)
     ended = Signal()  # the emergency access is over (ended or expired): lists may change
     step_up_result = Signal(str)  # after the provider's fresh sign-in: why not, or "" (access open)
+    offline_fallback = Signal(str)  # the provider cannot be reached: confirm with the shift PIN instead
     _stepped_up = Signal(object)  # (ProviderSignIn | SignInFailed, the request), from the worker thread
 
     def __init__(self, session: SessionViewModel, record: RecordViewModel, tick_ms: int = 1000) -> None:
@@ -64,9 +65,6 @@ class BreakGlassViewModel(QObject):
         """What still stands in the way, with what is typed so far: the policies' words (or "")."""
         if self.session.user is None:
             return "Sign in first."
-        problem = in_words(justification)
-        if problem:
-            return problem
         decision = self.service.offer(self.session.user, patient_id, reason, " ".join(justification.split()))
         return "" if decision.allowed else decision.reason
 
@@ -100,7 +98,7 @@ class BreakGlassViewModel(QObject):
             return "Sign in first."
         if not patient_confirmed:
             return "Confirm the patient first: check the name, date of birth and MRN against the patient's wristband."
-        problem = in_words(" ".join(justification.split()))
+        problem = self.hint(patient_id, reason, justification)
         if problem:
             return problem
         request = (user, patient_id, reason, justification)
@@ -115,10 +113,34 @@ class BreakGlassViewModel(QObject):
         threading.Thread(target=work, name="oidc-step-up", daemon=True).start()
         return ""
 
+    def request_offline(
+        self, patient_id: str, reason: str, justification: str, pin: str, patient_confirmed: bool = False
+    ) -> str:
+        """While the provider cannot be reached: emergency access confirmed with the shift PIN."""
+        if self.session.user is None:
+            return "Sign in first."
+        if not patient_confirmed:
+            return "Confirm the patient first: check the name, date of birth and MRN against the patient's wristband."
+        try:
+            self.service.start(self.session.user, patient_id, reason, justification, shift_pin=pin)
+        except Refused as refused:
+            return str(refused)
+        except STORAGE_ERRORS as exc:
+            return str(exc)
+        self._set(self.service.active(self.session.user))
+        self.record.open(patient_id)
+        return ""
+
     def _after_step_up(self, result: object) -> None:
         outcome, (user, patient_id, reason, justification) = result  # type: ignore[misc]
         if self.session.user is not user:  # signed out or switched meanwhile: nothing opens
             self.step_up_result.emit("Emergency access was not opened: the user changed.")
+            return
+        if isinstance(outcome, ProviderUnreachable) and self.service.offline_pins() is not None:
+            self.offline_fallback.emit(
+                f"{outcome.message} Confirm it is you with the PIN you chose for this shift: the emergency "
+                "access is recorded as opened offline."
+            )
             return
         if isinstance(outcome, SignInFailed):
             self.step_up_result.emit(outcome.message)

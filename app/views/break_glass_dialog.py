@@ -53,12 +53,21 @@ class BreakGlassDialog(QDialog):
         form = QFormLayout()
         form.addRow("&Reason", self.reason)
         form.addRow("&Justification", self.justification)
+        self.offline = False  # the provider cannot be reached: the shift PIN confirms who it is
+        self.pin = QLineEdit()
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin.setPlaceholderText("The PIN you chose for this shift")
         if vm.needs_step_up:  # the hospital's provider asks for the password, in the browser
             self.grant.setText("Sign in &again and open with emergency access")
             vm.step_up_result.connect(self._after_step_up)
+            vm.offline_fallback.connect(self._offline)
+            form.addRow("Shift P&IN", self.pin)
+            form.labelForField(self.pin).hide()
+            self.pin.hide()
         else:
             form.addRow("&Password", self.password)
         form.addRow("", self.confirm)
+        self.form = form
         layout = QVBoxLayout(self)
         layout.addWidget(patient_banner(identity))
         layout.addWidget(intro)
@@ -80,6 +89,9 @@ class BreakGlassDialog(QDialog):
         self.error.setText(self.vm.hint(self.patient_id, self.reason.currentData(), self.justification.toPlainText()))
 
     def submit(self) -> None:
+        if self.offline:
+            self._open_offline()
+            return
         if self.vm.needs_step_up:
             self._step_up()
             return
@@ -108,6 +120,31 @@ class BreakGlassDialog(QDialog):
             return
         self.grant.setEnabled(False)
         self.error.setText("Sign in again with your hospital account in the browser window that opened…")
+
+    def _offline(self, text: str) -> None:
+        if not self.isVisible():
+            return
+        self.offline = True
+        self.error.setText(text)
+        self.grant.setText("&Open with emergency access (offline, with your PIN)")
+        self.grant.setEnabled(self.confirm.isChecked())
+        self.form.labelForField(self.pin).show()
+        self.pin.show()
+        self.pin.setFocus()
+
+    def _open_offline(self) -> None:
+        problem = self.vm.request_offline(
+            self.patient_id,
+            self.reason.currentData(),
+            self.justification.toPlainText(),
+            self.pin.text(),
+            patient_confirmed=self.confirm.isChecked(),
+        )
+        self.pin.clear()
+        if problem:
+            self.error.setText(problem)
+            return
+        self.accept()
 
     def _after_step_up(self, problem: str) -> None:
         if not self.isVisible():

@@ -378,7 +378,8 @@ def test_break_glass_asks_the_provider_for_a_fresh_sign_in_and_records_its_time(
     dialog = emergency_dialog(qtbot, w)
     browser.next_user = ER
     click(qtbot, dialog.grant)
-    qtbot.waitUntil(lambda: w.vms.break_glass.emergency is not None, timeout=15000)
+    qtbot.waitUntil(lambda: not dialog.isVisible() or "browser" not in dialog.error.text(), timeout=15000)
+    assert w.vms.break_glass.emergency is not None, dialog.error.text()
     assert browser.login_asked == 2 and "prompt=login" in browser.opened[-1] and "max_age=0" in browser.opened[-1]
     assert "login_hint=er_eli" in browser.opened[-1]
     assert w.vms.record.record.patient_id == "p03" and w.emergency_banner.isVisible()
@@ -416,3 +417,35 @@ def test_a_token_that_expired_on_this_computer_s_clock_is_refused_in_plain_words
         and w.vm.workstation.users.admitted() == []
         and not w.vm.workstation.secrets.tokens("nurse_nia")
     )
+
+
+def test_with_the_provider_down_break_glass_is_confirmed_with_the_shift_pin_and_recorded_as_offline(
+    qtbot, tmp_path: Path, clock: Clock, browser: ProviderBrowser
+) -> None:
+    running = OidcProvider().start()
+    try:
+        ws = Workstation(
+            tmp_path / "data",
+            clock=clock.now,
+            monotonic=clock.monotonic,
+            settings=managed_settings(tmp_path, running.issuer),
+            open_browser=browser,
+        )
+        w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
+        qtbot.addWidget(w)
+        w.show()
+        full_sign_in_with_pin(qtbot, w, browser, ER, "4826")
+    finally:
+        running.stop()  # the provider goes down while the ER physician works
+    dialog = emergency_dialog(qtbot, w)
+    click(qtbot, dialog.grant)  # asks the provider for a fresh sign-in: it cannot be reached
+    qtbot.waitUntil(dialog.pin.isVisible, timeout=15000)
+    assert "cannot be reached" in dialog.error.text() and "PIN" in dialog.error.text()
+    qtbot.keyClicks(dialog.pin, "1111")
+    click(qtbot, dialog.grant)
+    assert "PIN is not correct" in dialog.error.text() and w.vms.break_glass.emergency is None
+    qtbot.keyClicks(dialog.pin, "4826")
+    click(qtbot, dialog.grant)
+    assert w.vms.break_glass.emergency is not None and w.vms.record.record.patient_id == "p03"
+    started = [r for r in ws.chain.records() if r.event_type == "break_glass_started"]
+    assert started[0].details["authentication"] == "shift PIN, hospital sign-in unreachable"
