@@ -71,6 +71,14 @@ class ShadowCounts:
     errors: int = 0
     last_error: str = field(default="", compare=False)
 
+    def summary(self) -> str:
+        """ "3 flips in 1,200 decisions", as IT reads it."""
+        return f"{_count(self.flips, 'flip')} in {_count(self.decisions, 'decision')}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
 
 class ShadowEvaluator:
     """The candidate ``Engine`` deciding beside ``active`` on a worker thread (see the module)."""

@@ -522,10 +522,7 @@ class PolicySync:
         self.store.discard_shadow()
         self._swap(candidate.bundle, candidate.engine, candidate.slot)
         counts = candidate.evaluator.counts
-        self.rollout = (
-            f"bundle v{candidate.bundle.manifest.version} activated {why}: {counts.flips} flips in "
-            f"{counts.decisions} decisions"
-        )
+        self.rollout = f"bundle v{candidate.bundle.manifest.version} activated {why}: {counts.summary()}"
         self.last_error = self._raise_floor(candidate.bundle.manifest.version)
         return True
 
@@ -593,9 +590,7 @@ class PolicySync:
             self._withdrawn.add(candidate.bundle.sha256)
             self._end_shadow()
             counts = candidate.evaluator.counts
-            self.rollout = (
-                f"{notice.describe()}: never activated ({counts.flips} flips in {counts.decisions} decisions)"
-            )
+            self.rollout = f"{notice.describe()}: never activated ({counts.summary()})"
             return False
         return self._promote(candidate, f"early by a signed notice of {notice.issued_at}")
 

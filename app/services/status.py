@@ -138,10 +138,7 @@ def shadow_text(shadow: ShadowState | None) -> str:
         return ""
     counts = shadow.counts
     when = shadow.activates_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text = (
-        f"shadow bundle v{shadow.version}: {counts.flips:,} flips in {counts.decisions:,} decisions, "
-        f"activates at {when}"
-    )
+    text = f"shadow bundle v{shadow.version}: {counts.summary()}, activates at {when}"
     extra = [
         f"{counts.dropped:,} not evaluated (queue full)" if counts.dropped else "",
         f"{counts.unaudited:,} flips not audited ({counts.last_error})" if counts.unaudited else "",

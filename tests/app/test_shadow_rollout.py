@@ -82,7 +82,7 @@ def test_shadow_bundle_flips_are_counted_for_it_and_enforced_only_after_the_peri
         w.vms.session.status_timer.setInterval(100)
         qtbot.addWidget(w)
         w.show()
-        qtbot.waitUntil(lambda: "shadow bundle v2: 0 flips" in w.status_label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: "shadow bundle v2: 0 flips in " in w.status_label.text(), timeout=5000)
         assert w.status_label.text().startswith("Policies: v1 (")
         assert f"activates at {activates}" in w.status_label.text()
 
@@ -90,7 +90,7 @@ def test_shadow_bundle_flips_are_counted_for_it_and_enforced_only_after_the_peri
         open_first_patient(qtbot, w)
         record = w.vms.record.record
         assert record.view.decisions["view_history"].allowed and record.view.history  # v1 is enforced
-        qtbot.waitUntil(lambda: "shadow bundle v2: 1 flips in " in w.status_label.text(), timeout=10000)
+        qtbot.waitUntil(lambda: "shadow bundle v2: 1 flip in " in w.status_label.text(), timeout=10000)
         flips = [r for r in ws.chain.records() if r.event_type == SHADOW_FLIP]
         assert [(f.principal_id, f.action, f.effect, f.details["after_effect"]) for f in flips] == [
             ("dr_aly", "view_history", "EFFECT_ALLOW", "EFFECT_DENY")
@@ -100,7 +100,7 @@ def test_shadow_bundle_flips_are_counted_for_it_and_enforced_only_after_the_peri
         clock.advance(hours=48)
         assert sync.poll()  # the period has run: v2 is activated
         qtbot.waitUntil(lambda: w.status_label.text().startswith("Policies: v2 ("), timeout=5000)
-        assert "bundle v2 activated after 48 h in shadow: 1 flips in " in w.status_label.text()
+        assert "bundle v2 activated after 48 h in shadow: 1 flip in " in w.status_label.text()
         assert "shadow bundle" not in w.status_label.text()
         qtbot.waitUntil(lambda: w.stack.currentIndex() == 0, timeout=5000)  # 48 h later: locked
         sign_in(qtbot, w, "dr_aly")  # back to her record, decided again: now by v2
