@@ -393,3 +393,15 @@ def test_a_huge_or_garbled_notice_is_refused_and_the_shadow_goes_on(ward: Ward) 
     (ward.published / NOTICE_FILE).write_bytes(b"CCCNOTE1" + b"\0" * 70)
     assert not ward.sync.poll()
     assert "rollout notice refused" in ward.sync.state().rollout and ward.sync.state().version == 1
+
+
+def test_rollout_refuses_to_sign_for_a_bundle_its_key_did_not_sign(
+    ward: Ward, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v2 = ward.candidate()
+    other = generate_keys(tmp_path / "other")
+    out = tmp_path / "notice"
+    assert main(["rollout", "promote", str(v2), "--key", str(other[0]), "--out", str(out)]) == 2
+    assert "ccc-authz rollout: signature does not match" in capsys.readouterr().err and not out.exists()
+    assert main(["rollout", "withdraw", str(v2), "--key", str(ward.keys[0]), "--out", str(out)]) == 0
+    assert "withdraw bundle version 2 (sha256 " in capsys.readouterr().out and out.exists()
