@@ -331,6 +331,10 @@ class OidcClient:
         auth_time = datetime.fromtimestamp(int(claims.get("auth_time", claims["iat"])), UTC)
         return ProviderSignIn(user, claims, id_token, tokens, auth_time)
 
+    def close(self) -> None:
+        """At exit: the connection pool to the provider closed."""
+        self.http.close()
+
     def cancel(self) -> None:
         """Stops waiting for the browser (the user pressed Cancel, or switched)."""
         self.cancelled.set()

@@ -155,4 +155,6 @@ class Workstation:
         period and counts for the next start."""
         if self.sync is not None:
             self.sync.close()
+        if self.provider is not None:
+            self.provider.close()
         self.chain.close()

@@ -40,6 +40,7 @@ class SignInView(QWidget):
         self.new_pin = self._pin_field("PIN for this shift (4-8 digits, optional)")
         self.resume_id = QLineEdit()
         self.resume_id.setPlaceholderText("Your user id (or scan your badge)")
+        self.resume_id.returnPressed.connect(lambda: self.resume_pin.setFocus())  # a badge reader ends with Enter
         self.resume_pin = self._pin_field("PIN")
         self.resume_pin.returnPressed.connect(self.resume)
         self.resume_button = QPushButton("&Resume with PIN")

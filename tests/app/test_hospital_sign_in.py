@@ -219,6 +219,8 @@ def resume(qtbot, w: MainWindow, user_id: str, pin: str) -> None:  # noqa: ANN00
     """Types the id (a badge reader types it the same way) and the PIN, then Enter."""
     w.sign_in.resume_id.setFocus()
     qtbot.keyClicks(w.sign_in.resume_id, user_id)
+    qtbot.keyClick(w.sign_in.resume_id, Qt.Key.Key_Return)  # a badge reader ends the id with Enter
+    assert w.vm.user is None  # nothing happens before the PIN
     qtbot.keyClicks(w.sign_in.resume_pin, pin)
     qtbot.keyClick(w.sign_in.resume_pin, Qt.Key.Key_Return)
 
