@@ -372,3 +372,26 @@ def test_the_lists_follow_time_and_emergency_access_as_checks_do(ws: Workstation
     assert lists_agree("gina") == ["p02"]
     clocks.advance(days=400)
     assert lists_agree("er_eli") == [] and lists_agree("gina") == []
+
+
+def test_an_always_allowed_plan_lists_every_candidate_unfiltered(
+    ws: Workstation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws.access, "plan_filter", lambda *_: {"kind": "KIND_ALWAYS_ALLOWED"})
+    eli = user(ws, "er_eli")
+    listing = permitted_patients(
+        ws.access, ws.store, eli, "patient_identity", "search_identity", resources.patient_identity
+    )
+    assert listing.method == "KIND_ALWAYS_ALLOWED" and listing.patients == ws.store.patients()
+    born = ws.store.patient("p03")
+    assert born is not None
+    narrowed = permitted_patients(
+        ws.access,
+        ws.store,
+        eli,
+        "patient_identity",
+        "search_identity",
+        resources.patient_identity,
+        birth_date=born.birth_date,
+    )
+    assert narrowed.patients == [p for p in ws.store.patients() if p.birth_date == born.birth_date]
