@@ -1,6 +1,7 @@
 """``ccc-workstation``: the app on its embedded default (a demo hospital in a local SQLite file,
 the bundled policies), or with ``--screenshot FILE --user ID`` to render the main window to a PNG
-and exit.
+and exit; ``ccc-workstation import FILE...`` imports device transmissions (IHE PCD IDCO HL7 v2
+messages, CardX-CIED FHIR bundles) into the store without a display.
 
 The settings (app/services/settings.py) are read and checked before anything starts: the managed
 file IT deploys, then the user's settings.toml and flags. A wrong one stops the start (exit 2) with
@@ -39,7 +40,12 @@ def default_data_dir() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccc-workstation")
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["import"]:
+        return import_command(arguments[1:])
+    parser = argparse.ArgumentParser(
+        prog="ccc-workstation", epilog="ccc-workstation import --help: importing transmissions"
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="where the demo data and audit log live")
     parser.add_argument("--policies", type=Path, default=BUNDLED_POLICIES)
     parser.add_argument("--screenshot", type=Path, help="render the main window to this PNG and exit")
@@ -128,6 +134,66 @@ def main(argv: list[str] | None = None) -> int:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         workstation.close()
+
+
+def import_command(argv: list[str]) -> int:
+    """``ccc-workstation import FILE...``: each file imported whole or not at all, as the service
+    account (``--as``) the policies allow; what each file did on stdout, what failed on stderr,
+    naming the file, the message and the segment. Exit 0 when every file was imported, 1 when one
+    was not, 2 when the import could not start."""
+    from app.services.access import AccessService
+    from app.services.idco import MessageError
+    from app.services.transmission_import import DEFAULT_ACCOUNT, ImportRefused, TransmissionImport, service_account
+
+    parser = argparse.ArgumentParser(
+        prog="ccc-workstation import",
+        description="Import remote-monitoring transmissions: IHE PCD IDCO (HL7 v2 ORU^R01) message files and "
+        "CardX-CIED FHIR Observation bundles (JSON). Each file is imported whole or not at all.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the workstation's data directory")
+    parser.add_argument("--policies", type=Path, default=BUNDLED_POLICIES)
+    parser.add_argument(
+        "--as",
+        dest="account",
+        default=DEFAULT_ACCOUNT,
+        help=f"the service account the import runs as (default {DEFAULT_ACCOUNT}); the policies decide what it imports",
+    )
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        settings = load_for_app(data_dir, {})
+        workstation, _threads = start_workstation(
+            settings, data_dir, args.policies, threading.Event(), background=False
+        )
+    except (SettingsError, *START_ERRORS) as exc:
+        sys.stderr.write(f"ccc-workstation import: {exc}\n")
+        return 2
+    failed = 0
+    try:
+        store = workstation.store
+        user = service_account(store, args.account)
+        if user is None:
+            sys.stderr.write(
+                f"ccc-workstation import: there is no account {args.account!r} in this workstation's directory\n"
+            )
+            return 2
+        access = AccessService(
+            workstation.engine,
+            lambda u: service_account(store, u.id) or u,  # the account as recorded now
+            workstation.status.no_policy_reason,
+        )
+        importer = TransmissionImport(store, access, workstation.audit)
+        for path in args.files:
+            try:
+                sys.stdout.write(importer.import_file(user, path).summary() + "\n")
+            except (MessageError, ImportRefused, *STORAGE_ERRORS) as exc:
+                failed += 1
+                sys.stderr.write(f"ccc-workstation import: not imported: {exc}\n")
+    finally:
+        _ship_what_is_left(workstation)
+        workstation.close()
+    return 1 if failed else 0
 
 
 def this_command() -> str:

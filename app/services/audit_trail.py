@@ -57,6 +57,19 @@ class AuditTrail:
             )
         )
 
+    def events(
+        self, user: SignedInUser, done: Iterable[tuple[Resource, Decision, str, dict[str, Any]]]
+    ) -> list[AuditRecord]:
+        """Several things decisions allowed, each (resource, decision, event type, details),
+        committed together: all are on the record or none is (raises AuditWriteError)."""
+        version = self.bundle_version()
+        return self.chain.append_many(
+            [
+                event_record(user, resource, decision, event_type, details=details, bundle_version=version)
+                for resource, decision, event_type, details in done
+            ]
+        )
+
     def listed(self, user: SignedInUser, kind: str, action: str, method: str, shown: list[str]) -> AuditRecord:
         """One record for a list the store selected through a query plan (not one per row: no
         row was checked one by one): who asked which action on which resource kind, how the rows

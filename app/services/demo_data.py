@@ -3,15 +3,26 @@ with implanted cardiac devices, 30 days of remote-monitoring transmissions, note
 delegate, a pending firmware update and staff in every role. No record is a real person's: names
 are drawn from short generic lists and combined at random.
 
-Telemetry uses IEEE 11073-10103 (MDC IDC) style names and UCUM units.
+Telemetry uses IEEE 11073-10103 (MDC IDC) style names and UCUM units. It is generated the way a
+hospital receives it: each day's interrogation of each device as a message (IHE PCD IDCO HL7 v2
+ORU^R01 for the first hospital, a CardX-CIED style FHIR bundle for the second), read back by the
+importer's own reader and mapping (app/services/idco) into the store's rows. The policy check and
+audit record of ``ccc-workstation import`` are not made here: the seed writes a new store, as it
+writes the staff and patients.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from .idco import Reading, Transmission, read_transmissions
+from .idco.fhir import write_bundle
+from .idco.hl7v2 import number_text, write_message
+from .idco.rows import store_rows
 
 SEED = 20260310
 HOSPITALS = {"h1": "St Anne Cardiology Centre", "h2": "Riverside General"}
@@ -95,6 +106,7 @@ class DemoHospital:
     history: list[dict[str, Any]] = field(default_factory=list)
     delegations: list[dict[str, Any]] = field(default_factory=list)
     firmware_updates: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (file name, text) of each transmission
 
 
 # The demo users, one or more per role (README lists them with the demo password).
@@ -111,6 +123,8 @@ STAFF = [
     ("admin_hal", "Hal Kerr", "hospital_admin", ["h1"], {}),
     ("gina", "Gina (granddaughter of patient p02)", "delegated_caregiver", [], {}),
     ("pt_p02", "Patient p02 (portal account)", "patient", [], {"patient_id": "p02"}),
+    # the service account `ccc-workstation import` runs as (policies/resources/transmission.yaml)
+    ("rm_gateway", "Remote monitoring gateway (service account)", "remote_monitoring_gateway", ["h1", "h2"], {}),
 ]
 
 
@@ -192,6 +206,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 device_problem=DEVICE_PROBLEMS.get(number, ""),
             )
             _notes_and_history(demo, rng, pid, attending, today)
+    demo.transmissions = _imported(demo)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
     demo.delegations.append(
         {
@@ -235,7 +250,8 @@ def _transmissions(
         values["MDC_IDC_MSMT_BATTERY_REMAINING_LONGEVITY"] = 3.5  # reaches elective replacement this month
     for day in range(30, 0, -1):
         when = datetime.combine(today - timedelta(days=day), datetime.min.time(), UTC) + timedelta(hours=2)
-        for code, _display, unit, low, high, typical, spread in OBSERVATIONS:
+        readings = []
+        for code, _display, unit, _low, _high, typical, spread in OBSERVATIONS:
             drift = rng.gauss(0, spread)
             if lead_problem and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
                 drift += 1700  # a lead fracture showing in the last days
@@ -248,16 +264,41 @@ def _transmissions(
             drift += _problem_drift(device_problem, code, day)
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
             value = float(round(values[code])) if code in COUNTS else round(values[code], 2)
-            demo.transmissions.append(
-                {
-                    "patient_id": pid,
-                    "time": when.isoformat(),
-                    "code": code,
-                    "value": value,
-                    "unit": unit,
-                    "abnormal": not (low <= value <= high),
-                }
-            )
+            readings.append(Reading(code, number_text(value), unit, when.isoformat(), ""))
+        demo.messages.append(_message(demo, pid, when, readings))
+
+
+def _message(demo: DemoHospital, pid: str, when: datetime, readings: list[Reading]) -> tuple[str, str]:
+    """One day's interrogation as the hospital receives it: HL7 v2 at h1, FHIR at h2."""
+    patient, device = demo.patients[-1], demo.devices[-1]
+    t = Transmission(
+        f"{pid}-{when:%Y%m%d}",
+        patient["mrn"],
+        when.isoformat(),
+        tuple(readings),
+        serial=device["serial"],
+        model=device["model"],
+        manufacturer=MANUFACTURERS[device["manufacturer_id"]],
+        patient_name=patient["name"],
+    )
+    if patient["hospital_id"] == "h1":
+        return f"{t.message_id}.hl7", write_message(t, assigning_authority="h1")
+    return f"{t.message_id}.json", json.dumps(write_bundle(t, assigning_authority=patient["hospital_id"]))
+
+
+def _imported(demo: DemoHospital) -> list[dict[str, Any]]:
+    """The store's telemetry rows, read from the demo's messages by the importer's reader and mapping."""
+    patients = {p["mrn"]: p["id"] for p in demo.patients}
+    serials = {d["patient_id"]: d["serial"] for d in demo.devices}
+    series = {code: (unit, low, high) for code, _, unit, low, high, _, _ in OBSERVATIONS}
+    rows: list[dict[str, Any]] = []
+    for name, text in demo.messages:
+        for t in read_transmissions(text, name):
+            pid = patients[t.mrn]
+            assert serials[pid] == t.serial, f"{name}: the demo's message names another device"
+            found, _skipped = store_rows(t, pid, series)
+            rows += found
+    return rows
 
 
 def _problem_drift(problem: str, code: str, day: int) -> float:

@@ -75,6 +75,19 @@ def device(device_id: str, manufacturer_id: str, patient: Patient, update: dict[
     return Resource("device", device_id, attrs)
 
 
+def transmission(message_id: str, patient: Patient, device: dict[str, Any], message_format: str) -> Resource:
+    """One imported message of a patient's implanted device: its patient's tenancy, the device and
+    its manufacturer (``import``, policies/resources/transmission.yaml)."""
+    attrs = {
+        "patient_id": patient.id,
+        "hospital_id": patient.hospital_id,
+        "device_id": device.get("id"),
+        "manufacturer_id": device.get("manufacturer_id"),
+        "format": message_format,
+    }
+    return Resource("transmission", message_id, present(attrs))
+
+
 def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient | None) -> Resource:
     """A recorded event: who acted, what it was, and its patient's hospital and physicians."""
     return Resource(

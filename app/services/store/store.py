@@ -10,7 +10,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +237,22 @@ class Store:
         """The patient's observations, by time and code."""
         return self._rows("SELECT * FROM transmissions WHERE patient_id = ? ORDER BY time, code", [patient_id])
 
+    def readings_at(self, patient_id: str, times: Iterable[str]) -> dict[tuple[str, str], float]:
+        """The patient's stored values at these times, by (time, code): what an import already holds."""
+        rows = self._rows(
+            "SELECT time, code, value FROM transmissions WHERE patient_id = ? "
+            "AND time IN (SELECT value FROM json_each(?))",
+            [patient_id, json.dumps(sorted(set(times)))],
+        )
+        return {(r["time"], r["code"]): float(r["value"]) for r in rows}
+
+    def add_transmissions(self, rows: Iterable[Mapping[str, Any]], before_commit: Callable[[], object]) -> None:
+        """Adds imported readings in one transaction, calling ``before_commit`` (the audit record)
+        inside it: when either fails, nothing is added."""
+        with self._using("importing transmissions"), self.db.conn:
+            _insert_many(self.db.conn, "transmissions", rows)
+            before_commit()
+
     def latest_transmission(self, patient_id: str) -> str | None:
         row = self.db.execute("SELECT MAX(time) FROM transmissions WHERE patient_id = ?", [patient_id]).fetchone()
         return row[0] if row else None
@@ -362,6 +378,7 @@ _SAVING = {
     "firmware_updates": "recording a firmware update",
     "devices": "recording a device's firmware",
     "alert_actions": "recording what was done about an alert",
+    "transmissions": "importing transmissions",
 }
 
 

@@ -51,8 +51,9 @@ def test_demo_data_is_deterministic_and_complete() -> None:
         "hospital_admin",
         "delegated_caregiver",
         "patient",
+        "remote_monitoring_gateway",  # the service account transmissions are imported as
     }
-    assert len(a.transmissions) == 40 * 30 * 9
+    assert len(a.transmissions) == 40 * 30 * 9 and len(a.messages) == 40 * 30  # one message a day each
     assert all(t["unit"] for t in a.transmissions)
     assert a.firmware_updates[0]["state"] == "requested" and a.delegations[0]["patient_id"] == SEED_PATIENT
 
@@ -258,6 +259,7 @@ def test_each_user_gets_the_workspace_the_policies_open(ws: Workstation) -> None
             "compliance_officer": "compliance",
             "hospital_admin": "compliance",
             "manufacturer_engineer": "engineering",
+            "remote_monitoring_gateway": "",  # a service account: it imports transmissions, it has no screen
         }.get(role, "clinical")
         for sid, _, role, *_ in STAFF
     }
