@@ -3,7 +3,7 @@ SHA256SUMS and their Ed25519 signature. Run through ``bash packaging/build`` (pa
 
 The package carries Debian's own Python 3.11 (the interpreter and standard library of the build
 machine's python3.11 packages, named in ``Built-Using``), every dependency from the wheels pinned with
-their hashes in ``packaging/requirements.lock``, Qt (the parts of PySide6-Essentials the app uses),
+their hashes in ``packaging/requirements.lock``, Qt (the parts of PySide6 the app uses),
 the app, the engine compiled with mypyc, and the policies, all under /opt/ccc-workstation. It is
 built from the commit (``git archive``), never from the work tree, and only the commit decides its
 bytes: file times are the commit's time (SOURCE_DATE_EPOCH), owners root, modes 0755/0644, the
@@ -49,11 +49,12 @@ STDLIB_LEAVE_OUT = re.compile(
     r"|^(sitecustomize\.py|turtle\.py|__phello__)"
 )
 
-# Of PySide6-Essentials, what the app uses (QtCore, QtGui, QtWidgets) and the plugins Qt loads for
-# them on an X11 desktop (or offscreen): the Qt libraries kept are what these need, found from the
-# ELF files themselves. Designer, QML/Quick, Wayland compositors, SQL drivers, the tools, headers
-# and type stubs stay out (they would add ~150 MB and system dependencies nothing uses).
-QT_MODULES = ("QtCore", "QtGui", "QtWidgets")
+# Of PySide6 (Essentials, and QtCharts of Addons), what the app uses (QtCore, QtGui, QtWidgets,
+# QtCharts) and the plugins Qt loads for them on an X11 desktop (or offscreen): the Qt libraries kept
+# are what these need, found from the ELF files themselves. Designer, QML/Quick, Wayland compositors,
+# SQL drivers, the tools, headers and type stubs stay out (they would add ~150 MB and system
+# dependencies nothing uses).
+QT_MODULES = ("QtCore", "QtGui", "QtWidgets", "QtCharts")  # QtCharts: of PySide6-Addons, the telemetry charts
 QT_PLUGINS = (
     "platforms/libqxcb.so",
     "platforms/libqoffscreen.so",

@@ -3,21 +3,32 @@ precision, the normal range as a band (the plot reaches beyond it, so it never f
 out-of-range points marked by shape (✕) as well as colour, counts of events as bars, and a readout
 that names the point under the mouse or the one chosen with the arrow keys (Home and End too).
 
-Drawn with QPainter on purpose. pyqtgraph was tried (ticks, bands and markers for free) and
-dropped: under the PySide6 the app pins (6.12.0, Python 3.11) every Python override of a
-QGraphicsItem virtual (paint, itemChange), which pyqtgraph is made of, loses a reference to None,
-and a session of a few hundred repaints aborts the process ("none_dealloc"). QtCharts would need
-PySide6-Addons (a package several times the size of Essentials). The scale arithmetic is a few
-pure functions below, tested on their own."""
+Drawn by Qt Charts (PySide6.QtCharts, from PySide6-Addons at the pinned PySide6's version): a
+plotting library made for this, whose axes, series, areas and markers are C++ items painted by Qt
+itself, so nothing in Python runs per repaint. pyqtgraph was tried first and dropped: its items
+are Python overrides of QGraphicsItem virtuals (paint, itemChange), and under the PySide6 the app
+pins (6.12.0, Python 3.11) each such call loses a reference to None; a session of a few hundred
+repaints aborted ("none_dealloc"). The scale arithmetic (round ticks, the room around the band,
+dated ticks) is a few pure functions below, tested on their own; the chart is given their values."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCharts import (
+    QAbstractSeries,
+    QAreaSeries,
+    QCategoryAxis,
+    QChart,
+    QChartView,
+    QLineSeries,
+    QScatterSeries,
+    QValueAxis,
+)
+from PySide6.QtCore import QMargins, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QPen
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.viewmodels.record_vm import Series
 
@@ -27,7 +38,6 @@ OUT = QColor(190, 30, 30)
 BAND = QColor(46, 160, 67, 55)
 BAND_EDGE = QColor(46, 140, 67)
 AXIS = QColor(90, 90, 90)
-LEFT, RIGHT, TOP, BOTTOM = 46.0, 8.0, 6.0, 20.0  # the plot's margins: y labels, x labels
 
 
 def seconds(time: str) -> float:
@@ -76,8 +86,53 @@ def date_ticks(first: float, last: float) -> list[tuple[float, str]]:
         out.append((t, datetime(year, month, 1, tzinfo=UTC).strftime("%b %Y")))
 
 
+def cross_marker(size: int = 12) -> QImage:
+    """The ✕ drawn at an out-of-range point: a shape as well as a colour."""
+    image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    p = QPainter(image)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(OUT, 2.2))
+    p.drawLine(QPointF(2, 2), QPointF(size - 2, size - 2))
+    p.drawLine(QPointF(2, size - 2), QPointF(size - 2, 2))
+    p.end()
+    return image
+
+
+def line(points: list[tuple[float, float]], pen: QPen | None = None) -> QLineSeries:
+    series = QLineSeries()
+    series.replace([QPointF(x, y) for x, y in points])
+    if pen is not None:
+        series.setPen(pen)
+    return series
+
+
+class View(QChartView):
+    """The chart's view: it never takes focus itself (a click focuses the chart, which reads the
+    arrow keys), and a pointer moving over it chooses the nearest point."""
+
+    def __init__(self, plot: Plot, chart: QChart) -> None:
+        super().__init__(chart)
+        self.plot = plot
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.viewport().setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        name = f"{plot.chart.series.display} chart"
+        self.setAccessibleName(name)
+        self.viewport().setAccessibleName(name)
+        self.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self.setMouseTracking(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's naming
+        self.plot.point_at(event.position())
+
+
 class Plot(QWidget):
-    """The painted area: band, ticks, the data (a line, or bars for counts), ✕ marks, the marker."""
+    """The plot, drawn by Qt Charts: the normal band (an area between the limits), the data (a
+    line, or bars for counts, as an area of steps), ✕ on the points out of range, a dotted marker
+    at the point the readout names, a dated axis and round y ticks at the series' precision."""
 
     def __init__(self, chart: TelemetryChart) -> None:
         super().__init__()
@@ -86,67 +141,116 @@ class Plot(QWidget):
         self.setMouseTracking(True)
         self.setFocusProxy(chart)  # a click on the plot gives the chart the arrow keys
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.qchart = QChart()
+        self.qchart.legend().hide()
+        self.qchart.setBackgroundRoundness(0)
+        self.qchart.setMargins(QMargins(0, 4, 6, 0))
+        self.qchart.layout().setContentsMargins(0, 0, 0, 0)
+        self.keep: list[object] = []  # series an area reads but the chart does not own
+        self.x_axis, self.y_axis = self._axes()
+        self._band()
+        self.data = self._data()
+        self._marks()
+        self.marker = line([], QPen(AXIS, 1, Qt.PenStyle.DotLine))
+        self._add(self.marker)
+        self.view = View(self, self.qchart)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+
+    def _axes(self) -> tuple[QCategoryAxis, QValueAxis]:
+        c = self.chart
+        font = QFont(self.font().family(), 8)
+        x_axis = QCategoryAxis()
+        x_axis.setRange(c.x_lo, c.x_hi)
+        x_axis.setStartValue(c.x_lo)
+        x_axis.setLabelsPosition(QCategoryAxis.AxisLabelsPosition.AxisLabelsPositionOnValue)
+        for t, text in c.x_ticks:
+            x_axis.append(text, t)
+        x_axis.setGridLineVisible(False)
+        y_axis = QValueAxis()
+        y_axis.setRange(c.y_lo, c.y_hi)
+        if len(c.y_ticks) > 1:
+            y_axis.setTickType(QValueAxis.TickType.TicksDynamic)
+            y_axis.setTickAnchor(c.y_ticks[0])
+            y_axis.setTickInterval(c.y_ticks[1] - c.y_ticks[0])
+        y_axis.setLabelFormat(f"%.{c.decimals()}f")
+        y_axis.setGridLinePen(QPen(QColor(230, 230, 230), 1))
+        for axis in (x_axis, y_axis):
+            axis.setLabelsFont(font)
+            axis.setLinePen(QPen(AXIS, 1))
+        self.qchart.addAxis(x_axis, Qt.AlignmentFlag.AlignBottom)
+        self.qchart.addAxis(y_axis, Qt.AlignmentFlag.AlignLeft)
+        return x_axis, y_axis
+
+    def _add(self, series: QAbstractSeries) -> None:
+        self.qchart.addSeries(series)
+        series.attachAxis(self.x_axis)
+        series.attachAxis(self.y_axis)
+
+    def _area(self, upper: QLineSeries, lower: QLineSeries, brush: QColor, pen: QPen) -> QAreaSeries:
+        area = QAreaSeries(upper, lower)
+        area.setBrush(brush)
+        area.setPen(pen)
+        self.keep += [upper, lower]
+        self._add(area)
+        return area
+
+    def _band(self) -> None:
+        """The normal range: a light area, and its two limits as lines (no edges at the sides)."""
+        c, s = self.chart, self.chart.series
+        limits = [[(c.x_lo, v), (c.x_hi, v)] for v in (s.high, s.low)]
+        self._area(line(limits[0]), line(limits[1]), BAND, QPen(Qt.PenStyle.NoPen))
+        for limit in limits:
+            self._add(line(limit, QPen(BAND_EDGE, 1)))
+
+    def _data(self) -> QAbstractSeries:
+        c = self.chart
+        if not c.series.counts:
+            data = line(list(zip(c.xs, c.ys, strict=True)), QPen(LINE, 2))
+            self._add(data)
+            return data
+        base, half = max(c.y_lo, 0.0), DAY * 0.3  # a bar 0.6 of a day wide
+        steps: list[tuple[float, float]] = [(c.x_lo, base)]
+        for x, y in zip(c.xs, c.ys, strict=True):
+            steps += [(x - half, base), (x - half, y), (x + half, y), (x + half, base)]
+        steps.append((c.x_hi, base))
+        return self._area(line(steps), line([(c.x_lo, base), (c.x_hi, base)]), LINE, QPen(LINE, 1))
+
+    def _marks(self) -> None:
+        c = self.chart
+        marks = QScatterSeries()
+        marks.replace([QPointF(c.xs[i], c.ys[i]) for i in c.marked])
+        marks.setLightMarker(cross_marker())
+        marks.setMarkerSize(12)
+        self._add(marks)
+
+    def show_marker(self, index: int) -> None:
+        c = self.chart
+        self.marker.replace([QPointF(c.xs[index], c.y_lo), QPointF(c.xs[index], c.y_hi)])
+
+    def _position(self, t: float, v: float) -> QPointF:
+        scene = self.qchart.mapToPosition(QPointF(t, v), self.data)
+        return QPointF(self.view.mapFromScene(scene)) + QPointF(self.view.pos())
 
     def area(self) -> QRectF:
-        return QRectF(LEFT, TOP, max(self.width() - LEFT - RIGHT, 1.0), max(self.height() - TOP - BOTTOM, 1.0))
+        """The plot area (inside the axes), in this widget's coordinates."""
+        return self.qchart.plotArea().translated(QPointF(self.view.pos()))
 
     def x_of(self, t: float) -> float:
-        c, a = self.chart, self.area()
-        return a.left() + (t - c.x_lo) / (c.x_hi - c.x_lo) * a.width()
+        return self._position(t, self.chart.y_lo).x()
 
     def y_of(self, v: float) -> float:
-        c, a = self.chart, self.area()
-        return a.bottom() - (v - c.y_lo) / (c.y_hi - c.y_lo) * a.height()
+        return self._position(self.chart.x_lo, v).y()
 
-    def paintEvent(self, _event: object) -> None:  # noqa: N802 - Qt's naming
-        c, s, a = self.chart, self.chart.series, self.area()
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setFont(QFont(self.font().family(), 8))
-        p.fillRect(QRectF(self.rect()), QColor("white"))
-        band = QRectF(a.left(), self.y_of(s.high), a.width(), self.y_of(s.low) - self.y_of(s.high))
-        p.fillRect(band, BAND)
-        p.setPen(QPen(BAND_EDGE, 1))
-        for edge in (band.top(), band.bottom()):
-            p.drawLine(QPointF(a.left(), edge), QPointF(a.right(), edge))
-        p.setPen(QPen(AXIS, 1))
-        p.drawLine(a.bottomLeft(), a.bottomRight())
-        p.drawLine(a.bottomLeft(), a.topLeft())
-        for v in c.y_ticks:
-            y = self.y_of(v)
-            p.drawLine(QPointF(a.left() - 3, y), QPointF(a.left(), y))
-            p.drawText(QRectF(0, y - 7, LEFT - 5, 14), Qt.AlignmentFlag.AlignRight, c.tick_label(v))
-        for t, text in c.x_ticks:
-            x = self.x_of(t)
-            p.drawLine(QPointF(x, a.bottom()), QPointF(x, a.bottom() + 3))
-            p.drawText(QRectF(x - 40, a.bottom() + 3, 80, 14), Qt.AlignmentFlag.AlignHCenter, text)
-        points = [QPointF(self.x_of(t), self.y_of(v)) for t, v in zip(c.xs, c.ys, strict=True)]
-        if s.counts:
-            width = max(2.0, min(12.0, a.width() / max(len(points), 1) * 0.6))
-            for pt in points:
-                p.fillRect(QRectF(pt.x() - width / 2, pt.y(), width, self.y_of(max(c.y_lo, 0)) - pt.y()), LINE)
-        elif points:
-            path = QPainterPath(points[0])
-            for pt in points[1:]:
-                path.lineTo(pt)
-            p.setPen(QPen(LINE, 2))
-            p.drawPath(path)
-        p.setPen(QPen(OUT, 2))
-        for i in c.marked:
-            pt = points[i]
-            p.drawLine(QPointF(pt.x() - 4, pt.y() - 4), QPointF(pt.x() + 4, pt.y() + 4))
-            p.drawLine(QPointF(pt.x() - 4, pt.y() + 4), QPointF(pt.x() + 4, pt.y() - 4))
-        if 0 <= c.index < len(points):
-            p.setPen(QPen(AXIS, 1, Qt.PenStyle.DotLine))
-            x = points[c.index].x()
-            p.drawLine(QPointF(x, a.top()), QPointF(x, a.bottom()))
-        p.end()
+    def point_at(self, where: QPointF) -> None:
+        """The point nearest the pointer, along time, when the pointer is over the plot area."""
+        c = self.chart
+        if c.xs and self.area().contains(where):
+            c.choose(min(range(len(c.xs)), key=lambda i: abs(self.x_of(c.xs[i]) - where.x())))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's naming
-        c = self.chart
-        if c.xs and self.area().contains(event.position()):
-            x = event.position().x()
-            c.choose(min(range(len(c.xs)), key=lambda i: abs(self.x_of(c.xs[i]) - x)))
+        self.point_at(event.position())
 
 
 class TelemetryChart(QWidget):
@@ -158,7 +262,11 @@ class TelemetryChart(QWidget):
         self.marked = [i for i, v in enumerate(self.ys) if series.out_of_range(v)]
         self.x_lo, self.x_hi = (self.xs[0] - DAY / 2, self.xs[-1] + DAY / 2) if self.xs else (0.0, DAY)
         self.y_lo, self.y_hi = y_range(series.low, series.high, self.ys)
-        self.y_ticks = nice_ticks(self.y_lo, self.y_hi)
+        if series.counts:  # whole numbers of events: whole ticks, at least 0, 1 and 2
+            self.y_hi = max(math.ceil(self.y_hi), 2.0)
+            self.y_ticks = [t for t in nice_ticks(self.y_lo, self.y_hi) if t == int(t)]
+        else:
+            self.y_ticks = nice_ticks(self.y_lo, self.y_hi)
         self.x_ticks = date_ticks(self.x_lo, self.x_hi)
         self.index = len(self.ys) - 1  # the point the readout names (the latest at first)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -177,11 +285,14 @@ class TelemetryChart(QWidget):
         layout.addWidget(self.readout)
         self.choose(self.index)
 
-    def tick_label(self, value: float) -> str:
-        """A y tick at the series' precision (one more decimal where the ticks are finer)."""
+    def decimals(self) -> int:
+        """The y ticks' decimals: as many as their step needs (500 Ω: none; 0.2 V, 2.5 %: one)."""
         step = self.y_ticks[1] - self.y_ticks[0] if len(self.y_ticks) > 1 else 1.0
-        decimals = max(0, -math.floor(math.log10(step)) if step < 1 else 0)
-        return f"{value:.{decimals}f}"
+        return next((d for d in range(6) if abs(round(step, d) - step) < 1e-9), 2)
+
+    def tick_label(self, value: float) -> str:
+        """A y tick as the axis writes it."""
+        return f"{value:.{self.decimals()}f}"
 
     def choose(self, index: int) -> None:
         """The readout of a point: its date, its value, and whether it is in range."""
@@ -200,7 +311,7 @@ class TelemetryChart(QWidget):
         )
         mark = "✕ " if s.out_of_range(y) else ""
         self.readout.setText(f"{mark}{s.points[self.index][0][:10]}: {s.shown(y)}, {where}")
-        self.plot.update()
+        self.plot.show_marker(self.index)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's naming
         moves = {

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PySide6.QtCharts import QAreaSeries, QCategoryAxis, QChartView, QScatterSeries, QValueAxis
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
@@ -52,6 +53,25 @@ def test_the_band_is_the_normal_range_only_and_out_of_range_points_are_marked(qt
         assert chart.x_ticks and all(re.fullmatch(r"\d\d [A-Z][a-z]{2}", label) for _, label in chart.x_ticks)
     impedance = charts(qtbot, window)["MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE"]
     assert impedance.marked  # the demo's lead problem on p02
+
+
+def test_the_charts_are_drawn_by_qt_charts(qtbot, window: MainWindow) -> None:
+    """A plotting library draws them (Qt Charts): the band, the data (a line, or bars for counts),
+    the ✕ marks and the marker are its series, on a dated axis and a value axis with round ticks."""
+    shown = charts(qtbot, window)
+    impedance = shown["MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE"]
+    view = impedance.plot.view
+    assert isinstance(view, QChartView) and view.chart() is impedance.plot.qchart
+    kinds = [type(s).__name__ for s in view.chart().series()]
+    assert kinds.count("QAreaSeries") == 1 and "QScatterSeries" in kinds  # the band; the ✕ marks
+    marks = next(s for s in view.chart().series() if isinstance(s, QScatterSeries))
+    assert [(p.x(), p.y()) for p in marks.points()] == [(impedance.xs[i], impedance.ys[i]) for i in impedance.marked]
+    x_axis, y_axis = impedance.plot.x_axis, impedance.plot.y_axis
+    assert isinstance(x_axis, QCategoryAxis) and x_axis.categoriesLabels() == [t for _, t in impedance.x_ticks]
+    assert isinstance(y_axis, QValueAxis) and y_axis.tickInterval() == impedance.y_ticks[1] - impedance.y_ticks[0]
+    episodes = shown["MDC_IDC_STAT_EPISODE_TOTAL_COUNT"]
+    assert isinstance(episodes.plot.data, QAreaSeries)  # counts as bars
+    assert all(t == int(t) for t in episodes.y_ticks) and episodes.plot.y_axis.labelFormat() == "%.0f"
 
 
 def test_scales_round_ticks_and_dated_axes() -> None:
