@@ -250,7 +250,7 @@ def _transmissions(
         values["MDC_IDC_MSMT_BATTERY_REMAINING_LONGEVITY"] = 3.5  # reaches elective replacement this month
     for day in range(30, 0, -1):
         when = datetime.combine(today - timedelta(days=day), datetime.min.time(), UTC) + timedelta(hours=2)
-        readings = []
+        readings, at = [], when.isoformat()
         for code, _display, unit, _low, _high, typical, spread in OBSERVATIONS:
             drift = rng.gauss(0, spread)
             if lead_problem and code == "MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE" and day < 6:
@@ -264,7 +264,7 @@ def _transmissions(
             drift += _problem_drift(device_problem, code, day)
             values[code] = max(0.0, typical + drift if "LONGEVITY" not in code else values[code] - 0.03)
             value = float(round(values[code])) if code in COUNTS else round(values[code], 2)
-            readings.append(Reading(code, number_text(value), unit, when.isoformat(), ""))
+            readings.append(Reading(code, number_text(value), unit, at, ""))
         demo.messages.append(_message(demo, pid, when, readings))
 
 

@@ -8,6 +8,7 @@ entry number and resource ("entry 4 (Observation obs-3)")."""
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any
@@ -212,13 +213,21 @@ def _plain(value: Any) -> str:
 
 
 def _time(raw: Any, fail: Any, element: str) -> str:
-    try:
-        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or "T" not in str(raw):
+    utc = _utc(raw) if isinstance(raw, str) else ""
+    if not utc:
         raise fail(f"{element}: {raw!r} is not a date and time with a UTC offset (2026-11-03T02:00:00Z)")
-    return utc_iso(moment)
+    return utc
+
+
+@functools.lru_cache(maxsize=256)
+def _utc(raw: str) -> str:
+    """A FHIR dateTime with its offset, in UTC as the store keeps it; "" when it is not one (a
+    bundle's observations share a few times: each is converted once)."""
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return utc_iso(moment) if moment.tzinfo is not None and "T" in raw else ""
 
 
 # writing

@@ -9,6 +9,7 @@ seventh OBX of that message) and by field ("OBX-5")."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,16 +248,26 @@ def _text_value(obx: Segment) -> str:
 
 def _time(seg: Segment, n: int) -> str:
     raw = seg.component(n)
+    utc = _utc(raw)
+    if utc.startswith("!"):
+        raise seg.fail(utc[1:], n)
+    return utc
+
+
+@functools.lru_cache(maxsize=256)
+def _utc(raw: str) -> str:
+    """An HL7 DTM in UTC as the store keeps it, or "!" and what is wrong with it (the messages of
+    a file share a few times: each is converted once)."""
     found = _DTM.match(raw)
     if not found:
-        raise seg.fail(f"{raw!r} is not a date and time to the minute with its UTC offset (YYYYMMDDHHMM[SS]+ZZZZ)", n)
+        return f"!{raw!r} is not a date and time to the minute with its UTC offset (YYYYMMDDHHMM[SS]+ZZZZ)"
     year, month, day, hour, minute, second, offset = found.groups()
     sign = 1 if offset[0] == "+" else -1
     zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(float(second or 0)), tzinfo=zone)
     except ValueError as exc:
-        raise seg.fail(f"{raw!r} is not a real date and time ({exc})", n) from None
+        return f"!{raw!r} is not a real date and time ({exc})"
     return utc_iso(moment)
 
 
@@ -300,24 +311,24 @@ def _escaped(code: str, seps: Separators, where: str) -> str:
 
 def escape(text: str, seps: Separators = Separators()) -> str:
     """Text as an HL7 v2 value: separators and the escape character written as escape sequences."""
-    table = {
+    special, codes = _escapes(seps)
+    if not special.search(text):
+        return text
+    return special.sub(lambda m: f"{seps.escape}{codes[m.group()]}{seps.escape}", text)
+
+
+@functools.lru_cache(maxsize=8)
+def _escapes(seps: Separators) -> tuple[re.Pattern[str], dict[str, str]]:
+    codes = {
         seps.escape: "E",
         seps.field: "F",
         seps.component: "S",
         seps.subcomponent: "T",
         seps.repetition: "R",
+        "\r": ".br",
+        "\n": ".br",
     }
-    if table.keys().isdisjoint(text) and "\r" not in text and "\n" not in text:
-        return text
-    out = []
-    for char in text:
-        if char in table:
-            out.append(f"{seps.escape}{table[char]}{seps.escape}")
-        elif char in "\r\n":
-            out.append(f"{seps.escape}.br{seps.escape}")
-        else:
-            out.append(char)
-    return "".join(out)
+    return re.compile("[" + re.escape("".join(codes)) + "]"), codes
 
 
 def dtm(iso: str) -> str:
