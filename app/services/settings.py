@@ -767,6 +767,16 @@ def _check_pairs(settings: Settings, problems: list[Problem]) -> None:
                 f"policy_server_url {in_file} (with --public-key: --policy-server), or neither",
             )
         )
+    shadow = settings.values["policy_shadow_hours"]
+    if shadow.value and not server.value:  # a canary without bundles would silently run the demo policies
+        in_file = "in the same file" if shadow.source == MANAGED else "too"
+        problems.append(
+            Problem(
+                *_where(shadow),
+                "is set but no policy server is: the shadow period holds that server's new bundles",
+                f"policy_server_url and policy_public_key {in_file}, or policy_shadow_hours = 0",
+            )
+        )
     collector, ca = settings.values["audit_collector_url"], settings.values["audit_collector_ca_file"]
     if ca.value is not None and not collector.value:
         in_file = "in the same file" if ca.source == MANAGED else "too"

@@ -195,6 +195,19 @@ def test_the_shadow_period_is_it_s_with_the_policy_server(tmp_path: Path, public
         ]
 
 
+def test_a_shadow_period_without_a_policy_server_is_refused(tmp_path: Path) -> None:
+    """Without a policy server the workstation runs its bundled demo policies, so a canary ward's
+    shadow period alone would do nothing, silently: it is refused, saying what it needs; 0 is fine."""
+    alone = write(tmp_path / "canary.toml", toml(policy_shadow_hours=48, hospital_id="h1"))
+    assert refusal(alone) == [
+        f"{alone}: policy_shadow_hours: is set but no policy server is: the shadow period holds that server's new "
+        "bundles; expected policy_server_url and policy_public_key in the same file, or policy_shadow_hours = 0"
+    ]
+    user = write(tmp_path / "user.toml", toml(policy_shadow_hours=12))
+    assert refusal(None, user)[0].startswith(f"{user}: policy_shadow_hours: is set but no policy server is")
+    assert load(write(tmp_path / "zero.toml", toml(policy_shadow_hours=0)), None, {})["policy_shadow_hours"] == 0
+
+
 def test_the_flags_alone_need_each_other(tmp_path: Path, public_key: Path) -> None:
     assert refusal(None, None, policy_server_url="http://127.0.0.1:9/current.bundle") == [
         "command line: --policy-server: is set but no policy public key is; expected policy_public_key too "
