@@ -259,7 +259,9 @@ def write_bundle(t: Transmission, assigning_authority: str = "") -> dict[str, An
             "effectiveDateTime": r.time,
         }
         if r.numeric:
-            quantity: dict[str, Any] = {"value": json.loads(r.value)}
+            number = float(r.value)
+            whole = number.is_integer() and r.value.lstrip("+-").isdigit()
+            quantity: dict[str, Any] = {"value": int(number) if whole else number}
             if r.unit:
                 quantity.update({"unit": r.unit, "system": UCUM_SYSTEM, "code": r.unit})
             observation["valueQuantity"] = quantity

@@ -346,7 +346,13 @@ def write_message(
     seps: Separators = Separators(),
 ) -> str:
     """One ORU^R01 message of the transmission (segments ended by a carriage return)."""
-    e = lambda text: escape(text, seps)  # noqa: E731
+    special, codes = _escapes(seps)
+
+    def e(text: str) -> str:
+        if not special.search(text):
+            return text
+        return special.sub(lambda m: f"{seps.escape}{codes[m.group()]}{seps.escape}", text)
+
     f, c = seps.field, seps.component
     given, _, family = t.patient_name.partition(" ")  # PID-5 is family^given
     name = f"{e(family)}{c}{e(given)}" if family else e(given)
