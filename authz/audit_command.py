@@ -40,15 +40,22 @@ def add_parser(sub: Any) -> None:
         help="check the hash chain, and against the guard, its signed checkpoints or the collector",
         description="Exit 0 intact, 5 tampered, 6 damaged file, 7 reference unusable, 2 no such file.",
     )
-    p_verify.add_argument("db")
+    p_verify.add_argument("db", help="the audit log (audit.db), or an evidence copy of it")
     p_verify.add_argument("--guard", metavar="SOCKET", help="compare with the checkpoints the guard kept")
     p_verify.add_argument(
         "--checkpoint-key", metavar="PUB", help="check the signed checkpoints stored in the log with this key"
     )
     p_verify.add_argument("--against", metavar="COLLECTOR_EXPORT", help="compare with what the collector received")
-    p_export = audit_sub.add_parser("export", help="write the records as JSON lines")
-    p_export.add_argument("db")
-    p_export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    p_export = audit_sub.add_parser(
+        "export", help="write the records to stdout as JSON lines: Cerbos decision-log entries or FHIR AuditEvents"
+    )
+    p_export.add_argument("db", help="the audit log (audit.db)")
+    p_export.add_argument(
+        "--format",
+        choices=["jsonl", "fhir"],
+        default="jsonl",
+        help="jsonl: Cerbos decision-log lines (the default); fhir: one FHIR R4 AuditEvent per line",
+    )
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:

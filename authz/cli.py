@@ -539,12 +539,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+POLICIES_HELP = "the policy directory"
+LENIENT_HELP = "Cerbos's default: an erroring condition is just not satisfied (strict by default: it denies)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccc-authz", description="CCC Workstation policy tool")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_compile = sub.add_parser("compile", help="compile policies and run their test suites")
-    p_compile.add_argument("dir")
-    p_compile.add_argument("--skip-tests", action="store_true")
+    p_compile = sub.add_parser(
+        "compile",
+        help="compile policies and run their test suites",
+        description="Exit 0 all good, 3 policy errors, 4 failed tests.",
+    )
+    p_compile.add_argument("dir", help="the policy directory (every policy below it, tests in *_test.yaml)")
+    p_compile.add_argument("--skip-tests", action="store_true", help="compile only; do not run the test suites")
     p_compile.add_argument(
         "--ignore-schemas",
         action="store_true",
@@ -556,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Cerbos's default: an erroring condition is just not satisfied",
     )
     p_check = sub.add_parser("check", help="decide Cerbos CheckResources requests read from stdin")
-    p_check.add_argument("--policies", required=True)
-    p_check.add_argument("--no-strict-evaluation", action="store_true")
+    p_check.add_argument("--policies", metavar="DIR", required=True, help=POLICIES_HELP)
+    p_check.add_argument("--no-strict-evaluation", action="store_true", help=LENIENT_HELP)
     p_check.add_argument("--audit", metavar="DB", help="record every decision in this audit log")
     p_check.add_argument(
         "--guard", metavar="SOCKET", help="the audit guard that checkpoints the log (default: the installed one)"
@@ -571,33 +579,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_audit_parser(sub)
     p_plan = sub.add_parser("plan", help="plan Cerbos PlanResources requests read from stdin (query filters)")
-    p_plan.add_argument("--policies", required=True)
-    p_plan.add_argument("--no-strict-evaluation", action="store_true")
+    p_plan.add_argument("--policies", metavar="DIR", required=True, help=POLICIES_HELP)
+    p_plan.add_argument("--no-strict-evaluation", action="store_true", help=LENIENT_HELP)
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
-    p_keygen.add_argument("--out", required=True)
+    p_keygen.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="writes private.key (0600) and public.key here; never overwrites",
+    )
     p_bundle = sub.add_parser("bundle", help="build or verify a signed policy bundle")
     bundle_sub = p_bundle.add_subparsers(dest="bundle_command", required=True)
-    p_build = bundle_sub.add_parser("build")
-    p_build.add_argument("dir")
-    p_build.add_argument("--key", required=True)
-    p_build.add_argument("--version", type=int, required=True)
-    p_build.add_argument("--out", required=True)
-    p_build.add_argument("--min-app-version", default="0.1.0")
+    p_build = bundle_sub.add_parser(
+        "build", help="sign a bundle of a policy directory, only when every policy compiles and every test passes"
+    )
+    p_build.add_argument("dir", help="the policy directory")
+    p_build.add_argument("--key", required=True, help="the bundle signing key (ccc-authz keygen's private.key)")
+    p_build.add_argument(
+        "--version", type=int, required=True, help="the bundle's version, 1 to 2**53 - 1, above every earlier one"
+    )
+    p_build.add_argument("--out", metavar="FILE", required=True, help="the bundle file to write")
+    p_build.add_argument(
+        "--min-app-version",
+        metavar="VERSION",
+        default="0.1.0",
+        help="workstations older than this refuse the bundle (default 0.1.0)",
+    )
     impact_command.add_gate_arguments(p_build)
-    p_bverify = bundle_sub.add_parser("verify")
-    p_bverify.add_argument("file")
-    p_bverify.add_argument("--pubkey", required=True)
-    impact_command.add_arguments(sub.add_parser("impact", help="report every decision a policy change flips"))
+    p_bverify = bundle_sub.add_parser("verify", help="check a bundle's signature and contents, saying what is wrong")
+    p_bverify.add_argument("file", help="the bundle")
+    p_bverify.add_argument("--pubkey", required=True, help="the pinned public key (ccc-authz keygen's public.key)")
+    impact_command.add_arguments(
+        sub.add_parser(
+            "impact",
+            help="report every decision a policy change flips",
+            description="Exit 0 nothing unexpected flips, 5 something does, 3 a side does not compile, "
+            "2 the run cannot start.",
+        )
+    )
     p_package = sub.add_parser("package", help="sign or verify a release directory (SHA256SUMS, SHA256SUMS.sig)")
     package_sub = p_package.add_subparsers(dest="package_command", required=True)
     p_psign = package_sub.add_parser("sign", help="write SHA256SUMS and its Ed25519 signature")
-    p_psign.add_argument("dir")
+    p_psign.add_argument("dir", help="the release directory (dist/)")
     p_psign.add_argument("--key", required=True, help="the release private key (not the policy key)")
     p_psign.add_argument(
         "--file", action="append", dest="files", metavar="NAME", help="a file in DIR to list (default: every .deb)"
     )
     p_pverify = package_sub.add_parser("verify", help="check the signature, then every listed file")
-    p_pverify.add_argument("dir")
+    p_pverify.add_argument("dir", help="the release directory (dist/)")
     p_pverify.add_argument("--pubkey", required=True, help="the pinned release public key")
     p_rollout = sub.add_parser(
         "rollout", help="sign a notice that promotes or withdraws a bundle held in shadow on canary workstations"
@@ -609,9 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
         p_notice.add_argument("--key", required=True, help="the bundle signing key (private.key)")
         p_notice.add_argument("--out", required=True, help="the notice file (publish it as rollout.notice)")
     p_serve = sub.add_parser("serve", help="serve the newest bundle of a directory over HTTP")
-    p_serve.add_argument("dir")
-    p_serve.add_argument("--port", type=int, default=8088)
-    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("dir", help="the directory of bundles (and rollout.notice, if published)")
+    p_serve.add_argument("--port", type=int, default=8088, help="default 8088; 0 picks a free port")
+    p_serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     p_serve.add_argument("--token-file", help="require this bearer token (read from a file, never argv)")
     return parser
 

@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--requests", required=True, metavar="FILE", help="CheckResources JSON lines, an audit log, or its export"
     )
     parser.add_argument("--pubkey", help="the pinned public key that verifies OLD or NEW when they are bundles")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text", help='text (the default) or json: {"summary", "flips"}'
+    )
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report here")
     parser.add_argument("--accept", metavar="FILE", help="the expected changes (kind, action, role, direction)")
     parser.add_argument("--no-strict-evaluation", action="store_true", help="Cerbos's default evaluation")
