@@ -20,6 +20,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.services.alerts import AlertRulesError
 from app.services.audit_upload import SHIP_INTERVAL, ship_in_background, shipper_factory
@@ -29,6 +30,9 @@ from app.services.storage import STORAGE_ERRORS
 from app.services.store import SchemaError, StoreLocationError
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation, rollback_floor
+
+if TYPE_CHECKING:
+    from app.viewmodels.app_vm import ViewModels
 
 # What a start can meet in the data directory: each says what and where (never a traceback).
 START_ERRORS = (DataDirectoryError, StoreLocationError, SchemaError, AlertRulesError, *STORAGE_ERRORS)
@@ -47,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="ccc-workstation", epilog="ccc-workstation import --help: importing transmissions"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="where the demo data and audit log live")
-    parser.add_argument("--policies", type=Path, default=BUNDLED_POLICIES)
+    parser.add_argument(
+        "--policies", type=Path, default=BUNDLED_POLICIES, help="the policy directory (default: the bundled policies)"
+    )
     parser.add_argument("--screenshot", type=Path, help="render the main window to this PNG and exit")
     parser.add_argument("--user", help="with --screenshot: sign this demo user in first")
     parser.add_argument("--patient", help="with --screenshot: open this patient's record")
@@ -115,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     if args.screenshot:
         if args.user:
-            vms.session.sign_in(args.user, DEMO_PASSWORD)
+            problem = _screenshot_sign_in(workstation, vms, args.user)
+            if problem:  # a PNG of the sign-in screen would pass for the user's view
+                sys.stderr.write(f"ccc-workstation: --user {args.user}: {problem}\n")
+                stop.set()
+                workstation.close()
+                return 2
             rows = vms.patients.rows
             target = args.patient or (rows[0].patient.id if rows else None)
             if target:
@@ -292,6 +303,18 @@ def _policy_sync(url: str | None, public_key: PublicKey | None, data_dir: Path, 
     )
     sync.start_offline()
     return sync
+
+
+def _screenshot_sign_in(workstation: Workstation, vms: ViewModels, user_id: str) -> str:
+    """Signs a demo user in for ``--screenshot --user``; what went wrong, or "" when they are in."""
+    if not workstation.session.demo:
+        return (
+            "--screenshot --user signs in demo users only, and this workstation signs in with the "
+            'hospital\'s provider (sign_in_provider = "oidc"); leave --user out to render the sign-in screen'
+        )
+    if not vms.session.sign_in(user_id, DEMO_PASSWORD):
+        return "no such demo user (the demo users are listed in the README: dr_aly, nurse_nia, er_eli, ...)"
+    return ""
 
 
 def _ship_what_is_left(workstation: Workstation) -> None:
