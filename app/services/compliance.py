@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from authz import Decision, Effect, Resource
@@ -39,6 +40,43 @@ STATE_AFTER = {
 REMINDERS = ("remind", "reminder")
 LATE = (LATE_JUSTIFICATION, "late_justification")
 REPORT_TYPES = ("usage", "access", "break_glass", "export", "firmware")
+# What a committee reads: each report, action and event in words (never a code name).
+REPORT_TITLES = {
+    "usage": "Workstation use per day",
+    "access": "Access decisions",
+    "break_glass": "Emergency access (break-glass)",
+    "export": "Data exports",
+    "firmware": "Firmware updates",
+}
+ACTION_WORDS = {
+    "view": "Record opened",
+    "view_phi": "Health data shown",
+    "view_history": "History shown",
+    "edit_clinical_notes": "Note written",
+    "export": "Data exported",
+    "break_glass": "Emergency access asked",
+    "end_break_glass": "Emergency access ended",
+    "delegate_access": "Access delegated",
+    "revoke_delegation": "Delegation revoked",
+    "request_firmware_update": "Firmware update requested",
+    "approve_firmware_update": "Firmware update approved",
+    "view_firmware_version": "Firmware version shown",
+    "generate": "Report made",
+    "review": "Review queue shown",
+}
+EVENT_WORDS = {
+    "break_glass_started": "Emergency access opened",
+    "break_glass_ended": "Emergency access ended",
+    "export": "Data exported",
+    "note_saved": "Note written",
+}
+RELY = "rely_on_justification"
+
+
+def in_words(code: str, words: dict[str, str] | None = None) -> str:
+    """A code name as a committee reads it: its words when known, else the code spelt out."""
+    known = (words or {}).get(code) or EVENT_WORDS.get(code) or ACTION_WORDS.get(code)
+    return known or code.replace("_", " ").capitalize()
 
 
 @dataclass
@@ -48,6 +86,10 @@ class ReviewItem:
     state: str = "open"  # open, accepted, rejected, resolved
     annotations: list[AuditRecord] = field(default_factory=list)
     accesses: int = 0  # decisions made under a break-glass session
+    weak_justification: str = ""  # the policies' words when the review may not rely on it
+    timeline: list[tuple[str, str]] = field(default_factory=list)  # (time, what), for a break-glass session
+    ended: str = ""  # how a break-glass session ended ("" while open)
+    duration: str = ""  # how long it lasted (or has lasted so far)
 
     @property
     def late_justification(self) -> str:
@@ -65,6 +107,23 @@ class Report:
     hospital_id: str
     rows: list[tuple[str, int]]  # label, count: what the chart and the table show
     total: int
+    start: date | None = None  # the period covered, both days included
+    end: date | None = None
+    hospital_name: str = ""
+    sessions: list[ReviewItem] = field(default_factory=list)  # break-glass sessions, for their timelines
+    names: dict[str, str] = field(default_factory=dict)  # user and patient ids -> name with the id
+
+    def named(self, some_id: str) -> str:
+        return self.names.get(some_id, some_id)
+
+    @property
+    def title(self) -> str:
+        return REPORT_TITLES.get(self.report_type, in_words(self.report_type))
+
+    @property
+    def period(self) -> str:
+        first = self.start.isoformat() if self.start else "the first record"
+        return f"{first} to {self.end.isoformat() if self.end else 'today'}"
 
 
 class ComplianceService:
@@ -89,9 +148,15 @@ class ComplianceService:
             for a in item.annotations:
                 item.state = STATE_AFTER.get(a.event_type, item.state)
             if event.event_type == "break_glass_started":
-                item.accesses = self._accesses_under(event, records)
+                self._session_story(item, records)
+                item.weak_justification = self._weakness(user, event)
             items.append(item)
         return sorted(items, key=lambda i: i.event.seq, reverse=True)
+
+    def _weakness(self, user: SignedInUser, event: AuditRecord) -> str:
+        """The policies' words when a review may not rely on the event's justification, or ""."""
+        decision = self.access.decide_one(user, self._resource(event), RELY)
+        return "" if decision.allowed else decision.reason
 
     def _reviewable(self, user: SignedInUser, events: list[AuditRecord]) -> list[Resource]:
         """The events this user may ``review``, as resources, in the order given. The store selects
@@ -179,57 +244,112 @@ class ComplianceService:
             for t in REPORT_TYPES
         }
 
-    def report(self, user: SignedInUser, report_type: str, hospital_id: str) -> Report:
-        """A report the policies allow this user to generate (raises Refused)."""
+    def report(
+        self,
+        user: SignedInUser,
+        report_type: str,
+        hospital_id: str,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> Report:
+        """A report the policies allow this user to generate (raises Refused), over the records
+        from ``start`` to ``end`` (both days included; None: unbounded). The break-glass report
+        carries each session with its timeline."""
         if report_type not in REPORT_TYPES:
             raise refuse("generate", f"Unknown report type {report_type!r}.")
+        if start and end and start > end:
+            raise refuse("generate", f"The period starts ({start}) after it ends ({end}): choose the dates again.")
         self.access.require(user, resources.compliance_report(report_type, hospital_id), "generate")
         patients = {p.id for p in self.store.patients([hospital_id])}
-        records = [r for r in self.audit.records() if r.patient_id in patients or not r.patient_id]
+        first, last = start.isoformat() if start else "", end.isoformat() if end else "9999"
+        every = list(self.audit.records())
+        records = [r for r in every if (r.patient_id in patients or not r.patient_id) and first <= r.time[:10] <= last]
         counts: Counter[str] = Counter(label for r in records if (label := _label(report_type, r)))
-        return Report(report_type, hospital_id, sorted(counts.items()), sum(counts.values()))
+        sessions = []
+        if report_type == "break_glass":
+            for r in records:
+                if r.kind == "event" and r.event_type == "break_glass_started":
+                    item = ReviewItem(r, hospital_id)
+                    self._session_story(item, every)
+                    sessions.append(item)
+        name = self.store.hospital_name(hospital_id) or hospital_id
+        return Report(
+            report_type, hospital_id, sorted(counts.items()), sum(counts.values()), start, end, name, sessions
+        )
 
     def _resource(self, event: AuditRecord) -> Any:
         patient = self.store.patient(event.patient_id) if event.patient_id else None
-        return resources.audit_event(event.record_id, event.principal_id, event.event_type, patient)
+        return resources.audit_event(
+            event.record_id, event.principal_id, event.event_type, patient, event.justification
+        )
 
     @staticmethod
-    def _accesses_under(start: AuditRecord, records: list[AuditRecord]) -> int:
+    def _session_story(item: ReviewItem, records: list[AuditRecord]) -> None:
+        """A break-glass session as a reviewer reads it: opened, every record opened and note
+        written under it, how it ended and how long it lasted (so far, while open)."""
+        start = item.event
         session = start.details.get("session_id")
-        end_seq = next(
-            (r.seq for r in records if r.event_type == "break_glass_ended" and r.details.get("session_id") == session),
+        end = next(
+            (r for r in records if r.event_type == "break_glass_ended" and r.details.get("session_id") == session),
             None,
         )
-        return sum(
-            1
+        within = [
+            r
             for r in records
-            if r.kind == "decision"
-            and r.action == "view"  # one per record opened (its view_phi is decided beside it)
-            and r.principal_id == start.principal_id
+            if r.principal_id == start.principal_id
             and r.patient_id == start.patient_id
             and r.seq > start.seq
-            and (end_seq is None or r.seq < end_seq)
+            and (end is None or r.seq < end.seq)
+        ]
+        opened = [
+            r
+            for r in within
+            if r.kind == "decision"
+            and r.action == "view"  # one per record opened (its view_phi is decided beside it)
             and {"audit_flag": "break_glass_access"} in [o.get("val") for o in r.outputs]
-        )
+        ]
+        notes = [r for r in within if r.kind == "event" and r.event_type == "note_saved"]
+        item.accesses = len(opened)
+        story = [(start.time, f"Emergency access opened ({start.purpose_of_use or 'no reason code'})")]
+        story += [(r.time, "Record opened") for r in opened]
+        story += [(r.time, f"Note written ({r.details.get('note_type', 'note')})") for r in notes]
+        if end is not None:
+            item.ended = str(end.details.get("why", "ended"))
+            story.append((end.time, f"Emergency access ended: {item.ended}"))
+        item.timeline = sorted(story)
+        stop = end.time if end is not None else datetime.now(datetime.fromisoformat(start.time).tzinfo).isoformat()
+        item.duration = _duration(start.time, stop) + ("" if end is not None else " so far (still open)")
 
 
 def _what(event: AuditRecord) -> str:
-    return (
-        f"{event.event_type.replace('_', ' ')} for patient {event.patient_id} "
-        f"on {event.time[:16].replace('T', ' ')} UTC"
-    )
+    return f"{in_words(event.event_type).lower()} for patient {event.patient_id} on {_when(event.time)} UTC"
+
+
+def _when(time: str) -> str:
+    return time[:16].replace("T", " ")
+
+
+def _duration(start: str, stop: str) -> str:
+    """How long from one recorded time to another, in minutes and seconds ("12 min 5 s")."""
+    seconds = max(0, int((datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours} h " if hours else "") + f"{rest // 60} min {rest % 60} s"
 
 
 def _label(report_type: str, r: AuditRecord) -> str:
+    """The row a record counts in, in words."""
     if report_type == "usage":
         return r.time[:10] if r.kind == "decision" else ""
     if report_type == "access":
-        return f"{r.action}: {Effect(r.effect).name.lower()}" if r.kind == "decision" else ""
+        allowed = "allowed" if r.effect == Effect.ALLOW.value else "refused"
+        return f"{in_words(r.action)}: {allowed}" if r.kind == "decision" else ""
     if report_type == "break_glass":
-        return r.event_type if r.event_type.startswith("break_glass") else ""
+        return in_words(r.event_type) if r.event_type.startswith("break_glass") else ""
     if report_type == "export":
-        return ("de-identified" if r.details.get("deidentified") else "identified") if r.event_type == "export" else ""
-    return r.event_type if r.event_type.startswith("firmware") else ""
+        if r.event_type != "export":
+            return ""
+        return "De-identified export" if r.details.get("deidentified") else "Identified export"
+    return in_words(r.event_type) if r.event_type.startswith("firmware") else ""
 
 
 def summary(item: ReviewItem) -> dict[str, Any]:
@@ -238,7 +358,7 @@ def summary(item: ReviewItem) -> dict[str, Any]:
     return {
         "who": e.principal_id,
         "roles": e.principal_roles,
-        "what": e.event_type,
+        "what": in_words(e.event_type),
         "patient": e.patient_id,
         "when": e.time[:16].replace("T", " "),
         "reason": e.purpose_of_use,

@@ -8,6 +8,7 @@ from typing import Any
 from authz import Resource
 
 from .store import Patient
+from .text_measure import measure
 
 
 def present(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +89,11 @@ def transmission(message_id: str, patient: Patient, device: dict[str, Any], mess
     return Resource("transmission", message_id, present(attrs))
 
 
-def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient | None) -> Resource:
-    """A recorded event: who acted, what it was, and its patient's hospital and physicians."""
+def audit_event(
+    record_id: str, actor_id: str, event_type: str, patient: Patient | None, justification: str = ""
+) -> Resource:
+    """A recorded event: who acted, what it was, and its patient's hospital and physicians; with
+    the measure of its justification when it has one (the policies judge it)."""
     return Resource(
         "audit_event",
         record_id,
@@ -100,6 +104,7 @@ def audit_event(record_id: str, actor_id: str, event_type: str, patient: Patient
                 "event_type": event_type,
                 "patient_id": patient.id if patient else "",
                 "assigned_physicians": list(patient.assigned_physicians) if patient else [],
+                "justification_measure": measure(justification) if justification.strip() else None,
             }
         ),
     )

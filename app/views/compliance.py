@@ -1,15 +1,28 @@
 """The compliance workspace: the review queue (break-glass sessions and exports) with context
-and review steps, and reports with a bar chart, exportable as PDF."""
+and review steps, and reports over a period with a bar chart, saved as a PDF where the user says."""
 
 from __future__ import annotations
 
+import html
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QRectF, Qt
-from PySide6.QtGui import QColor, QPageLayout, QPageSize, QPainter, QPdfWriter
+from PySide6.QtCore import QBuffer, QDate, QIODevice, QMarginsF, QRectF, Qt, QUrl
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QPageLayout,
+    QPageSize,
+    QPainter,
+    QPdfWriter,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QComboBox,
+    QDateEdit,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -22,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, summary
+from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, in_words, summary
 from app.viewmodels.reports_vm import Report, ReportsViewModel
 
 STEPS = {
@@ -53,13 +66,13 @@ class ReportChart(QWidget):
 
 def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None:
     if report is None or not report.rows:
-        painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "No data for this report yet.")
+        painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "No data for this report in this period.")
         return
     top = area.top() + 24
     painter.drawText(
         QRectF(area.left(), area.top(), area.width(), 22),
         Qt.AlignmentFlag.AlignLeft,
-        f"{report.report_type.replace('_', ' ').title()} report, hospital {report.hospital_id}: {report.total} records",
+        f"{report.title}, {report.hospital_name or report.hospital_id}, {report.period}: {report.total} records",
     )
     row_h = max(14.0, min(26.0, (area.bottom() - top) / len(report.rows)))
     label_w = area.width() * 0.35
@@ -74,13 +87,70 @@ def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None
         )
 
 
-def write_report_pdf(report: Report, path: str) -> None:
-    """The report as a one-page A4 PDF (Qt's PDF writer: no extra dependency). Qt's writer says
-    nothing when the disk is full: the PDF is made in memory and written here, whole or not at all,
-    so a failure raises OSError instead of leaving a truncated file reported as saved."""
+def chart_image(report: Report, width: int = 720) -> QImage:
+    """The report's chart as a picture for the PDF, drawn at twice its size so it prints sharp."""
+    height = 40 + 26 * max(1, len(report.rows))
+    image = QImage(width * 2, height * 2, QImage.Format.Format_RGB32)
+    image.setDevicePixelRatio(2)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    font = QFont()
+    font.setPixelSize(13)
+    painter.setFont(font)
+    paint_report(painter, QRectF(0, 0, width, height), report)
+    painter.end()
+    return image
+
+
+def report_html(report: Report, made_by: str) -> str:
+    """The report as a committee reads it: what, where, which period, who made it and when, the
+    chart, the counts in a table, and for break-glass each session's timeline, people named."""
+    e = html.escape
+    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "".join(f"<tr><td>{e(label)}</td><td align='right'>{count}</td></tr>" for label, count in report.rows)
+    parts = [
+        f"<h1>{e(report.title)}</h1>",
+        f"<p>Hospital: {e(report.hospital_name or report.hospital_id)} ({e(report.hospital_id)})<br>",
+        f"Period: {e(report.period)} (both days included)<br>Made by {e(made_by)} on {made}<br>",
+        f"Records counted: {report.total}</p>",
+        "<p><img src='chart' width='640'></p>" if report.rows else "<p>No records in this period.</p>",
+        "<table border='1' cellpadding='4' cellspacing='0'><tr><th align='left'>What</th><th>Count</th></tr>",
+        f"{rows}</table>",
+    ]
+    for item in report.sessions:
+        event = item.event
+        timeline = "".join(f"<tr><td>{e(_when(t))}</td><td>{e(what)}</td></tr>" for t, what in item.timeline)
+        parts += [
+            f"<h2>Emergency access by {e(report.named(event.principal_id))} "
+            f"to {e(report.named(event.patient_id))}</h2>",
+            f"<p>Justification: {e(event.justification or 'none given')}<br>",
+            f"Ended: {e(item.ended or 'still open')} · Duration: {e(item.duration)} · "
+            f"Records opened: {item.accesses}</p>",
+            "<table border='1' cellpadding='3' cellspacing='0'><tr><th align='left'>When (UTC)</th>"
+            f"<th align='left'>What</th></tr>{timeline}</table>",
+        ]
+    return "".join(parts)
+
+
+def _when(time: str) -> str:
+    return time[:19].replace("T", " ")
+
+
+def _label_for(text: str, field: QWidget) -> QLabel:
+    label = QLabel(text)
+    label.setBuddy(field)
+    return label
+
+
+def write_report_pdf(report: Report, path: str, made_by: str = "") -> None:
+    """The report as an A4 PDF (Qt's PDF writer: no extra dependency), laid out as a text document
+    so its text is real, selectable text at 10 pt on any renderer, over as many pages as it needs.
+    Qt's writer says nothing when the disk is full: the PDF is made in memory and written here,
+    whole or not at all, so a failure raises OSError instead of leaving a truncated file reported
+    as saved."""
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    _paint_pdf(report, QPdfWriter(buffer))
+    _paint_pdf(report, QPdfWriter(buffer), made_by)
     buffer.close()
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
@@ -91,17 +161,19 @@ def write_report_pdf(report: Report, path: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _paint_pdf(report: Report, writer: QPdfWriter) -> None:
+def _paint_pdf(report: Report, writer: QPdfWriter, made_by: str) -> None:
     writer.setPageLayout(
         QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait, QMarginsF(15, 15, 15, 15))
     )
-    writer.setTitle(f"CCC {report.report_type} report {report.hospital_id}")
-    painter = QPainter(writer)
-    scale = writer.resolution() / 96
-    painter.scale(scale, scale)
-    area = QRectF(0, 0, writer.width() / scale, min(writer.height() / scale, 40 + 26 * len(report.rows)))
-    paint_report(painter, area, report)
-    painter.end()
+    writer.setTitle(f"{report.title}, {report.hospital_name or report.hospital_id}, {report.period}")
+    writer.setCreator("CCC Workstation")
+    document = QTextDocument()
+    font = QFont()
+    font.setPointSizeF(10)
+    document.setDefaultFont(font)
+    document.addResource(QTextDocument.ResourceType.ImageResource.value, QUrl("chart"), chart_image(report))
+    document.setHtml(report_html(report, made_by))
+    document.print_(writer)  # paginated on a copy at the writer's page size and resolution
 
 
 class ComplianceView(QTabWidget):
@@ -153,9 +225,16 @@ class ComplianceView(QTabWidget):
         self.report_type = QComboBox()
         self.generate = QPushButton("&Generate")
         self.generate.clicked.connect(self._generate)
-        self.pdf = QPushButton("Export &PDF")
+        self.pdf = QPushButton("Save as &PDF…")
         self.pdf.setEnabled(False)
-        self.pdf.clicked.connect(lambda: self.export_pdf())
+        self.pdf.clicked.connect(self.choose_pdf_path)
+        self.save_dialog: QFileDialog | None = None
+        today = QDate.currentDate()
+        self.start_date, self.end_date = QDateEdit(today.addDays(-30)), QDateEdit(today)
+        for edit, name in ((self.start_date, "Report from (first day)"), (self.end_date, "Report to (last day)")):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setAccessibleName(name)
         self.busy = QProgressBar()
         self.busy.setRange(0, 1)
         self.chart = ReportChart()
@@ -163,7 +242,17 @@ class ComplianceView(QTabWidget):
         self.report_message.setWordWrap(True)
         self.report: Report | None = None
         row = QHBoxLayout()
-        for w in (QLabel("Report"), self.report_type, self.generate, self.pdf, self.busy):
+        for w in (
+            QLabel("Report"),
+            self.report_type,
+            _label_for("&from", self.start_date),
+            self.start_date,
+            _label_for("&to", self.end_date),
+            self.end_date,
+            self.generate,
+            self.pdf,
+            self.busy,
+        ):
             row.addWidget(w)
         layout = QVBoxLayout(tab)
         layout.addLayout(row)
@@ -188,9 +277,8 @@ class ComplianceView(QTabWidget):
         for i, item in enumerate(items):
             info = self._named(item)
             state = info["state"] + (" ⚑ needs review" if item.needs_attention else "")
-            for j, text in enumerate(
-                [state, info["when"], info["who"], info["what"].replace("_", " "), info["patient"], info["reason"]]
-            ):
+            state += " ⚑ weak justification" if item.weak_justification else ""
+            for j, text in enumerate([state, info["when"], info["who"], info["what"], info["patient"], info["reason"]]):
                 self.table.setItem(i, j, QTableWidgetItem(str(text)))
         self.table.resizeColumnsToContents()
         if not items:
@@ -209,16 +297,24 @@ class ComplianceView(QTabWidget):
         self.message.setText(refused.reason if refused is not None else "")
         if item is None:
             return
-        info = self._named(item)
+        info = {k: html.escape(str(v)) if isinstance(v, str) else v for k, v in self._named(item).items()}
+        person = self.vm.session.workstation.session.person
         notes = "".join(
-            f"<li>{a.event_type.replace('_', ' ')} by {a.principal_id}: {a.justification}</li>"
+            f"<li>{html.escape(in_words(a.event_type))} by {html.escape(person(a.principal_id))}: "
+            f"{html.escape(a.justification)}</li>"
             for a in item.annotations
         )
+        weak = f"<br><b>⚑ {html.escape(item.weak_justification)}</b>" if item.weak_justification else ""
+        story = ""
+        if item.timeline:
+            steps = "".join(f"<li>{_when(t)} — {html.escape(what)}</li>" for t, what in item.timeline)
+            ended = html.escape(item.ended) if item.ended else "still open"
+            story = f"<br>Ended: {ended} · lasted {html.escape(item.duration)}<ol>{steps}</ol>"
         self.detail.setText(
-            f"<b>{info['what'].replace('_', ' ')}</b> by {info['who']} ({', '.join(info['roles'])}) on patient "
+            f"<b>{info['what']}</b> by {info['who']} ({', '.join(info['roles'])}) on patient "
             f"{info['patient']} at {info['when']} UTC · reason {info['reason'] or '—'}<br>"
             f"Justification: {info['justification'] or '<i>none given</i>'} · accesses under it: {info['accesses']}"
-            f"<ul>{notes}</ul>"
+            f"{weak}{story}<ul>{notes}</ul>"
         )
 
     def _named(self, item: ReviewItem) -> dict[str, object]:
@@ -242,7 +338,8 @@ class ComplianceView(QTabWidget):
     def _generate(self) -> None:
         self.busy.setRange(0, 0)  # busy while the worker runs
         self.generate.setEnabled(False)
-        self.reports.start(self.report_type.currentData())
+        start, end = (date.fromisoformat(d.date().toString("yyyy-MM-dd")) for d in (self.start_date, self.end_date))
+        self.reports.start(self.report_type.currentData(), start, end)
 
     def _report_ready(self, outcome: object) -> None:
         self.busy.setRange(0, 1)
@@ -257,16 +354,39 @@ class ComplianceView(QTabWidget):
         self.chart.show_report(outcome)
         self.pdf.setEnabled(True)
 
-    def export_pdf(self, path: str | None = None) -> str:
+    def choose_pdf_path(self) -> None:
+        """Asks where to save the report (Qt's own dialog, the same on every desktop), starting in
+        the exports folder with a name saying what and which period."""
         if self.report is None:
-            return ""
+            return
         folder = self.reports.default_directory()
-        target = path or str(folder / f"{self.report.report_type}-report.pdf")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_report_pdf(self.report, target)
-        except OSError as exc:  # a full disk, a read-only folder: said, and the report stays on screen
-            self.report_message.setText(f"The report could not be saved to {target}: {exc.strerror or exc}")
+        except OSError as exc:
+            self.report_message.setText(f"The exports folder {folder} cannot be made: {exc.strerror or exc}")
+            return
+        name = f"{self.report.report_type.replace('_', '-')}-report-{self.report.period.replace(' to ', '-to-')}.pdf"
+        dialog = QFileDialog(self, "Save the report as PDF", str(folder / name), "PDF documents (*.pdf)")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
+        dialog.setDefaultSuffix("pdf")
+        dialog.selectFile(name)
+        dialog.fileSelected.connect(self.export_pdf)
+        self.save_dialog = dialog
+        dialog.open()
+
+    def export_pdf(self, path: str) -> str:
+        """Saves the report where chosen; says where, or why not (the report stays on screen)."""
+        if self.report is None or not path:
             return ""
-        self.report_message.setText(f"Saved {target}")
-        return target
+        try:
+            write_report_pdf(self.report, path, self._made_by())
+        except OSError as exc:  # a full disk, a read-only folder: said, and the report stays on screen
+            self.report_message.setText(f"The report could not be saved to {path}: {exc.strerror or exc}")
+            return ""
+        self.report_message.setText(f"Saved {path}")
+        return path
+
+    def _made_by(self) -> str:
+        user = self.vm.session.user
+        return self.vm.session.workstation.session.person(user.id) if user else ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QComboBox, QDialog, QTableWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication, QComboBox, QDialog, QLineEdit, QTableWidget
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
@@ -80,3 +80,20 @@ def open_dialog(qtbot, button: QAbstractButton, owner: object, attribute: str) -
     dialog = getattr(owner, attribute)
     qtbot.waitUntil(dialog.isVisible)
     return dialog
+
+
+def save_report_pdf(qtbot, view, path: str = "") -> str:  # noqa: ANN001
+    """Clicks "Save as PDF…", pastes a path into the save dialog's file name when given (else
+    keeps the name it offers, in the exports folder) and presses Enter; returns what the screen
+    then says. (A path typed key by key makes Qt's dialog select each folder on the way.)"""
+    click(qtbot, view.pdf)
+    dialog = view.save_dialog
+    qtbot.waitUntil(dialog.isVisible)
+    name = dialog.findChild(QLineEdit, "fileNameEdit")
+    if path:
+        QApplication.clipboard().setText(path)
+        name.selectAll()
+        qtbot.keyClick(name, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(name, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    return view.report_message.text()

@@ -12,7 +12,17 @@ from PySide6.QtWidgets import QLabel
 
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, choose, click, click_cell, click_confirmed, open_dialog, search_and_open, sign_in
+from tests.app.helpers import (
+    Clock,
+    choose,
+    click,
+    click_cell,
+    click_confirmed,
+    open_dialog,
+    save_report_pdf,
+    search_and_open,
+    sign_in,
+)
 
 ER_WHY = "Chest pain on admission, pacemaker patient; need device data and history now."
 
@@ -181,15 +191,15 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     switch_to(qtbot, window, "co_cora")
     queue = window.compliance
     kinds = [queue.table.item(i, 3).text() for i in range(queue.table.rowCount())]
-    assert sorted(kinds) == ["break glass started", "export"]
+    assert sorted(kinds) == ["Data exported", "Emergency access opened"]
     assert all("needs review" in queue.table.item(i, 0).text() for i in range(queue.table.rowCount()))
-    select_row(qtbot, queue.table, 3, "break glass started")
+    select_row(qtbot, queue.table, 3, "Emergency access opened")
     assert ER_WHY in queue.detail.text()
     qtbot.keyClicks(queue.comment, "Not your patient: request the ER physician role for ER shifts.")
     click(qtbot, queue.step_buttons["remind"])
     qtbot.keyClicks(queue.comment, "Documented emergency; accepted.")
     click(qtbot, queue.step_buttons["accept_review"])
-    row = select_row(qtbot, queue.table, 3, "export")
+    row = select_row(qtbot, queue.table, 3, "Data exported")
     assert "needs review" in queue.table.item(row, 0).text()
     qtbot.keyClicks(queue.comment, "No reason was recorded for this export: please document it.")
     click(qtbot, queue.step_buttons["remind"])
@@ -198,7 +208,7 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     switch_to(qtbot, window, "dr_aly")
     assert "request the ER physician role" in window.statusBar().currentMessage()
     question = window.compliance_question
-    assert question.isVisible() and "export for patient p02" in question.text.text()
+    assert question.isVisible() and "data exported for patient p02" in question.text.text()
     qtbot.keyClicks(question.answer, "Vendor needed the data to address timely firmware updates for the pacemaker.")
     click(qtbot, question.send)
     assert not question.isVisible()
@@ -206,20 +216,19 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     # Compliance marks both resolved and generates the compliance report.
     switch_to(qtbot, window, "co_cora")
     queue = window.compliance
-    for what in ("break glass started", "export"):
+    for what in ("Emergency access opened", "Data exported"):
         select_row(qtbot, queue.table, 3, what)
         qtbot.keyClicks(queue.comment, "Resolved after review.")
         click(qtbot, queue.step_buttons["resolve_review"])
     assert [queue.table.item(i, 0).text() for i in range(queue.table.rowCount())] == ["resolved", "resolved"]
-    row = select_row(qtbot, queue.table, 3, "export")
+    row = select_row(qtbot, queue.table, 3, "Data exported")
     assert "Vendor needed the data" in queue.detail.text()
     queue.setCurrentIndex(1)
     choose(queue.report_type, "export")
     click(qtbot, queue.generate)
     qtbot.waitUntil(lambda: queue.report is not None)
-    assert dict(queue.report.rows) == {"de-identified": 1}
-    click(qtbot, queue.pdf)
-    assert Path(queue.report_message.text().removeprefix("Saved ")).read_bytes()[:5] == b"%PDF-"
+    assert dict(queue.report.rows) == {"De-identified export": 1}
+    assert Path(save_report_pdf(qtbot, queue).removeprefix("Saved ")).read_bytes()[:5] == b"%PDF-"
 
     # The next day the delegation has ended: the granddaughter sees nothing.
     click(qtbot, window.switch_user)

@@ -22,7 +22,17 @@ from app.services.users import DEMO_PASSWORD
 from app.services.workstation import BUNDLED_POLICIES, Workstation
 from app.viewmodels.app_vm import ViewModels
 from app.views.main_window import MainWindow
-from tests.app.helpers import Clock, choose, click, click_cell, click_confirmed, open_dialog, search_and_open, sign_in
+from tests.app.helpers import (
+    Clock,
+    choose,
+    click,
+    click_cell,
+    click_confirmed,
+    open_dialog,
+    save_report_pdf,
+    search_and_open,
+    sign_in,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,7 +258,7 @@ def test_er_break_glass_emergency_note_countdown_warning_and_expiry(qtbot, windo
     qtbot.keyClicks(dialog.justification, "aaaaaaaaaaaaaaaaaaaaaaaaa")
     qtbot.keyClicks(dialog.password, DEMO_PASSWORD)
     click(qtbot, dialog.grant)
-    assert "in words" in dialog.error.text() and window.vms.break_glass.emergency is None  # refused, text kept
+    assert "in your own words" in dialog.error.text() and window.vms.break_glass.emergency is None  # refused, kept
     assert dialog.justification.toPlainText() == "a" * 25
     dialog.justification.clear()
     qtbot.keyClicks(dialog.justification, "Collapsed in the ER; need device settings and rhythm history now.")
@@ -386,10 +396,9 @@ def test_compliance_officer_reviews_in_the_queue_and_exports_a_report_pdf(
     choose(view.report_type, "break_glass")
     click(qtbot, view.generate)
     qtbot.waitUntil(lambda: view.report is not None)
-    assert dict(view.report.rows) == {"break_glass_started": 1}
-    click(qtbot, view.pdf)
-    pdf = Path(view.report_message.text().removeprefix("Saved "))
-    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert dict(view.report.rows) == {"Emergency access opened": 1}
+    pdf = Path(save_report_pdf(qtbot, view).removeprefix("Saved "))
+    assert pdf.parent == ws.data_dir / "exports" and pdf.read_bytes()[:5] == b"%PDF-"
 
 
 def test_hospital_admin_sees_the_queue_but_decides_nothing_and_gets_usage_reports_only(

@@ -168,6 +168,11 @@ class Store:
 
     # staff and their credentials
 
+    def hospital_name(self, hospital_id: str) -> str:
+        """The hospital's name, as reports print it ("" when unknown)."""
+        row = self._row('SELECT "name" FROM "hospitals" WHERE "id" = ?', (hospital_id,))
+        return str(row["name"] or "") if row else ""
+
     def staff(self, staff_id: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM staff WHERE id = ?", [staff_id])
 

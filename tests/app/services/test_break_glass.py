@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from app.services.access import Refused
-from app.services.break_glass import in_words, window_of
+from app.services.break_glass import window_of
+from app.services.text_measure import measure
 from app.services.users import DEMO_PASSWORD, SignedInUser
 from app.services.workstation import Workstation
 from authz import Decision, Effect
@@ -25,11 +26,17 @@ def ended(ws: Workstation) -> list[str]:
     [
         ("too short", "at least 20"),
         ("                                   ", "at least 20"),
-        ("a" * 40, "in words"),
-        ("ab " * 15, "in words"),
+        ("a" * 40, "repeats words or placeholder text"),
+        ("ab " * 15, "repeats words or placeholder text"),
+        ("qwerty qwerty qwerty", "keys run along the keyboard"),
+        ("test test test test test test test", "repeats words or placeholder text"),
+        ("asdfghjkl qwertyuiop patient", "keys run along the keyboard"),
+        ("lorem ipsum dolor sit amet test", "repeats words or placeholder text"),
+        ("pain pain pain pain pain chest patient", "repeats words or placeholder text"),
     ],
 )
 def test_justifications_that_say_nothing_are_refused(ws: Workstation, text: str, problem: str) -> None:
+    """The policies judge the text on its measure (break_glass in patient_record.yaml)."""
     eli = user(ws, "er_eli")
     with pytest.raises(Refused, match=problem) as refused:
         ws.break_glass.start(eli, EMERGENCY_PATIENT, "ETREAT", text, DEMO_PASSWORD)
@@ -37,9 +44,17 @@ def test_justifications_that_say_nothing_are_refused(ws: Workstation, text: str,
     assert ws.break_glass.active(eli) is None
 
 
-def test_a_justification_in_words_is_one_of_at_least_five_letters() -> None:
-    assert in_words(WHY) == "" and in_words("") == ""  # (an empty one is the policy's to refuse)
-    assert in_words("ab ab ab ab ab ab ab ab") == in_words("!!!!!!!!!!!!!!!!!!!!!!!") != ""
+def test_the_text_measure_counts_words_distinct_words_letters_and_keyboard_runs() -> None:
+    assert measure("Qwerty qwerty, QWERTY!") == {
+        "words": 3,
+        "distinct_words": ["qwerty"],
+        "letters": 18,
+        "keyboard_run_letters": 18,
+    }
+    why = measure(WHY)
+    assert why["keyboard_run_letters"] == 0 and why["words"] == len(why["distinct_words"])
+    assert measure("zyxw 4321 abc")["keyboard_run_letters"] == 8  # runs of 4 either way; "abc" is too short
+    assert measure("") == {"words": 0, "distinct_words": [], "letters": 0, "keyboard_run_letters": 0}
 
 
 def test_other_refusals_say_why(ws: Workstation) -> None:

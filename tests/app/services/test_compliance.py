@@ -79,7 +79,7 @@ def test_reject_remind_late_justification_resolve(ws: Workstation) -> None:
     ws.compliance.annotate(cora, event, "remind", "Please request the proper role before access next time.")
     questions = ws.compliance.open_questions(eli)
     assert [(q[0], q[1]) for q in questions] == [(event, "Please request the proper role before access next time.")]
-    assert questions[0][2].startswith(f"break glass started for patient {EMERGENCY_PATIENT} on ")
+    assert questions[0][2].startswith(f"emergency access opened for patient {EMERGENCY_PATIENT} on ")
     assert ws.compliance.open_questions(cora) == []  # she may not answer for eli
     assert ws.compliance.reminders_for(eli) == ["Please request the proper role before access next time."]
     assert ws.compliance.reminders_for(cora) == []
@@ -181,9 +181,10 @@ def test_a_flagged_export_is_in_the_queue_until_its_reason_is_added(
 def test_reports_by_role(ws: Workstation) -> None:
     cora, hal, aly = user(ws, "co_cora"), user(ws, "admin_hal"), user(ws, "dr_aly")
     report = ws.compliance.report(cora, "break_glass", "h1")
-    assert dict(report.rows) == {"break_glass_started": 1, "break_glass_ended": 1} and report.total == 2
+    assert dict(report.rows) == {"Emergency access opened": 1, "Emergency access ended": 1} and report.total == 2
+    assert report.hospital_name and report.hospital_name != "h1" and report.title == "Emergency access (break-glass)"
     access = dict(ws.compliance.report(cora, "access", "h1").rows)
-    assert access == {"view: allow": 3, "view_phi: allow": 3}
+    assert access == {"Record opened: allowed": 3, "Health data shown: allowed": 3}
     usage = ws.compliance.report(hal, "usage", "h1")
     assert usage.total == 6 and all(len(label) == 10 for label, _ in usage.rows)
     assert {t: d.allowed for t, d in ws.compliance.report_types(hal, "h1").items()} == {
