@@ -89,7 +89,7 @@ def _verify(args: argparse.Namespace, path: Path, out: TextIO) -> int:
             raise ReferenceUnavailable(str(exc)) from None
     guard = GuardClient(Path(args.guard), key) if args.guard else None
     report = verify_log(path, guard, key, Path(args.against) if args.against else None)
-    checked = "; ".join(report.checked)
+    checked = "; ".join(report.checked) or "nothing: the file holds no audit records"
     if report.ok:
         out.write(
             f"OK: {report.count} records, chain intact, head {report.head} (verified in {report.seconds:.2f} s)\n"

@@ -184,7 +184,7 @@ def _verify(
     log_id = _meta(conn, "log_id") if "audit_meta" in tables else ""
     report = Report(path, log_id, 0, "", 0.0)
     if "audit" not in tables:
-        report.findings.append(Finding("table-dropped", f"{path} has no audit table: it was dropped"))
+        report.findings.append(Finding("table-dropped", _no_audit_table(path, tables)))
     else:
         result = verify_chain(conn, uri, workers)
         report.count = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
@@ -201,6 +201,19 @@ def _verify(
         _against_collector(report, collected, heads)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _no_audit_table(path: Path, tables: set[str]) -> str:
+    """Why there is no audit table. Still a finding (a wiped log must not pass for a wrong file),
+    but a file with none of an audit log's tables may just be the wrong file: say so, and what it holds."""
+    if tables & {"audit_meta", "audit_checkpoint"}:
+        return f"{path} has no audit table: it was dropped"
+    names = sorted(tables)
+    held = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") if names else "no table"
+    return (
+        f"{path} has no audit table, nor any other table of an audit log (it holds {held}): "
+        "every table of the log was dropped, or this is not an audit log (the app's is audit.db in its data directory)"
+    )
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str:

@@ -436,3 +436,18 @@ def test_clients_that_connect_and_say_nothing_hold_up_no_checkpoint(tmp_path: Pa
     finally:
         for s in idle:
             s.close()
+
+
+def test_a_file_that_is_no_audit_log_is_named_so_and_still_not_passed(tmp_path: Path) -> None:
+    """An auditor handed the wrong file (the app's store, ccc.db) reads what it holds and that it may
+    not be an audit log at all; it is still a finding (exit 5): a log whose every table was dropped
+    must not pass for a wrong file."""
+    db = tmp_path / "ccc.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE patients (id TEXT)")
+    conn.close()
+    result = _verify(db)
+    assert result.returncode == EXIT_TAMPERED and _kinds(result) == {"table-dropped"}, result.stdout
+    assert "nor any other table of an audit log (it holds patients)" in result.stdout
+    assert "or this is not an audit log" in result.stdout
+    assert "checked: nothing: the file holds no audit records" in result.stdout
