@@ -16,6 +16,8 @@ from authz.sync import PolicySync, ShadowState
 from .credentials import SecretStore
 from .oidc import OidcClient
 
+SEP = " · "  # between the parts of the line, as between its fields: a part may hold commas itself
+
 
 @dataclass(frozen=True)
 class Status:
@@ -75,7 +77,7 @@ class StatusService:
     def status(self) -> Status:
         status = self._status()
         failing = self.shipper.last_error if self.shipper is not None else ""
-        message = ", ".join(
+        message = SEP.join(
             filter(
                 None,
                 [
@@ -110,14 +112,14 @@ class StatusService:
         backlog = self.shipper.state().pending if self.shipper is not None else None
         notice = self.secrets.notice and "demo-only session store (no OS keyring)"
         if self.sync is None:
-            return Status("bundled", "", False, backlog, ", ".join(filter(None, ["embedded demo policies", notice])))
+            return Status("bundled", "", False, backlog, SEP.join(filter(None, ["embedded demo policies", notice])))
         state = self.sync.state()
         online = state.last_success is not None and not state.last_error
         failed = f"update failed: {state.last_error}" if state.last_error else ""
         if state.version is None:
             said = state.last_error in state.reason  # the reason already quotes a failed start
-            return Status("none", "", online, backlog, ", ".join(filter(None, [state.reason, "" if said else failed])))
-        message = ", ".join(
+            return Status("none", "", online, backlog, SEP.join(filter(None, [state.reason, "" if said else failed])))
+        message = SEP.join(
             filter(
                 None,
                 [
@@ -127,7 +129,7 @@ class StatusService:
                 ],
             )
         )
-        message = ", ".join(filter(None, [message, shadow_text(state.shadow), state.rollout]))
+        message = SEP.join(filter(None, [message, shadow_text(state.shadow), state.rollout]))
         return Status(f"v{state.version}", age(state.age) if state.age is not None else "", online, backlog, message)
 
 

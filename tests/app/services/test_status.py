@@ -128,6 +128,19 @@ def test_the_bundled_policies_and_the_session_store_are_said(make_ws: Callable[.
     assert status.text == "Policies: bundled · offline · audit upload not configured · embedded demo policies"
 
 
+def test_the_parts_of_the_line_are_set_apart_as_its_fields_are(make_ws: Callable[..., Workstation]) -> None:
+    """A part may hold commas of its own ("shadow bundle v2: 0 flips in 3 decisions, activates at ..."):
+    joined by commas, "(no OS keyring), shadow bundle v2" read as one phrase; the parts are set apart
+    by the line's own separator."""
+    from keyring.backends import fail
+
+    status = make_ws(secrets=SecretStore(fail.Keyring())).status.status()
+    assert status.text == (
+        "Policies: bundled · offline · audit upload not configured · embedded demo policies · "
+        "demo-only session store (no OS keyring)"
+    )
+
+
 def test_ages_read_as_minutes_hours_or_days() -> None:
     assert [age(timedelta(seconds=s)) for s in (-5, 59, 3599, 3600, 86399, 86400, 9 * 86400)] == [
         "0 min",
