@@ -374,9 +374,30 @@ def truth(node: Node) -> Truth:
         # directly is true in CEL only for an explicit null, which a NULL column cannot tell from a
         # missing attribute: Cerbos's adapters read it the same way.)
         return Truth(node, not_(node), not_(node), node)
-    # An atom (a comparison, a function): it errs exactly where an attribute it reads is missing.
-    missing = [Op("eq", (v, Value(None))) for v in _attributes(node)]
-    return Truth(node, not_(node), or_(*missing, not_(node)), or_(*missing, node))
+    # An atom (a comparison, a function): it errs where an attribute it reads is missing.
+    errs = _errs(node)
+    return Truth(node, not_(node), or_(errs, not_(node)), or_(errs, node))
+
+
+def _errs(node: Node) -> Node:
+    """Where evaluating a value expression errs: where an attribute it reads is missing, except in a
+    branch of ``c ? a : b`` that is not taken (``has(R.attr.u) ? R.attr.u.state : "none"`` does not
+    err where ``u`` is absent), or inside a presence test (``has()``), which never errs."""
+    if not _has_branch(node):
+        return or_(*(Op("eq", (v, Value(None))) for v in _attributes(node)))
+    if isinstance(node, Err):
+        return TRUE
+    if not isinstance(node, Op) or _presence_test(node):
+        return FALSE
+    if node.operator == "if":
+        c, a, b = node.operands
+        t = truth(c)
+        return or_(and_(t.not_true, t.not_false), and_(t.true, _errs(a)), and_(t.false, _errs(b)))
+    return or_(*(_errs(o) for o in node.operands))
+
+
+def _has_branch(node: Node) -> bool:
+    return isinstance(node, Op) and (node.operator == "if" or any(_has_branch(o) for o in node.operands))
 
 
 def _contains_held(node: Node) -> bool:
