@@ -15,11 +15,13 @@ from typing import Any
 import yaml
 
 from app.services.compliance import REPORT_TYPES
+from app.services.transmission_import import DEFAULT_ACCOUNT, TransmissionImport, service_account
 from app.services.users import DEMO_PASSWORD, SignedInUser
 from app.services.workstation import Workstation
 from authz import Effect
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
+SAMPLE_TRANSMISSIONS = Path(__file__).parent / "data" / "idco" / "idco_p04.hl7"  # an IHE PCD IDCO file
 WHY = "Unconscious in the ER, pacemaker interrogation needed now"
 EMERGENCY_PATIENT = "p03"  # flagged as an ER emergency in the demo data, hospital h1, Dr. Ben's
 SEED_PATIENT = "p02"  # room 902: Dr. Aly attending, an Acme pacemaker, Gina her delegate
@@ -185,6 +187,11 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     # remote-monitoring alerts: the physician acknowledges one, the nurse triages another
     ws.patients.alerts.acknowledge(aly, SEED_PATIENT, record.alerts[0].id)
     ws.patients.alerts.triage(nia, "p01", ws.patients.alerts.for_patient("p01")[0].id, "escalate_to_physician")
+
+    # transmissions from a file, imported by the remote-monitoring gateway's service account
+    gateway = service_account(ws.store, DEFAULT_ACCOUNT)
+    assert gateway is not None
+    TransmissionImport(ws.store, ws.access, ws.audit).import_file(gateway, SAMPLE_TRANSMISSIONS)
 
     # consent and exports
     ws.consents.record(

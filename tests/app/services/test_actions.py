@@ -62,6 +62,7 @@ ACTIONS: dict[str, set[str]] = {
     "compliance_report": {"generate"},
     "workstation": {"open_clinical_workspace", "open_compliance_workspace", "open_engineering_workspace"},
     "account": {"receive_delegation"},
+    "transmission": {"import"},
 }
 LISTED = set().union(*ACTIONS.values())
 
@@ -222,6 +223,7 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
         "reject_review",
         "alert_acknowledged",
         "alert_triaged",
+        "transmission_imported",
         "listed",
     }
     listed = [r for r in written if r.event_type == "listed"]  # a list the store selected through a plan
