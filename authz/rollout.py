@@ -55,9 +55,18 @@ class RolloutNotice:
     def names(self, bundle: VerifiedBundle) -> bool:
         return self.bundle_sha256 == bundle.sha256 and self.bundle_version == bundle.manifest.version
 
+    @property
+    def issued(self) -> str:
+        """When it was signed, as the status bar writes times ("2026-12-03 07:36 UTC"); a time
+        without a zone (not one ``sign_notice`` writes) as it is."""
+        when = datetime.fromisoformat(self.issued_at)
+        if when.tzinfo is None:
+            return when.strftime("%Y-%m-%d %H:%M")
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
     def describe(self) -> str:
         verb = "promoted" if self.decision == PROMOTE else "withdrawn"
-        return f"bundle v{self.bundle_version} {verb} by a signed notice of {self.issued_at}"
+        return f"bundle v{self.bundle_version} {verb} by a signed notice of {self.issued}"
 
 
 def sign_notice(bundle: VerifiedBundle, decision: str, key: Ed25519PrivateKey, issued_at: str | None = None) -> bytes:

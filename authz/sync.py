@@ -592,7 +592,7 @@ class PolicySync:
             counts = candidate.evaluator.counts
             self.rollout = f"{notice.describe()}: never activated ({counts.summary()})"
             return False
-        return self._promote(candidate, f"early by a signed notice of {notice.issued_at}")
+        return self._promote(candidate, f"early by a signed notice of {notice.issued}")
 
     def _notice_for(self, bundle: VerifiedBundle) -> RolloutNotice | None:
         """The current signed notice when it names ``bundle``. One that is not there is no

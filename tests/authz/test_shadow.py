@@ -26,7 +26,7 @@ from authz.engine import Engine
 from authz.evaluate import CheckOutput
 from authz.impact import NEWLY_DENIED
 from authz.policy_server import BundleServer, serve_in_thread
-from authz.rollout import MAX_NOTICE_BYTES, NOTICE_FILE, PROMOTE, sign_notice
+from authz.rollout import MAX_NOTICE_BYTES, NOTICE_FILE, PROMOTE, WITHDRAW, RolloutNotice, sign_notice
 from authz.shadow import ShadowEvaluator
 from authz.sync import SHADOW, SHADOW_STATE, BundleStore, PolicySync
 from tests.authz.test_impact_bundle import STORY_AFTER, STORY_BEFORE
@@ -405,3 +405,11 @@ def test_rollout_refuses_to_sign_for_a_bundle_its_key_did_not_sign(
     assert "ccc-authz rollout: signature does not match" in capsys.readouterr().err and not out.exists()
     assert main(["rollout", "withdraw", str(v2), "--key", str(ward.keys[0]), "--out", str(out)]) == 0
     assert "withdraw bundle version 2 (sha256 " in capsys.readouterr().out and out.exists()
+
+
+def test_a_notice_s_time_reads_as_the_status_bar_writes_times() -> None:
+    """The rollout line sits beside "activates at 2026-12-05 08:00 UTC": the notice's time is
+    written the same way, not as the raw ISO text signed into it."""
+    promote = RolloutNotice(PROMOTE, 2, "0" * 64, "2026-12-03T08:36:28+01:00")
+    assert promote.describe() == "bundle v2 promoted by a signed notice of 2026-12-03 07:36 UTC"
+    assert RolloutNotice(WITHDRAW, 3, "0" * 64, "2026-12-03T07:36:28").issued == "2026-12-03 07:36"
