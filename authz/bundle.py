@@ -122,22 +122,39 @@ def generate_keys(directory: Path) -> tuple[Path, Path]:
     return private_path, public_path
 
 
+def _unreadable_key(exc: Exception, data: bytes | None, wanted: str) -> str:
+    """Why a key file could not be used, in words: the file system's reason, or the other half of
+    the pair given in its place (the commonest slip), or not a PEM key at all."""
+    if isinstance(exc, OSError):
+        return exc.strerror or exc.__class__.__name__
+    other = b"PUBLIC KEY-----" if wanted == "private" else b"PRIVATE KEY-----"
+    if data is not None and other in data:
+        half = "public" if wanted == "private" else "private"
+        return f"it is a {half} key; give the {wanted} one, {wanted}.key of ccc-authz keygen"
+    return "not a PEM key file"
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    data = None
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
+        key = serialization.load_pem_private_key(data, password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not a readable Ed25519 private key ({exc.__class__.__name__})") from None
+        why = _unreadable_key(exc, data, "private")
+        raise BundleError(f"{path}: not a readable Ed25519 private key ({why})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(f"{path}: not an Ed25519 private key")
     return key
 
 
 def load_public_key(path: Path | bytes) -> Ed25519PublicKey:
+    data: bytes | None = None
     try:
         data = path if isinstance(path, bytes) else path.read_bytes()
         key = serialization.load_pem_public_key(data)
     except (OSError, ValueError) as exc:
-        raise BundleError(f"{path!s:.80}: not a readable Ed25519 public key ({exc.__class__.__name__})") from None
+        why = _unreadable_key(exc, data, "public")
+        raise BundleError(f"{path!s:.80}: not a readable Ed25519 public key ({why})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError("the pinned key is not an Ed25519 public key")
     return key

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authz import package
-from authz.bundle import generate_keys, load_private_key, load_public_key
+from authz.bundle import BundleError, generate_keys, load_private_key, load_public_key
 from authz.cli import main
 from authz.package import PackageError, sign_release, verify_release
 
@@ -260,6 +260,18 @@ def test_cli_sign_with_a_missing_key_and_verify_of_a_missing_directory(
 ) -> None:
     (tmp_path / DEB).write_bytes(b"x")
     assert cli("package", "sign", tmp_path, "--key", tmp_path / "absent.key")[0] == 2
-    assert "not a readable Ed25519 private key" in capsys.readouterr().err
+    assert "absent.key: not a readable Ed25519 private key (No such file or directory)" in capsys.readouterr().err
     assert cli("package", "verify", tmp_path / "absent", "--pubkey", tmp_path / "k")[0] == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_key_file_given_for_the_other_half_says_so(keys: tuple[Path, Path]) -> None:
+    """The commonest slip with a key pair: public.key where the private one is wanted, or the other
+    way round. The message says which half it is, never the key itself."""
+    private, public = keys
+    with pytest.raises(BundleError, match=r"not a readable Ed25519 private key \(it is a public key; give the private"):
+        load_private_key(public)
+    with pytest.raises(BundleError, match=r"not a readable Ed25519 public key \(it is a private key; give the public"):
+        load_public_key(private)
+    with pytest.raises(BundleError, match=r"not a readable Ed25519 public key \(not a PEM key file\)"):
+        load_public_key(b"not a key")
