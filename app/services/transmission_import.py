@@ -11,10 +11,10 @@ Bundle id), the place (segment "OBX 7" or bundle entry) and what is wrong.
 Readings of series the workstation does not keep (an IDCO message carries settings, other
 chambers, episode details) are skipped, counted and listed in the file's report: the import does
 not refuse a real device's message for what it carries besides, and says what it left out.
-Readings already in the store with the same value (a file imported again) are counted as such and
-not added twice; one with another value at the same time stops the file (a correction is not
-applied silently). Patients and devices are never created here: a transmission for an MRN or a
-device the store does not know is refused."""
+Readings already held with the same value (in the store: a file imported again; or in an earlier
+message of the file) are counted as such and not added twice; one with another value at the same
+time stops the file (a correction is not applied silently). Patients and devices are never
+created here: a transmission for an MRN or a device the store does not know is refused."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from authz import Decision, Resource
 
 from . import resources
 from .access import Refused
@@ -99,8 +101,9 @@ class TransmissionImport(ClinicalService):
         report = FileImported(name, messages=len(planned))
         rows: list[dict[str, Any]] = []
         done = []
+        pending: dict[tuple[str, str, str], float] = {}  # (patient, time, code) -> value, across the file's messages
         for p, (resource, decision) in zip(planned, allowed, strict=True):
-            fresh, already = self._new_rows(p, name)
+            fresh, already = self._new_rows(p, name, pending)
             rows += fresh
             report.added += len(fresh)
             report.already += already
@@ -126,7 +129,7 @@ class TransmissionImport(ClinicalService):
             raise exc.located(file=file, message=t.message_id) from None
         return _Planned(t, patient, device, rows, skipped)
 
-    def _decide(self, user: SignedInUser, p: _Planned, file: str, fmt: str) -> tuple[Any, Any]:
+    def _decide(self, user: SignedInUser, p: _Planned, file: str, fmt: str) -> tuple[Resource, Decision]:
         resource = resources.transmission(p.transmission.message_id, p.patient, p.device, fmt)
         decision = self.access.decide_one(user, resource, "import")
         if not decision.allowed:
@@ -134,20 +137,25 @@ class TransmissionImport(ClinicalService):
             raise ImportRefused(file, p.transmission.message_id, Refused(decision))
         return resource, decision
 
-    def _new_rows(self, p: _Planned, file: str) -> tuple[list[dict[str, Any]], int]:
-        """The rows the store does not hold yet, and how many it holds already with the same value."""
+    def _new_rows(
+        self, p: _Planned, file: str, pending: dict[tuple[str, str, str], float]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The rows neither the store nor an earlier message of the file holds yet, and how many
+        they hold already with the same value; another value for the same reading stops the file."""
         stored = self.store.readings_at(p.patient.id, [r["time"] for r in p.rows])
         fresh, already = [], 0
         for row in p.rows:
-            held = stored.get((row["time"], row["code"]))
+            key = (p.patient.id, row["time"], row["code"])
+            held = stored.get(key[1:], pending.get(key))
             if held is None:
                 fresh.append(row)
+                pending[key] = row["value"]
             elif held == row["value"]:
                 already += 1
             else:
-                where = next(r.where for r in p.transmission.readings if (r.time, r.code) == (row["time"], row["code"]))
+                where = next(r.where for r in p.transmission.readings if (r.time, r.code) == key[1:])
                 raise MessageError(
-                    f"{row['code']} at {row['time']} is in the store already with another value ({held:g}, "
+                    f"{row['code']} at {row['time']} is held already with another value ({held:g}, "
                     f"not {row['value']:g}): a correction is not imported",
                     file=file,
                     message=p.transmission.message_id,

@@ -124,6 +124,24 @@ def test_the_gateway_imports_a_file_whole_and_once(ws: Workstation) -> None:
     assert len(ws.store.transmissions("p04")) == len(rows)
 
 
+def test_another_value_for_a_held_reading_stops_the_file(ws: Workstation, tmp_path: Path) -> None:
+    """A correction is never applied silently: not against the store, not between two messages."""
+    importer(ws).import_file(gateway(ws), HL7)
+    corrected = tmp_path / "corrected.hl7"
+    corrected.write_text(HL7.read_text().replace("|2240|Ohm", "|2250|Ohm"))
+    with pytest.raises(MessageError) as error:
+        importer(ws).import_file(gateway(ws), corrected)
+    assert str(error.value) == (
+        f"{corrected}: message IDCO-P04-0002: OBX 3: MDC_IDC_MSMT_LEADCHNL_RV_IMPEDANCE_VALUE at "
+        "2026-10-27T13:30:00+00:00 is held already with another value (2240, not 2250): a correction is not imported"
+    )
+    first = HL7.read_text().split("\nMSH")[0].replace("IDCO-P04-0001", "IDCO-P04-0009") + "\n"
+    twice = tmp_path / "twice.hl7"
+    twice.write_text(first + first.replace("IDCO-P04-0009", "IDCO-P04-0010").replace("|2.97|", "|2.95|"))
+    with pytest.raises(MessageError, match="message IDCO-P04-0010: OBX 7: .* is held already .*2.97, not 2.95"):
+        importer(ws).import_file(gateway(ws), twice)
+
+
 def test_a_fhir_bundle_is_imported_for_the_h2_patient(ws: Workstation) -> None:
     report = importer(ws).import_file(gateway(ws), FHIR)
     assert (report.messages, report.added, report.skipped) == (
