@@ -731,9 +731,8 @@ def compile_policy_dir(root: Path, check_schemas: bool = True) -> PolicySet:
     not looked at."""
     problems: list[PolicyProblem] = []
     if not root.is_dir():
-        raise PolicyErrors(
-            [PolicyProblem(Position(str(root), 1, 1), "policy directory does not exist", "missing directory")]
-        )
+        what = "is not a directory: give the policy directory" if root.exists() else "policy directory does not exist"
+        raise PolicyErrors([PolicyProblem(Position(str(root), 1, 1), what, "missing directory")])
     loaded = load_policies(root, problems)
     builder = _Builder(loaded, root)
     builder.check_schemas = check_schemas

@@ -64,6 +64,16 @@ def test_policy_errors_exit_3_with_positions(tmp_path: Path) -> None:
     assert "bad.yaml:7:" in result.stderr
 
 
+def test_a_policy_directory_that_is_missing_or_a_file_is_said_as_such(tmp_path: Path) -> None:
+    """A file given for the directory (the bundle, the managed file) is not called missing."""
+    (tmp_path / "policies.yaml").write_text("apiVersion: api.cerbos.dev/v1\n")
+    for given, said in [("absent", "policy directory does not exist"), ("policies.yaml", "is not a directory")]:
+        result = subprocess.run(
+            [sys.executable, "-m", "authz.cli", "compile", str(tmp_path / given)], capture_output=True, text=True
+        )
+        assert result.returncode == 3 and f"{tmp_path / given}:1:1 {said}" in result.stdout + result.stderr
+
+
 def test_a_caller_waiting_for_each_answer_gets_it_before_sending_the_next() -> None:
     """Answers are flushed whenever the input pauses, so ccc-authz check works as a co-process."""
     import select
