@@ -131,7 +131,7 @@ def test_the_review_queue_names_the_user_and_the_patient(qtbot, window: MainWind
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "co_cora")
     table = window.compliance.table
-    row = next(r for r in range(table.rowCount()) if "break glass" in table.item(r, 3).text())
+    row = next(r for r in range(table.rowCount()) if "Emergency access opened" in table.item(r, 3).text())
     assert table.item(row, 2).text() == "Dr. Eli Sato (er_eli)"
     assert table.item(row, 4).text() == f"{p03.name} ({p03.mrn})"
     click_cell(qtbot, table, row, 0)
