@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.process import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = os.environ.get("CERBOS_VERSION", "0.55.0")
 
@@ -125,13 +127,7 @@ class CerbosPDP:
         self.workdir.cleanup()
 
     def _stop_process(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         if getattr(self, "log", None):
             self.log.close()
 

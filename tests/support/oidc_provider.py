@@ -18,6 +18,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.support.process import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "ccc-workstation"
 OTHER_CLIENT_ID = "another-app"  # a second client of the same provider: its tokens are not for us
@@ -115,13 +117,7 @@ class OidcProvider:
             return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
         if getattr(self, "log", None):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.support.cerbos_pdp import free_port
+from tests.support.process import stop
 
 USER = "tester"
 
@@ -97,13 +98,7 @@ class PostgresServer:
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # smart shutdown; runuser passes the signal on
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, grace=30)  # SIGTERM is a smart shutdown; runuser passes the signal on
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

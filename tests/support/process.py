@@ -21,11 +21,12 @@ def wait_listening(process: subprocess.Popen[bytes], port: int, what: str, secon
     raise RuntimeError(f"{what} did not start listening on 127.0.0.1:{port}")
 
 
-def stop(process: subprocess.Popen[bytes] | None) -> None:
+def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, grace: float = 10) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL; a process already ended is left alone."""
     if process is not None and process.poll() is None:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
