@@ -279,14 +279,22 @@ def build_bundle(
 # ---- verifying -------------------------------------------------------------------------------
 
 
+def split_signed(
+    data: bytes, magic: bytes, limit: int, what: str, name: str, error: type[BundleError] = BundleError
+) -> tuple[bytes, bytes]:
+    """The signature and the payload of a signed file (``magic``, a 64-byte Ed25519 signature, the
+    payload: bundles and rollout notices), or ``error`` naming ``what`` when it is too big or no
+    such file. Nothing of the payload is read here: it is verified before it is parsed."""
+    if len(data) > limit:
+        raise error(f"{what} is {len(data)} bytes, more than the {limit} allowed")
+    if len(data) < len(magic) + SIGNATURE_SIZE or not data.startswith(magic):
+        raise error(f"not a CCC {name} (missing the {magic.decode()} marker or truncated)")
+    return data[len(magic) : len(magic) + SIGNATURE_SIZE], data[len(magic) + SIGNATURE_SIZE :]
+
+
 def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> VerifiedBundle:
     """Checks the signature before parsing anything, then the manifest and every file hash."""
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise BundleError(f"bundle is {len(data)} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
-    if len(data) < len(MAGIC) + SIGNATURE_SIZE or not data.startswith(MAGIC):
-        raise BundleError("not a CCC policy bundle (missing the CCCBNDL1 marker or truncated)")
-    signature = data[len(MAGIC) : len(MAGIC) + SIGNATURE_SIZE]
-    payload = data[len(MAGIC) + SIGNATURE_SIZE :]
+    signature, payload = split_signed(data, MAGIC, MAX_BUNDLE_BYTES, "bundle", "policy bundle")
     try:
         public_key.verify(signature, payload)
     except InvalidSignature:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .bundle import MAX_VERSION, SIGNATURE_SIZE, BundleError, VerifiedBundle
+from .bundle import MAX_VERSION, BundleError, VerifiedBundle, split_signed
 
 NOTICE_MAGIC = b"CCCNOTE1"
 NOTICE_DOMAIN = b"CCC rollout notice v1\n"
@@ -86,12 +86,9 @@ def sign_notice(bundle: VerifiedBundle, decision: str, key: Ed25519PrivateKey, i
 
 def verify_notice(data: bytes, public_key: Ed25519PublicKey) -> RolloutNotice:
     """Checks the signature before parsing anything, then every field."""
-    if len(data) > MAX_NOTICE_BYTES:
-        raise NoticeError(f"rollout notice is {len(data)} bytes, more than the {MAX_NOTICE_BYTES} allowed")
-    if len(data) < len(NOTICE_MAGIC) + SIGNATURE_SIZE or not data.startswith(NOTICE_MAGIC):
-        raise NoticeError("not a CCC rollout notice (missing the CCCNOTE1 marker or truncated)")
-    signature = data[len(NOTICE_MAGIC) : len(NOTICE_MAGIC) + SIGNATURE_SIZE]
-    payload = data[len(NOTICE_MAGIC) + SIGNATURE_SIZE :]
+    signature, payload = split_signed(
+        data, NOTICE_MAGIC, MAX_NOTICE_BYTES, "rollout notice", "rollout notice", NoticeError
+    )
     try:
         public_key.verify(signature, NOTICE_DOMAIN + payload)
     except InvalidSignature:
