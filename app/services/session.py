@@ -25,7 +25,7 @@ from .store import Store
 from .users import HospitalUsers, SignedInUser, UserDirectory
 
 # The workspaces in the order a user holding several gets them.
-WORKSPACES = ("clinical", "compliance", "engineering")
+WORKSPACES = ("clinical", "personal", "compliance", "engineering")
 
 
 @dataclass(frozen=True)

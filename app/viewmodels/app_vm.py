@@ -12,6 +12,7 @@ from app.viewmodels.break_glass_vm import BreakGlassViewModel
 from app.viewmodels.compliance_vm import ComplianceViewModel
 from app.viewmodels.devices_vm import DevicesViewModel
 from app.viewmodels.patient_list_vm import PatientListViewModel
+from app.viewmodels.personal_vm import PersonalViewModel
 from app.viewmodels.record_vm import RecordViewModel
 from app.viewmodels.reports_vm import ReportsViewModel
 from app.viewmodels.session_vm import SessionViewModel
@@ -28,6 +29,7 @@ class ViewModels:
     compliance: ComplianceViewModel
     reports: ReportsViewModel
     settings: SettingsViewModel
+    personal: PersonalViewModel
 
     @classmethod
     def build(
@@ -50,4 +52,5 @@ class ViewModels:
             ComplianceViewModel(session),
             ReportsViewModel(session),
             SettingsViewModel(workstation.settings),
+            PersonalViewModel(session, record),
         )

@@ -28,6 +28,7 @@ from app.views.compliance import ComplianceView
 from app.views.dialog_parts import Confirmation, confirm
 from app.views.engineering import EngineeringView
 from app.views.patient_list import PatientListView
+from app.views.personal import PersonalView
 from app.views.record import RecordViewWidget
 from app.views.sign_in import SignInView
 
@@ -176,10 +177,12 @@ class MainWindow(QMainWindow):
         splitter.setSizes([520, 880])
         self.compliance = ComplianceView(vms.compliance, vms.reports)
         self.engineering = EngineeringView(vms.devices)
+        self.personal = PersonalView(vms.personal)
         self.no_workspace = NoWorkspace()
-        self.workspaces = QStackedWidget()  # the one the policies open: clinical, compliance, engineering
+        self.workspaces = QStackedWidget()  # the one the policies open: clinical, personal, compliance, engineering
         self.workspace_pages = {
             "clinical": splitter,
+            "personal": self.personal,
             "compliance": self.compliance,
             "engineering": self.engineering,
             "": self.no_workspace,

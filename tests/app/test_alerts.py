@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 from app import main as app_main
 from app.services import alerts
@@ -105,14 +106,14 @@ def test_a_refusal_is_shown_in_the_policies_words(qtbot, window: MainWindow) -> 
     assert window.record.alerts.table.item(0, 4).text().startswith("● New")
 
 
-def test_a_delegate_sees_the_alerts_but_the_controls_say_who_acts_on_them(qtbot, window: MainWindow) -> None:
+def test_a_delegate_sees_the_alerts_explained_simply_and_nothing_to_act_on(qtbot, window: MainWindow) -> None:
     sign_in(qtbot, window, "gina")
-    open_patient(qtbot, window, SEED_PATIENT)
-    panel = window.record.alerts
-    assert panel.table.rowCount() == 2 and panel.table.item(0, 1).text() == "RV lead impedance out of range"
-    assert not panel.acknowledge.isEnabled() and not panel.triage.isEnabled()
-    assert "Alerts are acted on by the care team" in panel.reason.text()
-    assert panel.acknowledge.toolTip() == panel.reason.text()
+    view = window.personal
+    assert window.workspaces.currentWidget() is view and window.vms.personal.page.patient_id == SEED_PATIENT
+    alerts = view.alerts.text()
+    assert alerts.count("needs a look since") == 1  # one line a reading, the most urgent alert's
+    assert "The wire (lead) to your heart" in alerts and "Your clinic has been alerted" in alerts
+    assert not [b for b in view.findChildren(QPushButton) if "acknowledge" in b.text().lower()]
 
 
 def test_a_wrong_rules_file_stops_the_start_and_says_which_and_why(

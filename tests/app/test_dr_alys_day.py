@@ -127,8 +127,9 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
 
     # The patient signs the consent to export herself, on her own account.
     switch_to(qtbot, window, "pt_p02")
-    search_and_open(qtbot, window, p02.mrn)
-    consent = open_dialog(qtbot, window.record.consent, window.record, "consent_dialog")
+    assert window.workspaces.currentWidget() is window.personal  # her readings in plain words
+    assert window.vms.personal.page.patient_id == "p02"
+    consent = open_dialog(qtbot, window.personal.consent, window.personal, "consent_dialog")
     assert consent.patients_word.isHidden()  # it is hers to give
     qtbot.keyClicks(consent.given_by, "Yara Tamm (signed on the tablet)")
     click(qtbot, consent.save)
@@ -177,14 +178,11 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     delegation.close()
     # She signs in and sees her grandmother, and only what a delegate may see.
     switch_to(qtbot, window, "gina")
-    assert [r.patient.id for r in window.patients.rows] == ["p02"]
-    search_and_open(qtbot, window, p02.mrn)
+    assert window.workspaces.currentWidget() is window.personal and window.vms.personal.choices == [("p02", p02.name)]
     categories = {h["category"] for h in window.vms.record.record.view.history}
     assert categories and not categories & {"psychiatric", "sexual_health", "substance_use", "sealed"}
-    assert not window.record.save.isEnabled() and window.record.reason.text()
-    search_and_open(qtbot, window, p01.mrn)  # another patient: not even found for her
-    assert window.vms.record.record.patient_id == "p02" and window.vms.patients.found.matches == []
-    assert "No patient you may look up matches" in window.statusBar().currentMessage()
+    assert f"Readings of {p02.name}" in window.personal.heading.text()
+    assert window.personal.readings.rowCount() > 0 and not window.personal.delegate.isVisibleTo(window.personal)
 
     # 13:00, compliance: the break-glass accepted with a reminder; the export flagged for its missing reason.
     clock.advance(minutes=60)
@@ -234,9 +232,8 @@ def test_dr_alys_day(qtbot, window: MainWindow, clock: Clock, tmp_path: Path) ->
     click(qtbot, window.switch_user)
     clock.advance(days=1, minutes=1)
     sign_in(qtbot, window, "gina")
-    assert window.patients.rows == []
-    search_and_open(qtbot, window, p02.mrn)
-    assert window.vms.record.record is None
+    assert window.vms.personal.choices == [] and window.vms.record.record is None
+    assert "permission for you has ended" in window.personal.heading.text()
 
     # The audit chain holds the whole day, unbroken, every step decided by a named policy action.
     assert ws.chain.verify().ok

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from app.services.credentials import SecretStore
 from app.services.users import DEMO_PASSWORD
@@ -125,15 +125,31 @@ def test_compliance_officer_gets_the_review_workspace(qtbot, window: MainWindow)
     assert window.workspaces.currentWidget() is window.compliance and window.patients.rows == []
 
 
-def test_patient_and_delegate_see_only_that_patient(qtbot, window: MainWindow) -> None:
-    sign_in(qtbot, window, "pt_p02")
-    assert [r.patient.id for r in window.patients.rows] == ["p02"]
-    open_row(qtbot, window)
-    expected = reason_in_policy("patient_record.yaml", "why_not_write_note", "Patients and their delegates")
-    assert not window.record.save.isEnabled() and window.record.reason.text() == expected
-    click(qtbot, window.switch_user)
-    sign_in(qtbot, window, "gina")
-    assert [r.patient.id for r in window.patients.rows] == ["p02"]
+def test_patient_and_delegate_get_the_personal_view_of_that_patient_only(qtbot, window: MainWindow) -> None:
+    """Their own readings and alerts in plain words; no device workflow, no clinicians' notes."""
+    ws = window.vms.session.workstation
+    aly = ws.session.sign_in("dr_aly", DEMO_PASSWORD)
+    ws.patients.save_note(aly, "p02", "full", "Discussed the lead with the family.")
+    p02 = ws.store.patient("p02")
+    for user_id in ("pt_p02", "gina"):
+        if window.vms.session.user is not None:
+            click(qtbot, window.switch_user)
+        sign_in(qtbot, window, user_id)
+        view = window.personal
+        assert window.workspaces.currentWidget() is view and window.vms.personal.choices == [("p02", p02.name)]
+        assert view.patient.isHidden()  # one patient: nothing to choose
+        assert f"Readings of {p02.name}" in view.heading.text()
+        names = [view.readings.item(i, 0).text() for i in range(view.readings.rowCount())]
+        assert "Battery time left" in names and "The wire (lead) to your heart" in names
+        wire = names.index("The wire (lead) to your heart")
+        assert "⚠" in view.readings.item(wire, 1).text() and "your clinic is told" in view.readings.item(wire, 2).text()
+        alerts = view.alerts.text()
+        assert "The wire (lead) to your heart needs a look since" in alerts and "will contact you" in alerts
+        assert "RV lead impedance" not in alerts and "MDC_IDC" not in alerts  # plain words only
+        shown = " ".join(w.text() for w in view.findChildren(QLabel) if w.isVisibleTo(view))
+        assert "Discussed the lead" not in shown and "d-p02" not in shown  # no notes, no device serial
+        assert not [b for b in view.findChildren(QPushButton) if "firmware" in b.text().lower()]
+        assert view.delegate.isVisibleTo(view) == (user_id == "pt_p02")  # hers to give, not the caregiver's
 
 
 def test_ctrl_l_switches_user_and_leaves_nothing_of_the_previous_one(qtbot, window: MainWindow) -> None:
@@ -448,12 +464,11 @@ def test_engineer_approves_from_the_device_list_and_exports_de_identified(
     assert ws.store.patient("p02").mrn not in exported and ws.store.patient("p02").name not in exported
 
 
-# Room 902's patient (p02), as each role sees her: (may open the record, may write a note).
+# Room 902's patient (p02), as each clinical role sees her: (may open the record, may write a note).
+# (The patient and her delegate get the personal view: test_patient_and_delegate_get_the_personal_view...)
 SAME_PATIENT = {
     "dr_aly": (True, True),  # attending physician: full notes
     "nurse_nia": (True, True),  # on her care team: basic notes
-    "pt_p02": (True, False),  # her own record
-    "gina": (True, False),  # delegate of that patient
     "nurse_omar": (False, False),  # a nurse of the other hospital
     "er_eli": (False, False),  # ER: only under break-glass
 }
