@@ -121,5 +121,22 @@ def account(account_id: str, roles: list[str]) -> Resource:
     return Resource("account", account_id, {"roles": list(roles)})
 
 
+def care_team(patient: Patient, member: dict[str, Any] | None = None) -> Resource:
+    """A patient's care team as the hospital admin manages it, with the staff member a change
+    concerns (their roles and hospitals), when there is one."""
+    attrs: dict[str, Any] = {
+        "patient_id": patient.id,
+        "hospital_id": patient.hospital_id,
+        "care_team": list(patient.care_team),
+    }
+    if member is not None:
+        attrs |= {
+            "member": member["id"],
+            "member_roles": [member["role"]],
+            "member_hospital_ids": list(member.get("hospital_ids") or []),
+        }
+    return Resource("care_team", patient.id, attrs)
+
+
 def workstation() -> Resource:
     return Resource("workstation", "this", {})

@@ -17,6 +17,7 @@ from authz.guard import GuardClient, LocalFloor, default_guard
 from authz.sync import PolicySync, VersionFloor
 
 from .access import AccessService
+from .admin import AdminService
 from .audit_trail import AuditTrail
 from .break_glass import BreakGlassService, BreakGlassSessions, Principals
 from .compliance import ComplianceService
@@ -126,6 +127,7 @@ class Workstation:
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
+        self.admin = AdminService(*services)
 
     def _offline_pins(self) -> ShiftPins | None:
         """The shift's PINs while the hospital's provider cannot be reached, else None."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.services.workstation import Workstation
+from app.viewmodels.admin_vm import AdminViewModel
 from app.viewmodels.break_glass_vm import BreakGlassViewModel
 from app.viewmodels.compliance_vm import ComplianceViewModel
 from app.viewmodels.devices_vm import DevicesViewModel
@@ -30,6 +31,7 @@ class ViewModels:
     reports: ReportsViewModel
     settings: SettingsViewModel
     personal: PersonalViewModel
+    admin: AdminViewModel
 
     @classmethod
     def build(
@@ -53,4 +55,5 @@ class ViewModels:
             ReportsViewModel(session),
             SettingsViewModel(workstation.settings),
             PersonalViewModel(session, record),
+            AdminViewModel(session),
         )

@@ -24,6 +24,7 @@ from app.viewmodels.app_vm import ViewModels
 from app.viewmodels.break_glass_vm import BreakGlassViewModel
 from app.viewmodels.compliance_vm import ComplianceViewModel
 from app.viewmodels.session_vm import SessionViewModel, Status
+from app.views.admin import AdminView
 from app.views.compliance import ComplianceView
 from app.views.dialog_parts import Confirmation, confirm
 from app.views.engineering import EngineeringView
@@ -176,6 +177,8 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.record)
         splitter.setSizes([520, 880])
         self.compliance = ComplianceView(vms.compliance, vms.reports)
+        self.admin = AdminView(vms.admin)  # a tab beside the review queue, when the policies give the tools
+        vms.admin.changed.connect(self._admin_tab)
         self.engineering = EngineeringView(vms.devices)
         self.personal = PersonalView(vms.personal)
         self.no_workspace = NoWorkspace()
@@ -214,6 +217,14 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.installEventFilter(self)
         self.show_status(session.status())
+
+    def _admin_tab(self, tools: object) -> None:
+        """The Administration tab is there only while the policies give this user the tools."""
+        index = self.compliance.indexOf(self.admin)
+        if tools is not None and index < 0:
+            self.compliance.addTab(self.admin, "&Administration")
+        elif tools is None and index >= 0:
+            self.compliance.removeTab(index)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's naming
         if event.type() in USER_INPUT:

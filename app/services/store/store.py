@@ -316,6 +316,10 @@ class Store:
         """Every delegation of this patient's access, revoked ones included, by expiry."""
         return self._rows("SELECT * FROM delegations WHERE patient_id = ? ORDER BY expires_at", [patient_id])
 
+    def set_care_team(self, patient_id: str, members: list[str]) -> None:
+        """The patient's care team as given (the list table follows by trigger)."""
+        self._change("UPDATE patients SET care_team = ? WHERE id = ?", [json.dumps(members), patient_id])
+
     def delegation(self, delegation_id: str) -> dict[str, Any] | None:
         return self._row("SELECT * FROM delegations WHERE id = ?", [delegation_id])
 

@@ -267,3 +267,9 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
         assert ws.compliance.report_types(cora, "h1")[report_type].allowed
         ws.compliance.report(cora, report_type, "h1")
     ws.compliance.report(hal, "usage", "h1")
+
+    # the hospital admin's tools: staff, care teams and delegations in force; a nurse joins a care team and leaves it
+    assert ws.admin.tools(hal).allowed and not ws.admin.tools(cora).allowed
+    assert ws.admin.assignments(hal, ws.sessions.clock()).staff
+    ws.admin.change_care_team(hal, "p04", "nurse_nia", "assign_care_team")
+    ws.admin.change_care_team(hal, "p04", "nurse_nia", "remove_from_care_team")

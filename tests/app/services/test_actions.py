@@ -72,9 +72,11 @@ ACTIONS: dict[str, set[str]] = {
         "open_clinical_workspace",
         "open_personal_workspace",
         "open_compliance_workspace",
+        "open_admin_tools",
         "open_engineering_workspace",
     },
     "account": {"receive_delegation"},
+    "care_team": {"view_assignments", "assign_care_team", "remove_from_care_team"},
     "transmission": {"import"},
 }
 LISTED = set().union(*ACTIONS.values())
@@ -236,6 +238,8 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
         "reject_review",
         "alert_acknowledged",
         "alert_triaged",
+        "care_team_assigned",
+        "care_team_removed",
         "transmission_imported",
         "listed",
     }
