@@ -79,7 +79,11 @@ ACTIONS: dict[str, set[str]] = {
     "care_team": {"view_assignments", "assign_care_team", "remove_from_care_team"},
     "transmission": {"import"},
 }
-LISTED = set().union(*ACTIONS.values())
+# Actions asked only on paths the demo's full run does not take, with the tests that take them.
+ASKED_ELSEWHERE: dict[str, set[str]] = {
+    "workstation": {"sign_in"},  # a hospital account's sign-in: tests/app/test_hospital_sign_in.py
+}
+LISTED = set().union(*ACTIONS.values(), *ASKED_ELSEWHERE.values())
 
 # Calls whose argument at this position is an action: the AccessService's questions, and the
 # refusals a service makes itself (``refuse``, ``Decision.refused``).
@@ -167,9 +171,10 @@ def test_every_action_the_services_ask_is_in_the_list() -> None:
 
 @pytest.mark.parametrize("kind", sorted(ACTIONS))
 def test_every_listed_action_is_named_by_a_rule_of_its_kind(kind: str) -> None:
+    listed = ACTIONS[kind] | ASKED_ELSEWHERE.get(kind, set())
     assert kind in resource_policies(), f"no policy for {kind} in policies/resources"
-    assert ACTIONS[kind] <= policy_actions(kind), f"{kind}: no rule names {ACTIONS[kind] - policy_actions(kind)}"
-    for action in ACTIONS[kind]:
+    assert listed <= policy_actions(kind), f"{kind}: no rule names {listed - policy_actions(kind)}"
+    for action in listed:
         assert allowing_rules(kind, action), f"{kind}: no rule can allow {action}"
 
 
