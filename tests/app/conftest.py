@@ -12,6 +12,7 @@ import pytest
 
 from tests.app.helpers import Clock
 from tests.support.keyrings import MemoryKeyring
+from tests.support.oidc_provider import OidcProvider, ProviderBrowser
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -53,3 +54,18 @@ def window(qtbot, tmp_path, clock):  # noqa: ANN001, ANN201 - pytest-qt's fixtur
     qtbot.addWidget(w)
     w.show()
     return w
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OidcProvider]:
+    """A real OpenID provider (panva's oidc-provider under node) on 127.0.0.1, for a module's tests."""
+    with OidcProvider() as running:
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[ProviderBrowser]:
+    """The system browser's part, played over HTTP, with its cookies (a provider session)."""
+    b = ProviderBrowser()
+    yield b
+    b.close()

@@ -7,7 +7,6 @@ demo, without a provider, keeps working with its users marked as demo."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +28,6 @@ from tests.support.oidc_provider import (
     ProviderBrowser,
     ProviderUser,
 )
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[OidcProvider]:
-    with OidcProvider() as running:
-        yield running
-
-
-@pytest.fixture
-def browser() -> Iterator[ProviderBrowser]:
-    b = ProviderBrowser()
-    yield b
-    b.close()
 
 
 def managed_settings(tmp_path: Path, issuer: str) -> object:

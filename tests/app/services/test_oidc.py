@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -36,19 +35,6 @@ from tests.support.oidc_provider import (
 )
 
 MAPPING = ClaimMapping(user_id="preferred_username", name="name", roles="ccc_roles", hospital_ids="hospital_ids")
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[OidcProvider]:
-    with OidcProvider() as running:
-        yield running
-
-
-@pytest.fixture
-def browser() -> Iterator[ProviderBrowser]:
-    b = ProviderBrowser()
-    yield b
-    b.close()
 
 
 def config(provider: OidcProvider, client_id: str = CLIENT_ID, **kwargs: object) -> OidcConfig:
