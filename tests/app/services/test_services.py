@@ -259,6 +259,8 @@ def test_each_user_gets_the_workspace_the_policies_open(ws: Workstation) -> None
             "compliance_officer": "compliance",
             "hospital_admin": "compliance",
             "manufacturer_engineer": "engineering",
+            "patient": "personal",  # their own readings in plain words (issue 18, part 7)
+            "delegated_caregiver": "personal",
             "remote_monitoring_gateway": "",  # a service account: it imports transmissions, it has no screen
         }.get(role, "clinical")
         for sid, _, role, *_ in STAFF
