@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_label)
         session.signed_in.connect(self._on_signed_in)
         session.status_changed.connect(self.show_status)
-        session.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        session.message.connect(self.show_message)  # a method: Qt disconnects it when the window goes
         self.find_shortcut = QShortcut(QKeySequence("Ctrl+F"), self, activated=self.patients.search.setFocus)
         self.lock_shortcut = QShortcut(QKeySequence("Ctrl+L"), self, activated=session.sign_out)
         app = QApplication.instance()
@@ -248,6 +248,9 @@ class MainWindow(QMainWindow):
         self.who.setText(f"<b>{user.name}</b> · {roles}{demo}")
         for reminder in self.vms.compliance.reminders():
             self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
 
     def show_status(self, status: Status) -> None:
         self.status_label.setText(status.text)
