@@ -127,11 +127,22 @@ def _unreadable_key(exc: Exception, data: bytes | None, wanted: str) -> str:
     the pair given in its place (the commonest slip), or not a PEM key at all."""
     if isinstance(exc, OSError):
         return exc.strerror or exc.__class__.__name__
-    other = b"PUBLIC KEY-----" if wanted == "private" else b"PRIVATE KEY-----"
-    if data is not None and other in data:
-        half = "public" if wanted == "private" else "private"
+    half = "public" if wanted == "private" else "private"
+    if data is not None and _loads_as(data, half):
         return f"it is a {half} key; give the {wanted} one, {wanted}.key of ccc-authz keygen"
     return "not a PEM key file"
+
+
+def _loads_as(data: bytes, half: str) -> bool:
+    """Whether ``data`` is a PEM key of that half of a pair (the other half was given instead)."""
+    try:
+        if half == "public":
+            serialization.load_pem_public_key(data)
+        else:
+            serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
