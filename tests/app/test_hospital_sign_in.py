@@ -42,11 +42,16 @@ def managed_settings(tmp_path: Path, issuer: str) -> object:
 @pytest.fixture
 def hospital(qtbot, tmp_path: Path, clock: Clock, provider: OidcProvider, browser: ProviderBrowser) -> MainWindow:  # noqa: ANN001
     """The main window of a workstation IT pointed at the hospital's provider."""
+    return hospital_window(qtbot, tmp_path, clock, browser, provider.issuer)
+
+
+def hospital_window(qtbot, tmp_path: Path, clock: Clock, browser: ProviderBrowser, issuer: str) -> MainWindow:  # noqa: ANN001
+    """A workstation whose managed settings name the provider at ``issuer``, its window shown."""
     ws = Workstation(
         tmp_path / "data",
         clock=clock.now,
         monotonic=clock.monotonic,
-        settings=managed_settings(tmp_path, provider.issuer),
+        settings=managed_settings(tmp_path, issuer),
         open_browser=browser,
     )
     w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
@@ -146,16 +151,7 @@ def test_a_provider_that_is_down_is_said_and_the_screen_never_waits(
 ) -> None:
     with OidcProvider() as short_lived:
         issuer = short_lived.issuer
-    ws = Workstation(
-        tmp_path / "data",
-        clock=clock.now,
-        monotonic=clock.monotonic,
-        settings=managed_settings(tmp_path, issuer),
-        open_browser=browser,
-    )
-    w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
-    qtbot.addWidget(w)
-    w.show()
+    w = hospital_window(qtbot, tmp_path, clock, browser, issuer)
     started = time.monotonic()
     hospital_sign_in(qtbot, w, browser, NURSE)
     assert time.monotonic() - started < 0.5  # the click returned: the network is on a worker thread
@@ -312,16 +308,7 @@ def test_provider_down_mid_shift_lets_only_this_shift_s_staff_back_with_their_pi
 ) -> None:
     running = OidcProvider().start()
     try:
-        ws = Workstation(
-            tmp_path / "data",
-            clock=clock.now,
-            monotonic=clock.monotonic,
-            settings=managed_settings(tmp_path, running.issuer),
-            open_browser=browser,
-        )
-        w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
-        qtbot.addWidget(w)
-        w.show()
+        w = hospital_window(qtbot, tmp_path, clock, browser, running.issuer)
         full_sign_in_with_pin(qtbot, w, browser, NURSE, "2580")
         lock(qtbot, w)
         qtbot.waitUntil(lambda: browser.titles[-1] == "Signed out", timeout=15000)
@@ -412,16 +399,8 @@ def test_with_the_provider_down_break_glass_is_confirmed_with_the_shift_pin_and_
 ) -> None:
     running = OidcProvider().start()
     try:
-        ws = Workstation(
-            tmp_path / "data",
-            clock=clock.now,
-            monotonic=clock.monotonic,
-            settings=managed_settings(tmp_path, running.issuer),
-            open_browser=browser,
-        )
-        w = MainWindow(ViewModels.build(ws, clock=clock.monotonic, tick_ms=20))
-        qtbot.addWidget(w)
-        w.show()
+        w = hospital_window(qtbot, tmp_path, clock, browser, running.issuer)
+        ws = w.vms.session.workstation
         full_sign_in_with_pin(qtbot, w, browser, ER, "4826")
     finally:
         running.stop()  # the provider goes down while the ER physician works
