@@ -44,7 +44,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,7 +58,7 @@ from .bounded_http import Answer, AnswerRefused, bounded_request
 from .bundle import MAX_BUNDLE_BYTES, BundleError, VerifiedBundle, verify_bundle
 from .engine import Engine
 from .errors import PolicyErrors
-from .evaluate import CheckInput, CheckOutput, EvalParams
+from .evaluate import CheckInput, EvalParams
 from .rollout import MAX_NOTICE_BYTES, NOTICE_FILE, PROMOTE, WITHDRAW, NoticeError, RolloutNotice, verify_notice
 from .shadow import ShadowCounts, ShadowEvaluator, ShadowFlip
 
@@ -278,7 +278,7 @@ class PolicySync:
         self.shadow_options = dict(shadow_options or {})
         # Writes one audit record per shadow flip (the app's audit trail sets it); without it a
         # flip is counted as not audited.
-        self.flip_recorder: Callable[[ShadowFlip], None] | None = None
+        self.flip_recorder: Callable[[list[ShadowFlip]], object] | None = None
         self._candidate: _Candidate | None = None
         self._notice: RolloutNotice | None = None
         self._notice_etag: str | None = None
@@ -441,12 +441,12 @@ class PolicySync:
 
     # -- shadow rollout ------------------------------------------------------------------------
 
-    def observe(self, engine: Engine, inp: CheckInput, now: datetime, output: CheckOutput) -> None:
-        """A live decision ``engine`` made (on the visible path): offered to the bundle in shadow,
-        if any, without waiting for it."""
+    def observe(self, engine: Engine, requests: Sequence[CheckInput], now: datetime) -> None:
+        """Live decisions ``engine`` made at ``now`` (on the visible path): offered to the bundle
+        in shadow, if any, without waiting for it."""
         candidate = self._candidate
         if candidate is not None:
-            candidate.evaluator.offer(engine, inp, now, output)
+            candidate.evaluator.offer(engine, requests, now)
 
     def tick(self) -> bool:
         """Activates the bundle in shadow once its period has run. True when it did. Never
@@ -491,7 +491,7 @@ class PolicySync:
             engine,
             bundle.manifest.version,
             bundle.sha256,
-            self._record_flip,
+            self._record_flips,
             counts,
             **self.shadow_options,
         )
@@ -500,10 +500,10 @@ class PolicySync:
         self._candidate = candidate
         evaluator.start()
 
-    def _record_flip(self, flip: ShadowFlip) -> None:
+    def _record_flips(self, flips: list[ShadowFlip]) -> None:
         if self.flip_recorder is None:
             raise BundleError("no audit trail is connected to record shadow flips")
-        self.flip_recorder(flip)
+        self.flip_recorder(flips)
 
     def _promote(self, candidate: _Candidate, why: str) -> bool:
         """Activates the bundle in shadow (its period ran, or a signed notice promoted it)."""

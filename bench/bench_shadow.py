@@ -7,11 +7,13 @@ written to a real audit log (fsync'd, as the app's). Rounds alternate between th
 B ...) so that the other jobs of a shared machine weigh on both alike. Three workloads:
 
 - ward pace (faster than any person): a patient list (``permitted`` over 200 patients: 200
-  decisions, one call, timed whole), then five record openings 100 ms apart (``decide``: the
-  seven actions of the record screen, each timed); the shadow decides in the pauses;
-- into the drain: the list, then one record opened just after the shadow worker began on the
-  list's 200 checks (the worst moment: one shadow evaluation is under way and the GIL is the
-  worker's until it ends);
+  decisions, one call, timed whole), then five record openings 100 ms apart, each timed, as the
+  app opens a record (``PatientService.open_record``): ``view`` and ``view_phi`` decided, their
+  audit records committed (fsync), then the seven actions of the record screen; the shadow
+  decides in the pauses;
+- into the drain: five openings and the list, then one record opened at a random moment of the
+  shadow's work on them (from just after it began to after its batch of flips was written): one
+  shadow evaluation may be under way, or the shadow may hold the audit log's lock for its batch;
 - saturation: record openings back to back for a few seconds (alternating half seconds, timed
   per 100), never a pause: the worker gets no quiet moment, the queue fills and shadow
   evaluations are dropped (counted); the visible decisions go on at their own speed.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -43,9 +46,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from report import publish  # noqa: E402
 
 from app.services.access import AccessService  # noqa: E402
+from app.services.audit_trail import AuditTrail  # noqa: E402
 from app.services.users import SignedInUser  # noqa: E402
 from authz import Engine, Resource  # noqa: E402
-from authz.audit import AuditChain, shadow_flip_record  # noqa: E402
+from authz.audit import AuditChain  # noqa: E402
 from authz.shadow import ShadowEvaluator  # noqa: E402
 
 POLICIES = ROOT / "policies"
@@ -68,7 +72,7 @@ def story_candidate(tmp: Path) -> Engine:
     return Engine.from_directory(policies, bundle_version="2")
 
 
-def ward(n: int) -> list[Resource]:
+def ward_records(n: int) -> list[Resource]:
     """n records of the ward: the attending is assigned, the nurse is on the care team."""
     return [
         Resource(
@@ -90,32 +94,47 @@ def timed(timings: Timings, call: Any) -> None:
     timings["wall"].append(time.perf_counter() - w0)
 
 
-def ward_pace(access: AccessService, patients: list[Resource], lists: Timings, opens: Timings) -> None:
+class Ward:
+    """The app's decision path and audit trail, with or without a shadow observing it."""
+
+    def __init__(self, access: AccessService, trail: AuditTrail) -> None:
+        self.access, self.trail = access, trail
+
+    def open_record(self, record: Resource) -> None:
+        """As ``PatientService.open_record`` decides and audits before the record is shown."""
+        view = self.access.decide(ATTENDING, record, ["view", "view_phi"])
+        self.trail.decisions(ATTENDING, record, view.values())
+        self.access.decide(ATTENDING, record, RECORD_ACTIONS)
+
+
+def ward_pace(ward: Ward, patients: list[Resource], lists: Timings, opens: Timings) -> None:
     """A clinician, faster than any: the list, then five records 100 ms apart."""
-    timed(lists, lambda: access.permitted(ATTENDING, patients, "view"))
+    timed(lists, lambda: ward.access.permitted(ATTENDING, patients, "view"))
     for i in range(5):
         time.sleep(0.100)
-        timed(opens, lambda i=i: access.decide(ATTENDING, patients[i], RECORD_ACTIONS))
+        timed(opens, lambda i=i: ward.open_record(patients[i]))
     time.sleep(0.100)
 
 
-def into_the_drain(access: AccessService, patients: list[Resource], shadow: ShadowEvaluator, opens: Timings) -> None:
-    """The list, then one record opened just after the worker began deciding the list's 200
-    checks in shadow (the worst moment: one shadow evaluation is under way)."""
-    access.permitted(ATTENDING, patients, "view")
-    time.sleep(shadow.quiet + 0.003)
-    timed(opens, lambda: access.decide(ATTENDING, patients[0], RECORD_ACTIONS))
+def into_the_drain(ward: Ward, patients: list[Resource], shadow: ShadowEvaluator, opens: Timings, delay: float) -> None:
+    """Five openings (whose history flips in shadow) and the list, then one record opened
+    ``delay`` seconds after the shadow could begin on them."""
+    for i in range(5):
+        ward.open_record(patients[i])
+    ward.access.permitted(ATTENDING, patients, "view")
+    time.sleep(shadow.quiet + delay)
+    timed(opens, lambda: ward.open_record(patients[0]))
     shadow.drain(60)
 
 
-def saturate(access: AccessService, patients: list[Resource], seconds: float, timings: Timings) -> int:
+def saturate(ward: Ward, patients: list[Resource], seconds: float, timings: Timings) -> int:
     """Record openings back to back for ``seconds``, timed in blocks of 100."""
     done, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:
 
         def block(start: int = done) -> None:
             for i in range(start, start + 100):
-                access.decide(ATTENDING, patients[i % len(patients)], RECORD_ACTIONS)
+                ward.open_record(patients[i % len(patients)])
 
         timed(timings, block)
         done += 100
@@ -143,18 +162,20 @@ def main() -> None:
         active = Engine.from_directory(POLICIES, bundle_version="1")
         candidate = story_candidate(tmp)
         audit = AuditChain(tmp / "audit.db", workstation_id="bench")
-        shadow = ShadowEvaluator(active, candidate, 2, "0" * 64, lambda f: audit.append(shadow_flip_record(f)))
+        trail = AuditTrail(audit, lambda: "1")
+        shadow = ShadowEvaluator(active, candidate, 2, "0" * 64, trail.shadow_flips)
         shadow.start()
-        plain = AccessService(lambda: active, clock=lambda: NOW)
-        shadowed = AccessService(lambda: active, clock=lambda: NOW, observe=shadow.offer)
-        patients = ward(200)
+        plain = Ward(AccessService(lambda: active, clock=lambda: NOW), trail)
+        shadowed = Ward(AccessService(lambda: active, clock=lambda: NOW, observe=shadow.offer), trail)
+        patients = ward_records(200)
+        delays = random.Random(17)
         modes = {"off": plain, "on": shadowed}
         lists: dict[str, Timings] = {m: {"wall": [], "cpu": []} for m in modes}
         opens: dict[str, Timings] = {m: {"wall": [], "cpu": []} for m in modes}
         sat: dict[str, Timings] = {m: {"wall": [], "cpu": []} for m in modes}
         drain: dict[str, Timings] = {m: {"wall": [], "cpu": []} for m in modes}
-        for access in (plain, shadowed):  # warm-up
-            ward_pace(access, patients, {"wall": [], "cpu": []}, {"wall": [], "cpu": []})
+        for warm in (plain, shadowed):  # warm-up
+            ward_pace(warm, patients, {"wall": [], "cpu": []}, {"wall": [], "cpu": []})
         shadow.drain()
         shadow.counts = type(shadow.counts)()
         for n in range(args.rounds):
@@ -162,10 +183,10 @@ def main() -> None:
                 ward_pace(modes[mode], patients, lists[mode], opens[mode])
         assert shadow.drain(60)
         counts = dict(vars(shadow.counts))
-        offered = args.rounds * (len(patients) + 5)
+        offered = args.rounds * (len(patients) + 10)
         for n in range(args.rounds):
             for mode in ("off", "on") if n % 2 == 0 else ("on", "off"):
-                into_the_drain(modes[mode], patients, shadow, drain[mode])
+                into_the_drain(modes[mode], patients, shadow, drain[mode], delays.uniform(0.001, 0.150))
         for n in range(int(args.saturate / 0.5)):  # alternating half seconds
             for mode in ("off", "on") if n % 2 == 0 else ("on", "off"):
                 saturate(modes[mode], patients, 0.5, sat[mode])
@@ -180,8 +201,8 @@ def main() -> None:
     rows = []
     for what, timings, per in (
         ("patient list (200 decisions, one call)", lists, 1),
-        ("record opening (7 actions)", opens, 1),
-        ("record opening while the shadow decides the list", drain, 1),
+        ("record opening (9 actions, 2 audit records)", opens, 1),
+        ("record opening at a random moment of the shadow's work", drain, 1),
         ("saturation: record openings back to back, per opening", sat, 100),
     ):
         for label, clock, stat in (

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from authz import CheckInput, CheckOutput, Decision, Engine, Principal, Resource, query_plan
+from authz import CheckInput, Decision, Engine, Principal, Resource, query_plan
 from authz.decision import decisions
 
 from .users import SignedInUser
 
-# Shown each live decision the active engine made (the engine, the request, its instant, the
-# answer): the policy sync's shadow evaluation of a candidate bundle. Must not block.
-Observer = Callable[[Engine, CheckInput, datetime, CheckOutput], None]
+# Shown the live decisions the active engine made in one call (the engine, the requests, their
+# instant): the policy sync's shadow evaluation of a candidate bundle. Must not block.
+Observer = Callable[[Engine, Sequence[CheckInput], datetime], None]
 
 __all__ = ["AccessService", "Decision", "Refused", "offered", "principal", "refuse"]
 
@@ -75,7 +75,7 @@ class AccessService:
         inp = CheckInput(who, resource, list(actions))
         out = engine.check(inp, now)
         if self.observe is not None:
-            self.observe(engine, inp, now, out)
+            self.observe(engine, (inp,), now)
         return decisions(out)
 
     def decide_one(self, user: SignedInUser, resource: Resource, action: str) -> Decision:
@@ -105,8 +105,12 @@ class AccessService:
         engine = self.engine()
         if engine is None:
             return []
-        who, now = principal(self.resolve(user)), self.clock()
-        return [r for r in resources if self._decide(engine, who, r, [action], now)[action].allowed]
+        who, now, actions = principal(self.resolve(user)), self.clock(), [action]
+        requests = [CheckInput(who, r, actions) for r in resources]
+        shown = [inp.resource for inp in requests if decisions(engine.check(inp, now))[action].allowed]
+        if self.observe is not None:  # once for the whole list
+            self.observe(engine, requests, now)
+        return shown
 
 
 def _filter(result: query_plan.PlanResult) -> dict[str, Any]:

@@ -88,10 +88,10 @@ class AuditTrail:
             )
         )
 
-    def shadow_flip(self, flip: ShadowFlip) -> AuditRecord:
-        """A live decision that the bundle held in shadow decides otherwise (written from the
-        shadow evaluation's thread: the chain serializes appends)."""
-        return self.chain.append(shadow_flip_record(flip))
+    def shadow_flips(self, flips: list[ShadowFlip]) -> list[AuditRecord]:
+        """Live decisions that the bundle held in shadow decides otherwise, committed together
+        (written from the shadow evaluation's thread: the chain serializes appends)."""
+        return self.chain.append_many([shadow_flip_record(flip) for flip in flips])
 
     def closed_by_the_system(
         self,

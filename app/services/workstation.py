@@ -113,7 +113,7 @@ class Workstation:
         access = self.access
         self.audit = AuditTrail(self.chain, lambda: access.bundle_version)
         if sync is not None:
-            sync.flip_recorder = self.audit.shadow_flip  # one audit record per shadow flip
+            sync.flip_recorder = self.audit.shadow_flips  # one audit record per shadow flip
         services = (self.store, self.access, self.audit)
         self.session = SessionService(
             self.store, self.users, self.secrets, self.access, *self._sign_in(clock), audit=self.audit
@@ -127,7 +127,7 @@ class Workstation:
         self.exports = ExportService(*services, self.consents, clock=clock)
         self.firmware = FirmwareService(*services, clock=clock)
         self.compliance = ComplianceService(*services)
-        self.admin = AdminService(*services)
+        self.admin = AdminService(*services, self.delegations, clock=clock)
 
     def _offline_pins(self) -> ShiftPins | None:
         """The shift's PINs while the hospital's provider cannot be reached, else None."""

@@ -91,6 +91,8 @@ def test_shadow_bundle_flips_are_counted_for_it_and_enforced_only_after_the_peri
         record = w.vms.record.record
         assert record.view.decisions["view_history"].allowed and record.view.history  # v1 is enforced
         qtbot.waitUntil(lambda: "shadow bundle v2: 1 flip in " in w.status_label.text(), timeout=10000)
+        # counted when found, written with the others found in the same quiet moment
+        qtbot.waitUntil(lambda: any(r.event_type == SHADOW_FLIP for r in ws.chain.records()), timeout=5000)
         flips = [r for r in ws.chain.records() if r.event_type == SHADOW_FLIP]
         assert [(f.principal_id, f.action, f.effect, f.details["after_effect"]) for f in flips] == [
             ("dr_aly", "view_history", "EFFECT_ALLOW", "EFFECT_DENY")

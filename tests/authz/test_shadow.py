@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from authz.evaluate import CheckOutput
 from authz.impact import NEWLY_DENIED
 from authz.policy_server import BundleServer, serve_in_thread
 from authz.rollout import MAX_NOTICE_BYTES, NOTICE_FILE, PROMOTE, WITHDRAW, RolloutNotice, sign_notice
-from authz.shadow import ShadowEvaluator
+from authz.shadow import FLIP_BATCH, ShadowEvaluator, ShadowFlip
 from authz.sync import SHADOW, SHADOW_STATE, BundleStore, PolicySync
 from tests.authz.test_impact_bundle import STORY_AFTER, STORY_BEFORE
 
@@ -102,7 +102,7 @@ class Ward:
             shadow_period=PERIOD,
             **kw,  # type: ignore[arg-type]
         )
-        sync.flip_recorder = lambda flip: self.audit.append(shadow_flip_record(flip))
+        sync.flip_recorder = lambda flips: self.audit.append_many([shadow_flip_record(f) for f in flips])
         sync.start_offline()
         return sync
 
@@ -122,7 +122,7 @@ class Ward:
         engine = sync.engine
         assert engine is not None
         out = engine.check(inp, START)
-        sync.observe(engine, inp, START, out)
+        sync.observe(engine, [inp], START)
         return out
 
     def morning(self, sync: PolicySync | None = None) -> None:
@@ -353,14 +353,54 @@ def test_a_full_queue_drops_shadow_evaluations_and_counts_them() -> None:
     evaluator = ShadowEvaluator(engine, engine, 2, "0" * 64, lambda flip: None, queue_size=5)  # not started
     for n in range(20):
         inp = chart(NURSE, n)
-        evaluator.offer(engine, inp, START, engine.check(inp, START))
+        evaluator.offer(engine, [inp], START)
     assert evaluator.counts.dropped == 30  # 15 decisions of two actions each: never waited for
-    evaluator.offer(Engine.from_directory(POLICIES), chart(NURSE), START, engine.check(chart(NURSE), START))
-    assert evaluator.counts.dropped == 30  # another engine's decision (before a swap) is not shadowed
+    evaluator.offer(engine, [chart(NURSE, n) for n in range(3)], START)
+    assert evaluator.counts.dropped == 36  # a call's requests that do not all fit are all dropped
+    evaluator.offer(Engine.from_directory(POLICIES), [chart(NURSE)], START)
+    assert evaluator.counts.dropped == 36  # another engine's decision (before a swap) is not shadowed
     evaluator.start()
     assert evaluator.drain()
     evaluator.stop()
     assert (evaluator.counts.decisions, evaluator.counts.flips) == (10, 0)
+
+
+def story_evaluator(story_policies: Path, record: Callable[[list[ShadowFlip]], object]) -> ShadowEvaluator:
+    active = Engine.from_directory(POLICIES, bundle_version="1")
+    return ShadowEvaluator(active, Engine.from_directory(story_policies), 2, "0" * 64, record, quiet=0.0, pause=0.0)
+
+
+def offer_charts(evaluator: ShadowEvaluator, charts: int) -> None:
+    """A list of ``charts`` charts checked in one call, as the patient list offers it."""
+    evaluator.offer(evaluator.active, [chart(ATTENDING, n) for n in range(charts)], START)
+
+
+def test_flips_are_written_in_batches_and_drain_waits_for_them(story_policies: Path) -> None:
+    """One audit transaction for many flips, not one fsync each while the ward works."""
+    batches: list[list[ShadowFlip]] = []
+    evaluator = story_evaluator(story_policies, lambda flips: (time.sleep(0.05), batches.append(flips)))
+    offer_charts(evaluator, FLIP_BATCH + 10)  # queued before the worker starts: one drain
+    evaluator.start()
+    assert evaluator.drain()
+    assert [len(b) for b in batches] == [FLIP_BATCH, 10]  # drain returned only once both were written
+    assert {f.resource_id for b in batches for f in b} == {f"p{n}" for n in range(FLIP_BATCH + 10)}
+    offer_charts(evaluator, 1)
+    evaluator.stop()  # the flips found before the stop are still recorded
+    assert sum(len(b) for b in batches) == evaluator.counts.flips  # each flip counted is on the record
+    assert evaluator.counts.unaudited == 0
+
+
+def test_a_batch_that_cannot_be_written_counts_each_of_its_flips(story_policies: Path) -> None:
+    def full_disk(flips: list[ShadowFlip]) -> None:
+        raise OSError(28, "No space left on device")
+
+    evaluator = story_evaluator(story_policies, full_disk).start()
+    offer_charts(evaluator, 3)
+    assert evaluator.drain()
+    evaluator.stop()
+    counts = evaluator.counts
+    assert (counts.flips, counts.unaudited, counts.errors) == (3, 3, 0)
+    assert counts.last_error == "audit record not written: [Errno 28] No space left on device"
 
 
 def test_the_sync_thread_wakes_for_the_end_of_the_period(ward: Ward) -> None:
