@@ -18,8 +18,8 @@ been offered for ``quiet`` seconds, and after each shadow evaluation it sleeps `
 so a visible decision that starts meanwhile waits at most for one shadow evaluation, not for the
 interpreter's switch interval. Flips are written in batches (one commit, one fsync, for up to
 ``FLIP_BATCH``) when the queue is empty or a batch is full, so the audit log's lock is seldom
-held by the shadow when a visible decision writes its own record, and never for long. bench/bench_shadow.py measures the visible decision with
-and without it.
+held by the shadow when a visible decision writes its own record, and never for long.
+bench/bench_shadow.py measures the visible decision with and without it.
 """
 
 from __future__ import annotations
