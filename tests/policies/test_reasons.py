@@ -83,6 +83,7 @@ SHOWN = {
     "audit_event": {"accept_review", "reject_review", "remind", "resolve_review", "add_late_justification"},
     "compliance_report": {"generate"},
     "patient_identity": {"search_identity"},
+    "account": {"suspend_account", "reinstate_account"},
 }
 
 
