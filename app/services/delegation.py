@@ -16,7 +16,7 @@ from typing import Any
 from authz import Decision
 
 from . import resources
-from .access import refuse
+from .access import Refused, refuse
 from .clinical import ClinicalService
 from .users import SignedInUser
 
@@ -105,14 +105,19 @@ class DelegationService(ClinicalService):
         )
         return delegation
 
+    def revocation(self, revoker: SignedInUser, delegation_id: str) -> Decision:
+        """Whether this user may end this delegation now (asked before a screen confirms it; the
+        revocation itself is decided again)."""
+        try:
+            delegation = self._revocable(delegation_id)
+            return self.access.decide_one(revoker, self._record(delegation.patient_id), "revoke_delegation")
+        except Refused as refused:
+            return refused.decision
+
     def revoke(self, revoker: SignedInUser, delegation_id: str) -> None:
-        """Ends a delegation now, as the policies allow (``revoke_delegation``)."""
-        row = self.store.delegation(delegation_id)
-        if row is None:
-            raise refuse("revoke_delegation", "There is no such delegation.")
-        delegation = Delegation.from_row(row)
-        if delegation.revoked:
-            raise refuse("revoke_delegation", "This delegation has already been revoked.")
+        """Ends a delegation now, as the policies allow (``revoke_delegation``: the patient, their
+        assigned physician, or the hospital's administrator from the admin tools)."""
+        delegation = self._revocable(delegation_id)
         record = self._record(delegation.patient_id)
         decision = self.access.require(revoker, record, "revoke_delegation")
         self.audit.event(
@@ -123,6 +128,16 @@ class DelegationService(ClinicalService):
             details={"delegation_id": delegation.id, "delegate_id": delegation.delegate_id},
         )
         self.store.revoke_delegation(delegation_id)
+
+    def _revocable(self, delegation_id: str) -> Delegation:
+        """The delegation, when there is one still to revoke (Refused saying why not)."""
+        row = self.store.delegation(delegation_id)
+        if row is None:
+            raise refuse("revoke_delegation", "There is no such delegation.")
+        delegation = Delegation.from_row(row)
+        if delegation.revoked:
+            raise refuse("revoke_delegation", "This delegation has already been revoked.")
+        return delegation
 
     def for_patient(self, patient_id: str) -> list[Delegation]:
         return [Delegation.from_row(r) for r in self.store.delegations_for_patient(patient_id)]

@@ -121,6 +121,13 @@ def account(account_id: str, roles: list[str]) -> Resource:
     return Resource("account", account_id, {"roles": list(roles)})
 
 
+def staff_account(staff: dict[str, Any], suspended: bool) -> Resource:
+    """A staff account as the hospital admin suspends or reinstates it: its roles, the hospitals it
+    works at, and whether it is suspended now."""
+    attrs = {"roles": [staff["role"]], "hospital_ids": list(staff.get("hospital_ids") or []), "suspended": suspended}
+    return Resource("account", staff["id"], attrs)
+
+
 def care_team(patient: Patient, member: dict[str, Any] | None = None) -> Resource:
     """A patient's care team as the hospital admin manages it, with the staff member a change
     concerns (their roles and hospitals), when there is one."""

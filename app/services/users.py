@@ -86,17 +86,25 @@ class DemoUserDirectory:
             attrs["patient_id"] = staff["patient_id"]
         if staff.get("manufacturer_id"):
             attrs["manufacturer_id"] = staff["manufacturer_id"]
-        return with_delegations(self.store, staff["id"], attrs)
+        return as_recorded(self.store, staff["id"], attrs)
 
 
-def with_delegations(store: Store, user_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The attributes with the user's delegations as currently recorded (granted or revoked since)."""
+def as_recorded(store: Store, user_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes with what the store records of the user now: their delegations (granted or
+    revoked since) and whether the hospital's administrator suspended the account."""
     delegations = store.delegations_for(user_id)
     if delegations:
         attrs["delegations"] = [
             {"patient_id": d["patient_id"], "expires_at": d["expires_at"], "granted_by": d["granted_by"]}
             for d in delegations
         ]
+    return with_suspension(store, user_id, attrs)
+
+
+def with_suspension(store: Store, user_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes marked ``suspended`` when the account is (the policies then refuse its sign-in)."""
+    if store.suspended(user_id):
+        attrs["suspended"] = True
     return attrs
 
 
@@ -127,7 +135,8 @@ class HospitalUsers:
 
     def refresh(self, user: SignedInUser) -> SignedInUser:
         admitted = self._admitted.get(user.id)
-        if admitted is None:  # signed out meanwhile: no attributes, so the policies deny
-            return SignedInUser(user.id, user.name, user.roles, {})
-        attrs = with_delegations(self.store, admitted.id, dict(admitted.attributes))
+        if admitted is None:  # not (or no longer) signed in: no attributes, so the policies deny, and
+            # a suspension, so a sign-in is refused for it
+            return SignedInUser(user.id, user.name, user.roles, with_suspension(self.store, user.id, {}))
+        attrs = as_recorded(self.store, admitted.id, dict(admitted.attributes))
         return SignedInUser(admitted.id, admitted.name, admitted.roles, attrs)

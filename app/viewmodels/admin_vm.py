@@ -1,8 +1,10 @@
 """The hospital administrator's tools (beside the review queue): staff, care teams, delegations in
-force, and care team changes, each decided by the policies and audited by the service."""
+force; care team changes, ending a delegation and suspending or reinstating a staff account, each
+decided by the policies and audited by the service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QObject, Signal
@@ -39,11 +41,39 @@ class AdminViewModel(QObject):
 
     def change(self, patient_id: str, member_id: str, action: str) -> str:
         """Adds or removes a care team member; why not, or ""."""
+        return self._do(lambda user: self.service.change_care_team(user, patient_id, member_id, action))
+
+    def revocation_refused(self, delegation_id: str) -> str:
+        """Why this delegation may not be ended by this user, or "" (then the screen confirms)."""
+        user = self.session.user
+        if user is None:
+            return "Sign in first."
+        decision = self.service.revocation(user, delegation_id)
+        return "" if decision.allowed else decision.reason
+
+    def revoke(self, delegation_id: str) -> str:
+        """Ends the delegation now; why not, or ""."""
+        return self._do(lambda user: self.service.revoke_delegation(user, delegation_id))
+
+    def account_change_refused(self, account_id: str, action: str) -> str:
+        """Why this user may not suspend (or reinstate) the account, or "" (then the screen confirms)."""
+        user = self.session.user
+        if user is None:
+            return "Sign in first."
+        decision = self.service.account_change(user, account_id, action)
+        return "" if decision.allowed else decision.reason
+
+    def change_account(self, account_id: str, action: str) -> str:
+        """Suspends or reinstates the staff account; why not, or ""."""
+        return self._do(lambda user: self.service.change_account(user, account_id, action))
+
+    def _do(self, change: Callable[..., object]) -> str:
+        """A change by the signed-in user, then the screen shown again; why it was not made, or ""."""
         user = self.session.user
         if user is None:
             return "Sign in first."
         try:
-            self.service.change_care_team(user, patient_id, member_id, action)
+            change(user)
         except Refused as refused:
             return str(refused)
         except STORAGE_ERRORS as exc:

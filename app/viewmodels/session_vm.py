@@ -122,9 +122,18 @@ class SessionViewModel(QObject):
         return [(user_id, f"{label} (demo)") for user_id, label in self.workstation.session.staff_choices()]
 
     def sign_in(self, user_id: str, password: str) -> bool:
-        user = self.workstation.session.sign_in(user_id, password)
+        session = self.workstation.session
+        user = session.sign_in(user_id, password)
         if user is None:
             self.message.emit("Sign-in failed: check the user and the password.")
+            return False
+        refusal = session.sign_in_refusal(user)
+        if refusal:  # the right password, but the policies refuse the account (suspended): in their words
+            if self.user is not None:  # whoever was signed in is signed out by now: the screen follows
+                self.sign_out()
+            else:
+                session.sign_out()
+            self.message.emit(f"Sign-in refused: {refusal}")
             return False
         return self._enter(user)
 

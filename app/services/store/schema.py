@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,14 @@ _V7 = (
     'CREATE INDEX "idx_patients_birth_date" ON "patients" ("birth_date")',
 )
 
+# Version 8: the staff accounts the hospital's administrator suspended (one row while suspended, gone
+# when reinstated; the audit log keeps the history). The policies read it as the principal's
+# ``suspended`` attribute and refuse a suspended account's sign-in.
+_V8 = (
+    'CREATE TABLE "suspensions" (\n   "user_id" TEXT PRIMARY KEY,\n   "suspended_by" TEXT NOT NULL,\n'
+    '   "suspended_at" TEXT NOT NULL\n)',
+)
+
 MIGRATIONS = (
     Migration(1, "the first release's tables, as its demo seed created them, and meta", _V1),
     Migration(2, "credentials, break_glass and consents, which the first release's services created lazily", _V2),
@@ -155,6 +163,7 @@ MIGRATIONS = (
     Migration(5, "drafts: the unsaved note of each user on each patient", _V5),
     Migration(6, "alert_actions: acknowledgements and triages of remote-monitoring alerts", _V6),
     Migration(7, "care teams and assigned physicians as indexed child tables, for plans as SQL", _V7),
+    Migration(8, "suspensions: staff accounts the hospital admin suspended", _V8),
 )
 
 

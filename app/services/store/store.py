@@ -185,6 +185,19 @@ class Store:
     def staff_ids(self) -> list[str]:
         return [r["id"] for r in self._rows("SELECT id FROM staff ORDER BY rowid")]
 
+    def suspended(self, user_id: str) -> bool:
+        """Whether the hospital's administrator suspended this account (and has not reinstated it)."""
+        return self._row("SELECT 1 AS found FROM suspensions WHERE user_id = ?", [user_id]) is not None
+
+    def suspended_ids(self) -> set[str]:
+        return {r["user_id"] for r in self._rows("SELECT user_id FROM suspensions")}
+
+    def suspend(self, user_id: str, suspended_by: str, suspended_at: str) -> None:
+        self._insert("suspensions", {"user_id": user_id, "suspended_by": suspended_by, "suspended_at": suspended_at})
+
+    def reinstate(self, user_id: str) -> None:
+        self._change("DELETE FROM suspensions WHERE user_id = ?", [user_id])
+
     def has_credentials(self) -> bool:
         """Whether any password is recorded (the demo directory records them on first use)."""
         return self._row("SELECT 1 AS found FROM credentials LIMIT 1") is not None
@@ -388,6 +401,7 @@ _SAVING = {
     "devices": "recording a device's firmware",
     "alert_actions": "recording what was done about an alert",
     "transmissions": "importing transmissions",
+    "suspensions": "recording an account's suspension",
 }
 
 

@@ -273,3 +273,10 @@ def run_every_workflow(ws: Workstation, clocks: Clocks, out: Path) -> None:
     assert ws.admin.assignments(hal, ws.sessions.clock()).staff
     ws.admin.change_care_team(hal, "p04", "nurse_nia", "assign_care_team")
     ws.admin.change_care_team(hal, "p04", "nurse_nia", "remove_from_care_team")
+    # ... ends a caregiver's delegation in force, and suspends a nurse's account and reinstates it
+    granted = ws.delegations.grant(pt, SEED_PATIENT, "gina", clocks.in_days(7), patient_permission=False)
+    assert ws.admin.revocation(hal, granted.id).allowed
+    ws.admin.revoke_delegation(hal, granted.id)
+    assert ws.admin.account_change(hal, "nurse_nia", "suspend_account").allowed
+    ws.admin.change_account(hal, "nurse_nia", "suspend_account")
+    ws.admin.change_account(hal, "nurse_nia", "reinstate_account")

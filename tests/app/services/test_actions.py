@@ -75,7 +75,7 @@ ACTIONS: dict[str, set[str]] = {
         "open_admin_tools",
         "open_engineering_workspace",
     },
-    "account": {"receive_delegation"},
+    "account": {"receive_delegation", "suspend_account", "reinstate_account"},
     "care_team": {"view_assignments", "assign_care_team", "remove_from_care_team"},
     "transmission": {"import"},
 }
@@ -245,6 +245,8 @@ def test_every_event_and_annotation_names_the_rule_that_allowed_it(full_run: tup
         "alert_triaged",
         "care_team_assigned",
         "care_team_removed",
+        "account_suspended",
+        "account_reinstated",
         "transmission_imported",
         "listed",
     }
