@@ -144,6 +144,15 @@ class SessionService:
         decision = self.access.decide_one(user, resources.workstation(), "sign_in")
         return "" if decision.allowed else decision.reason or "Your account may not sign in here: ask IT."
 
+    def policy_refusal(self, user: SignedInUser) -> str:
+        """Why the loaded policy set refuses this account's sign-in (a suspended account), or "".
+        With no policy set loaded nothing decided it: the user signs in and the screen says why
+        nothing opens."""
+        decision = self.access.decide_one(user, resources.workstation(), "sign_in")
+        if decision.allowed or not decision.policy:
+            return ""
+        return decision.reason or "Your account may not sign in here: ask IT."
+
     def workspace(self, user: SignedInUser) -> Workspace:
         actions = [f"open_{name}_workspace" for name in WORKSPACES]
         decisions = self.access.decide(user, resources.workstation(), actions)

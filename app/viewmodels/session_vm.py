@@ -127,7 +127,7 @@ class SessionViewModel(QObject):
         if user is None:
             self.message.emit("Sign-in failed: check the user and the password.")
             return False
-        refusal = session.sign_in_refusal(user)
+        refusal = session.policy_refusal(user)
         if refusal:  # the right password, but the policies refuse the account (suspended): in their words
             if self.user is not None:  # whoever was signed in is signed out by now: the screen follows
                 self.sign_out()
