@@ -39,6 +39,16 @@ REASONS = {
     "ERTREAT": "Emergency research treatment",
     "BTG": "Break the glass (other emergency)",
 }
+
+
+def reason_in_words(code: str) -> str:
+    """A purpose-of-use code as the dialog named it, with the code ("Emergency treatment (ETREAT)");
+    an unknown one as recorded, and none said as such."""
+    if not code:
+        return "no reason given"
+    return f"{REASONS[code]} ({code})" if code in REASONS else code
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 
 

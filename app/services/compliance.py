@@ -21,6 +21,7 @@ from authz.sql_filter import SqlFilterError
 from . import resources
 from .access import AccessService, refuse
 from .audit_trail import AuditTrail
+from .break_glass import reason_in_words
 from .store import Store
 from .users import SignedInUser
 
@@ -310,7 +311,7 @@ class ComplianceService:
         ]
         notes = [r for r in within if r.kind == "event" and r.event_type == "note_saved"]
         item.accesses = len(opened)
-        story = [(start.time, f"Emergency access opened ({start.purpose_of_use or 'no reason code'})")]
+        story = [(start.time, f"Emergency access opened: {reason_in_words(start.purpose_of_use)}")]
         story += [(r.time, "Record opened") for r in opened]
         story += [(r.time, f"Note written ({r.details.get('note_type', 'note')})") for r in notes]
         if end is not None:

@@ -121,8 +121,9 @@ STAFF = [
     ("eng_vic", "Vic Brenner (Acme Cardio vendor support)", "manufacturer_engineer", [], {"manufacturer_id": "m_acme"}),
     ("co_cora", "Cora Lindqvist", "compliance_officer", ["h1"], {}),
     ("admin_hal", "Hal Kerr", "hospital_admin", ["h1"], {}),
-    ("gina", "Gina (granddaughter of patient p02)", "delegated_caregiver", [], {}),
-    ("pt_p02", "Patient p02 (portal account)", "patient", [], {"patient_id": "p02"}),
+    # named after patient p02 as generated ({p02}: her name, {p02_family}: her family name)
+    ("gina", "Gina {p02_family} (granddaughter of {p02})", "delegated_caregiver", [], {}),
+    ("pt_p02", "{p02}", "patient", [], {"patient_id": "p02"}),
     # the service account `ccc-workstation import` runs as (policies/resources/transmission.yaml)
     ("rm_gateway", "Remote monitoring gateway (service account)", "remote_monitoring_gateway", ["h1", "h2"], {}),
 ]
@@ -131,6 +132,17 @@ STAFF = [
 # The seed story's patients: (sex, age in years, attending). Rooms 901 and 902 are Dr. Aly's; the
 # man admitted to the ER at 9:30 (p03, flagged as an emergency) is not under her care.
 SEED_PATIENTS = {"p01": ("male", 58, "dr_aly"), "p02": ("female", 78, "dr_aly"), "p03": ("male", 55, "dr_ben")}
+
+
+def _name_after_patients(demo: DemoHospital) -> None:
+    """The patient's portal account and her caregiver's carry the generated patient's name, as a
+    screen names people (never "patient p02")."""
+    names = {}
+    for patient in demo.patients:
+        names[patient["id"]] = patient["name"]
+        names[f"{patient['id']}_family"] = patient["name"].rsplit(" ", 1)[-1]
+    for staff in demo.staff:
+        staff["name"] = staff["name"].format(**names)
 
 
 def _seed_patient(pid: str, today: date, team: list[str]) -> dict[str, Any]:
@@ -206,6 +218,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 device_problem=DEVICE_PROBLEMS.get(number, ""),
             )
             _notes_and_history(demo, rng, pid, attending, today)
+    _name_after_patients(demo)
     demo.transmissions = _imported(demo)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
     demo.delegations.append(

@@ -1,5 +1,6 @@
-"""What the status bar shows: the policy set and its age, online or not, the audit backlog, and
-whether session secrets are kept in a real keyring. A policy poll that failed or stalled (the sync
+"""What the status bar shows: the policy set and its age, online or not (the built-in demo set has
+no server to be online with, and says only what it is), the audit backlog, and whether session
+secrets are kept in a real keyring. A policy poll that failed or stalled (the sync
 ends a stalled poll at its deadline) reads "offline" and "update failed: <the sync's reason>". On a
 canary workstation it shows IT the bundle held in shadow: its flips, its decisions, when it activates."""
 
@@ -17,13 +18,14 @@ from .credentials import SecretStore
 from .oidc import OidcClient
 
 SEP = " · "  # between the parts of the line, as between its fields: a part may hold commas itself
+BUILT_IN = "built-in demo set"  # the policies shipped with the app, used when no policy server is set up
 
 
 @dataclass(frozen=True)
 class Status:
     policy_version: str
-    policy_age: str  # "3 h", "2 d"; "" for the bundled policies
-    online: bool
+    policy_age: str  # "3 h", "2 d"; "" for the built-in policies
+    online: bool | None  # whether the policy server answered; None when there is none (the built-in set)
     audit_backlog: int | None  # records not yet uploaded; None when no upload is configured
     message: str
     managed: bool = False  # some settings are IT's (the managed file)
@@ -34,9 +36,9 @@ class Status:
         backlog = (
             "audit upload not configured" if self.audit_backlog is None else f"audit backlog: {self.audit_backlog}"
         )
-        online = "online" if self.online else "offline"
+        online = "" if self.online is None else " · online" if self.online else " · offline"
         return (
-            f"Policies: {self.policy_version}{age} · {online} · {backlog}"
+            f"Policies: {self.policy_version}{age}{online} · {backlog}"
             + (f" · {self.message}" if self.message else "")
             + (" · managed by IT" if self.managed else "")
         )
@@ -112,7 +114,7 @@ class StatusService:
         backlog = self.shipper.state().pending if self.shipper is not None else None
         notice = self.secrets.notice and "demo-only session store (no OS keyring)"
         if self.sync is None:
-            return Status("bundled", "", False, backlog, SEP.join(filter(None, ["embedded demo policies", notice])))
+            return Status(BUILT_IN, "", None, backlog, notice)
         state = self.sync.state()
         online = state.last_success is not None and not state.last_error
         failed = f"update failed: {state.last_error}" if state.last_error else ""

@@ -13,6 +13,7 @@ class UnitDisplay:
     symbol: str
     decimals: int
     counts: bool = False  # a count of events per transmission: bars
+    one: str = ""  # the word for exactly one, when the symbol is a plural word ("1 episode", "1 month")
 
 
 UNITS = {
@@ -21,8 +22,8 @@ UNITS = {
     "mV": UnitDisplay("mV", 1),
     "%": UnitDisplay("%", 1),
     "/min": UnitDisplay("/min", 0),
-    "mo": UnitDisplay("months", 0),
-    "{episodes}": UnitDisplay("episodes", 0, counts=True),
+    "mo": UnitDisplay("months", 0, one="month"),
+    "{episodes}": UnitDisplay("episodes", 0, counts=True, one="episode"),
 }
 
 
@@ -35,7 +36,13 @@ def unit_display(ucum: str) -> UnitDisplay:
     return UnitDisplay(ucum.strip("{}"), 0 if annotation else 2, counts=annotation)
 
 
+def amount(value: float, ucum: str) -> str:
+    """The number alone, at the unit's precision ("2192", "3.01")."""
+    return f"{value:.{unit_display(ucum).decimals}f}"
+
+
 def formatted(value: float, ucum: str) -> str:
-    """The value at its unit's precision, with the unit's symbol ("2192 Ω", "3.01 V", "2 episodes")."""
-    shown = unit_display(ucum)
-    return f"{value:.{shown.decimals}f} {shown.symbol}"
+    """The value at its unit's precision, with the unit's symbol ("2192 Ω", "3.01 V", "2 episodes");
+    a word unit reads in the singular for one ("1 episode", not "1 episodes")."""
+    shown, number = unit_display(ucum), amount(value, ucum)
+    return f"{number} {shown.one if shown.one and float(number) == 1 else shown.symbol}"

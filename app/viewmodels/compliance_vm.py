@@ -7,12 +7,13 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from app.services.access import Decision, Refused
+from app.services.break_glass import reason_in_words
 from app.services.compliance import LATE_JUSTIFICATION, REVIEW_STEPS, ReviewItem, in_words, summary
 from app.services.patients import Identity
 from app.services.storage import STORAGE_ERRORS
 from app.viewmodels.session_vm import SessionViewModel
 
-__all__ = ["REVIEW_STEPS", "ComplianceViewModel", "ReviewItem", "in_words", "summary"]
+__all__ = ["REVIEW_STEPS", "ComplianceViewModel", "ReviewItem", "in_words", "reason_in_words", "summary"]
 
 
 class ComplianceViewModel(QObject):

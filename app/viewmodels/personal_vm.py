@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from app.services.access import offered
 from app.services.alerts import Alert
 from app.services.patients import Series
+from app.services.telemetry_units import amount
 from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel
 from app.viewmodels.session_vm import SessionViewModel
 
@@ -35,6 +36,9 @@ PLAIN_TIERS = {
     "yellow": "Your clinic will look at this at your next review; nothing to do now unless you feel unwell.",
 }
 
+# Units whose symbol is a clinician's shorthand, in the words a patient reads.
+PLAIN_UNITS = {"/min": "per minute"}
+
 OWN_STEPS = ("record_consent", "delegate_access")  # shown here when the policies offer them
 SEEN = "Your clinic has seen this and is following it up."
 
@@ -42,8 +46,8 @@ SEEN = "Your clinic has seen this and is following it up."
 @dataclass(frozen=True)
 class Reading:
     name: str  # in plain words
-    value: str  # the latest value with its unit ("72 /min")
-    usual: str  # the usual range ("50 to 100 /min")
+    value: str  # the latest value with its unit ("72 per minute", "1 episode")
+    usual: str  # the usual range ("50 to 100 per minute", "up to 1 episode")
     in_range: bool
     when: str  # the date of the latest transmission
 
@@ -126,11 +130,25 @@ def _reading(series: Series) -> Reading:
     when, value = series.points[-1]
     return Reading(
         PLAIN_NAMES.get(series.code, series.display),
-        series.shown(value),
-        f"{series.shown(series.low)} to {series.shown(series.high)}",
+        _plain(series, value),
+        _usual(series),
         not series.out_of_range(value),
         _day(when),
     )
+
+
+def _plain(series: Series, value: float) -> str:
+    """A value as a patient reads it: the clinic's precision, the unit in words where its symbol
+    is a clinician's shorthand ("61 per minute", not "61 /min")."""
+    shown = series.shown(value)
+    symbol = series.symbol
+    return f"{amount(value, series.unit)} {PLAIN_UNITS[symbol]}" if symbol in PLAIN_UNITS else shown
+
+
+def _usual(series: Series) -> str:
+    """The usual range in words, the unit said once: "50 to 100 per minute"; from zero, "up to 1 episode"."""
+    high = _plain(series, series.high)
+    return f"up to {high}" if series.low == 0 else f"{amount(series.low, series.unit)} to {high}"
 
 
 def _alerts(alerts: list[Alert], series: list[Series]) -> list[PlainAlert]:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.viewmodels.record_vm import Alert, OpenRecord, RecordViewModel, offered
+from app.views.dialog_parts import Said
 
 TIER_TEXT = {"red": "⚠ Red: act today", "yellow": "▲ Yellow: review soon"}
 TIER_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
@@ -51,8 +52,7 @@ class AlertsPanel(QGroupBox):
         column.addWidget(self.none)
         column.addWidget(self.table)
         column.addLayout(self._controls(record))
-        self.reason = QLabel()
-        self.reason.setWordWrap(True)
+        self.reason = Said()  # a refusal, in the policies' words; no room taken when there is none
         self.done = QLabel(record.alert_done)
         self.done.setWordWrap(True)
         self.done.setVisible(bool(record.alert_done))
@@ -63,6 +63,8 @@ class AlertsPanel(QGroupBox):
             first_open = next((i for i, a in enumerate(self.alerts) if a.open), 0)
             self.table.selectRow(first_open)
         self._selection_changed()
+        for control in (self.acknowledge, self.outcome, self.comment, self.triage):
+            control.setVisible(bool(self.alerts))  # nothing to act on: no row of greyed-out controls
 
     def _fit(self) -> None:
         """Every column in sight (the long ones wrap), every row whole, no scrolling inside the record."""

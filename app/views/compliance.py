@@ -35,9 +35,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, in_words, summary
+from app.viewmodels.compliance_vm import ComplianceViewModel, ReviewItem, in_words, reason_in_words, summary
 from app.viewmodels.reports_vm import Report, ReportsViewModel
+from app.views.empty_note import EmptyNote
 
+NOTHING_TO_REVIEW = "Nothing waits for review: no emergency access (break-glass) sessions and no exports in the queue."
+SELECT_ONE = "Select an event to see its context."
+NO_REPORT = "Choose a report and a period, then Generate."
+NO_DATA = "No data for this report in this period."
 STEPS = {
     "accept_review": "&Accept",
     "reject_review": "&Reject",
@@ -66,7 +71,7 @@ class ReportChart(QWidget):
 
 def paint_report(painter: QPainter, area: QRectF, report: Report | None) -> None:
     if report is None or not report.rows:
-        painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "No data for this report in this period.")
+        painter.drawText(area, Qt.AlignmentFlag.AlignCenter, NO_REPORT if report is None else NO_DATA)
         return
     top = area.top() + 24
     painter.drawText(
@@ -197,7 +202,9 @@ class ComplianceView(QTabWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.currentCellChanged.connect(lambda row, *_: self._show_detail(row))
-        self.detail = QLabel("Select an event to see its context.")
+        self.empty = EmptyNote(self.table, NOTHING_TO_REVIEW)
+        self.detail = QLabel("")
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.detail.setWordWrap(True)
         self.comment = QLineEdit()
         self.comment.setPlaceholderText("Comment for the record and the clinician")
@@ -281,8 +288,7 @@ class ComplianceView(QTabWidget):
             for j, text in enumerate([state, info["when"], info["who"], info["what"], info["patient"], info["reason"]]):
                 self.table.setItem(i, j, QTableWidgetItem(str(text)))
         self.table.resizeColumnsToContents()
-        if not items:
-            self.detail.setText("Select an event to see its context.")
+        self.detail.setText(SELECT_ONE if items else "")
         self._show_detail(row)
 
     def _show_detail(self, row: int) -> None:
@@ -310,17 +316,20 @@ class ComplianceView(QTabWidget):
             steps = "".join(f"<li>{_when(t)} — {html.escape(what)}</li>" for t, what in item.timeline)
             ended = html.escape(item.ended) if item.ended else "still open"
             story = f"<br>Ended: {ended} · lasted {html.escape(item.duration)}<ol>{steps}</ol>"
+        roles = ", ".join(r.replace("_", " ") for r in info["roles"])  # "er physician", not its code
         self.detail.setText(
-            f"<b>{info['what']}</b> by {info['who']} ({', '.join(info['roles'])}) on patient "
+            f"<b>{info['what']}</b> by {info['who']} ({roles}) on patient "
             f"{info['patient']} at {info['when']} UTC · reason {info['reason'] or '—'}<br>"
             f"Justification: {info['justification'] or '<i>none given</i>'} · accesses under it: {info['accesses']}"
             f"{weak}{story}<ul>{notes}</ul>"
         )
 
     def _named(self, item: ReviewItem) -> dict[str, object]:
-        """The event's summary with the user and the patient named (name and identifier)."""
+        """The event's summary with the user and the patient named (name and identifier) and the
+        purpose of use in words."""
         who, patient = self.vm.names.get(item.event.record_id, (item.event.principal_id, item.event.patient_id))
-        return {**summary(item), "who": who, "patient": patient}
+        reason = reason_in_words(item.event.purpose_of_use) if item.event.purpose_of_use else ""
+        return {**summary(item), "who": who, "patient": patient, "reason": reason}
 
     def _step(self, step: str) -> None:
         row = self.table.currentRow()

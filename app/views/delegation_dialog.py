@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from app.viewmodels.record_vm import RecordViewModel
 from app.views.dialog_parts import action_buttons, days_box, form_answer, message_line, patient_banner
+from app.views.empty_note import EmptyNote
 
 
 class DelegationDialog(QDialog):
@@ -32,6 +33,7 @@ class DelegationDialog(QDialog):
         decision = vm.record.view.decisions.get("delegate_access") if vm.record else None
         self.permission = form_answer("The patient has given permission (asked in person)", decision)
         self.current = QListWidget()
+        self.none = EmptyNote(self.current, "Nobody else may see this patient's record by a delegation.")
         self.revoke = QPushButton("&Revoke selected")
         self.revoke.clicked.connect(self._revoke)
         revoking = vm.record.view.decisions.get("revoke_delegation") if vm.record else None

@@ -58,6 +58,25 @@ def confirm(parent: QWidget, title: str, text: str, action: str, on_confirm: Cal
     return box
 
 
+class Said(QLabel):
+    """A line of words (a refusal, a problem) that takes no room while it says nothing: an empty
+    line would leave a gap in its panel. Shown again as soon as it has words."""
+
+    def __init__(self, text: str = "", error: bool = False) -> None:
+        super().__init__()
+        self.setWordWrap(True)
+        if error:
+            self.setStyleSheet("color: #b3261e")
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's naming
+        super().setText(text)
+        if not text:
+            self.hide()
+        elif self.parent() is not None:  # never shown as a window of its own
+            self.show()
+
+
 def message_line(error: bool = True) -> QLabel:
     label = QLabel()
     label.setWordWrap(True)

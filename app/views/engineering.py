@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from app.viewmodels.devices_vm import DeviceRow, DevicesViewModel
 from app.views.dialog_parts import Confirmation, confirm
+from app.views.empty_note import EmptyNote
 from app.views.export_dialog import ExportDialog
 from app.views.firmware_inputs import VersionInput, iso, schedule_date
 from app.views.record import FIRMWARE_STEPS, IRREVERSIBLE
@@ -33,6 +34,7 @@ class EngineeringView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
+        self.empty = EmptyNote(self.table, "No devices of your manufacturer to show here.")
         self.version = VersionInput()
         self.schedule_date = schedule_date(vm.schedule_window())
         self.buttons: dict[str, QPushButton] = {}

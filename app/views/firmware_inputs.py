@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from PySide6.QtCore import QDate
 from PySide6.QtWidgets import QCompleter, QDateEdit, QLineEdit, QPushButton
 
-from app.views.dialog_parts import message_line
+from app.views.dialog_parts import Said
 
 
 class VersionInput(QLineEdit):
@@ -21,7 +21,7 @@ class VersionInput(QLineEdit):
         super().__init__()
         self.setPlaceholderText("Target version")
         self.setAccessibleName("Target firmware version")
-        self.problem = message_line()
+        self.problem = Said(error=True)  # why the version typed is not one to request; no room when none
         self._check: Callable[[str], str] = lambda _text: ""
         self._request: QPushButton | None = None
         self._allowed = False

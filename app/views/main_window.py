@@ -5,7 +5,7 @@ backlog."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -33,6 +33,7 @@ from app.views.personal import PersonalView
 from app.views.record import RecordViewWidget
 from app.views.sign_in import SignInView
 
+STATUS_SHARE = 0.45  # of the window's width at most for the status line (it wraps), the rest for messages
 USER_INPUT = {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel}
 
 
@@ -102,8 +103,9 @@ class EmergencyBanner(QFrame):
             return
         minutes, secs = divmod(seconds, 60)
         soon = " — ENDING SOON: save your work" if ending_soon else ""
+        reason = dict(self.vm.reason_codes()).get(session.reason, session.reason)  # in words, not its code
         self.text.setText(
-            f"EMERGENCY ACCESS (break-glass, {session.reason}) to {self.vm.patient_label()}: "
+            f"EMERGENCY ACCESS (break-glass: {reason}) to {self.vm.patient_label()}: "
             f"{minutes:02d}:{secs:02d} left{soon}. Every access is recorded for review."
         )
 
@@ -207,10 +209,13 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(work)
         self.setCentralWidget(self.stack)
         self.status_label = QLabel()
+        self.status_label.setAccessibleName("Workstation status")
         self.statusBar().addPermanentWidget(self.status_label)
         session.signed_in.connect(self._on_signed_in)
         session.status_changed.connect(self.show_status)
         session.message.connect(self.show_message)  # a method: Qt disconnects it when the window goes
+        self.record_patient: str | None = None  # whose record is on screen, to tell a new one from a reshow
+        vms.record.record_changed.connect(self._record_shown)
         self.find_shortcut = QShortcut(QKeySequence("Ctrl+F"), self, activated=self.patients.search.setFocus)
         self.lock_shortcut = QShortcut(QKeySequence("Ctrl+L"), self, activated=session.sign_out)
         app = QApplication.instance()
@@ -249,8 +254,36 @@ class MainWindow(QMainWindow):
         for reminder in self.vms.compliance.reminders():
             self.statusBar().showMessage(f"From compliance: {reminder}", 30000)
 
+    def _record_shown(self, record: object) -> None:
+        """Another patient's record on screen (or the same one opened by emergency access after its
+        refusal) makes the last message stale: "You are not on this patient's care team" must not
+        sit under an open record. A record shown again (a save, an acknowledgement) keeps it."""
+        patient = getattr(record, "patient_id", None)
+        if patient is not None and patient != self.record_patient:
+            self.statusBar().clearMessage()
+        self.record_patient = patient
+
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 15000)
 
     def show_status(self, status: Status) -> None:
         self.status_label.setText(status.text)
+        self._fit_status()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's naming
+        super().resizeEvent(event)
+        self._fit_status()
+
+    def _fit_status(self) -> None:
+        """The status line keeps to its share of the width, wrapping onto more lines only when it
+        must, so a message on the left (a refusal, a reminder) is never cut off by it. Its height
+        is set from its width then and there, so the bar does not change height under the record."""
+        label = self.status_label
+        limit = int(self.width() * STATUS_SHARE)
+        wide = label.fontMetrics().horizontalAdvance(label.text())
+        wrap = wide > limit
+        label.setWordWrap(wrap)
+        label.setMaximumWidth(limit)
+        label.setMinimumWidth(limit if wrap else wide)
+        label.setMinimumHeight(label.heightForWidth(limit) if wrap else 0)
+        self.statusBar().reformat()  # the bar's height follows now, not at its next message

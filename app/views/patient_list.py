@@ -12,7 +12,12 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from app.viewmodels.patient_list_vm import IdentitySearch, PatientListViewModel, PatientRow
+from app.views.empty_note import EmptyNote
 
+NO_MATCH = (
+    "None of your patients matches this search. Press Enter to search the hospital by name and date of "
+    "birth, or by part of the MRN."
+)
 ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
 
 
@@ -38,8 +43,7 @@ class PatientListView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.cellActivated.connect(self._open)
-        self.empty = QLabel()
-        self.empty.setWordWrap(True)
+        self.empty = EmptyNote(self.table, "")  # in the empty list: the policies' guidance, or no match
         self.found_title = QLabel()
         self.found_title.setWordWrap(True)
         self.found = QTableWidget(0, len(self.FOUND_COLUMNS))
@@ -52,7 +56,6 @@ class PatientListView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.search)
         layout.addWidget(self.table)
-        layout.addWidget(self.empty)
         layout.addWidget(self.found_title)
         layout.addWidget(self.found)
         vm.rows_changed.connect(self.show_rows)
@@ -81,7 +84,8 @@ class PatientListView(QWidget):
                     item.setBackground(ALERT_COLOUR[row.alert_level])
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
-        self.empty.setText("" if rows or self.search.text().strip() else self.vm.empty_text())
+        signed_in = self.vm.session.user is not None
+        self.empty.say(NO_MATCH if signed_in and self.search.text().strip() else self.vm.empty_text())
 
     def show_found(self, found: IdentitySearch) -> None:
         """The hospital-wide search's answer: identities only, or what to type."""

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.viewmodels.personal_vm import PersonalPage, PersonalViewModel
 from app.views.delegation_dialog import DelegationDialog
+from app.views.empty_note import EmptyNote
 from app.views.export_dialog import ConsentDialog
 
 
@@ -41,6 +42,7 @@ class PersonalView(QWidget):
         self.readings.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.readings.verticalHeader().setVisible(False)
         self.readings.horizontalHeader().setStretchLastSection(True)
+        self.no_readings = EmptyNote(self.readings, "")
         self.help = QLabel(
             "These are the readings your clinic receives from the device. Questions about them? "
             "Call your clinic. In an emergency, call the emergency number."
@@ -98,13 +100,15 @@ class PersonalView(QWidget):
         if page is None or page.problem:
             self.heading.setText(html.escape(page.problem if page else self.vm.empty_text()))
             self.alerts.clear()
+            self.no_readings.say("No readings to show.")
             self.readings.setRowCount(0)
             return
         latest = max((r.when for r in page.readings), default="")
         self.heading.setText(
             f"<h2>Readings of {html.escape(page.name)}</h2>"
-            + (f"Last received {html.escape(latest)}." if latest else "No readings received yet.")
+            + (f"Last received {html.escape(latest)}." if latest else "")
         )
+        self.no_readings.say("No readings received yet: your clinic has not received a transmission from the device.")
         if page.alerts:
             items = "".join(
                 f"<li><b>{'⚠ ' if a.urgent else ''}{html.escape(a.what)}</b><br>{html.escape(a.meaning)}</li>"

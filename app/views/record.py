@@ -26,7 +26,8 @@ from app.viewmodels.record_vm import OpenRecord, RecordRefusal, RecordViewModel,
 from app.views.alerts_panel import AlertsPanel
 from app.views.break_glass_dialog import BreakGlassDialog
 from app.views.delegation_dialog import DelegationDialog
-from app.views.dialog_parts import Confirmation, confirm
+from app.views.dialog_parts import Confirmation, Said, confirm
+from app.views.empty_note import EmptyNote
 from app.views.export_dialog import ConsentDialog, ExportDialog
 from app.views.firmware_inputs import VersionInput, iso, schedule_date
 from app.views.patient_banner import PatientBanner
@@ -55,9 +56,8 @@ NOTE_LABELS = {"emergency": "Emergency note", "full": "Full note", "basic": "Bas
 
 
 def refusal_label(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    return label
+    """Why a control is refused, beside it; no room taken when there is nothing to say."""
+    return Said(text)
 
 
 class RecordViewWidget(QWidget):
@@ -161,6 +161,8 @@ class RecordViewWidget(QWidget):
             hl.addWidget(refusal_label(decision.reason))
         for entry in view.history:
             hl.addWidget(QLabel(f"{entry['date']} — {entry['summary']}"))
+        if not view.history and (decision is None or decision.allowed):
+            hl.addWidget(QLabel("No history recorded for this patient."))
         layout.addWidget(history)
         layout.addWidget(self._actions(record))
         layout.addWidget(self._notes(record))
@@ -292,9 +294,12 @@ class RecordViewWidget(QWidget):
     def _notes(self, record: OpenRecord) -> QGroupBox:
         box = QGroupBox("Notes")
         nl = QVBoxLayout(box)
-        notes = QListWidget()
+        self.notes = notes = QListWidget()
+        notes.setAccessibleName("Notes written on this record")
         for n in record.view.notes:
-            notes.addItem(f"{n['time'][:16]} {n['author_id']} ({n['note_type']}): {n['text']}")
+            when, kind = n["time"][:16].replace("T", " "), NOTE_LABELS.get(n["note_type"], n["note_type"])
+            notes.addItem(f"{when} UTC · {self.vm.person(n['author_id'])} · {kind}: {n['text']}")
+        self.no_notes = EmptyNote(notes, "No notes on this record yet.")
         nl.addWidget(notes)
         self.note_type = QComboBox()
         for note_type in record.view.note_types:

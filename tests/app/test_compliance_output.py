@@ -105,7 +105,7 @@ def test_a_review_shows_the_session_timeline_and_flags_a_weak_justification(
     click_cell(qtbot, view.table, 1)
     detail = view.detail.text()
     assert "Weak justification" not in detail and WHY.replace("'", "&#x27;") in detail or WHY in detail
-    assert "Emergency access opened (ETREAT)" in detail and "Record opened" in detail
+    assert "Emergency access opened: Emergency treatment (ETREAT)" in detail and "Record opened" in detail
     assert "Note written (emergency)" in detail and "Emergency access ended: ended by the clinician" in detail
     # how long, from the audit log's own times (the log is written on the computer's real clock)
     assert re.search(r"Ended: ended by the clinician · lasted \d+ min \d+ s<", detail)

@@ -81,7 +81,9 @@ ACTIONS: dict[str, set[str]] = {
 }
 # Actions asked only on paths the demo's full run does not take, with the tests that take them.
 ASKED_ELSEWHERE: dict[str, set[str]] = {
-    "workstation": {"sign_in"},  # a hospital account's sign-in: tests/app/test_hospital_sign_in.py
+    # a hospital account's sign-in (tests/app/test_hospital_sign_in.py) and who the demo's sign-in
+    # list offers (tests/app/test_plain_screens.py)
+    "workstation": {"sign_in"},
 }
 LISTED = set().union(*ACTIONS.values(), *ASKED_ELSEWHERE.values())
 

@@ -13,7 +13,7 @@ from app.services.access import NO_POLICIES, AccessService, Refused, offered
 from app.services.audit_trail import AuditTrail
 from app.services.demo_data import STAFF, generate
 from app.services.patients import RECORD_ACTIONS, PatientService
-from app.services.resources import patient_record
+from app.services.resources import patient_record, workstation
 from app.services.session import Workspace
 from app.services.store import Store
 from app.services.users import DEMO_PASSWORD, SignedInUser, check_password, hash_password
@@ -273,10 +273,20 @@ def test_each_user_gets_the_workspace_the_policies_open(ws: Workstation) -> None
     assert Workspace.closed().name == "" and Workspace.closed().decision.reason == "Sign in first."
 
 
-def test_the_sign_in_list_names_every_account(ws: Workstation) -> None:
+def test_the_sign_in_list_names_every_account_the_policies_let_sign_in(ws: Workstation) -> None:
+    """Every person's account; the remote-monitoring gateway's service account is refused
+    ``sign_in`` by the policies (no role name in the app), so it is not offered."""
     choices = dict(ws.session.staff_choices())
-    assert list(choices) == [sid for sid, *_ in STAFF]
+    assert list(choices) == [sid for sid, *_ in STAFF if sid != "rm_gateway"]
     assert choices["er_eli"] == "Dr. Eli Sato — er physician"
+    gateway = ws.access.decide_one(user(ws, "rm_gateway"), workstation(), "sign_in")
+    assert not gateway.allowed and gateway.rule == rule_id("workstation", "service_accounts_do_not_sign_in")
+
+
+def test_with_no_policy_set_the_sign_in_list_names_every_account(ws: Workstation) -> None:
+    """Nothing to ask: each account is listed, and signing in then says why nothing opens."""
+    ws.access.engine = lambda: None
+    assert [sid for sid, _ in ws.session.staff_choices()] == [sid for sid, *_ in STAFF]
 
 
 def test_the_policies_see_the_user_as_recorded_now(ws: Workstation) -> None:

@@ -416,7 +416,7 @@ def test_the_status_bar_says_managed_by_it_and_why_the_upload_fails(tmp_path: Pa
     status = StatusService(None, shipper, secrets, managed=True).status()
     assert status.audit_backlog == 0
     assert status.text == (
-        "Policies: bundled · offline · audit backlog: 0 · embedded demo policies · audit upload failing: "
+        "Policies: built-in demo set · audit backlog: 0 · audit upload failing: "
         "syslog-tls://127.0.0.1:9: connection refused · managed by IT"
     )
 

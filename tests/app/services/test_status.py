@@ -116,16 +116,17 @@ def test_restart_without_network_uses_the_last_known_good_bundle(
     assert restarted.patients.rows(user(restarted, "nurse_nia"))
 
 
-def test_the_bundled_policies_and_the_session_store_are_said(make_ws: Callable[..., Workstation]) -> None:
+def test_the_built_in_policies_and_the_session_store_are_said(make_ws: Callable[..., Workstation]) -> None:
+    """The built-in demo set has no policy server: it is neither online nor offline, only what it is."""
     status = make_ws(secrets=SecretStore(MemoryKeyring())).status.status()
     assert (status.policy_version, status.policy_age, status.online, status.audit_backlog) == (
-        "bundled",
+        "built-in demo set",
         "",
-        False,
+        None,
         None,
     )
-    assert status.message == "embedded demo policies"
-    assert status.text == "Policies: bundled · offline · audit upload not configured · embedded demo policies"
+    assert status.message == ""
+    assert status.text == "Policies: built-in demo set · audit upload not configured"
 
 
 def test_the_parts_of_the_line_are_set_apart_as_its_fields_are(make_ws: Callable[..., Workstation]) -> None:
@@ -136,8 +137,7 @@ def test_the_parts_of_the_line_are_set_apart_as_its_fields_are(make_ws: Callable
 
     status = make_ws(secrets=SecretStore(fail.Keyring())).status.status()
     assert status.text == (
-        "Policies: bundled · offline · audit upload not configured · embedded demo policies · "
-        "demo-only session store (no OS keyring)"
+        "Policies: built-in demo set · audit upload not configured · demo-only session store (no OS keyring)"
     )
 
 
