@@ -29,7 +29,7 @@ ACCOUNT_CHANGES = {"suspend_account": "account_suspended", "reinstate_account": 
 class Assignments:
     """What the admin's screen shows: staff, care teams and delegations in force (one hospital)."""
 
-    staff: list[dict[str, object]]  # id, name, role, suspended
+    staff: list[dict[str, object]]  # id, name, role, suspended (None, or by whom and when)
     patients: list[Patient]  # with their care teams
     delegations: list[dict[str, object]]  # in force: id, patient_id, delegate_id, expires_at, granted_by
 
@@ -56,9 +56,9 @@ class AdminService:
         seen = {r.id for r in self.access.permitted(user, teams, "view_assignments")}
         patients = [p for p in self.store.patients() if p.id in seen]
         hospitals = {p.hospital_id for p in patients}
-        suspended = self.store.suspended_ids()
+        suspensions = self.store.suspensions()
         staff = [
-            {"id": s["id"], "name": s["name"], "role": s["role"], "suspended": s["id"] in suspended}
+            {"id": s["id"], "name": s["name"], "role": s["role"], "suspended": suspensions.get(s["id"])}
             for s in self.store.staff_members()
             if hospitals & set(s.get("hospital_ids") or [])
         ]

@@ -178,12 +178,17 @@ class AdminView(QWidget):
         self.patient.blockSignals(False)
         _fill(
             self.staff,
-            [
-                (str(s["name"]), str(s["id"]), str(s["role"]).replace("_", " "), _state(bool(s["suspended"])))
-                for s in staff
-            ],
+            [(str(s["name"]), str(s["id"]), str(s["role"]).replace("_", " "), "Active") for s in staff],
             [str(s["id"]) for s in staff],
         )
+        for row, s in enumerate(staff):  # who suspended an account and when, in its tooltip
+            if isinstance(suspension := s["suspended"], dict):
+                state = self.staff.item(row, 3)
+                state.setText("Suspended")
+                state.setToolTip(
+                    f"Suspended by {self.vm.person(str(suspension['suspended_by']))} "
+                    f"on {str(suspension['suspended_at'])[:16].replace('T', ' ')} UTC"
+                )
         names = {p.id: _patient_name(p) for p in patients}
         delegations = assignments.delegations if assignments else []
         _fill(
@@ -309,7 +314,3 @@ def _row(*buttons: QPushButton) -> QHBoxLayout:
 def _patient_name(patient: Patient) -> str:
     """The patient by name and MRN (the identifier the ward knows, never the internal id)."""
     return f"{patient.name} ({patient.mrn})"
-
-
-def _state(suspended: bool) -> str:
-    return "Suspended" if suspended else "Active"

@@ -132,6 +132,7 @@ def test_the_admin_suspends_an_account_which_then_cannot_sign_in_until_reinstate
     assert "Nia Castell (nurse_nia)" in view.confirmation.text()
     assert view.message.text() == "Done, and recorded in the audit log."
     assert ws.store.suspended("nurse_nia") and view.staff.item(nia, 3).text() == "Suspended"
+    assert view.staff.item(nia, 3).toolTip().startswith("Suspended by Hal Kerr (admin_hal) on ")
     assert view.reinstate.isEnabled() and not view.suspend.isEnabled()  # the same row stays chosen
 
     click(qtbot, window.switch_user)
@@ -167,7 +168,7 @@ def test_the_admin_is_told_why_not_before_anything_is_confirmed(qtbot, window: M
         click(qtbot, view.suspend)
         assert words in view.message.text(), account
         assert view.confirmation is None  # nothing to confirm
-    assert ws.store.suspended_ids() == set()
+    assert ws.store.suspensions() == {}
 
 
 def test_the_admin_tables_fit_a_1400_by_900_window(qtbot, window: MainWindow) -> None:

@@ -189,8 +189,9 @@ class Store:
         """Whether the hospital's administrator suspended this account (and has not reinstated it)."""
         return self._row("SELECT 1 AS found FROM suspensions WHERE user_id = ?", [user_id]) is not None
 
-    def suspended_ids(self) -> set[str]:
-        return {r["user_id"] for r in self._rows("SELECT user_id FROM suspensions")}
+    def suspensions(self) -> dict[str, dict[str, Any]]:
+        """The suspended accounts: user id to who suspended it and when."""
+        return {r["user_id"]: r for r in self._rows("SELECT * FROM suspensions ORDER BY suspended_at")}
 
     def suspend(self, user_id: str, suspended_by: str, suspended_at: str) -> None:
         self._insert("suspensions", {"user_id": user_id, "suspended_by": suspended_by, "suspended_at": suspended_at})
