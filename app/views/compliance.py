@@ -314,8 +314,11 @@ class ComplianceView(QTabWidget):
         story = ""
         if item.timeline:
             steps = "".join(f"<li>{_when(t)} — {html.escape(what)}</li>" for t, what in item.timeline)
-            ended = html.escape(item.ended) if item.ended else "still open"
-            story = f"<br>Ended: {ended} · lasted {html.escape(item.duration)}<ol>{steps}</ol>"
+            lasted = html.escape(item.duration)  # "12 min 5 s", or "... so far (still open)"
+            story = (
+                f"<br>Ended: {html.escape(item.ended)} · lasted {lasted}" if item.ended else f"<br>Open for {lasted}"
+            )
+            story += f"<ol>{steps}</ol>"
         roles = ", ".join(r.replace("_", " ") for r in info["roles"])  # "er physician", not its code
         self.detail.setText(
             f"<b>{info['what']}</b> by {info['who']} ({roles}) on patient "

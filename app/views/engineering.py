@@ -33,6 +33,7 @@ class EngineeringView(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)  # no blank strip beside the table
         self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
         self.empty = EmptyNote(self.table, "No devices of your manufacturer to show here.")
         self.version = VersionInput()

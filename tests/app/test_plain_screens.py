@@ -31,7 +31,9 @@ def test_an_empty_review_queue_says_so_in_words_until_a_session_waits(qtbot, win
     assert view.table.item(0, 5).text() == "Emergency treatment (ETREAT)"  # the purpose in words, not its code
     assert view.detail.text() == "Select an event to see its context."
     click_cell(qtbot, view.table, 0)
-    assert WHY in view.detail.text()
+    detail = view.detail.text()
+    assert WHY in detail and "Open for 0 min" in detail and "Ended:" not in detail  # not "still open" twice
+    assert "(er physician)" in detail and "Emergency access opened: Emergency treatment (ETREAT)" in detail
 
 
 def test_an_empty_patient_list_says_why_inside_it_and_a_search_without_match_says_what_to_do(
