@@ -170,14 +170,16 @@ class SessionService:
         """(id, "name — role") of the demo accounts a person may sign in to the screens with, for
         the sign-in list; none when the hospital's provider signs users in. Which ones is the
         policies' ``sign_in`` on the workstation (a service account, such as the remote-monitoring
-        gateway's, is refused there). While no policy set is loaded there is nothing to ask: every
-        account is listed, and signing in then says why nothing opens."""
+        gateway's, is refused there), and those it refuses but marks ``listed`` (a suspended
+        account: the person is told why when they try). While no policy set is loaded there is
+        nothing to ask: every account is listed, and signing in then says why nothing opens."""
         if not self.demo:
             return []
         members = self.store.staff_members()
         accounts = [SignedInUser(r["id"], r["name"], (r["role"],)) for r in members]
         if self.access.engine() is not None:
             workstation = resources.workstation()
-            allowed = {a.id for a in accounts if self.access.decide_one(a, workstation, "sign_in").allowed}
+            decisions = {a.id: self.access.decide_one(a, workstation, "sign_in") for a in accounts}
+            allowed = {i for i, d in decisions.items() if d.allowed or d.output("listed") is True}
             members = [r for r in members if r["id"] in allowed]
         return [(r["id"], f"{r['name']} — {r['role'].replace('_', ' ')}") for r in members]

@@ -135,7 +135,10 @@ def rule_id(kind: str, name: str) -> str:
     return f"{policy_id(kind)}#{name}"
 
 
-_REASON = re.compile(r'\{\s*"reason"\s*:\s*("(?:[^"\\]|\\.)*")\s*(?:,\s*"remedy"\s*:\s*"(\w*)"\s*)?\}')
+# {"reason": "...", "remedy": "..."}, and other keys of simple values after them ("listed": true)
+_REASON = re.compile(
+    r'\{\s*"reason"\s*:\s*("(?:[^"\\]|\\.)*")\s*(?:,\s*"remedy"\s*:\s*"(\w*)"\s*)?(?:,\s*"\w+"\s*:\s*[\w"]+\s*)*\}'
+)
 
 
 def _output_text(kind: str, rule: str) -> str:

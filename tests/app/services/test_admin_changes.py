@@ -80,6 +80,9 @@ def test_a_suspended_account_cannot_sign_in_until_reinstated(ws: Workstation, cl
     with pytest.raises(Refused, match="already suspended"):
         ws.admin.change_account(hal, "nurse_nia", "suspend_account")
 
+    listed = [i for i, _ in ws.session.staff_choices()]  # the sign-in list still offers her, to say why
+    assert "nurse_nia" in listed and "rm_gateway" not in listed
+
     ws.admin.change_account(hal, "nurse_nia", "reinstate_account")
     assert not ws.store.suspended("nurse_nia") and ws.session.sign_in_refusal(nia) == ""
     assert events(ws, "account_") == [
