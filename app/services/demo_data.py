@@ -217,7 +217,7 @@ def generate(seed: int = SEED, patients_per_hospital: int = 20, today: date | No
                 af_episodes=number in (1, 12, 24),
                 device_problem=DEVICE_PROBLEMS.get(number, ""),
             )
-            _notes_and_history(demo, rng, pid, attending, today)
+            _notes_and_history(demo, rng, pid, attending, today, demo.devices[-1]["implanted_on"])
     _name_after_patients(demo)
     demo.transmissions = _imported(demo)
     expires = datetime.combine(today + timedelta(days=90), datetime.min.time(), UTC).isoformat()
@@ -323,7 +323,10 @@ def _problem_drift(problem: str, code: str, day: int) -> float:
     return 0.0
 
 
-def _notes_and_history(demo: DemoHospital, rng: random.Random, pid: str, author: str, today: date) -> None:
+def _notes_and_history(
+    demo: DemoHospital, rng: random.Random, pid: str, author: str, today: date, implanted_on: str
+) -> None:
+    """A note and three history entries; the implantation is dated as the device panel dates it."""
     demo.notes.append(
         {
             "id": f"n-{pid}-1",
@@ -340,7 +343,9 @@ def _notes_and_history(demo: DemoHospital, rng: random.Random, pid: str, author:
                 "id": f"h-{pid}-{i}",
                 "patient_id": pid,
                 "category": category,
-                "date": (today - timedelta(days=90 * (i + 1))).isoformat(),
+                "date": implanted_on
+                if category == "cardiology"
+                else (today - timedelta(days=90 * (i + 1))).isoformat(),
                 "summary": {
                     "cardiology": "Pacemaker implantation, uneventful.",
                     "medication": "Started anticoagulation.",

@@ -244,6 +244,9 @@ class ComplianceView(QTabWidget):
             edit.setAccessibleName(name)
         self.busy = QProgressBar()
         self.busy.setRange(0, 1)
+        self.busy.setTextVisible(False)  # a moving bar while a report is made, not "100%" when idle
+        self.busy.setAccessibleName("Report being made")
+        self.busy.hide()
         self.chart = ReportChart()
         self.report_message = QLabel()
         self.report_message.setWordWrap(True)
@@ -349,6 +352,7 @@ class ComplianceView(QTabWidget):
 
     def _generate(self) -> None:
         self.busy.setRange(0, 0)  # busy while the worker runs
+        self.busy.show()
         self.generate.setEnabled(False)
         start, end = (date.fromisoformat(d.date().toString("yyyy-MM-dd")) for d in (self.start_date, self.end_date))
         self.reports.start(self.report_type.currentData(), start, end)
@@ -356,6 +360,7 @@ class ComplianceView(QTabWidget):
     def _report_ready(self, outcome: object) -> None:
         self.busy.setRange(0, 1)
         self.busy.setValue(1)
+        self.busy.hide()
         self.generate.setEnabled(True)
         if isinstance(outcome, str):
             self.report_message.setText(outcome)

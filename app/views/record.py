@@ -296,6 +296,7 @@ class RecordViewWidget(QWidget):
         nl = QVBoxLayout(box)
         self.notes = notes = QListWidget()
         notes.setAccessibleName("Notes written on this record")
+        notes.setWordWrap(True)  # a long note is read whole, not cut at the list's edge
         for n in record.view.notes:
             when, kind = n["time"][:16].replace("T", " "), NOTE_LABELS.get(n["note_type"], n["note_type"])
             notes.addItem(f"{when} UTC · {self.vm.person(n['author_id'])} · {kind}: {n['text']}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 from app.services.users import DEMO_PASSWORD
 from app.services.workstation import Workstation
@@ -96,6 +97,33 @@ def test_notes_name_their_author_and_kind_not_their_codes(qtbot, window: MainWin
     authors = [ws.store.staff(n["author_id"]) for n in window.vms.record.record.view.notes]
     for text, author in zip(texts, authors, strict=True):
         assert f" UTC · {author['name']} ({author['id']}) · Full note: " in text and "T" not in text[:16], text
+    assert notes.wordWrap()  # a long note is read whole
+
+
+def test_the_history_dates_the_implantation_as_the_device_panel_does(qtbot, window: MainWindow) -> None:
+    store = window.vms.session.workstation.store
+    sign_in(qtbot, window, "dr_aly")
+    implanted = next(
+        row.patient.id
+        for row in window.vms.patients.rows
+        if any(h["summary"].startswith("Pacemaker implantation") for h in store.history_for(row.patient.id))
+    )
+    search_and_open(qtbot, window, store.patient(implanted).mrn)
+    texts = [label.text() for label in window.record.body().findChildren(QLabel) if label.isVisibleTo(window.record)]
+    device = next(t for t in texts if " · implanted " in t)
+    day = device.rsplit("implanted ", 1)[1]
+    assert f"{day} — Pacemaker implantation, uneventful." in texts
+
+
+def test_the_report_tab_shows_no_idle_progress_bar(qtbot, window: MainWindow) -> None:
+    """Busy only while a report is made: never a full bar reading "100%" beside the buttons."""
+    sign_in(qtbot, window, "co_cora")
+    view = window.compliance
+    view.setCurrentIndex(1)
+    assert not view.busy.isVisible()
+    click(qtbot, view.generate)
+    qtbot.waitUntil(lambda: view.report is not None)
+    assert not view.busy.isVisible() and not view.busy.isTextVisible()
 
 
 def test_the_patient_reads_her_readings_in_plain_words_and_plurals(qtbot, window: MainWindow) -> None:
