@@ -76,6 +76,9 @@ class Said(QLabel):
         elif self.parent() is not None:  # never shown as a window of its own
             self.show()
 
+    def clear(self) -> None:
+        self.setText("")
+
 
 def message_line(error: bool = True) -> QLabel:
     label = QLabel()

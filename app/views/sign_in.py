@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushBu
 
 from app.viewmodels.session_vm import SessionViewModel
 from app.viewmodels.settings_vm import SettingsViewModel
+from app.views.dialog_parts import Said
 from app.views.settings_dialog import SettingsDialog
 
 
@@ -26,8 +27,7 @@ class SignInView(QWidget):
         self.password.returnPressed.connect(self.submit)
         self.button = QPushButton("&Sign in")
         self.button.clicked.connect(self.submit)
-        self.error = QLabel()
-        self.error.setWordWrap(True)
+        self.error = Said()  # a failed sign-in, the lock: no room taken while there is nothing to say
         self.demo_notice = QLabel(
             "<b>Demo users</b> — a demonstration hospital, not for patient care (no hospital sign-in is set up)."
         )
@@ -48,8 +48,7 @@ class SignInView(QWidget):
         self.cancel_button = QPushButton("&Cancel sign-in")
         self.cancel_button.clicked.connect(vm.cancel_provider_sign_in)
         self.cancel_button.hide()
-        self.waiting = QLabel()
-        self.waiting.setWordWrap(True)
+        self.waiting = Said()
         vm.waiting.connect(self._waiting)
         vm.message.connect(self._message)
         vm.signed_in.connect(self._after_sign_out)

@@ -181,3 +181,14 @@ def test_the_sign_in_list_offers_people_not_the_gateways_service_account(qtbot, 
     listed = [window.sign_in.user.itemData(i) for i in range(window.sign_in.user.count())]
     staff = window.vms.session.workstation.store.staff_ids()
     assert "rm_gateway" not in listed and listed == [s for s in staff if s != "rm_gateway"]
+
+
+def test_the_sign_in_screen_keeps_no_empty_lines_for_messages_not_said(qtbot, window: MainWindow) -> None:
+    """A failed sign-in is said where it happened; an empty message line takes no room."""
+    error = window.sign_in.error
+    assert not error.isVisible() and not window.sign_in.waiting.isVisible()
+    sign_in(qtbot, window, "dr_aly", "not the password")
+    assert error.isVisible() and error.text().startswith("Sign-in failed")
+    sign_in(qtbot, window, "dr_aly")
+    click(qtbot, window.switch_user)
+    assert not error.isVisible() and error.text() == ""
