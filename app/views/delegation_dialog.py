@@ -33,6 +33,7 @@ class DelegationDialog(QDialog):
         decision = vm.record.view.decisions.get("delegate_access") if vm.record else None
         self.permission = form_answer("The patient has given permission (asked in person)", decision)
         self.current = QListWidget()
+        self.current.setWordWrap(True)  # "... (granted by Dr. Aly Rahman (dr_aly))" read whole
         self.none = EmptyNote(self.current, "Nobody else may see this patient's record by a delegation.")
         self.revoke = QPushButton("&Revoke selected")
         self.revoke.clicked.connect(self._revoke)

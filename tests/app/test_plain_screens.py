@@ -84,7 +84,7 @@ def test_no_delegation_is_said_in_words_and_a_granted_one_replaces_them(qtbot, w
     assert dialog.current.count() == 0 and dialog.none.shown and "delegation" in dialog.none.text()
     qtbot.mouseClick(dialog.permission, Qt.MouseButton.LeftButton)
     click(qtbot, dialog.grant)
-    assert dialog.current.count() == 1 and not dialog.none.shown
+    assert dialog.current.count() == 1 and not dialog.none.shown and dialog.current.wordWrap()
 
 
 def test_notes_name_their_author_and_kind_not_their_codes(qtbot, window: MainWindow) -> None:
