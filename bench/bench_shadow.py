@@ -207,6 +207,7 @@ def main() -> None:
     ):
         for label, clock, stat in (
             ("median wall", "wall", statistics.median),
+            ("p90 wall", "wall", lambda v: pct(v, 90)),
             ("p99 wall", "wall", lambda v: pct(v, 99)),
             ("median CPU of the calling thread", "cpu", statistics.median),
         ):
