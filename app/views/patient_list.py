@@ -22,7 +22,8 @@ ALERT_COLOUR = {"red": QColor(250, 200, 200), "yellow": QColor(255, 240, 180)}
 
 
 class PatientListView(QWidget):
-    COLUMNS = ["Alert", "Patient", "MRN", "Born", "Last transmission", "Alerts in words"]
+    COLUMNS = ["Alert", "Patient", "Alerts in words", "MRN", "Born", "Last transmission"]
+    WORDS_WIDTH = 160  # px: the alerts in words beside the name, cut with "…" (the tooltip has them all)
     FOUND_COLUMNS = ["Patient", "Born", "Sex", "MRN", "Location"]
 
     def __init__(self, vm: PatientListViewModel) -> None:
@@ -75,7 +76,7 @@ class PatientListView(QWidget):
             p = row.patient
             last = (row.last_transmission or "")[:16].replace("T", " ")
             alerts = row.alerts
-            cells = [alerts.label, p.name, p.mrn, p.birth_date, last, alerts.reasons]
+            cells = [alerts.label, p.name, alerts.reasons, p.mrn, p.birth_date, last]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, p.id)
@@ -84,6 +85,8 @@ class PatientListView(QWidget):
                     item.setBackground(ALERT_COLOUR[row.alert_level])
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+        words = self.COLUMNS.index("Alerts in words")
+        self.table.setColumnWidth(words, min(self.table.columnWidth(words), self.WORDS_WIDTH))
         signed_in = self.vm.session.user is not None
         self.empty.say(NO_MATCH if signed_in and self.search.text().strip() else self.vm.empty_text())
 

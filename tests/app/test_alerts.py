@@ -37,15 +37,27 @@ def test_the_list_says_each_patients_alerts_in_words_in_a_column_and_a_tooltip(q
     sign_in(qtbot, window, "dr_aly")
     table = window.patients.table
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
-    assert headers[0] == "Alert" and headers[-1] == "Alerts in words"
+    assert headers[:3] == ["Alert", "Patient", "Alerts in words"]
     row = list_row(window, SEED_PATIENT)
     assert table.item(row, 0).text() == "⚠ Red · 2 new"  # a symbol and a word, not colour alone
-    assert "RV lead impedance out of range" in table.item(row, len(headers) - 1).text()
+    assert "RV lead impedance out of range" in table.item(row, 2).text()
     tip = table.item(row, 1).toolTip()
     assert "⚠ Red alert: RV lead impedance out of range:" in tip
     assert "above the normal range 200–2000 Ω" in tip and "since " in tip and "● New" in tip
     quiet = next(r for r in range(table.rowCount()) if not table.item(r, 0).text())
     assert table.item(quiet, 0).toolTip() == "No alerts in these transmissions."
+
+
+def test_the_alerts_in_words_are_in_sight_in_a_1400_pixel_window(qtbot, window: MainWindow) -> None:
+    """Beside the name, where the list's width allows them at the app's size (no scrolling)."""
+    window.resize(1400, 900)
+    sign_in(qtbot, window, "dr_aly")
+    table = window.patients.table
+    qtbot.waitUntil(lambda: table.rowCount() > 0)
+    for column in (2, 3):  # the alerts in words, and the MRN after them
+        right = table.columnViewportPosition(column) + table.columnWidth(column)
+        assert right <= table.viewport().width(), f"{window.patients.COLUMNS[column]} cut off or needs scrolling"
+    assert table.columnWidth(2) >= 120
 
 
 def test_the_record_states_each_alert_and_acknowledge_and_triage_are_audited(qtbot, window: MainWindow) -> None:
