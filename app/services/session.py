@@ -148,10 +148,20 @@ class SessionService:
         """Why the loaded policy set refuses this account's sign-in (a suspended account), or "".
         With no policy set loaded nothing decided it: the user signs in and the screen says why
         nothing opens."""
+        refused = self._refused_by_policy(user)
+        return "" if refused is None else refused.reason or "Your account may not sign in here: ask IT."
+
+    def admission_withdrawn(self, user: SignedInUser) -> Decision | None:
+        """The loaded policies' refusal of this signed-in user's ``sign_in`` now (their account was
+        suspended since they signed in), recorded in the audit log; None while they are admitted."""
+        refused = self._refused_by_policy(user)
+        if refused is not None and self.audit is not None:
+            self.audit.decisions(user, resources.workstation(), [refused])
+        return refused
+
+    def _refused_by_policy(self, user: SignedInUser) -> Decision | None:
         decision = self.access.decide_one(user, resources.workstation(), "sign_in")
-        if decision.allowed or not decision.policy:
-            return ""
-        return decision.reason or "Your account may not sign in here: ask IT."
+        return None if decision.allowed or not decision.policy else decision
 
     def workspace(self, user: SignedInUser) -> Workspace:
         actions = [f"open_{name}_workspace" for name in WORKSPACES]

@@ -19,6 +19,7 @@ from app.services.oidc import ProviderSignIn, SignInFailed
 from app.services.session import Workspace
 from app.services.shift import REFUSED, pin_problem
 from app.services.status import Status
+from app.services.storage import STORAGE_ERRORS
 from app.services.users import SignedInUser
 from app.services.workstation import Workstation
 
@@ -103,6 +104,10 @@ class SessionViewModel(QObject):
         self.status_timer.setInterval(5000)
         self.status_timer.timeout.connect(self.show_status)
         self.status_timer.start()
+        self.admission_timer = QTimer(self)  # the policies asked again whether the user may be here
+        self.admission_timer.setInterval(5 * tick_ms)
+        self.admission_timer.timeout.connect(self.recheck_admission)
+        self.admission_timer.start()
         self.provider_pending = False
         self._pending_pin = ""
         self._provider_done.connect(self._on_provider_done)
@@ -274,6 +279,21 @@ class SessionViewModel(QObject):
         self.locked_from = (self.user.id, self.open_patient_id)
         self.sign_out()
         self.message.emit(f"Locked after {minutes} min without activity. Sign in to continue.")
+
+    def recheck_admission(self) -> None:
+        """Signs the user out when the policies no longer let them sign in here (an account the
+        hospital's administrator suspended meanwhile), saying why in the policies' words. Their
+        drafts stay, as at any sign-out."""
+        if self.user is None:
+            return
+        try:
+            refused = self.workstation.session.admission_withdrawn(self.user)
+        except STORAGE_ERRORS as exc:  # the store cannot be read now: asked again at the next tick
+            log.warning("admission not checked: %s", exc)
+            return
+        if refused is not None:
+            self.sign_out()
+            self.message.emit(f"Signed out: {refused.reason}")
 
     def continue_session(self) -> None:
         self.idle.touch()

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget
 from app.services.users import DEMO_PASSWORD
 from app.views.main_window import MainWindow
 from tests.app.helpers import choose, click, click_cell, click_confirmed, sign_in
-from tests.app.services.support import reason
+from tests.app.services.support import reason, user
 
 SUSPENDED = reason("workstation", "suspended_accounts_do_not_sign_in")[0]
 
@@ -153,6 +153,20 @@ def test_the_admin_suspends_an_account_which_then_cannot_sign_in_until_reinstate
     click(qtbot, window.switch_user)
     sign_in(qtbot, window, "nurse_nia")
     assert window.vms.session.user is not None and window.vms.session.user.id == "nurse_nia"
+
+
+def test_a_signed_in_user_whose_account_is_suspended_is_signed_out_saying_why(qtbot, window: MainWindow) -> None:
+    """Suspended by the administrator at another workstation (the same hospital store) while
+    signed in here: signed out within seconds, in the policies' words, the refusal audited."""
+    ws = window.vms.session.workstation
+    sign_in(qtbot, window, "nurse_nia")
+    assert window.vms.session.user is not None
+    ws.admin.change_account(user(ws, "admin_hal"), "nurse_nia", "suspend_account")
+    qtbot.waitUntil(lambda: window.vms.session.user is None, timeout=5000)
+    assert ws.session.session is None and window.stack.currentIndex() == 0  # the sign-in screen
+    assert window.sign_in.error.text() == f"Signed out: {SUSPENDED}"
+    refusals = [r for r in ws.audit.records() if r.principal_id == "nurse_nia" and r.action == "sign_in"]
+    assert [(r.effect, r.resource_kind) for r in refusals] == [("EFFECT_DENY", "workstation")]
 
 
 def test_the_admin_is_told_why_not_before_anything_is_confirmed(qtbot, window: MainWindow) -> None:
