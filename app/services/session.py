@@ -9,11 +9,13 @@ Two ways in: the demo directory's users and password, or the hospital's OpenID C
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from authz import Decision
+from authz.audit import AuditWriteError
 
 from . import resources
 from .access import AccessService
@@ -26,6 +28,8 @@ from .users import HospitalUsers, SignedInUser, UserDirectory
 
 # The workspaces in the order a user holding several gets them.
 WORKSPACES = ("clinical", "personal", "compliance", "engineering")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,10 @@ class SessionService:
         suspended since they signed in), recorded in the audit log; None while they are admitted."""
         refused = self._refused_by_policy(user)
         if refused is not None and self.audit is not None:
-            self.audit.decisions(user, resources.workstation(), [refused])
+            try:
+                self.audit.decisions(user, resources.workstation(), [refused])
+            except AuditWriteError as exc:  # the user is signed out all the same: access fails closed
+                log.warning("the withdrawn sign-in of %s was not recorded: %s", user.id, exc)
         return refused
 
     def _refused_by_policy(self, user: SignedInUser) -> Decision | None:

@@ -14,6 +14,7 @@ from app.services.resources import workstation
 from app.services.store import MIGRATIONS, SCHEMA_VERSION, Store
 from app.services.users import DEMO_PASSWORD, HospitalUsers, SignedInUser
 from app.services.workstation import Workstation
+from authz.audit import AuditWriteError
 from tests.app.services.support import SEED_PATIENT, Clocks, reason, rule_id, store_dump, user
 from tests.packaging.test_package import _back_to_schema
 
@@ -144,3 +145,19 @@ def test_the_suspensions_table_comes_with_schema_8_and_goes_with_the_packaging_t
     assert (store.migrated_from, store.schema_version) == (3, SCHEMA_VERSION)
     assert store.suspensions() == {}  # an older release's store had no suspensions
     store.close()
+
+
+def test_a_withdrawn_sign_in_is_refused_even_when_its_record_cannot_be_written(
+    ws: Workstation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access fails closed: a full audit disk does not keep a suspended user signed in."""
+    nia = user(ws, "nurse_nia")
+    assert ws.session.admission_withdrawn(nia) is None
+    ws.admin.change_account(user(ws, "admin_hal"), "nurse_nia", "suspend_account")
+
+    def full_disk(*_args: object) -> None:
+        raise AuditWriteError("the audit log cannot be written: the disk is full")
+
+    monkeypatch.setattr(ws.audit, "decisions", full_disk)
+    refused = ws.session.admission_withdrawn(nia)
+    assert refused is not None and not refused.allowed and refused.action == "sign_in"
