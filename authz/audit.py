@@ -38,12 +38,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .api import new_call_id
 from .decision import Decision, decisions
 from .errors import AuthzError
-from .guard import Checkpoint, GuardClient, GuardError
+
+if TYPE_CHECKING:  # the guard's module (and cryptography) only when a guard is used: see _checkpoint
+    from .guard import Checkpoint, GuardClient
 
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 1000  # records between two signed checkpoints of the head (with a guard)
@@ -337,6 +339,8 @@ class AuditChain:
             return self._checkpoint(self.guard)
 
     def _checkpoint(self, guard: GuardClient) -> Checkpoint | None:
+        from .guard import GuardError  # loaded already: the caller made a GuardClient
+
         last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, head = (last[0], last[1]) if last else (0, GENESIS)
         self._checkpointed_at = time.monotonic()
@@ -368,7 +372,11 @@ class AuditChain:
         row = self.conn.execute(
             "SELECT log_id, number, seq, head, time, signature FROM audit_checkpoint ORDER BY number DESC LIMIT 1"
         ).fetchone()
-        return Checkpoint(*row) if row else None
+        if not row:
+            return None
+        from .guard import Checkpoint
+
+        return Checkpoint(*row)
 
     def annotate(
         self, original: str, principal_id: str, text: str, event_type: str = "annotation", **extra: Any

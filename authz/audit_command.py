@@ -21,10 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .bundle import BundleError, load_public_key
-
-# The verifier's and exporter's modules are imported when the command runs: every ccc-authz command
-# builds this parser, and `check`'s start-up should not pay for them.
+# The verifier's and exporter's modules (and the bundle's, with cryptography) are imported when the
+# command runs: every ccc-authz command builds this parser, and `check`'s start-up should not pay.
 
 EXIT_TAMPERED = 5
 EXIT_DAMAGED = 6
@@ -79,6 +77,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
 def _verify(args: argparse.Namespace, path: Path, out: TextIO) -> int:
     from .audit_verify import ReferenceUnavailable, verify_log
+    from .bundle import BundleError, load_public_key
     from .guard import GuardClient
 
     key = None

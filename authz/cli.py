@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import orjson
 
@@ -47,9 +47,13 @@ from .compile import compile_policy_dir
 from .engine import Engine
 from .errors import PolicyErrors
 from .evaluate import EvalParams
-from .guard import GuardClient, default_guard
-from .verify import ERRORED, FAILED, render_results, run_test_suites
 from .workers import ParentLink, end_workers
+
+if TYPE_CHECKING:
+    from .guard import GuardClient
+
+# A subcommand's own modules (test suites, the guard, bundles and cryptography) are imported when it
+# runs: `check` starts for every co-process and batch, and its start-up should not pay for them.
 
 EXIT_POLICY_ERRORS = 3
 EXIT_TEST_FAILURES = 4
@@ -70,6 +74,8 @@ def _test_params(args: argparse.Namespace) -> EvalParams:
 
 
 def cmd_compile(args: argparse.Namespace, out: TextIO) -> int:
+    from .verify import ERRORED, FAILED, render_results, run_test_suites
+
     root = Path(args.dir)
     try:
         policy_set = compile_policy_dir(root, check_schemas=not getattr(args, "ignore_schemas", False))
@@ -230,6 +236,8 @@ def cmd_check(args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
 
 def _guard(args: argparse.Namespace) -> GuardClient | None:
     """The audit guard that checkpoints the log: ``--guard SOCKET``, else the installed one, if any."""
+    from .guard import GuardClient, default_guard
+
     if args.guard:
         return GuardClient(Path(args.guard))
     return default_guard()
@@ -262,7 +270,7 @@ def _batches(lines: Iterator[tuple[bytes | str, bool]]) -> Iterator[list[tuple[i
     for an answer gets it) or at MAX_BATCH_LINES."""
     batch: list[tuple[int, bytes | str]] = []
     for number, (line, pause) in enumerate(lines, start=1):
-        if line.strip():
+        if line and not line.isspace():  # (not strip(): that copies every line)
             batch.append((number, line))
         if batch and (pause or len(batch) >= MAX_BATCH_LINES):
             yield batch
@@ -418,6 +426,8 @@ def cmd_bundle(args: argparse.Namespace, out: TextIO) -> int:
     if code != 0:
         sys.stderr.write("bundle not built: the policies must compile and every test must pass\n")
         return code
+    from .verify import run_test_suites
+
     policy_set = compile_policy_dir(root)
     results, _ = run_test_suites(root, policy_set)
     cases = [c for s in results for c in s.cases]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import api, query_plan
+from . import api
 from .audit import AuditRecord, decision_records
 from .compile import PolicySet, compile_policy_dir
 from .decision import Decision, decisions
@@ -21,6 +21,9 @@ from .errors import RequestError
 from .evaluate import ActionEffect, CheckInput, CheckOutput, EvalParams, Principal, Resource, check
 from .policy import DENY
 from .schemas import SchemaValidator
+
+if TYPE_CHECKING:  # the query planner is imported when a plan is asked for (not by `check`)
+    from . import query_plan
 
 
 class Engine:
@@ -81,6 +84,8 @@ class Engine:
         """Which resources of a kind ``principal`` may act on, as Cerbos's PlanResources answers:
         always allowed, always denied, or a condition on the unknown attributes (all ``actions``
         allowed). Raises ``query_plan.PlanError`` for a condition a filter cannot express."""
+        from . import query_plan
+
         req = query_plan.PlanRequest(
             principal, resource_kind, list(actions), dict(known_attributes or {}), policy_version, scope
         )
@@ -89,6 +94,8 @@ class Engine:
     def plan_request(self, body: Any, now: datetime | None = None) -> dict[str, Any]:
         """A Cerbos ``/api/plan/resources`` request body in, its response body out (or Cerbos's
         error shape, naming what is wrong)."""
+        from . import query_plan
+
         try:
             req, include_meta = query_plan.parse_plan_request(body)
             single = isinstance(body, dict) and bool(body.get("action"))
@@ -101,6 +108,8 @@ class Engine:
         """The policies' conditions (the planner evaluates them partially), taken once from the
         policies this engine was compiled from: never re-read from the directory, whose files (a
         verified bundle's, unpacked) may have changed on disk since."""
+        from . import query_plan
+
         sources: query_plan.Sources | None = getattr(self, "_sources", None)
         if sources is None:
             sources = self._sources = query_plan.sources_of(self.policy_set)

@@ -55,54 +55,118 @@ class EvalParams:
 
 # Roles and actions are typed as the sequences they are read as: a caller may pass tuples (the
 # compiled build, see native.py, checks concrete types strictly; attributes must be dicts).
-@dataclass(slots=True)
+# Their __init__ is written out (init=False): the compiled build compiles it, where the one the
+# dataclass decorator generates runs as Python (about twelve per request line; 230 ns -> 130 ns
+# called from Python, less from compiled code).
+@dataclass(slots=True, init=False)
 class Principal:
     id: str
     roles: Sequence[str]
-    attr: dict[str, Any] = field(default_factory=dict)
-    policy_version: str = ""
-    scope: str = ""
+    attr: dict[str, Any]
+    policy_version: str
+    scope: str
+
+    def __init__(
+        self,
+        id: str,
+        roles: Sequence[str],
+        attr: dict[str, Any] | None = None,
+        policy_version: str = "",
+        scope: str = "",
+    ) -> None:
+        self.id = id
+        self.roles = roles
+        self.attr = {} if attr is None else attr
+        self.policy_version = policy_version
+        self.scope = scope
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Resource:
     kind: str
     id: str
-    attr: dict[str, Any] = field(default_factory=dict)
-    policy_version: str = ""
-    scope: str = ""
+    attr: dict[str, Any]
+    policy_version: str
+    scope: str
+
+    def __init__(
+        self, kind: str, id: str, attr: dict[str, Any] | None = None, policy_version: str = "", scope: str = ""
+    ) -> None:
+        self.kind = kind
+        self.id = id
+        self.attr = {} if attr is None else attr
+        self.policy_version = policy_version
+        self.scope = scope
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CheckInput:
     principal: Principal
     resource: Resource
     actions: Sequence[str]
-    aux_data: dict[str, Any] = field(default_factory=dict)
-    request_id: str = ""
+    aux_data: dict[str, Any]
+    request_id: str
+
+    def __init__(
+        self,
+        principal: Principal,
+        resource: Resource,
+        actions: Sequence[str],
+        aux_data: dict[str, Any] | None = None,
+        request_id: str = "",
+    ) -> None:
+        self.principal = principal
+        self.resource = resource
+        self.actions = actions
+        self.aux_data = {} if aux_data is None else aux_data
+        self.request_id = request_id
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class OutputEntry:
     src: str
     val: Any
     action: str
-    error: str | None = None
+    error: str | None
+
+    def __init__(self, src: str, val: Any, action: str, error: str | None = None) -> None:
+        self.src = src
+        self.val = val
+        self.action = action
+        self.error = error
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CheckOutput:
     """The decision for one resource: an effect per action, outputs, and why."""
 
     request_id: str
     resource_id: str
     actions: dict[str, ActionEffect]
-    # Read-only sequences, empty by default (a shared empty tuple: a check that has none of them,
-    # the usual case, allocates nothing for them).
-    outputs: Sequence[OutputEntry] = ()
-    effective_derived_roles: Sequence[str] = ()
-    validation_errors: Sequence[dict[str, str]] = ()
-    evaluation_errors: Sequence[EvaluationError] = ()
+    outputs: Sequence[OutputEntry]
+    effective_derived_roles: Sequence[str]
+    validation_errors: Sequence[dict[str, str]]
+    evaluation_errors: Sequence[EvaluationError]
+
+    def __init__(
+        self,
+        request_id: str,
+        resource_id: str,
+        actions: dict[str, ActionEffect],
+        outputs: Sequence[OutputEntry] = (),
+        effective_derived_roles: Sequence[str] = (),
+        validation_errors: Sequence[dict[str, str]] = (),
+        evaluation_errors: Sequence[EvaluationError] = (),
+    ) -> None:
+        # Read-only sequences, empty by default (a shared empty tuple: a check that has none of
+        # them, the usual case, allocates nothing for them).
+        self.request_id = request_id
+        self.resource_id = resource_id
+        self.actions = actions
+        self.outputs = outputs
+        self.effective_derived_roles = effective_derived_roles
+        self.validation_errors = validation_errors
+        self.evaluation_errors = evaluation_errors
 
 
 def request_message(inp: CheckInput, rscope: str, principal: Message, raw_attrs: bool = False) -> Message:

@@ -11,14 +11,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .bundle import BundleError, load_private_key, load_public_key
-
 if TYPE_CHECKING:
     from .impact import PolicySide
     from .impact_report import Report
 
-# The replayer's modules are imported when a replay runs: every ccc-authz command builds this
-# parser, and `check`'s start-up should not pay for them.
+# The replayer's modules (and the bundle's, with cryptography) are imported when a replay runs:
+# every ccc-authz command builds this parser, and `check`'s start-up should not pay for them.
 
 EXIT_FLIPS = 5
 EXIT_USAGE = 2
@@ -61,6 +59,7 @@ def default_workers() -> int:
 
 def run_impact(args: argparse.Namespace, out: TextIO) -> int:
     """The ``impact`` subcommand."""
+    from .bundle import BundleError, load_public_key
     from .impact import ImpactError, SideDoesNotCompile, load_side
     from .impact_report import write_html, write_json, write_text
     from .impact_sources import SourceError
@@ -129,6 +128,7 @@ def bundle_gate(args: argparse.Namespace, policy_dir: Path, out: TextIO) -> int:
     half (the key that signs the new bundle signed the one in force)."""
     if not args.requests:
         return 0
+    from .bundle import BundleError, load_private_key, load_public_key
     from .impact import ImpactError, load_side
     from .impact_report import write_text
     from .impact_sources import SourceError

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -96,6 +95,8 @@ def build() -> None:
         f"setup(name='authz-compiled', script_args=['build_ext', '--inplace'], ext_modules=mypycify("
         f"['--follow-imports=silent', *{[f'authz/{name}.py' for name in MODULES]!r}], group_name={GROUP!r}))\n"
     )
+    import subprocess  # only to build: every start imports this module
+
     done = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"mypyc could not compile the engine:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")

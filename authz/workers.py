@@ -17,7 +17,6 @@ The parent ends its workers when it is told to stop (``end_workers`` from a SIGT
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -62,6 +61,8 @@ def _die_with_parent() -> None:
     thread: the pool forks every worker at its first task, from the caller's thread)."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here, in the worker: `check` without workers does not load it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         prctl = libc.prctl

@@ -180,6 +180,9 @@ SAME_WORDS = {
     "duplicate field in both spellings": _body(',"includeMeta":true,"include_meta":true'),
     "duplicate attribute key": _body(principal='{"id":"a","roles":["user"],"attr":{"k":1,"k":2}}'),
     "duplicate key deep in an attribute": _body(attr='{"a":[{"b":1,"c":2,"b":3}]}'),
+    # as many colons written back as the line holds: the escaped one makes up for the lost key
+    "duplicate key hidden by an escaped colon": _body(attr='{"k":1,"k":"\\u003a"}'),
+    "duplicate field, with spaces": '{"principal": ' + _P + ', "resources": ' + _R + ', "principal": ' + _P + "}",
     "NaN": _body(attr="NaN"),
     "Infinity": _body(attr="Infinity"),
     "-Infinity": _body(attr="-Infinity"),
@@ -242,6 +245,8 @@ ACCEPTED = {
     "text after the first value": _body() + " trailing",
     "two values on one line": _body() + _body(),
     "nested within our limit": _body(attr="[" * 1000 + "]" * 1000),
+    "an escaped colon, no key repeated": _body(attr='{"k":"\\u003a","j":"a:b"}'),
+    "spaces and escapes, no key repeated": '{"principal": {"id": "a\\u00e9", "roles": ["user"]}, "resources": ' + _R + "}",
 }
 
 
