@@ -246,7 +246,9 @@ ACCEPTED = {
     "two values on one line": _body() + _body(),
     "nested within our limit": _body(attr="[" * 1000 + "]" * 1000),
     "an escaped colon, no key repeated": _body(attr='{"k":"\\u003a","j":"a:b"}'),
-    "spaces and escapes, no key repeated": '{"principal": {"id": "a\\u00e9", "roles": ["user"]}, "resources": ' + _R + "}",
+    "spaces and escapes, no key repeated": '{"principal": {"id": "a\\u00e9", "roles": ["user"]}, "resources": '
+    + _R
+    + "}",
 }
 
 
