@@ -64,17 +64,17 @@ def measure(tree: Path, inputs: dict[str, Path], lines: int, cache: Path) -> dic
 
 
 def baseline_tree(rev: str, where: Path) -> Path:
+    """``rev`` checked out under ``where`` with its engine compiled, or the reason it cannot be."""
     tree = where / "baseline"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree), rev], check=True, capture_output=True
-    )
-    subprocess.run(
-        [sys.executable, "-c", "from authz.native import build; build()"],
-        cwd=tree,
-        env={**os.environ, "CCC_AUTHZ_PURE": "1", "PYTHONPATH": str(tree)},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    git = ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree), rev]
+    done = subprocess.run(git, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cannot check out the baseline {rev!r}: {done.stderr.strip()}")
+    build = [sys.executable, "-c", "from authz.native import build; build()"]
+    env = {**os.environ, "CCC_AUTHZ_PURE": "1", "PYTHONPATH": str(tree)}
+    done = subprocess.run(build, cwd=tree, env=env, text=True, capture_output=True)
+    if done.returncode != 0:  # e.g. a revision older than authz/native.py, or no C compiler
+        raise SystemExit(f"cannot compile the engine of {rev!r}:\n{(done.stdout + done.stderr)[-2000:]}")
     return tree
 
 
