@@ -118,7 +118,9 @@ def main() -> None:
             old = measure(baseline_tree(args.baseline, where), inputs, args.lines, where / "cache")
         finally:
             subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where / "baseline")], check=False
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where / "baseline")],
+                check=False,
+                capture_output=True,
             )
         new = measure(ROOT, inputs, args.lines, where / "cache")
     old_rev, new_rev = short(args.baseline), short("HEAD")
